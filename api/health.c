@@ -1,0 +1,43 @@
+/* /healthz (the process answers), /readyz (it can take work: store reachable, default
+ * backend usable, not shutting down) and /v1/backends (what each backend can do here). */
+#include "api/health.h"
+
+#include <stdio.h>
+
+#include "src/backends.h"
+
+api_result api_health_healthz(api_request *rq, api_response *rs)
+{
+    return api_respond_json(rs, 200, json_pack("{s:s}", "status", "ok"));
+}
+
+api_result api_health_readyz(api_request *rq, api_response *rs)
+{
+    api_server *srv = rq->srv;
+    if (atomic_load(&srv->refusing))
+        return api_respond_errorf(rs, 503, "not_ready", "shutting down");
+    char why[256] = "";
+    if (store_ping(srv->st, why, sizeof why) != 0)
+        return api_respond_errorf(rs, 503, "not_ready", "store: %s", why[0] ? why : "unavailable");
+    const char *bwhy = NULL;
+    if (!srv->backends->available(srv->cfg->backend, &bwhy))
+        return api_respond_errorf(rs, 503, "not_ready", "default backend '%s' is not available: %s",
+                                  srv->cfg->backend, bwhy ? bwhy : "unknown reason");
+    return api_respond_json(rs, 200,
+                            json_pack("{s:s, s:s, s:s}", "status", "ready", "store", "ok",
+                                      "default_backend", srv->cfg->backend));
+}
+
+api_result api_health_backends(api_request *rq, api_response *rs)
+{
+    const api_backend_checks *checks = rq->srv->backends;
+    json_t *list = json_array();
+    for (const char *const *name = checks->names; *name; name++) {
+        const char *why = NULL;
+        bool ok = checks->available(*name, &why);
+        json_array_append_new(list, json_pack("{s:s, s:b, s:s?}", "name", *name, "available", ok,
+                                              "reason", ok ? NULL : (why ? why : "unknown reason")));
+    }
+    return api_respond_json(rs, 200,
+                            json_pack("{s:s, s:o}", "default", rq->srv->cfg->backend, "backends", list));
+}

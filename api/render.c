@@ -1,0 +1,202 @@
+/* Rendering jobs, logs and errors as the wire contract spells them. Stored JSON texts
+ * (inputs, env, labels, result, usage) are parsed back so they nest as values, and
+ * derived fields (timestamps, durations) are computed here, in one place. */
+#include "api/render.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "src/timeutil.h"
+#include "src/utf8.h"
+
+static json_t *timestamp(int64_t unix_ms)
+{
+    if (unix_ms <= 0)
+        return json_null();
+    char buf[40];
+    time_format_rfc3339(unix_ms, buf, sizeof buf);
+    return json_string(buf);
+}
+
+/* Text that came from a script or a backend may not be valid UTF-8; jansson refuses
+ * such strings, so repair them rather than drop the field. NULL renders as null. */
+static json_t *text_or_null(const char *s)
+{
+    if (!s)
+        return json_null();
+    size_t len = strlen(s);
+    if (utf8_valid(s, len))
+        return json_stringn_nocheck(s, len);
+    size_t n = 0;
+    char *clean = utf8_sanitize(s, len, &n);
+    json_t *v = clean ? json_stringn_nocheck(clean, n) : json_null();
+    free(clean);
+    return v;
+}
+
+static json_t *int_or_null(bool known, int64_t v)
+{
+    return known ? json_integer(v) : json_null();
+}
+
+/* Parses stored JSON text; null when absent or (which should not happen) unreadable. */
+static json_t *parsed(const char *text)
+{
+    if (!text)
+        return json_null();
+    json_t *v = json_loads(text, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
+    return v ? v : json_null();
+}
+
+static json_t *parsed_object(const char *text)
+{
+    json_t *v = parsed(text);
+    if (json_is_object(v))
+        return v;
+    json_decref(v);
+    return json_object();
+}
+
+/* A whole number of seconds renders as an integer (30, not 30.0). No libm: the
+ * binary does not link it. */
+static json_t *seconds(double s)
+{
+    if (isfinite(s) && s > -9007199254740992.0 && s < 9007199254740992.0 &&
+        (double)(int64_t)s == s)
+        return json_integer((json_int_t)s);
+    return json_real(s);
+}
+
+static json_t *render_limits(const sandbox_limits *l)
+{
+    return json_pack("{s:o, s:I, s:I, s:I, s:I, s:I, s:I}", "timeout_seconds",
+                     seconds(l->timeout_seconds), "memory_mb", (json_int_t)l->memory_mb,
+                     "cpu_seconds", (json_int_t)l->cpu_seconds, "max_processes",
+                     (json_int_t)l->max_processes, "max_file_size_mb",
+                     (json_int_t)l->max_file_size_mb, "max_open_files",
+                     (json_int_t)l->max_open_files, "max_output_bytes",
+                     (json_int_t)l->max_output_bytes);
+}
+
+static json_t *render_error_field(const job *j)
+{
+    if (!j->error_type && !j->error_message)
+        return json_null();
+    return json_pack("{s:o, s:o, s:o}", "type", text_or_null(j->error_type ? j->error_type : "Error"),
+                     "message", text_or_null(j->error_message ? j->error_message : ""),
+                     "traceback", text_or_null(j->error_traceback));
+}
+
+/* Names only: the values may be secrets and are never echoed back. */
+static json_t *env_names(const char *env_json)
+{
+    json_t *env = parsed_object(env_json);
+    json_t *names = json_array();
+    const char *name;
+    json_t *v;
+    json_object_foreach(env, name, v)
+        json_array_append_new(names, json_string(name));
+    json_decref(env);
+    return names;
+}
+
+static json_t *result_field(const job *j)
+{
+    if (j->status != JOB_SUCCEEDED)
+        return json_null();
+    return parsed(j->result_json);
+}
+
+json_t *api_render_job(const job *j, bool full)
+{
+    bool started = j->started_at_ms > 0, finished = j->finished_at_ms > 0;
+    json_t *o = json_object();
+    if (!o)
+        return NULL;
+    json_object_set_new(o, "id", json_string(j->id));
+    json_object_set_new(o, "status", json_string(job_status_name(j->status)));
+    json_object_set_new(o, "backend", text_or_null(j->backend));
+    json_object_set_new(o, "created_at", timestamp(j->created_at_ms));
+    json_object_set_new(o, "started_at", timestamp(j->started_at_ms));
+    json_object_set_new(o, "finished_at", timestamp(j->finished_at_ms));
+    json_object_set_new(o, "queue_wait_ms",
+                        int_or_null(started && j->created_at_ms > 0,
+                                    j->started_at_ms - j->created_at_ms));
+    json_object_set_new(o, "run_ms",
+                        int_or_null(started && finished, j->finished_at_ms - j->started_at_ms));
+    json_object_set_new(o, "result", result_field(j));
+    json_object_set_new(o, "error", render_error_field(j));
+    json_object_set_new(o, "exit_code", int_or_null(j->has_exit_code, j->exit_code));
+    json_object_set_new(o, "signal", int_or_null(j->signal > 0, j->signal));
+    json_t *usage = parsed(j->usage_json);
+    if (!json_is_object(usage)) {
+        json_decref(usage);
+        usage = json_null();
+    }
+    json_object_set_new(o, "usage", usage);
+    json_object_set_new(o, "limits", render_limits(&j->limits));
+    json_object_set_new(o, "labels", parsed_object(j->labels_json));
+    json_object_set_new(o, "allow_network", json_boolean(j->allow_network));
+    json_object_set_new(o, "env_vars", env_names(j->env_json));
+    json_object_set_new(o, "stdout_bytes", json_integer((json_int_t)j->stdout_bytes));
+    json_object_set_new(o, "stderr_bytes", json_integer((json_int_t)j->stderr_bytes));
+    json_object_set_new(o, "stdout_truncated", json_boolean(j->stdout_truncated));
+    json_object_set_new(o, "stderr_truncated", json_boolean(j->stderr_truncated));
+    if (full) {
+        json_object_set_new(o, "script", text_or_null(j->script));
+        json_object_set_new(o, "inputs", parsed_object(j->inputs_json));
+    }
+    return o;
+}
+
+/* Script output as JSON text: invalid UTF-8 repaired, NUL bytes kept (as \u0000). */
+static json_t *output_text(const char *data, size_t len)
+{
+    size_t n = 0;
+    char *clean = utf8_sanitize(data ? data : "", data ? len : 0, &n);
+    if (!clean)
+        return NULL;
+    json_t *s = json_stringn_nocheck(clean, n);
+    free(clean);
+    return s;
+}
+
+json_t *api_render_logs(const job *j, const char *out, size_t outlen, const char *err,
+                        size_t errlen)
+{
+    /* While the job runs, the job row's byte counts lag behind the stored output. */
+    uint64_t out_bytes = j->stdout_bytes > outlen ? j->stdout_bytes : outlen;
+    uint64_t err_bytes = j->stderr_bytes > errlen ? j->stderr_bytes : errlen;
+    json_t *o = json_object();
+    if (!o)
+        return NULL;
+    json_object_set_new(o, "job_id", json_string(j->id));
+    json_object_set_new(o, "status", json_string(job_status_name(j->status)));
+    json_t *so = output_text(out, outlen), *se = output_text(err, errlen);
+    if (!so || !se) {
+        json_decref(so);
+        json_decref(se);
+        json_decref(o);
+        return NULL;
+    }
+    json_object_set_new(o, "stdout", so);
+    json_object_set_new(o, "stderr", se);
+    json_object_set_new(o, "stdout_bytes", json_integer((json_int_t)out_bytes));
+    json_object_set_new(o, "stderr_bytes", json_integer((json_int_t)err_bytes));
+    json_object_set_new(o, "stdout_truncated", json_boolean(j->stdout_truncated));
+    json_object_set_new(o, "stderr_truncated", json_boolean(j->stderr_truncated));
+    return o;
+}
+
+json_t *api_render_error(const api_error *e)
+{
+    /* Messages quote user input and may have been cut inside a UTF-8 sequence. */
+    json_t *inner = json_pack("{s:s, s:o}", "code", e->code ? e->code : "internal", "message",
+                              text_or_null(e->message[0] ? e->message : "error"));
+    if (!inner)
+        return NULL;
+    if (e->field[0])
+        json_object_set_new(inner, "field", text_or_null(e->field));
+    return json_pack("{s:o}", "error", inner);
+}

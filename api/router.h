@@ -1,0 +1,46 @@
+/* Routing: which endpoint a method and path name, which methods each path allows, and
+ * which endpoints need the bearer token. The matching is pure (unit-tested); dispatch
+ * runs the checks every request passes before its handler. */
+#ifndef EXECUTORD_API_ROUTER_H
+#define EXECUTORD_API_ROUTER_H
+
+#include <stdbool.h>
+
+#include "src/job.h"
+
+typedef enum api_route {
+    ROUTE_NONE = 0, /* unknown path (404) */
+    ROUTE_HEALTHZ,
+    ROUTE_READYZ,
+    ROUTE_BACKENDS,
+    ROUTE_JOBS,        /* /v1/jobs */
+    ROUTE_JOB,         /* /v1/jobs/{id} */
+    ROUTE_JOB_LOGS,    /* /v1/jobs/{id}/logs */
+    ROUTE_JOB_CANCEL,  /* /v1/jobs/{id}/cancel */
+} api_route;
+
+typedef enum api_endpoint {
+    EP_NONE = 0,
+    EP_HEALTHZ,
+    EP_READYZ,
+    EP_BACKENDS,
+    EP_JOBS_LIST,
+    EP_JOBS_CREATE,
+    EP_JOB_GET,
+    EP_JOB_DELETE,
+    EP_JOB_LOGS,
+    EP_JOB_CANCEL,
+} api_endpoint;
+
+typedef struct api_route_match {
+    api_route route;          /* ROUTE_NONE: 404 */
+    api_endpoint endpoint;    /* EP_NONE with a route: 405 */
+    const char *allow;        /* the Allow header value of the route */
+    bool needs_auth;
+    char job_id[JOB_ID_LEN + 1];
+} api_route_match;
+
+/* Matches an (already percent-decoded) path without its query string. */
+void api_route_match_path(const char *method, const char *path, api_route_match *m);
+
+#endif

@@ -1,0 +1,80 @@
+/* The route table: each path pattern, the methods it allows (its Allow header) and
+ * whether it needs the bearer token. Pure string matching, no HTTP library involved. */
+#include "api/router.h"
+
+#include <stddef.h>
+#include <string.h>
+
+typedef struct route_def {
+    api_route route;
+    const char *allow;
+    bool needs_auth;
+    struct {
+        const char *method;
+        api_endpoint endpoint;
+    } methods[2];
+} route_def;
+
+static const route_def routes[] = {
+    {ROUTE_HEALTHZ, "GET", false, {{"GET", EP_HEALTHZ}, {NULL, EP_NONE}}},
+    {ROUTE_READYZ, "GET", false, {{"GET", EP_READYZ}, {NULL, EP_NONE}}},
+    {ROUTE_BACKENDS, "GET", true, {{"GET", EP_BACKENDS}, {NULL, EP_NONE}}},
+    {ROUTE_JOBS, "GET, POST", true, {{"GET", EP_JOBS_LIST}, {"POST", EP_JOBS_CREATE}}},
+    {ROUTE_JOB, "GET, DELETE", true, {{"GET", EP_JOB_GET}, {"DELETE", EP_JOB_DELETE}}},
+    {ROUTE_JOB_LOGS, "GET", true, {{"GET", EP_JOB_LOGS}, {NULL, EP_NONE}}},
+    {ROUTE_JOB_CANCEL, "POST", true, {{"POST", EP_JOB_CANCEL}, {NULL, EP_NONE}}},
+};
+
+static api_route path_route(const char *path, char job_id[JOB_ID_LEN + 1])
+{
+    if (strcmp(path, "/healthz") == 0)
+        return ROUTE_HEALTHZ;
+    if (strcmp(path, "/readyz") == 0)
+        return ROUTE_READYZ;
+    if (strcmp(path, "/v1/backends") == 0)
+        return ROUTE_BACKENDS;
+    if (strcmp(path, "/v1/jobs") == 0)
+        return ROUTE_JOBS;
+    static const char prefix[] = "/v1/jobs/";
+    if (strncmp(path, prefix, sizeof prefix - 1) != 0)
+        return ROUTE_NONE;
+    const char *id = path + sizeof prefix - 1;
+    /* A canonical UUID is exactly JOB_ID_LEN characters; anything else is not a job. */
+    if (strnlen(id, JOB_ID_LEN + 1) < JOB_ID_LEN)
+        return ROUTE_NONE;
+    char candidate[JOB_ID_LEN + 1];
+    memcpy(candidate, id, JOB_ID_LEN);
+    candidate[JOB_ID_LEN] = '\0';
+    if (!job_id_valid(candidate))
+        return ROUTE_NONE;
+    const char *rest = id + JOB_ID_LEN;
+    api_route r;
+    if (*rest == '\0')
+        r = ROUTE_JOB;
+    else if (strcmp(rest, "/logs") == 0)
+        r = ROUTE_JOB_LOGS;
+    else if (strcmp(rest, "/cancel") == 0)
+        r = ROUTE_JOB_CANCEL;
+    else
+        return ROUTE_NONE;
+    memcpy(job_id, candidate, JOB_ID_LEN + 1);
+    return r;
+}
+
+void api_route_match_path(const char *method, const char *path, api_route_match *m)
+{
+    memset(m, 0, sizeof *m);
+    m->route = path_route(path ? path : "", m->job_id);
+    if (m->route == ROUTE_NONE)
+        return;
+    for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
+        if (routes[i].route != m->route)
+            continue;
+        m->allow = routes[i].allow;
+        m->needs_auth = routes[i].needs_auth;
+        for (int k = 0; k < 2; k++)
+            if (routes[i].methods[k].method && method &&
+                strcmp(routes[i].methods[k].method, method) == 0)
+                m->endpoint = routes[i].methods[k].endpoint;
+    }
+}

@@ -1,0 +1,344 @@
+/* The libmicrohttpd glue: the listening socket, the daemon (a small thread pool with
+ * suspend/resume for ?wait=), per-request state across callbacks, body accumulation with
+ * the size limit, and turning an api_response into an HTTP response. */
+#include "api/server.h"
+
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "api/http.h"
+#include "src/log.h"
+#include "src/timeutil.h"
+
+#define THREAD_POOL_SIZE 4
+#define CONNECTION_TIMEOUT_S 30
+#define CONNECTION_LIMIT 1000
+#define LISTEN_BACKLOG 511
+/* After a body passed the limit we keep reading (to be able to answer 413) but only
+ * this much more; a client streaming beyond it is disconnected. */
+#define DISCARD_LIMIT (16u << 20)
+/* How long stop waits for resumed ?wait= requests to be answered before closing. */
+#define STOP_DRAIN_MS 2000
+
+static void mhd_log(void *cls, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
+
+static void mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    char line[512];
+    vsnprintf(line, sizeof line, fmt, ap);
+    size_t n = strlen(line);
+    while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+        line[--n] = '\0';
+    log_warn("http: %s", line);
+}
+
+/* --- responses -------------------------------------------------------------------- */
+
+static enum MHD_Result send_response(api_request *rq, api_response *rs)
+{
+    struct MHD_Response *r;
+    if (rs->len == 0) {
+        api_response_free(rs);
+        r = MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
+    } else {
+        r = MHD_create_response_from_buffer(rs->len, rs->body, MHD_RESPMEM_MUST_FREE);
+        if (r)
+            rs->body = NULL; /* MHD owns it now */
+    }
+    if (!r) {
+        log_error("http: cannot create a response (out of memory)");
+        api_response_free(rs);
+        return MHD_NO;
+    }
+    bool ok = MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, rs->content_type) == MHD_YES &&
+              MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store") == MHD_YES;
+    for (int i = 0; ok && i < rs->n_headers; i++)
+        ok = MHD_add_response_header(r, rs->headers[i].name, rs->headers[i].value) == MHD_YES;
+    enum MHD_Result q = ok ? MHD_queue_response(rq->conn, rs->status, r) : MHD_NO;
+    MHD_destroy_response(r);
+    rq->status = rs->status;
+    return q;
+}
+
+/* --- request bodies --------------------------------------------------------------- */
+
+/* Returns false when the connection should be dropped. */
+static bool accept_body(api_request *rq, const char *data, size_t n)
+{
+    uint64_t max = rq->srv->cfg->max_body_bytes;
+    if (rq->status != 0 || rq->match.endpoint != EP_JOBS_CREATE || rq->body_too_large) {
+        /* Bodies of other endpoints mean nothing to us; refused ones are drained. */
+        rq->discarded += n;
+        return rq->discarded <= (uint64_t)DISCARD_LIMIT + max;
+    }
+    if ((uint64_t)rq->body_len + n > max) {
+        /* A chunked body (no Content-Length) grew past the limit: stop keeping it. */
+        rq->body_too_large = true;
+        free(rq->body);
+        rq->body = NULL;
+        rq->body_len = rq->body_cap = 0;
+        rq->discarded = n;
+        return true;
+    }
+    if (rq->body_len + n + 1 > rq->body_cap) {
+        size_t cap = rq->body_cap ? rq->body_cap : 4096;
+        while (cap < rq->body_len + n + 1)
+            cap *= 2;
+        if (cap > max + 1)
+            cap = (size_t)max + 1;
+        char *grown = realloc(rq->body, cap);
+        if (!grown) {
+            log_error("http: realloc of a %zu-byte request body: %s", cap, strerror(errno));
+            return false;
+        }
+        rq->body = grown;
+        rq->body_cap = cap;
+    }
+    memcpy(rq->body + rq->body_len, data, n);
+    rq->body_len += n;
+    rq->body[rq->body_len] = '\0';
+    return true;
+}
+
+/* --- MHD callbacks ---------------------------------------------------------------- */
+
+/* The path goes into the log: MHD has already decoded %0A and friends, so keep one
+ * request on one line. */
+static void copy_printable(char *dst, size_t len, const char *src)
+{
+    size_t i = 0;
+    for (; src && src[i] && i + 1 < len; i++)
+        dst[i] = (src[i] >= 0x20 && src[i] < 0x7f) ? src[i] : '?';
+    dst[i] = '\0';
+}
+
+static bool has_body(const api_request *rq)
+{
+    if (api_header(rq, MHD_HTTP_HEADER_TRANSFER_ENCODING))
+        return true;
+    const char *clen = api_header(rq, MHD_HTTP_HEADER_CONTENT_LENGTH);
+    return clen && strtoull(clen, NULL, 10) > 0;
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_data_size, void **con_cls)
+{
+    api_server *srv = cls;
+    api_request *rq = *con_cls;
+    api_response rs;
+    api_response_init(&rs);
+
+    if (!rq) {
+        /* Headers are in; the body (if any) has not been read. */
+        rq = calloc(1, sizeof *rq);
+        if (!rq)
+            return MHD_NO;
+        rq->srv = srv;
+        rq->conn = conn;
+        snprintf(rq->method_buf, sizeof rq->method_buf, "%s", method);
+        rq->method = rq->method_buf;
+        rq->started_ms = time_monotonic_ms();
+        copy_printable(rq->path, sizeof rq->path, url);
+        api_route_match_path(method, url, &rq->match);
+        *con_cls = rq;
+        if (api_router_precheck(rq, &rs) != API_RESPOND)
+            return MHD_YES;
+        /* With a body on its way, answer now so it is never read (the connection then
+         * closes); without one, answer on the final call and keep the connection. */
+        if (has_body(rq))
+            return send_response(rq, &rs);
+        rq->early = malloc(sizeof *rq->early);
+        if (!rq->early)
+            return send_response(rq, &rs);
+        *rq->early = rs;
+        return MHD_YES;
+    }
+    if (*upload_data_size > 0) {
+        size_t n = *upload_data_size;
+        *upload_data_size = 0;
+        return accept_body(rq, upload_data, n) ? MHD_YES : MHD_NO;
+    }
+    if (rq->status != 0)
+        return MHD_YES; /* answered already (a refusal on the headers) */
+    if (rq->early) {
+        rs = *rq->early;
+        free(rq->early);
+        rq->early = NULL;
+        return send_response(rq, &rs);
+    }
+    api_result r;
+    if (rq->body_too_large)
+        r = api_respond_errorf(&rs, 413, "body_too_large", "request body is larger than %llu bytes",
+                               (unsigned long long)srv->cfg->max_body_bytes);
+    else
+        r = api_router_dispatch(rq, &rs);
+    if (r == API_SUSPENDED)
+        return MHD_YES;
+    if (r != API_RESPOND)
+        api_respond_errorf(&rs, 500, "internal", "the request was not answered");
+    return send_response(rq, &rs);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    api_server *srv = cls;
+    api_request *rq = *con_cls;
+    if (!rq)
+        return;
+    api_waiters_forget(srv->waiters, &rq->waiter);
+    if (rq->suspended_once)
+        atomic_fetch_sub(&srv->waiting_requests, 1);
+    log_debug("http: %s %s -> %u in %lld ms%s", rq->method, rq->path, rq->status,
+              (long long)(time_monotonic_ms() - rq->started_ms),
+              toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " (connection ended early)");
+    if (rq->early) {
+        api_response_free(rq->early);
+        free(rq->early);
+    }
+    free(rq->body);
+    free(rq);
+    *con_cls = NULL;
+}
+
+/* --- the listening socket --------------------------------------------------------- */
+
+/* Binds host:port ourselves so errors carry the call and errno text. */
+static int open_listener(const char *host, int port, char *err, size_t errlen)
+{
+    char portstr[16];
+    snprintf(portstr, sizeof portstr, "%d", port);
+    struct addrinfo hints = {0}, *res = NULL;
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+    int rc = getaddrinfo(host[0] ? host : NULL, portstr, &hints, &res);
+    if (rc != 0) {
+        snprintf(err, errlen, "cannot resolve listen address %s: %s", host, gai_strerror(rc));
+        return -1;
+    }
+    int fd = -1;
+    for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
+        fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK, ai->ai_protocol);
+        if (fd < 0) {
+            snprintf(err, errlen, "socket: %s", strerror(errno));
+            continue;
+        }
+        int one = 1;
+        if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0) {
+            snprintf(err, errlen, "setsockopt SO_REUSEADDR: %s", strerror(errno));
+        } else if (bind(fd, ai->ai_addr, ai->ai_addrlen) < 0) {
+            snprintf(err, errlen, "bind %s:%d: %s", host, port, strerror(errno));
+        } else if (listen(fd, LISTEN_BACKLOG) < 0) {
+            snprintf(err, errlen, "listen %s:%d: %s", host, port, strerror(errno));
+        } else {
+            break;
+        }
+        close(fd);
+        fd = -1;
+    }
+    freeaddrinfo(res);
+    return fd;
+}
+
+static int bound_port(struct MHD_Daemon *d, int fd)
+{
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
+    if (info && info->port)
+        return info->port;
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    if (getsockname(fd, (struct sockaddr *)&ss, &len) < 0)
+        return -1;
+    if (ss.ss_family == AF_INET)
+        return ntohs(((struct sockaddr_in *)&ss)->sin_port);
+    if (ss.ss_family == AF_INET6)
+        return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+    return -1;
+}
+
+/* --- the server ------------------------------------------------------------------- */
+
+api_server *api_server_start(const config *cfg, store *st, scheduler *sch, char *err, size_t errlen)
+{
+    api_server *srv = calloc(1, sizeof *srv);
+    if (!srv) {
+        snprintf(err, errlen, "calloc: %s", strerror(errno));
+        return NULL;
+    }
+    srv->cfg = cfg;
+    srv->st = st;
+    srv->sch = sch;
+    srv->backends = api_backend_checks_default();
+    atomic_init(&srv->refusing, false);
+    atomic_init(&srv->waiting_requests, 0);
+    srv->waiters = api_waiters_create(err, errlen);
+    if (!srv->waiters) {
+        free(srv);
+        return NULL;
+    }
+    int fd = open_listener(cfg->listen_host, cfg->listen_port, err, errlen);
+    if (fd < 0)
+        goto fail;
+    srv->daemon = MHD_start_daemon(
+        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG,
+        0, NULL, NULL, on_request, srv,
+        /* first, so MHD reports even option errors through our log */
+        MHD_OPTION_EXTERNAL_LOGGER, mhd_log, srv,
+        MHD_OPTION_LISTEN_SOCKET, (MHD_socket)fd,
+        MHD_OPTION_THREAD_POOL_SIZE, (unsigned int)THREAD_POOL_SIZE,
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)CONNECTION_TIMEOUT_S,
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned int)CONNECTION_LIMIT,
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
+        MHD_OPTION_END);
+    if (!srv->daemon) {
+        snprintf(err, errlen, "MHD_start_daemon on %s:%d failed (see the log above)",
+                 cfg->listen_host, cfg->listen_port);
+        close(fd);
+        goto fail;
+    }
+    srv->port = bound_port(srv->daemon, fd);
+    if (sch)
+        scheduler_on_finished(sch, api_waiters_on_job_finished, srv->waiters);
+    bool v6 = strchr(cfg->listen_host, ':') != NULL;
+    log_info("listening on %s%s%s:%d", v6 ? "[" : "", cfg->listen_host, v6 ? "]" : "", srv->port);
+    return srv;
+fail:
+    api_waiters_destroy(srv->waiters);
+    free(srv);
+    return NULL;
+}
+
+void api_server_refuse_new_jobs(api_server *srv)
+{
+    if (srv)
+        atomic_store(&srv->refusing, true);
+}
+
+void api_server_stop(api_server *srv)
+{
+    if (!srv)
+        return;
+    atomic_store(&srv->refusing, true);
+    /* Waiting clients get the job as it is now rather than a dropped connection. */
+    api_waiters_shutdown(srv->waiters);
+    int64_t until = time_monotonic_ms() + STOP_DRAIN_MS;
+    while (atomic_load(&srv->waiting_requests) > 0 && time_monotonic_ms() < until)
+        usleep(10 * 1000);
+    MHD_stop_daemon(srv->daemon);
+    api_waiters_destroy(srv->waiters);
+    free(srv);
+}
+
+int api_server_port(const api_server *srv)
+{
+    return srv ? srv->port : -1;
+}

@@ -1,0 +1,673 @@
+/* Request validation: turns an untrusted POST /v1/jobs body into a job with every limit
+ * effective, and query parameters into typed values. Every rejection names the field or
+ * parameter and the rule, so a client can fix its request without reading our code. */
+#include "api/validate.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "src/backends.h"
+
+/* --- backends -------------------------------------------------------------------- */
+
+/* The backend names of the wire contract, whether or not this build can run them. */
+static const char *const contract_backends[] = {"direct", "ephemeral", "pool", NULL};
+
+static bool service_backend_available(const char *name, const char **why)
+{
+    return backends_available(name, why);
+}
+
+static const api_backend_checks default_checks = {
+    .names = contract_backends,
+    .known = backends_known,
+    .available = service_backend_available,
+};
+
+const api_backend_checks *api_backend_checks_default(void)
+{
+    return &default_checks;
+}
+
+/* --- small helpers ---------------------------------------------------------------- */
+
+static const char *json_type_name(const json_t *v)
+{
+    switch (json_typeof(v)) {
+    case JSON_OBJECT: return "object";
+    case JSON_ARRAY: return "array";
+    case JSON_STRING: return "string";
+    case JSON_INTEGER: return "integer";
+    case JSON_REAL: return "number";
+    case JSON_TRUE:
+    case JSON_FALSE: return "boolean";
+    case JSON_NULL: return "null";
+    }
+    return "value";
+}
+
+static bool has_nul(const json_t *str)
+{
+    return memchr(json_string_value(str), '\0', json_string_length(str)) != NULL;
+}
+
+static void invalid(api_error *err, const char *field, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* 422 invalid_field naming the field. */
+static void invalid(api_error *err, const char *field, const char *fmt, ...)
+{
+    char msg[sizeof err->message];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    api_error_set(err, 422, "invalid_field", field, "%s", msg);
+}
+
+static bool is_name_start(char c)
+{
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || c == '_';
+}
+
+static bool is_digit(char c)
+{
+    return c >= '0' && c <= '9';
+}
+
+bool api_env_name_valid(const char *name, size_t len)
+{
+    if (len == 0 || !is_name_start(name[0]))
+        return false;
+    for (size_t i = 1; i < len; i++)
+        if (!is_name_start(name[i]) && !is_digit(name[i]))
+            return false;
+    return true;
+}
+
+bool api_label_key_valid(const char *key, size_t len)
+{
+    if (len == 0 || len > API_MAX_LABEL_KEY)
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        char c = key[i];
+        if (!is_name_start(c) && !is_digit(c) && c != '.' && c != '-' && c != '/')
+            return false;
+    }
+    return true;
+}
+
+/* --- NUL in object keys -------------------------------------------------------------
+ * jansson refuses "\u0000" inside an object key while parsing, so the parsed document
+ * cannot tell us where it was. Walk the text up to the error position to name the field
+ * (the contract wants a 422 naming it, not a 400). Keys are shown as written. */
+
+typedef struct key_span {
+    size_t start, end; /* raw text between the quotes */
+    int depth;
+} key_span;
+
+static void locate_nul_key(const char *s, size_t len, size_t pos, char *field, size_t flen)
+{
+    enum { MAXD = 64 };
+    bool is_obj[MAXD] = {false};
+    bool expect_key[MAXD] = {false};
+    int depth = 0;
+    key_span top = {0, 0, 0}, last = {0, 0, 0};
+    if (pos > len)
+        pos = len;
+    for (size_t i = 0; i < pos; i++) {
+        char c = s[i];
+        if (c == '"') {
+            size_t start = i + 1;
+            size_t j = start;
+            while (j < len && s[j] != '"')
+                j += s[j] == '\\' ? 2 : 1;
+            if (j > len)
+                j = len;
+            if (depth > 0 && depth <= MAXD && is_obj[depth - 1] && expect_key[depth - 1]) {
+                last = (key_span){start, j, depth};
+                if (depth == 1)
+                    top = last;
+            }
+            i = j;
+        } else if (c == '{' || c == '[') {
+            if (depth < MAXD) {
+                is_obj[depth] = c == '{';
+                expect_key[depth] = c == '{';
+            }
+            depth++;
+        } else if (c == '}' || c == ']') {
+            if (depth > 0)
+                depth--;
+        } else if (c == ':' && depth > 0 && depth <= MAXD) {
+            expect_key[depth - 1] = false;
+        } else if (c == ',' && depth > 0 && depth <= MAXD) {
+            expect_key[depth - 1] = is_obj[depth - 1];
+        }
+    }
+    int lastlen = (int)(last.end - last.start), toplen = (int)(top.end - top.start);
+    if (last.depth <= 1) {
+        snprintf(field, flen, "%.*s", lastlen, s + last.start);
+        return;
+    }
+    if (toplen == 6 && memcmp(s + top.start, "limits", 6) == 0 && last.depth == 2)
+        snprintf(field, flen, "limits.%.*s", lastlen, s + last.start);
+    else
+        snprintf(field, flen, "%.*s", toplen, s + top.start);
+}
+
+/* --- the body ---------------------------------------------------------------------- */
+
+static const char *const top_fields[] = {"script",        "inputs",   "backend",  "timeout_seconds",
+                                         "allow_network", "env_vars", "limits",   "labels",
+                                         NULL};
+
+typedef struct limit_field {
+    const char *name;
+    size_t offset; /* of a uint64_t in sandbox_limits */
+} limit_field;
+
+static const limit_field limit_fields[] = {
+    {"memory_mb", offsetof(sandbox_limits, memory_mb)},
+    {"cpu_seconds", offsetof(sandbox_limits, cpu_seconds)},
+    {"max_processes", offsetof(sandbox_limits, max_processes)},
+    {"max_file_size_mb", offsetof(sandbox_limits, max_file_size_mb)},
+    {"max_open_files", offsetof(sandbox_limits, max_open_files)},
+    {"max_output_bytes", offsetof(sandbox_limits, max_output_bytes)},
+};
+#define N_LIMIT_FIELDS (sizeof limit_fields / sizeof limit_fields[0])
+
+static uint64_t *limit_slot(sandbox_limits *l, const limit_field *f)
+{
+    return (uint64_t *)((char *)l + f->offset);
+}
+
+static bool in_list(const char *name, const char *const *list)
+{
+    for (; *list; list++)
+        if (strcmp(name, *list) == 0)
+            return true;
+    return false;
+}
+
+static int check_unknown_fields(const json_t *body, api_error *err)
+{
+    const char *key;
+    json_t *v;
+    json_object_foreach((json_t *)body, key, v) {
+        if (!in_list(key, top_fields)) {
+            invalid(err, key, "unknown field '%s'", key);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static int parse_script(const json_t *body, job *out, api_error *err)
+{
+    json_t *v = json_object_get(body, "script");
+    if (!v) {
+        invalid(err, "script", "script is required");
+        return -1;
+    }
+    if (!json_is_string(v)) {
+        invalid(err, "script", "script must be a string (got %s)", json_type_name(v));
+        return -1;
+    }
+    if (json_string_length(v) == 0) {
+        invalid(err, "script", "script must not be empty");
+        return -1;
+    }
+    if (has_nul(v)) {
+        invalid(err, "script", "script must not contain NUL characters");
+        return -1;
+    }
+    out->script = strdup(json_string_value(v));
+    return out->script ? 0 : -1;
+}
+
+static int parse_inputs(const json_t *body, job *out, api_error *err)
+{
+    json_t *v = json_object_get(body, "inputs");
+    if (v && !json_is_object(v) && !json_is_null(v)) {
+        invalid(err, "inputs", "inputs must be an object or null (got %s)", json_type_name(v));
+        return -1;
+    }
+    if (v && json_is_object(v))
+        out->inputs_json = json_dumps(v, JSON_COMPACT);
+    else
+        out->inputs_json = strdup("{}");
+    return out->inputs_json ? 0 : -1;
+}
+
+static int parse_backend(const config *cfg, const api_backend_checks *checks, const json_t *body,
+                         job *out, api_error *err)
+{
+    json_t *v = json_object_get(body, "backend");
+    const char *name = cfg->backend;
+    if (v) {
+        if (!json_is_string(v)) {
+            invalid(err, "backend", "backend must be a string (got %s)", json_type_name(v));
+            return -1;
+        }
+        if (has_nul(v)) {
+            invalid(err, "backend", "backend must not contain NUL characters");
+            return -1;
+        }
+        name = json_string_value(v);
+    }
+    bool is_backend = checks->known ? checks->known(name) : in_list(name, checks->names);
+    if (!is_backend || strlen(name) >= sizeof out->backend) {
+        char known[128] = "";
+        for (const char *const *n = checks->names; *n; n++) {
+            if (n != checks->names)
+                strncat(known, ", ", sizeof known - strlen(known) - 1);
+            strncat(known, *n, sizeof known - strlen(known) - 1);
+        }
+        char shown[64];
+        snprintf(shown, sizeof shown, "%s", name);
+        invalid(err, "backend", "unknown backend '%s' (known: %s)", shown, known);
+        return -1;
+    }
+    const char *why = NULL;
+    if (!checks->available(name, &why)) {
+        invalid(err, "backend", "backend '%s' is not available: %s", name,
+                why && why[0] ? why : "unknown reason");
+        return -1;
+    }
+    snprintf(out->backend, sizeof out->backend, "%s", name);
+    return 0;
+}
+
+static int parse_timeout(const config *cfg, const json_t *body, job *out, api_error *err)
+{
+    json_t *v = json_object_get(body, "timeout_seconds");
+    out->limits.timeout_seconds = cfg->default_limits.timeout_seconds;
+    if (!v)
+        return 0;
+    if (!json_is_number(v)) {
+        invalid(err, "timeout_seconds", "timeout_seconds must be a number (got %s)",
+                json_type_name(v));
+        return -1;
+    }
+    double t = json_number_value(v);
+    double max = cfg->max_limits.timeout_seconds;
+    if (!isfinite(t) || t <= 0 || t > max) {
+        invalid(err, "timeout_seconds", "timeout_seconds must be greater than 0 and at most %g",
+                max);
+        return -1;
+    }
+    out->limits.timeout_seconds = t;
+    return 0;
+}
+
+static int parse_allow_network(const json_t *body, job *out, api_error *err)
+{
+    json_t *v = json_object_get(body, "allow_network");
+    out->allow_network = false;
+    if (!v)
+        return 0;
+    if (!json_is_boolean(v)) {
+        invalid(err, "allow_network", "allow_network must be a boolean (got %s)",
+                json_type_name(v));
+        return -1;
+    }
+    out->allow_network = json_is_true(v);
+    return 0;
+}
+
+static int parse_limits(const config *cfg, const json_t *body, job *out, api_error *err)
+{
+    for (size_t i = 0; i < N_LIMIT_FIELDS; i++)
+        *limit_slot(&out->limits, &limit_fields[i]) =
+            *limit_slot((sandbox_limits *)&cfg->default_limits, &limit_fields[i]);
+    json_t *obj = json_object_get(body, "limits");
+    if (!obj)
+        return 0;
+    if (!json_is_object(obj)) {
+        invalid(err, "limits", "limits must be an object (got %s)", json_type_name(obj));
+        return -1;
+    }
+    const char *key;
+    json_t *v;
+    json_object_foreach(obj, key, v) {
+        char field[sizeof err->field];
+        snprintf(field, sizeof field, "limits.%s", key);
+        const limit_field *f = NULL;
+        for (size_t i = 0; i < N_LIMIT_FIELDS; i++)
+            if (strcmp(key, limit_fields[i].name) == 0)
+                f = &limit_fields[i];
+        if (!f) {
+            invalid(err, field, "unknown field '%s'", field);
+            return -1;
+        }
+        if (!json_is_integer(v)) {
+            invalid(err, field, "%s must be an integer (got %s)", field, json_type_name(v));
+            return -1;
+        }
+        json_int_t n = json_integer_value(v);
+        uint64_t max = *limit_slot((sandbox_limits *)&cfg->max_limits, f);
+        if (n <= 0 || (uint64_t)n > max) {
+            invalid(err, field, "%s must be an integer from 1 to %" PRIu64, field, max);
+            return -1;
+        }
+        *limit_slot(&out->limits, f) = (uint64_t)n;
+    }
+    return 0;
+}
+
+static int parse_env(const json_t *body, job *out, api_error *err)
+{
+    json_t *obj = json_object_get(body, "env_vars");
+    if (!obj) {
+        out->env_json = strdup("{}");
+        return out->env_json ? 0 : -1;
+    }
+    if (!json_is_object(obj)) {
+        invalid(err, "env_vars", "env_vars must be an object of strings (got %s)",
+                json_type_name(obj));
+        return -1;
+    }
+    if (json_object_size(obj) > API_MAX_ENV_VARS) {
+        invalid(err, "env_vars", "env_vars may hold at most %d entries", API_MAX_ENV_VARS);
+        return -1;
+    }
+    const char *name;
+    json_t *v;
+    json_object_foreach(obj, name, v) {
+        char field[sizeof err->field];
+        snprintf(field, sizeof field, "env_vars.%s", name);
+        if (!api_env_name_valid(name, strlen(name))) {
+            invalid(err, "env_vars", "env_vars name '%s' must match [A-Za-z_][A-Za-z0-9_]*",
+                    name);
+            return -1;
+        }
+        if (!json_is_string(v)) {
+            invalid(err, field, "%s must be a string (got %s)", field, json_type_name(v));
+            return -1;
+        }
+        if (has_nul(v)) {
+            invalid(err, field, "%s must not contain NUL characters", field);
+            return -1;
+        }
+    }
+    out->env_json = json_dumps(obj, JSON_COMPACT);
+    return out->env_json ? 0 : -1;
+}
+
+static int parse_labels(const json_t *body, job *out, api_error *err)
+{
+    json_t *obj = json_object_get(body, "labels");
+    if (!obj) {
+        out->labels_json = strdup("{}");
+        return out->labels_json ? 0 : -1;
+    }
+    if (!json_is_object(obj)) {
+        invalid(err, "labels", "labels must be an object of strings (got %s)",
+                json_type_name(obj));
+        return -1;
+    }
+    if (json_object_size(obj) > API_MAX_LABELS) {
+        invalid(err, "labels", "labels may hold at most %d entries", API_MAX_LABELS);
+        return -1;
+    }
+    const char *key;
+    json_t *v;
+    json_object_foreach(obj, key, v) {
+        char field[sizeof err->field];
+        snprintf(field, sizeof field, "labels.%s", key);
+        if (!api_label_key_valid(key, strlen(key))) {
+            char shown[API_MAX_LABEL_KEY + 8];
+            snprintf(shown, sizeof shown, "%s", key);
+            invalid(err, "labels", "label key '%s' must match [A-Za-z0-9_.-/]{1,128}", shown);
+            return -1;
+        }
+        if (!json_is_string(v)) {
+            invalid(err, field, "%s must be a string (got %s)", field, json_type_name(v));
+            return -1;
+        }
+        if (has_nul(v)) {
+            invalid(err, field, "%s must not contain NUL characters", field);
+            return -1;
+        }
+        if (json_string_length(v) > API_MAX_LABEL_VALUE) {
+            invalid(err, field, "%s must be at most 256 bytes", field);
+            return -1;
+        }
+    }
+    out->labels_json = json_dumps(obj, JSON_COMPACT);
+    return out->labels_json ? 0 : -1;
+}
+
+static json_t *load_body(const char *body, size_t len, api_error *err)
+{
+    json_error_t jerr;
+    json_t *doc = json_loadb(body, len, JSON_ALLOW_NUL | JSON_REJECT_DUPLICATES | JSON_DECODE_ANY,
+                             &jerr);
+    if (!doc) {
+        if (json_error_code(&jerr) == json_error_null_byte_in_key) {
+            char field[sizeof err->field];
+            locate_nul_key(body, len, (size_t)(jerr.position > 0 ? jerr.position : 0), field,
+                           sizeof field);
+            invalid(err, field, "field names must not contain NUL characters");
+        } else {
+            api_error_set(err, 400, "malformed_json", NULL,
+                          "request body is not valid JSON: %s (line %d, column %d)", jerr.text,
+                          jerr.line, jerr.column);
+        }
+        return NULL;
+    }
+    if (!json_is_object(doc)) {
+        api_error_set(err, 400, "invalid_body", NULL, "request body must be a JSON object (got %s)",
+                      json_type_name(doc));
+        json_decref(doc);
+        return NULL;
+    }
+    return doc;
+}
+
+int api_parse_job_request(const config *cfg, const api_backend_checks *checks, const char *body,
+                          size_t len, const char *idempotency_key, job *out, api_error *err)
+{
+    job_init(out);
+    api_error_clear(err);
+    json_t *doc = load_body(body ? body : "", body ? len : 0, err);
+    if (!doc)
+        return -1;
+    int rc = -1;
+    if (check_unknown_fields(doc, err) < 0 || parse_script(doc, out, err) < 0 ||
+        parse_inputs(doc, out, err) < 0 || parse_backend(cfg, checks, doc, out, err) < 0 ||
+        parse_timeout(cfg, doc, out, err) < 0 || parse_allow_network(doc, out, err) < 0 ||
+        parse_env(doc, out, err) < 0 || parse_limits(cfg, doc, out, err) < 0 ||
+        parse_labels(doc, out, err) < 0)
+        goto done;
+    if (idempotency_key) {
+        out->idempotency_key = strdup(idempotency_key);
+        out->request_json = json_dumps(doc, JSON_COMPACT | JSON_SORT_KEYS);
+        if (!out->idempotency_key || !out->request_json)
+            goto done;
+    }
+    rc = 0;
+done:
+    json_decref(doc);
+    if (rc < 0) {
+        if (!err->status)
+            api_error_set(err, 500, "internal", NULL, "out of memory while parsing the request");
+        job_free(out);
+    }
+    return rc;
+}
+
+char *api_canonical_request(const char *body, size_t len)
+{
+    json_t *doc = json_loadb(body, len, JSON_ALLOW_NUL | JSON_REJECT_DUPLICATES | JSON_DECODE_ANY,
+                             NULL);
+    if (!doc)
+        return NULL;
+    char *text = json_dumps(doc, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY);
+    json_decref(doc);
+    return text;
+}
+
+int api_check_idempotency_key(const char *key, api_error *err)
+{
+    size_t n = key ? strlen(key) : 0;
+    bool ok = n >= 1 && n <= API_MAX_IDEMPOTENCY_KEY;
+    for (size_t i = 0; ok && i < n; i++)
+        ok = key[i] >= 0x20 && key[i] <= 0x7e;
+    if (!ok) {
+        api_error_set(err, 400, "invalid_parameter", NULL,
+                      "Idempotency-Key must be 1 to %d printable ASCII characters",
+                      API_MAX_IDEMPOTENCY_KEY);
+        return -1;
+    }
+    return 0;
+}
+
+/* --- query parameters ------------------------------------------------------------- */
+
+static int bad_param(api_error *err, const char *name, const char *rule)
+{
+    api_error_set(err, 400, "invalid_parameter", NULL, "invalid query parameter '%s': %s", name,
+                  rule);
+    return -1;
+}
+
+/* Plain decimal digits only (no sign, no spaces, no hex), at most max. */
+static bool parse_decimal(const char *s, uint64_t max, uint64_t *out)
+{
+    if (!s || !*s)
+        return false;
+    uint64_t v = 0;
+    for (const char *p = s; *p; p++) {
+        if (!is_digit(*p))
+            return false;
+        unsigned d = (unsigned)(*p - '0');
+        if (v > (max - d) / 10)
+            return false;
+        v = v * 10 + d;
+    }
+    *out = v;
+    return true;
+}
+
+int api_parse_wait(const char *value, double *seconds, api_error *err)
+{
+    *seconds = 0;
+    if (!value)
+        return 0;
+    /* digits with an optional fraction: no exponents, signs, "inf" or "nan" */
+    const char *rule = "must be a number of seconds from 0 to 300";
+    size_t n = strlen(value), digits = 0, dots = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (is_digit(value[i]))
+            digits++;
+        else if (value[i] == '.')
+            dots++;
+        else
+            return bad_param(err, "wait", rule);
+    }
+    if (digits == 0 || dots > 1 || n > 32)
+        return bad_param(err, "wait", rule);
+    errno = 0;
+    double v = strtod(value, NULL);
+    if (errno || !isfinite(v) || v < 0 || v > API_MAX_WAIT_SECONDS)
+        return bad_param(err, "wait", rule);
+    *seconds = v;
+    return 0;
+}
+
+int api_parse_limit(const char *value, size_t *limit, api_error *err)
+{
+    *limit = API_DEFAULT_LIST_LIMIT;
+    if (!value)
+        return 0;
+    uint64_t v;
+    if (!parse_decimal(value, UINT32_MAX, &v) || v < 1 || v > API_MAX_LIST_LIMIT)
+        return bad_param(err, "limit", "must be an integer from 1 to 200");
+    *limit = (size_t)v;
+    return 0;
+}
+
+int api_parse_cursor(const char *value, int64_t *before_seq, api_error *err)
+{
+    *before_seq = 0;
+    if (!value)
+        return 0;
+    uint64_t v;
+    if (value[0] == '0' || !parse_decimal(value, INT64_MAX, &v))
+        return bad_param(err, "cursor", "not a cursor returned by this API (next_cursor)");
+    *before_seq = (int64_t)v;
+    return 0;
+}
+
+void api_format_cursor(int64_t before_seq, char *buf, size_t len)
+{
+    snprintf(buf, len, "%" PRId64, before_seq);
+}
+
+int api_parse_status(const char *value, bool *has_status, job_status *status, api_error *err)
+{
+    *has_status = false;
+    if (!value)
+        return 0;
+    if (job_status_parse(value, status) < 0)
+        return bad_param(err, "status",
+                         "must be one of queued, running, succeeded, failed, timed_out, cancelled");
+    *has_status = true;
+    return 0;
+}
+
+int api_parse_label(const char *value, char key[API_MAX_LABEL_KEY + 1],
+                    char val[API_MAX_LABEL_VALUE + 1], bool *has_label, api_error *err)
+{
+    *has_label = false;
+    key[0] = val[0] = '\0';
+    if (!value)
+        return 0;
+    const char *colon = strchr(value, ':');
+    if (!colon)
+        return bad_param(err, "label", "must be key:value");
+    size_t klen = (size_t)(colon - value), vlen = strlen(colon + 1);
+    if (!api_label_key_valid(value, klen))
+        return bad_param(err, "label", "the key must match [A-Za-z0-9_.-/]{1,128}");
+    if (vlen > API_MAX_LABEL_VALUE)
+        return bad_param(err, "label", "the value must be at most 256 bytes");
+    memcpy(key, value, klen);
+    key[klen] = '\0';
+    memcpy(val, colon + 1, vlen + 1);
+    *has_label = true;
+    return 0;
+}
+
+int api_parse_stream(const char *value, int *stream, api_error *err)
+{
+    *stream = 0;
+    if (!value)
+        return 0;
+    if (strcmp(value, "stdout") == 0)
+        *stream = SANDBOX_STDOUT;
+    else if (strcmp(value, "stderr") == 0)
+        *stream = SANDBOX_STDERR;
+    else
+        return bad_param(err, "stream", "must be stdout or stderr");
+    return 0;
+}
+
+int api_parse_offset(const char *value, uint64_t *offset, api_error *err)
+{
+    *offset = 0;
+    if (!value)
+        return 0;
+    if (!parse_decimal(value, INT64_MAX, offset))
+        return bad_param(err, "offset", "must be a non-negative integer");
+    return 0;
+}

@@ -1,0 +1,38 @@
+# Turns text files into a C source at build time, so the binary carries its own SQL
+# migrations and Python runner and needs no files beside it.
+#   cmake -DMODE=file -DIN=<file> -DSYMBOL=<name> -DOUT=<out.c> -P embed.cmake
+#   cmake -DMODE=migrations -DDIR=<dir> -DOUT=<out.c> -P embed.cmake
+function(to_c_literal path var)
+  file(READ "${path}" hex HEX)
+  string(REGEX REPLACE "([0-9a-f][0-9a-f])" "0x\\1," bytes "${hex}")
+  set(${var} "{${bytes}0x00}" PARENT_SCOPE)
+endfunction()
+
+if(MODE STREQUAL "file")
+  to_c_literal("${IN}" lit)
+  file(WRITE "${OUT}.tmp" "/* Generated from ${IN}; do not edit. */\nconst char ${SYMBOL}[] = ${lit};\n")
+elseif(MODE STREQUAL "migrations")
+  file(GLOB files "${DIR}/*.sql")
+  list(SORT files)
+  set(body "/* Generated from the NNN_*.sql files in ${DIR}; do not edit. */\n#include \"src/migrations.h\"\n")
+  set(table "")
+  set(i 0)
+  foreach(f ${files})
+    get_filename_component(name "${f}" NAME)
+    if(NOT name MATCHES "^([0-9]+)_.*\\.sql$")
+      message(FATAL_ERROR "migration ${name}: name must be NNN_description.sql")
+    endif()
+    math(EXPR version "${CMAKE_MATCH_1}")
+    to_c_literal("${f}" lit)
+    string(APPEND body "static const char m${i}[] = ${lit};\n")
+    string(APPEND table "    {${version}, \"${name}\", m${i}},\n")
+    math(EXPR i "${i} + 1")
+  endforeach()
+  string(APPEND body "const struct migration migrations[] = {\n${table}};\nconst int migrations_count = ${i};\n")
+  file(WRITE "${OUT}.tmp" "${body}")
+else()
+  message(FATAL_ERROR "embed.cmake: unknown MODE ${MODE}")
+endif()
+# Only touch the output when it changed, so unchanged inputs do not rebuild.
+execute_process(COMMAND ${CMAKE_COMMAND} -E copy_if_different "${OUT}.tmp" "${OUT}")
+file(REMOVE "${OUT}.tmp")

@@ -1,0 +1,962 @@
+/* Spawning and supervising one job's process tree (see process.h for its shape): the
+ * clone into namespaces, the async-signal-safe child side, the poll loop that feeds the
+ * spec, collects output and the result under their caps, enforces timeout/cancel/
+ * shutdown by killing the namespace's init, and the mapping of all that to an outcome. */
+#include "sandbox/process.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <linux/sched.h>
+#include <math.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#ifndef CLOSE_RANGE_CLOEXEC
+#define CLOSE_RANGE_CLOEXEC (1U << 2)
+#endif
+
+/* The service asks init to kill the tree with this signal (init then kills and reaps
+ * every process, so their usage is accounted); SIGKILL of init is the fallback. */
+#define SIG_KILL_REQUEST SIGUSR1
+#define KILL_GRACE_NS (2 * 1000000000LL)
+
+/* Fixed fd numbers inside the tree. 0-4 are the runner's protocol fds. */
+enum { FD_RUNNER_COUNT = 5, FD_STATUS = 5, FD_SYNC = 6, FD_INIT_COUNT = 7 };
+
+/* What init tells the service on the status pipe. Fixed size below PIPE_BUF, so each
+ * write is atomic and a record is never torn. */
+enum { REC_SETUP_ERROR = 1, REC_EXIT = 2 };
+typedef struct proc_record {
+    int kind;
+    int err;          /* errno, REC_SETUP_ERROR */
+    int status;       /* runner's wait status, REC_EXIT */
+    struct rusage ru; /* init's RUSAGE_CHILDREN (runner and reaped orphans), REC_EXIT */
+    char step[160];
+} proc_record;
+
+/* Everything the child side needs, prepared before the clone (the child may not
+ * allocate). */
+typedef struct child_plan {
+    int fds[FD_INIT_COUNT]; /* service-side fd numbers to place at 0..6 */
+    const char *python;
+    char *const *argv;
+    char *const *envp;
+    const char *cwd;
+    rlimit_set rl;
+    const proc_hooks *hooks;
+} child_plan;
+
+/* ---- service-wide shutdown switch ---------------------------------------------- */
+
+static pthread_once_t shutdown_once = PTHREAD_ONCE_INIT;
+static int shutdown_efd = -1;
+static atomic_bool shutting_down;
+
+static void shutdown_fd_init(void)
+{
+    shutdown_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+}
+
+void proc_set_shutting_down(bool on)
+{
+    pthread_once(&shutdown_once, shutdown_fd_init);
+    atomic_store(&shutting_down, on);
+    if (shutdown_efd < 0)
+        return;
+    uint64_t v = 1;
+    if (on) {
+        /* The counter stays non-zero, so every job's poll sees it until reset. */
+        if (write(shutdown_efd, &v, sizeof v) < 0)
+            fprintf(stderr, "executord: sandbox: eventfd write: %s\n", strerror(errno));
+    } else if (read(shutdown_efd, &v, sizeof v) < 0 && errno != EAGAIN) {
+        fprintf(stderr, "executord: sandbox: eventfd read: %s\n", strerror(errno));
+    }
+}
+
+/* ---- small helpers --------------------------------------------------------------- */
+
+const char *proc_signal_name(int sig)
+{
+    static __thread char buf[32];
+    const char *abbrev = sigabbrev_np(sig);
+    if (abbrev)
+        snprintf(buf, sizeof buf, "SIG%s", abbrev);
+    else
+        snprintf(buf, sizeof buf, "signal %d", sig);
+    return buf;
+}
+
+static int64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+static void close_fd(int *fd)
+{
+    if (*fd >= 0) {
+        close(*fd);
+        *fd = -1;
+    }
+}
+
+static int set_nonblock(int fd)
+{
+    int fl = fcntl(fd, F_GETFL);
+    if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
+        return -1;
+    return 0;
+}
+
+char **proc_build_env(const char *home, const char *const *user_env)
+{
+    size_t nuser = 0;
+    while (user_env && user_env[nuser])
+        nuser++;
+    char **env = calloc(nuser + 4, sizeof *env);
+    if (!env)
+        return NULL;
+    const char *base[3] = {"PATH=/usr/local/bin:/usr/bin:/bin", NULL, "LANG=C.UTF-8"};
+    char *home_var = NULL;
+    if (asprintf(&home_var, "HOME=%s", home) < 0) {
+        free(env);
+        return NULL;
+    }
+    base[1] = home_var;
+    size_t n = 0;
+    for (int i = 0; i < 3; i++) {
+        size_t namelen = strcspn(base[i], "=") + 1; /* "NAME=" */
+        bool overridden = false;
+        for (size_t j = 0; j < nuser && !overridden; j++)
+            overridden = strncmp(user_env[j], base[i], namelen) == 0;
+        if (!overridden && !(env[n++] = strdup(base[i])))
+            goto oom;
+    }
+    for (size_t j = 0; j < nuser; j++)
+        if (!(env[n++] = strdup(user_env[j])))
+            goto oom;
+    free(home_var);
+    return env;
+oom:
+    free(home_var);
+    proc_free_env(env);
+    return NULL;
+}
+
+void proc_free_env(char **env)
+{
+    if (!env)
+        return;
+    for (size_t i = 0; env[i]; i++)
+        free(env[i]);
+    free(env);
+}
+
+static int write_file(const char *path, const char *text, char *err, size_t errlen)
+{
+    int fd = open(path, O_WRONLY | O_CLOEXEC);
+    if (fd < 0) {
+        snprintf(err, errlen, "open %s: %s", path, strerror(errno));
+        return -1;
+    }
+    size_t len = strlen(text);
+    ssize_t n = write(fd, text, len);
+    int saved = errno;
+    close(fd);
+    if (n != (ssize_t)len) {
+        snprintf(err, errlen, "write %s: %s", path, n < 0 ? strerror(saved) : "short write");
+        return -1;
+    }
+    return 0;
+}
+
+int proc_write_id_maps(pid_t pid, uid_t outside_uid, gid_t outside_gid, char *err,
+                       size_t errlen)
+{
+    char path[64], map[64];
+    snprintf(path, sizeof path, "/proc/%d/setgroups", (int)pid);
+    if (write_file(path, "deny", err, errlen) != 0)
+        return -1;
+    snprintf(path, sizeof path, "/proc/%d/uid_map", (int)pid);
+    snprintf(map, sizeof map, "0 %u 1\n", (unsigned)outside_uid);
+    if (write_file(path, map, err, errlen) != 0)
+        return -1;
+    snprintf(path, sizeof path, "/proc/%d/gid_map", (int)pid);
+    snprintf(map, sizeof map, "0 %u 1\n", (unsigned)outside_gid);
+    return write_file(path, map, err, errlen);
+}
+
+/* ---- child side: async-signal-safe only ---------------------------------------- */
+
+static void child_report(const char *step, int err)
+{
+    proc_record r;
+    memset(&r, 0, sizeof r);
+    r.kind = REC_SETUP_ERROR;
+    r.err = err;
+    size_t i = 0;
+    for (; step && step[i] && i < sizeof r.step - 1; i++)
+        r.step[i] = step[i];
+    r.step[i] = '\0';
+    ssize_t n = write(FD_STATUS, &r, sizeof r);
+    (void)n; /* nothing more can be done: the service sees an exit without a record */
+}
+
+static _Noreturn void child_fail(const char *step)
+{
+    child_report(step, errno);
+    _exit(127);
+}
+
+static _Noreturn void runner_main(const child_plan *p)
+{
+    const char *step = NULL;
+    /* The protocol fds were placed close-on-exec in init; these five must survive. */
+    for (int i = 0; i < FD_RUNNER_COUNT; i++)
+        if (fcntl(i, F_SETFD, 0) != 0)
+            child_fail("fcntl F_SETFD runner fd");
+    /* Own session and process group: job control signals from outside never reach it. */
+    if (setsid() < 0)
+        child_fail("setsid");
+    if (p->cwd && chdir(p->cwd) != 0)
+        child_fail("chdir work folder");
+    if (rlimits_apply(&p->rl, &step) != 0)
+        child_fail(step);
+    if (p->hooks->child_pre_exec && p->hooks->child_pre_exec(p->hooks->ctx, &step) != 0)
+        child_fail(step ? step : "child_pre_exec");
+    sigset_t none;
+    sigemptyset(&none);
+    if (sigprocmask(SIG_SETMASK, &none, NULL) != 0)
+        child_fail("sigprocmask");
+    execve(p->python, p->argv, p->envp);
+    child_fail("execve python");
+}
+
+/* pid 1 of the new PID namespace. Never execs: it runs the backend's namespace setup,
+ * forks the runner, reaps every process that ends up under it, and reports the runner's
+ * status; its exit then takes the whole namespace down. */
+static _Noreturn void init_main(const child_plan *p)
+{
+    /* Handlers belong to the service; keep every signal blocked here, runner unblocks. */
+    for (int sig = 1; sig < NSIG; sig++) {
+        struct sigaction sa;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_handler = SIG_DFL;
+        (void)sigaction(sig, &sa, NULL); /* fails harmlessly for KILL/STOP/reserved */
+    }
+    /* Place the fds we need at 0..6 (close-on-exec) and drop every other fd inherited
+     * from the service: init never execs, so CLOEXEC alone would not close them. */
+    int tmp[FD_INIT_COUNT];
+    for (int i = 0; i < FD_INIT_COUNT; i++) {
+        tmp[i] = fcntl(p->fds[i], F_DUPFD_CLOEXEC, FD_INIT_COUNT);
+        if (tmp[i] < 0)
+            _exit(126); /* no status fd yet: the service reports the bare exit */
+    }
+    for (int i = 0; i < FD_INIT_COUNT; i++)
+        if (dup3(tmp[i], i, O_CLOEXEC) < 0)
+            _exit(126);
+    if (syscall(SYS_close_range, FD_INIT_COUNT, ~0U, 0) != 0)
+        child_fail("close_range");
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) != 0)
+        child_fail("prctl PR_SET_PDEATHSIG");
+
+    char go;
+    ssize_t n;
+    do {
+        n = read(FD_SYNC, &go, 1);
+    } while (n < 0 && errno == EINTR);
+    if (n != 1)
+        _exit(125); /* the service gave up on this job before releasing it */
+    close(FD_SYNC);
+
+    const char *step = NULL;
+    if (p->hooks->child_setup && p->hooks->child_setup(p->hooks->ctx, &step) != 0)
+        child_fail(step ? step : "child_setup");
+
+    /* Raw fork: glibc's fork() would run atfork handlers and take locks that another
+     * service thread may have held at the time of our clone. */
+    long pid = syscall(SYS_clone, (unsigned long)SIGCHLD, 0L, 0L, 0L, 0L);
+    if (pid < 0)
+        child_fail("fork runner");
+    if (pid == 0)
+        runner_main(p);
+    for (int i = 0; i < FD_RUNNER_COUNT; i++)
+        close(i);
+
+    /* Every signal is blocked here, so SIGCHLD and the service's kill request stay
+     * queued for sigwaitinfo (a namespace init would otherwise drop them). */
+    sigset_t wanted;
+    sigemptyset(&wanted);
+    sigaddset(&wanted, SIGCHLD);
+    sigaddset(&wanted, SIG_KILL_REQUEST);
+    int status = 0;
+    bool runner_done = false, kill_requested = false;
+    while (!runner_done) {
+        siginfo_t si;
+        int sig = sigwaitinfo(&wanted, &si);
+        if (sig < 0) {
+            if (errno == EINTR)
+                continue;
+            child_fail("sigwaitinfo");
+        }
+        if (sig == SIG_KILL_REQUEST && !kill_requested) {
+            kill_requested = true;
+            if (kill(-1, SIGKILL) != 0 && errno != ESRCH)
+                child_fail("kill -1");
+        }
+        for (;;) {
+            int st;
+            pid_t w = wait4(-1, &st, __WALL | WNOHANG, NULL);
+            if (w <= 0)
+                break;
+            if (w == (pid_t)pid) {
+                status = st;
+                runner_done = true;
+            }
+        }
+    }
+    if (kill_requested) {
+        /* Reap the whole tree, so its CPU time lands in our RUSAGE_CHILDREN; processes
+         * the namespace teardown would reap are not accounted anywhere. */
+        for (;;) {
+            int st;
+            (void)kill(-1, SIGKILL);
+            pid_t w = wait4(-1, &st, __WALL, NULL);
+            if (w < 0 && errno != EINTR)
+                break; /* ECHILD: everyone is gone */
+        }
+    }
+    proc_record r;
+    memset(&r, 0, sizeof r);
+    r.kind = REC_EXIT;
+    r.status = status;
+    if (getrusage(RUSAGE_CHILDREN, &r.ru) != 0)
+        memset(&r.ru, 0, sizeof r.ru);
+    n = write(FD_STATUS, &r, sizeof r);
+    _exit(n == (ssize_t)sizeof r ? 0 : 124);
+}
+
+/* ---- service side ---------------------------------------------------------------- */
+
+enum kill_reason { KILL_NONE = 0, KILL_TIMEOUT, KILL_CANCEL, KILL_SHUTDOWN, KILL_OUTPUT, KILL_RESULT };
+
+typedef struct stream {
+    int fd;
+    int id; /* SANDBOX_STDOUT / SANDBOX_STDERR */
+    uint64_t bytes;
+    bool truncated;
+} stream;
+
+typedef struct job_run {
+    const proc_job *job;
+    sandbox_outcome *out;
+    uint64_t cap;
+    pid_t pid;
+    int pidfd;
+    stream streams[2];
+    int spec_fd;
+    char *spec;
+    size_t spec_len, spec_off;
+    int result_fd;
+    char *result;
+    size_t result_len, result_size;
+    int status_fd;
+    enum kill_reason killed;
+    int killed_stream;
+    int64_t hard_kill_at; /* when the graceful kill request gives way to SIGKILL */
+    bool hard_killed;
+    bool exited;
+} job_run;
+
+static void setup_error(sandbox_outcome *out, const char *call, int err)
+{
+    out->verdict = SANDBOX_SETUP_ERROR;
+    sandbox_outcome_set_error(out, "SandboxError", "%s: %s", call, strerror(err));
+}
+
+static void signal_init(job_run *r, int sig)
+{
+    if (r->pidfd >= 0 && syscall(SYS_pidfd_send_signal, r->pidfd, sig, NULL, 0) != 0 &&
+        errno != ESRCH)
+        fprintf(stderr, "executord: sandbox: pidfd_send_signal %s: %s\n", proc_signal_name(sig),
+                strerror(errno));
+}
+
+static void hard_kill(job_run *r)
+{
+    r->hard_killed = true;
+    signal_init(r, SIGKILL); /* init's death takes down the whole PID namespace */
+    if (r->job->hooks.kill_all)
+        r->job->hooks.kill_all(r->job->hooks.ctx);
+}
+
+/* Asks init to kill and reap the tree (usage stays accounted); if it has not finished
+ * within KILL_GRACE_NS, supervise() falls back to hard_kill. */
+static void kill_tree(job_run *r, enum kill_reason why)
+{
+    if (r->killed != KILL_NONE)
+        return;
+    r->killed = why;
+    r->hard_kill_at = now_ns() + KILL_GRACE_NS;
+    if (r->job->hooks.kill_all) {
+        hard_kill(r); /* a cgroup kill reaches init too: no point in the polite request */
+        return;
+    }
+    signal_init(r, SIG_KILL_REQUEST);
+}
+
+/* Builds {"script": ..., "inputs": ..., "limits": {...}}; inputs are spliced in as the
+ * JSON text the core already validated. */
+static char *build_spec(const sandbox_spec *s, size_t *len)
+{
+    json_t *script = json_string(s->script ? s->script : "");
+    if (!script)
+        return NULL;
+    char *script_text = json_dumps(script, JSON_ENCODE_ANY | JSON_COMPACT);
+    json_decref(script);
+    if (!script_text)
+        return NULL;
+    char *spec = NULL;
+    int n = asprintf(&spec,
+                     "{\"script\":%s,\"inputs\":%s,\"limits\":{\"cpu_seconds\":%llu,"
+                     "\"memory_mb\":%llu,\"max_file_size_mb\":%llu,\"timeout_seconds\":%.17g}}",
+                     script_text,
+                     s->inputs_json && *s->inputs_json ? s->inputs_json : "{}",
+                     (unsigned long long)s->limits.cpu_seconds,
+                     (unsigned long long)s->limits.memory_mb,
+                     (unsigned long long)s->limits.max_file_size_mb, s->limits.timeout_seconds);
+    free(script_text);
+    if (n < 0)
+        return NULL;
+    *len = (size_t)n;
+    return spec;
+}
+
+/* Delivers a chunk of a stream under the cap; past it, the job dies. */
+static void on_stream_data(job_run *r, stream *s, const char *buf, size_t n)
+{
+    if (s->truncated)
+        return; /* after the cap: drained and dropped */
+    size_t keep = n;
+    if (s->bytes + n > r->cap) {
+        keep = (size_t)(r->cap - s->bytes);
+        s->truncated = true;
+    }
+    if (keep > 0 && r->job->io && r->job->io->on_output)
+        r->job->io->on_output(r->job->io->ctx, s->id, buf, keep);
+    s->bytes += keep;
+    if (s->truncated && r->killed == KILL_NONE) {
+        r->killed_stream = s->id;
+        kill_tree(r, KILL_OUTPUT);
+    }
+}
+
+/* Reads what is available. Returns false at EOF or on error (fd then closed). */
+static bool read_stream(job_run *r, stream *s)
+{
+    char buf[65536];
+    for (int i = 0; i < 16; i++) { /* bounded, so one flooding stream cannot starve others */
+        ssize_t n = read(s->fd, buf, sizeof buf);
+        if (n > 0) {
+            on_stream_data(r, s, buf, (size_t)n);
+            continue;
+        }
+        if (n < 0 && (errno == EAGAIN || errno == EINTR))
+            return true;
+        if (n < 0)
+            fprintf(stderr, "executord: sandbox: read output: %s\n", strerror(errno));
+        close_fd(&s->fd);
+        return false;
+    }
+    return true;
+}
+
+static void read_result(job_run *r)
+{
+    for (;;) {
+        if (r->result_len == r->result_size) {
+            size_t size = r->result_size ? r->result_size * 2 : 8192;
+            if (size > r->cap + 1)
+                size = r->cap + 1;
+            if (size <= r->result_len) { /* already holding cap+1 bytes: too big */
+                close_fd(&r->result_fd);
+                if (r->killed == KILL_NONE)
+                    kill_tree(r, KILL_RESULT);
+                return;
+            }
+            char *p = realloc(r->result, size);
+            if (!p) {
+                close_fd(&r->result_fd);
+                kill_tree(r, KILL_RESULT);
+                return;
+            }
+            r->result = p;
+            r->result_size = size;
+        }
+        ssize_t n = read(r->result_fd, r->result + r->result_len, r->result_size - r->result_len);
+        if (n > 0) {
+            r->result_len += (size_t)n;
+            continue;
+        }
+        if (n < 0 && (errno == EAGAIN || errno == EINTR))
+            return;
+        close_fd(&r->result_fd);
+        return;
+    }
+}
+
+static void write_spec(job_run *r)
+{
+    while (r->spec_off < r->spec_len) {
+        ssize_t n = send(r->spec_fd, r->spec + r->spec_off, r->spec_len - r->spec_off,
+                         MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n > 0) {
+            r->spec_off += (size_t)n;
+            continue;
+        }
+        if (n < 0 && (errno == EAGAIN || errno == EINTR))
+            return;
+        break; /* EPIPE and friends: the runner is gone; its exit tells the story */
+    }
+    close_fd(&r->spec_fd); /* EOF tells the runner the spec is complete */
+}
+
+static void supervise(job_run *r)
+{
+    const sandbox_spec *spec = r->job->spec;
+    double limit = spec->limits.timeout_seconds;
+    /* 0 or absurd values (beyond ~30 years, which would overflow) mean no wall limit. */
+    int64_t deadline = limit > 0 && limit < 1e9 ? now_ns() + (int64_t)(limit * 1e9) : INT64_MAX;
+    pthread_once(&shutdown_once, shutdown_fd_init);
+
+    while (!r->exited) {
+        struct pollfd pf[7];
+        int idx_pid, idx_out[2] = {-1, -1}, idx_spec = -1, idx_res = -1, idx_cancel = -1,
+                     idx_shut = -1, n = 0;
+        pf[idx_pid = n++] = (struct pollfd){.fd = r->pidfd, .events = POLLIN};
+        for (int i = 0; i < 2; i++)
+            if (r->streams[i].fd >= 0)
+                pf[idx_out[i] = n++] = (struct pollfd){.fd = r->streams[i].fd, .events = POLLIN};
+        if (r->spec_fd >= 0)
+            pf[idx_spec = n++] = (struct pollfd){.fd = r->spec_fd, .events = POLLOUT};
+        if (r->result_fd >= 0)
+            pf[idx_res = n++] = (struct pollfd){.fd = r->result_fd, .events = POLLIN};
+        if (r->killed == KILL_NONE && spec->cancel_fd >= 0)
+            pf[idx_cancel = n++] = (struct pollfd){.fd = spec->cancel_fd, .events = POLLIN};
+        if (r->killed == KILL_NONE && shutdown_efd >= 0)
+            pf[idx_shut = n++] = (struct pollfd){.fd = shutdown_efd, .events = POLLIN};
+
+        int64_t wake = INT64_MAX;
+        if (r->killed == KILL_NONE)
+            wake = deadline;
+        else if (!r->hard_killed)
+            wake = r->hard_kill_at;
+        int timeout_ms = -1;
+        if (wake != INT64_MAX) {
+            int64_t left = wake - now_ns();
+            if (left <= 0) {
+                if (r->killed == KILL_NONE)
+                    kill_tree(r, KILL_TIMEOUT);
+                else
+                    hard_kill(r);
+                continue;
+            }
+            int64_t ms = (left + 999999) / 1000000;
+            timeout_ms = ms > 60000 ? 60000 : (int)ms;
+        }
+        int rc = poll(pf, (nfds_t)n, timeout_ms);
+        if (rc < 0) {
+            if (errno == EINTR)
+                continue;
+            fprintf(stderr, "executord: sandbox: poll: %s\n", strerror(errno));
+            kill_tree(r, KILL_CANCEL); /* cannot supervise: fail closed */
+            hard_kill(r);
+            struct pollfd p1 = {.fd = r->pidfd, .events = POLLIN};
+            while (poll(&p1, 1, -1) < 0 && errno == EINTR) {
+            }
+            r->exited = true;
+            break;
+        }
+        for (int i = 0; i < 2; i++)
+            if (idx_out[i] >= 0 && pf[idx_out[i]].revents)
+                read_stream(r, &r->streams[i]);
+        if (idx_spec >= 0 && pf[idx_spec].revents)
+            write_spec(r);
+        if (idx_res >= 0 && pf[idx_res].revents)
+            read_result(r);
+        if (idx_cancel >= 0 && pf[idx_cancel].revents && r->killed == KILL_NONE)
+            kill_tree(r, KILL_CANCEL);
+        if (idx_shut >= 0 && pf[idx_shut].revents && r->killed == KILL_NONE)
+            kill_tree(r, KILL_SHUTDOWN);
+        if (pf[idx_pid].revents)
+            r->exited = true;
+    }
+    /* init is gone, and with it every process of the namespace: what is still in the
+     * pipes is all there will be. */
+    for (int i = 0; i < 2; i++) {
+        while (r->streams[i].fd >= 0) {
+            struct pollfd pf = {.fd = r->streams[i].fd, .events = POLLIN};
+            if (poll(&pf, 1, 0) <= 0)
+                break;
+            read_stream(r, &r->streams[i]);
+        }
+    }
+    while (r->result_fd >= 0) {
+        read_result(r);
+        struct pollfd pf = {.fd = r->result_fd, .events = POLLIN};
+        if (r->result_fd < 0 || poll(&pf, 1, 0) <= 0)
+            break;
+    }
+}
+
+static void fill_usage(sandbox_usage *u, const struct rusage *ru)
+{
+    u->cpu_user_ms = (int64_t)ru->ru_utime.tv_sec * 1000 + ru->ru_utime.tv_usec / 1000;
+    u->cpu_system_ms = (int64_t)ru->ru_stime.tv_sec * 1000 + ru->ru_stime.tv_usec / 1000;
+    u->max_rss_kb = ru->ru_maxrss;
+}
+
+static char *dup_json_string(json_t *obj, const char *key)
+{
+    const char *s = json_string_value(json_object_get(obj, key));
+    return s ? strdup(s) : NULL;
+}
+
+/* Interprets the runner's result document. Returns false when there is none usable. */
+static bool apply_result(job_run *r)
+{
+    sandbox_outcome *out = r->out;
+    if (r->result_len == 0)
+        return false;
+    json_error_t jerr;
+    json_t *doc = json_loadb(r->result, r->result_len, JSON_ALLOW_NUL, &jerr);
+    if (!doc || !json_is_object(doc)) {
+        out->verdict = SANDBOX_FAILED;
+        sandbox_outcome_set_error(out, "SandboxExecutionError",
+                                  "Invalid result document from the runner: %s",
+                                  doc ? "not an object" : jerr.text);
+        json_decref(doc);
+        return true;
+    }
+    json_t *ok = json_object_get(doc, "ok");
+    if (json_is_true(ok)) {
+        json_t *res = json_object_get(doc, "result");
+        out->result_json = json_dumps(res ? res : json_null(), JSON_ENCODE_ANY | JSON_COMPACT);
+        if (!out->result_json) {
+            out->verdict = SANDBOX_FAILED;
+            sandbox_outcome_set_error(out, "SandboxExecutionError", "Out of memory encoding the result");
+        } else {
+            out->verdict = SANDBOX_SUCCEEDED;
+        }
+    } else {
+        json_t *e = json_object_get(doc, "error");
+        out->verdict = SANDBOX_FAILED;
+        free(out->error_type);
+        free(out->error_message);
+        free(out->error_traceback);
+        out->error_type = dup_json_string(e, "type");
+        out->error_message = dup_json_string(e, "message");
+        out->error_traceback = dup_json_string(e, "traceback");
+        if (!out->error_type)
+            out->error_type = strdup("SandboxExecutionError");
+    }
+    json_t *rss = json_object_get(doc, "max_rss_kb");
+    if (json_is_integer(rss) && json_integer_value(rss) > 0)
+        out->usage.max_rss_kb = json_integer_value(rss);
+    json_decref(doc);
+    return true;
+}
+
+static void decide(job_run *r, bool have_exit, const proc_record *exit_rec)
+{
+    sandbox_outcome *out = r->out;
+    const sandbox_limits *lim = &r->job->spec->limits;
+    int st = exit_rec->status;
+    if (have_exit) {
+        out->exit_code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+        out->signal = WIFSIGNALED(st) ? WTERMSIG(st) : 0;
+    }
+    switch (r->killed) {
+    case KILL_TIMEOUT:
+        out->verdict = SANDBOX_TIMED_OUT;
+        sandbox_outcome_set_error(out, "SandboxTimeoutError",
+                                  "Script execution timed out after %.15g seconds",
+                                  lim->timeout_seconds);
+        return;
+    case KILL_CANCEL:
+        out->verdict = SANDBOX_CANCELLED;
+        sandbox_outcome_set_error(out, "Cancelled", "Job cancelled");
+        return;
+    case KILL_SHUTDOWN:
+        out->verdict = SANDBOX_CANCELLED;
+        sandbox_outcome_set_error(out, "Cancelled", "Job cancelled: executord is shutting down");
+        return;
+    case KILL_OUTPUT:
+        out->verdict = SANDBOX_OUTPUT_LIMIT;
+        sandbox_outcome_set_error(out, "OutputLimitExceeded",
+                                  "%s exceeded the output limit of %llu bytes",
+                                  r->killed_stream == SANDBOX_STDERR ? "stderr" : "stdout",
+                                  (unsigned long long)r->cap);
+        return;
+    case KILL_RESULT:
+        out->verdict = SANDBOX_FAILED;
+        sandbox_outcome_set_error(out, "SandboxExecutionError",
+                                  "Result exceeds the output limit of %llu bytes",
+                                  (unsigned long long)r->cap);
+        return;
+    case KILL_NONE:
+        break;
+    }
+    if (apply_result(r))
+        return;
+    out->verdict = SANDBOX_FAILED;
+    int64_t cpu_ms = out->usage.cpu_user_ms + out->usage.cpu_system_ms;
+    if (!have_exit) {
+        sandbox_outcome_set_error(out, "SandboxExecutionError",
+                                  "Process tree ended without reporting the runner's exit");
+    } else if (WIFSIGNALED(st) &&
+               (WTERMSIG(st) == SIGXCPU ||
+                (WTERMSIG(st) == SIGKILL && lim->cpu_seconds > 0 &&
+                 cpu_ms >= (int64_t)lim->cpu_seconds * 1000))) {
+        /* SIGKILL past the limit is the kernel's hard-limit backstop (SIGXCPU caught). */
+        sandbox_outcome_set_error(out, "ResourceLimitExceeded",
+                                  "CPU time limit of %llu seconds exceeded (killed by %s)",
+                                  (unsigned long long)lim->cpu_seconds,
+                                  proc_signal_name(WTERMSIG(st)));
+    } else if (WIFSIGNALED(st) && WTERMSIG(st) == SIGXFSZ) {
+        sandbox_outcome_set_error(out, "ResourceLimitExceeded",
+                                  "File size limit of %llu MB exceeded (killed by SIGXFSZ)",
+                                  (unsigned long long)lim->max_file_size_mb);
+    } else if (WIFSIGNALED(st)) {
+        sandbox_outcome_set_error(out, "SandboxExecutionError",
+                                  "Process killed by signal %s without returning a result",
+                                  proc_signal_name(WTERMSIG(st)));
+    } else {
+        sandbox_outcome_set_error(out, "SandboxExecutionError",
+                                  "Process exited with code %d without returning a result",
+                                  WEXITSTATUS(st));
+    }
+}
+
+/* Reads init's records; returns true when an exit record arrived. */
+static bool read_records(job_run *r, proc_record *exit_rec, bool *setup_failed)
+{
+    bool have_exit = false;
+    proc_record rec;
+    for (;;) {
+        ssize_t n = read(r->status_fd, &rec, sizeof rec);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n != (ssize_t)sizeof rec)
+            break;
+        if (rec.kind == REC_SETUP_ERROR && !*setup_failed) {
+            *setup_failed = true;
+            rec.step[sizeof rec.step - 1] = '\0';
+            setup_error(r->out, rec.step, rec.err);
+        } else if (rec.kind == REC_EXIT) {
+            *exit_rec = rec;
+            have_exit = true;
+        }
+    }
+    return have_exit;
+}
+
+static long do_clone(unsigned long flags, int *pidfd)
+{
+    struct clone_args args;
+    memset(&args, 0, sizeof args);
+    args.flags = flags | CLONE_PIDFD;
+    args.pidfd = (uint64_t)(uintptr_t)pidfd;
+    args.exit_signal = SIGCHLD;
+    long pid = syscall(SYS_clone3, &args, sizeof args);
+    if (pid < 0 && errno == ENOSYS) /* clone3 filtered (older container runtimes) */
+        pid = syscall(SYS_clone, flags | CLONE_PIDFD | SIGCHLD, 0L, pidfd, 0L, 0L);
+    return pid;
+}
+
+int proc_run_job(const proc_job *job, sandbox_outcome *out)
+{
+    const sandbox_spec *spec = job->spec;
+    job_run r;
+    memset(&r, 0, sizeof r);
+    r.job = job;
+    r.out = out;
+    r.cap = spec->limits.max_output_bytes ? spec->limits.max_output_bytes : UINT64_MAX - 1;
+    r.pid = -1;
+    r.pidfd = r.spec_fd = r.result_fd = r.status_fd = -1;
+    r.streams[0] = (stream){.fd = -1, .id = SANDBOX_STDOUT};
+    r.streams[1] = (stream){.fd = -1, .id = SANDBOX_STDERR};
+    int child_fds[FD_INIT_COUNT];
+    for (int i = 0; i < FD_INIT_COUNT; i++)
+        child_fds[i] = -1;
+    int sync_w = -1;
+    int64_t t0 = now_ns();
+
+    if (atomic_load(&shutting_down)) {
+        out->verdict = SANDBOX_CANCELLED;
+        sandbox_outcome_set_error(out, "Cancelled", "Job cancelled: executord is shutting down");
+        return 0;
+    }
+    r.spec = build_spec(spec, &r.spec_len);
+    if (!r.spec) {
+        setup_error(out, "encode spec", errno ? errno : ENOMEM);
+        goto done;
+    }
+
+    int p[2], sv[2];
+    if ((child_fds[0] = open("/dev/null", O_RDONLY | O_CLOEXEC)) < 0) {
+        setup_error(out, "open /dev/null", errno);
+        goto done;
+    }
+    for (int i = 0; i < 2; i++) {
+        if (pipe2(p, O_CLOEXEC) != 0) {
+            setup_error(out, "pipe2 output", errno);
+            goto done;
+        }
+        r.streams[i].fd = p[0];
+        child_fds[1 + i] = p[1];
+    }
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
+        setup_error(out, "socketpair spec", errno);
+        goto done;
+    }
+    r.spec_fd = sv[0];
+    child_fds[3] = sv[1];
+    if (pipe2(p, O_CLOEXEC) != 0) {
+        setup_error(out, "pipe2 result", errno);
+        goto done;
+    }
+    r.result_fd = p[0];
+    child_fds[4] = p[1];
+    if (pipe2(p, O_CLOEXEC) != 0) {
+        setup_error(out, "pipe2 status", errno);
+        goto done;
+    }
+    r.status_fd = p[0];
+    child_fds[FD_STATUS] = p[1];
+    /* A socket, not a pipe: if init is already gone, send(MSG_NOSIGNAL) fails with
+     * EPIPE instead of raising SIGPIPE in the service. */
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, p) != 0) {
+        setup_error(out, "socketpair sync", errno);
+        goto done;
+    }
+    child_fds[FD_SYNC] = p[0];
+    sync_w = p[1];
+    if (set_nonblock(r.streams[0].fd) || set_nonblock(r.streams[1].fd) ||
+        set_nonblock(r.result_fd) || set_nonblock(r.status_fd)) {
+        setup_error(out, "fcntl O_NONBLOCK", errno);
+        goto done;
+    }
+
+    char *argv[] = {(char *)job->python, "-I", "-u", "-c", (char *)sandbox_runner_source, NULL};
+    child_plan plan;
+    memset(&plan, 0, sizeof plan);
+    memcpy(plan.fds, child_fds, sizeof plan.fds);
+    plan.python = job->python;
+    plan.argv = argv;
+    plan.envp = job->envp;
+    plan.cwd = job->cwd;
+    plan.hooks = &job->hooks;
+    rlimits_from_limits(&spec->limits, &plan.rl);
+
+    /* Block every signal across the clone so no service handler runs in the child
+     * before init has reset the dispositions. */
+    sigset_t all, old;
+    sigfillset(&all);
+    int merr = pthread_sigmask(SIG_SETMASK, &all, &old);
+    if (merr != 0) {
+        setup_error(out, "pthread_sigmask", merr);
+        goto done;
+    }
+    long pid = do_clone(CLONE_NEWPID | job->hooks.clone_flags, &r.pidfd);
+    if (pid == 0)
+        init_main(&plan);
+    int clone_errno = errno;
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (pid < 0) {
+        r.pidfd = -1;
+        setup_error(out, "clone3 (new PID namespace)", clone_errno);
+        goto done;
+    }
+    r.pid = (pid_t)pid;
+    for (int i = 0; i < FD_INIT_COUNT; i++)
+        close_fd(&child_fds[i]);
+
+    char why[512];
+    if (job->hooks.parent_setup && job->hooks.parent_setup(job->hooks.ctx, r.pid, why, sizeof why) != 0) {
+        out->verdict = SANDBOX_SETUP_ERROR;
+        sandbox_outcome_set_error(out, "SandboxError", "%s", why);
+        close_fd(&sync_w); /* init reads EOF and exits */
+        hard_kill(&r);
+    } else if (send(sync_w, "g", 1, MSG_NOSIGNAL) != 1) {
+        setup_error(out, "send go to init", errno);
+        hard_kill(&r);
+    }
+    close_fd(&sync_w);
+    bool setup_failed = out->verdict == SANDBOX_SETUP_ERROR && out->error_type != NULL;
+
+    if (!setup_failed)
+        supervise(&r);
+
+    int status;
+    struct rusage ru;
+    memset(&ru, 0, sizeof ru);
+    pid_t w;
+    do {
+        w = wait4(r.pid, &status, __WALL, &ru);
+    } while (w < 0 && errno == EINTR);
+    if (w < 0)
+        fprintf(stderr, "executord: sandbox: wait4 %d: %s\n", (int)r.pid, strerror(errno));
+    out->usage.wall_ms = (now_ns() - t0) / 1000000;
+
+    proc_record exit_rec;
+    memset(&exit_rec, 0, sizeof exit_rec);
+    bool have_exit = read_records(&r, &exit_rec, &setup_failed);
+    if (setup_failed)
+        goto done;
+    /* Prefer init's view (runner + reaped orphans); without it, init's own wait4. */
+    fill_usage(&out->usage, have_exit ? &exit_rec.ru : &ru);
+    if (!have_exit && w == r.pid) {
+        out->exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+        out->signal = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
+    }
+    decide(&r, have_exit, &exit_rec);
+
+done:
+    if (job->hooks.collect_usage && r.pid > 0)
+        job->hooks.collect_usage(job->hooks.ctx, &out->usage);
+    out->stdout_bytes = r.streams[0].bytes;
+    out->stderr_bytes = r.streams[1].bytes;
+    out->stdout_truncated = r.streams[0].truncated;
+    out->stderr_truncated = r.streams[1].truncated;
+    if (out->usage.wall_ms == 0)
+        out->usage.wall_ms = (now_ns() - t0) / 1000000;
+    for (int i = 0; i < FD_INIT_COUNT; i++)
+        close_fd(&child_fds[i]);
+    close_fd(&sync_w);
+    close_fd(&r.streams[0].fd);
+    close_fd(&r.streams[1].fd);
+    close_fd(&r.spec_fd);
+    close_fd(&r.result_fd);
+    close_fd(&r.status_fd);
+    close_fd(&r.pidfd);
+    free(r.spec);
+    free(r.result);
+    return 0;
+}

@@ -1,0 +1,99 @@
+/* Process supervision shared by every backend: clone the job's process tree into fresh
+ * namespaces, build it step by step through backend hooks, run the Python runner in it
+ * with the fd protocol below, and supervise it (output caps, timeout, cancel, kill, reap).
+ *
+ * Shape of the tree (always a new PID namespace, so killing its init kills everything):
+ *
+ *   service thread ──clone(CLONE_NEWPID|hooks->clone_flags)──▶ init (pid 1, our code, no exec)
+ *                                                               │ hooks->child_setup (mounts…)
+ *                                                               └─fork──▶ runner (pid 2)
+ *                                                                    setsid, chdir, fds 0-4,
+ *                                                                    rlimits, hooks->child_pre_exec,
+ *                                                                    execve(python -I -u -c runner)
+ *
+ * init reaps everything, and when the runner is gone it reports the runner's wait status
+ * and the tree's rusage to the service, then exits (which kills any leftover daemon).
+ * To stop a job early (timeout, cancel, output cap, shutdown) the service sends init
+ * SIGUSR1: init kills every process of the namespace, reaps them (so their CPU time is
+ * still measured) and exits; if it has not within 2 s, the service SIGKILLs init.
+ * A real init as pid 1 (instead of Python) keeps ordinary signal semantics for the
+ * script: the kernel drops default-action signals (SIGXCPU, SIGTERM from inside …) sent
+ * to a namespace's init.
+ *
+ * Runner fds: 0=/dev/null, 1=stdout pipe, 2=stderr pipe, 3=spec (socket; the service
+ * writes {"script","inputs","limits"} then shuts it down), 4=result pipe (one JSON doc).
+ */
+#ifndef EXECUTORD_SANDBOX_PROCESS_H
+#define EXECUTORD_SANDBOX_PROCESS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+#include "sandbox/rlimits.h"
+#include "sandbox/sandbox.h"
+
+/* Backend customisation points. Every callback may be NULL. */
+typedef struct proc_hooks {
+    /* Extra CLONE_NEW* flags (CLONE_NEWUSER, CLONE_NEWNS, CLONE_NEWNET, CLONE_NEWIPC,
+     * CLONE_NEWUTS, CLONE_NEWCGROUP). CLONE_NEWPID is always added. */
+    unsigned long clone_flags;
+    void *ctx;
+    /* In the service, after the clone but before init is released: write uid/gid maps
+     * (see proc_write_id_maps), attach the pid to a cgroup, ... Return 0, or -1 with a
+     * message ("call: strerror") in err; the job then fails with SANDBOX_SETUP_ERROR. */
+    int (*parent_setup)(void *ctx, pid_t init_pid, char *err, size_t errlen);
+    /* In init (pid 1 of the new namespaces), before the runner is forked: mounts,
+     * pivot_root, hostname, loopback. ASYNC-SIGNAL-SAFE ONLY (the service is
+     * multithreaded): raw syscalls, no malloc, no stdio. Return 0, or -1 with errno set
+     * and *step naming what failed (a string literal, e.g. "mount /proc"). */
+    int (*child_setup)(void *ctx, const char **step);
+    /* In the runner, after setsid/chdir/fd layout/rlimits, right before execve:
+     * setgroups/setuid, capabilities, no_new_privs, seccomp. Same rules as child_setup. */
+    int (*child_pre_exec)(void *ctx, const char **step);
+    /* Called when the tree must die (timeout, cancel, output cap, setup failure), right
+     * after init got SIGKILL (when this hook is set, the polite SIGUSR1 request is
+     * skipped: a cgroup kill reaches init anyway): e.g. write "1" to cgroup.kill. */
+    void (*kill_all)(void *ctx);
+    /* Called once after init was reaped, to add measurements (cgroup memory peak, OOM
+     * kills, cgroup CPU time) to the usage. */
+    void (*collect_usage)(void *ctx, sandbox_usage *usage);
+} proc_hooks;
+
+/* One job's run through the runner protocol. */
+typedef struct proc_job {
+    const sandbox_spec *spec;
+    const sandbox_io *io;          /* may be NULL or have a NULL on_output */
+    const char *python;            /* interpreter path, exec'd directly (no PATH search) */
+    const char *cwd;               /* runner's working folder (as seen inside the tree) */
+    char *const *envp;             /* complete environment, see proc_build_env */
+    proc_hooks hooks;
+} proc_job;
+
+/* Runs the job to completion and fills *out (verdict, exit code/signal, result or
+ * error, usage, output counters). The caller did sandbox_outcome_init(out). Setup
+ * failures (here or in a hook) give SANDBOX_SETUP_ERROR / "SandboxError" with the
+ * failing step and errno text. Always returns 0. Thread-safe. */
+int proc_run_job(const proc_job *job, sandbox_outcome *out);
+
+/* The runner's environment: PATH=/usr/local/bin:/usr/bin:/bin, HOME=home, LANG=C.UTF-8,
+ * then user_env ("NAME=VALUE", NULL-terminated, may be NULL), which overrides those.
+ * Nothing of the service's own environment. Returns a malloc'd NULL-terminated array
+ * (free with proc_free_env), or NULL on allocation failure. */
+char **proc_build_env(const char *home, const char *const *user_env);
+void proc_free_env(char **env);
+
+/* Writes /proc/<pid>/setgroups ("deny"), uid_map and gid_map mapping uid/gid 0 inside
+ * the user namespace to outside_uid/outside_gid. For parent_setup hooks. */
+int proc_write_id_maps(pid_t pid, uid_t outside_uid, gid_t outside_gid, char *err, size_t errlen);
+
+/* Service shutdown: on=true kills every running job tree now (verdict SANDBOX_CANCELLED,
+ * "Job cancelled: executord is shutting down") and refuses new ones until reset with
+ * on=false. */
+void proc_set_shutting_down(bool on);
+
+/* Formats "Process exited with code N without returning a result" style texts need the
+ * signal name: "SIGKILL", or "signal 42" for unnamed ones. Returns a static string. */
+const char *proc_signal_name(int sig);
+
+#endif

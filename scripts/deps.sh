@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Installs the Debian 12 packages executord needs, only those missing.
+#   scripts/deps.sh run    what building and running the service needs
+#   scripts/deps.sh test   that plus what the test suites need
+set -euo pipefail
+
+run_pkgs=(gcc make cmake pkg-config libmicrohttpd-dev libjansson-dev libseccomp-dev uuid-dev
+          libsqlite3-dev python3 curl)
+test_pkgs=(clang libcmocka-dev python3-pytest python3-yaml sqlite3 procps)
+
+want=("${run_pkgs[@]}")
+if [ "${1:-run}" = test ]; then
+  want+=("${test_pkgs[@]}")
+fi
+
+missing=()
+for p in "${want[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
+    missing+=("$p")
+  fi
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+echo "installing: ${missing[*]}" >&2
+sudo=""
+[ "$(id -u)" -eq 0 ] || sudo="sudo"
+$sudo apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

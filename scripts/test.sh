@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Installs what is missing, builds (gcc, and clang as a warnings check), then runs every
+# test: the cmocka unit tests, then the integration suite against the real binary.
+# Ends with pytest's summary line.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/deps.sh test
+
+jobs=$(nproc)
+echo "== build (gcc)"
+cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+cmake --build build -j"$jobs" >/dev/null
+echo "== build (clang, warnings as errors)"
+CC=clang cmake -S . -B build-clang -DCMAKE_BUILD_TYPE=Debug >/dev/null
+cmake --build build-clang -j"$jobs" >/dev/null
+
+echo "== unit tests"
+ctest --test-dir build --output-on-failure -j"$jobs"
+
+echo "== integration tests (real binary over HTTP)"
+EXECUTORD_BIN="$PWD/build/executord" /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/integration

@@ -1,0 +1,83 @@
+/* Backend availability: every compiled-in backend is initialised once at start-up; the
+ * result (usable, or the reason it is not) is kept for request validation and /readyz. */
+#include "src/backends.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "src/log.h"
+
+#define MAX_BACKENDS 8
+
+typedef struct backend_state {
+    const sandbox_backend *backend;
+    bool available;
+    char why[256];
+} backend_state;
+
+static backend_state states[MAX_BACKENDS];
+static int n_states;
+
+/* Backends that are planned but not built yet still have a name, so a request naming
+ * them gets "not available" rather than "unknown backend". */
+static const char *const known_names[] = {"direct", "ephemeral", "pool"};
+
+void backends_init(const sandbox_config *cfg)
+{
+    n_states = 0;
+    for (const sandbox_backend *const *b = sandbox_backends_all(); *b && n_states < MAX_BACKENDS; b++) {
+        backend_state *s = &states[n_states++];
+        s->backend = *b;
+        s->why[0] = '\0';
+        s->available = (*b)->init(cfg, s->why, sizeof s->why) == 0;
+        if (s->available && s->why[0])
+            log_warn("backend %s: available with a caveat: %s", (*b)->name, s->why);
+        else if (s->available)
+            log_info("backend %s: available", (*b)->name);
+        else
+            log_warn("backend %s: not available: %s", (*b)->name, s->why);
+    }
+}
+
+void backends_shutdown(void)
+{
+    for (int i = 0; i < n_states; i++)
+        if (states[i].available && states[i].backend->shutdown)
+            states[i].backend->shutdown();
+    n_states = 0;
+}
+
+static backend_state *find_state(const char *name)
+{
+    for (int i = 0; i < n_states; i++)
+        if (strcmp(states[i].backend->name, name) == 0)
+            return &states[i];
+    return NULL;
+}
+
+const sandbox_backend *backends_get(const char *name)
+{
+    backend_state *s = find_state(name);
+    return s && s->available ? s->backend : NULL;
+}
+
+bool backends_known(const char *name)
+{
+    for (size_t i = 0; i < sizeof known_names / sizeof known_names[0]; i++)
+        if (strcmp(known_names[i], name) == 0)
+            return true;
+    return find_state(name) != NULL;
+}
+
+bool backends_available(const char *name, const char **why)
+{
+    backend_state *s = find_state(name);
+    if (s && s->available) {
+        if (why)
+            *why = NULL;
+        return true;
+    }
+    if (why)
+        *why = s ? s->why : "this backend is not built into this version of executord yet";
+    return false;
+}

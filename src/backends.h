@@ -1,0 +1,20 @@
+/* Which sandbox backends this instance can use: each is initialised once at start-up and
+ * its availability (or the reason it is unavailable) recorded for validation and /readyz. */
+#ifndef EXECUTORD_BACKENDS_H
+#define EXECUTORD_BACKENDS_H
+
+#include <stdbool.h>
+
+#include "sandbox/sandbox.h"
+
+/* Initialises every compiled-in backend; logs each one's state. */
+void backends_init(const sandbox_config *cfg);
+void backends_shutdown(void);
+/* The backend when it is available, else NULL. */
+const sandbox_backend *backends_get(const char *name);
+/* True for every backend name executord knows (direct, ephemeral, pool), built or not. */
+bool backends_known(const char *name);
+/* True when usable; otherwise *why (if given) says why not. */
+bool backends_available(const char *name, const char **why);
+
+#endif

@@ -1,0 +1,318 @@
+/* Configuration: one table lists every option with its flag, environment variable,
+ * default and parser, so --help, the environment and the flags can never disagree.
+ * Precedence: embedded default < EXECUTORD_* environment variable < command-line flag. */
+#include "src/config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "src/log.h"
+
+typedef enum opt_kind { OPT_STRING, OPT_LISTEN, OPT_INT, OPT_U64, OPT_SECONDS, OPT_LEVEL, OPT_BACKEND } opt_kind;
+
+typedef struct option_def {
+    const char *flag;    /* without the leading "--" */
+    const char *env;
+    opt_kind kind;
+    const char *def;     /* embedded default, parsed like any other value */
+    const char *help;
+    size_t offset;       /* field in struct config */
+    size_t size;         /* buffer size for strings */
+    int64_t min, max;    /* bounds for numbers */
+} option_def;
+
+#define FIELD(f) offsetof(config, f), sizeof(((config *)0)->f)
+
+static const option_def options[] = {
+    {"listen", "EXECUTORD_LISTEN", OPT_LISTEN, "127.0.0.1:8080", "address to serve HTTP on (HOST:PORT; port 0 picks a free one)", FIELD(listen_host), 0, 0},
+    {"data-dir", "EXECUTORD_DATA_DIR", OPT_STRING, "./executord-data", "folder for the SQLite database and per-job work folders", FIELD(data_dir), 0, 0},
+    {"backend", "EXECUTORD_BACKEND", OPT_BACKEND, "direct", "default backend for jobs that name none (direct, ephemeral, pool)", FIELD(backend), 0, 0},
+    {"workers", "EXECUTORD_WORKERS", OPT_INT, "0", "jobs run at once (0 = number of CPUs)", FIELD(workers), 0, 1024},
+    {"python", "EXECUTORD_PYTHON", OPT_STRING, "/usr/bin/python3", "Python interpreter that runs scripts", FIELD(python), 0, 0},
+    {"api-token-file", "EXECUTORD_API_TOKEN_FILE", OPT_STRING, "", "file holding the API bearer token (empty = no authentication)", FIELD(api_token_file), 0, 0},
+    {"log-level", "EXECUTORD_LOG_LEVEL", OPT_LEVEL, "info", "debug, info, warn or error", FIELD(log_level), 0, 0},
+    {"max-body-bytes", "EXECUTORD_MAX_BODY_BYTES", OPT_U64, "2097152", "largest request body accepted (413 above)", FIELD(max_body_bytes), 1024, INT64_MAX},
+    {"max-queued", "EXECUTORD_MAX_QUEUED", OPT_U64, "10000", "queued jobs at most (429 above)", FIELD(max_queued), 1, INT64_MAX},
+    {"shutdown-grace-seconds", "EXECUTORD_SHUTDOWN_GRACE_SECONDS", OPT_SECONDS, "10", "on SIGTERM, how long running jobs may finish", FIELD(shutdown_grace_seconds), 0, 86400},
+    {"retention-seconds", "EXECUTORD_RETENTION_SECONDS", OPT_U64, "604800", "finished jobs older than this are deleted", FIELD(retention_seconds), 1, INT64_MAX},
+    {"default-timeout-seconds", "EXECUTORD_DEFAULT_TIMEOUT_SECONDS", OPT_SECONDS, "30", "job wall-clock limit when the request sets none", FIELD(default_limits.timeout_seconds), 0, 86400},
+    {"max-timeout-seconds", "EXECUTORD_MAX_TIMEOUT_SECONDS", OPT_SECONDS, "3600", "largest timeout_seconds a request may ask for", FIELD(max_limits.timeout_seconds), 0, 86400},
+    {"default-memory-mb", "EXECUTORD_DEFAULT_MEMORY_MB", OPT_U64, "512", "limits.memory_mb default", FIELD(default_limits.memory_mb), 16, 1 << 24},
+    {"max-memory-mb", "EXECUTORD_MAX_MEMORY_MB", OPT_U64, "65536", "limits.memory_mb maximum", FIELD(max_limits.memory_mb), 16, 1 << 24},
+    {"default-cpu-seconds", "EXECUTORD_DEFAULT_CPU_SECONDS", OPT_U64, "60", "limits.cpu_seconds default", FIELD(default_limits.cpu_seconds), 1, 1 << 24},
+    {"max-cpu-seconds", "EXECUTORD_MAX_CPU_SECONDS", OPT_U64, "3600", "limits.cpu_seconds maximum", FIELD(max_limits.cpu_seconds), 1, 1 << 24},
+    {"default-max-processes", "EXECUTORD_DEFAULT_MAX_PROCESSES", OPT_U64, "64", "limits.max_processes default", FIELD(default_limits.max_processes), 1, 1 << 22},
+    {"max-max-processes", "EXECUTORD_MAX_MAX_PROCESSES", OPT_U64, "4096", "limits.max_processes maximum", FIELD(max_limits.max_processes), 1, 1 << 22},
+    {"default-max-file-size-mb", "EXECUTORD_DEFAULT_MAX_FILE_SIZE_MB", OPT_U64, "64", "limits.max_file_size_mb default", FIELD(default_limits.max_file_size_mb), 1, 1 << 24},
+    {"max-max-file-size-mb", "EXECUTORD_MAX_MAX_FILE_SIZE_MB", OPT_U64, "4096", "limits.max_file_size_mb maximum", FIELD(max_limits.max_file_size_mb), 1, 1 << 24},
+    {"default-max-open-files", "EXECUTORD_DEFAULT_MAX_OPEN_FILES", OPT_U64, "256", "limits.max_open_files default", FIELD(default_limits.max_open_files), 16, 1 << 20},
+    {"max-max-open-files", "EXECUTORD_MAX_MAX_OPEN_FILES", OPT_U64, "65536", "limits.max_open_files maximum", FIELD(max_limits.max_open_files), 16, 1 << 20},
+    {"default-max-output-bytes", "EXECUTORD_DEFAULT_MAX_OUTPUT_BYTES", OPT_U64, "1048576", "limits.max_output_bytes default (per stream)", FIELD(default_limits.max_output_bytes), 1024, INT64_MAX},
+    {"max-max-output-bytes", "EXECUTORD_MAX_MAX_OUTPUT_BYTES", OPT_U64, "67108864", "limits.max_output_bytes maximum", FIELD(max_limits.max_output_bytes), 1024, INT64_MAX},
+};
+
+#define N_OPTIONS (sizeof options / sizeof options[0])
+
+/* Every value is parsed by one function whatever its source, so an error message can
+ * say where the bad value came from. */
+static int parse_number(const char *s, int64_t min, int64_t max, int64_t *out)
+{
+    if (!*s || isspace((unsigned char)*s) || *s == '-')
+        return -1;
+    errno = 0;
+    char *end;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || *end || v > (unsigned long long)max || (int64_t)v < min)
+        return -1;
+    *out = (int64_t)v;
+    return 0;
+}
+
+static int parse_listen(const char *s, config *c)
+{
+    const char *colon = strrchr(s, ':');
+    if (!colon || colon == s)
+        return -1;
+    size_t hostlen = (size_t)(colon - s);
+    /* [::1]:8080 */
+    if (s[0] == '[' && hostlen >= 2 && s[hostlen - 1] == ']') {
+        s++;
+        hostlen -= 2;
+    }
+    if (hostlen == 0 || hostlen >= sizeof c->listen_host)
+        return -1;
+    int64_t port;
+    if (parse_number(colon + 1, 0, 65535, &port) != 0)
+        return -1;
+    memcpy(c->listen_host, s, hostlen);
+    c->listen_host[hostlen] = '\0';
+    c->listen_port = (int)port;
+    return 0;
+}
+
+static const char *expectation(const option_def *o)
+{
+    static __thread char buf[128];
+    switch (o->kind) {
+    case OPT_LISTEN:
+        return "HOST:PORT";
+    case OPT_LEVEL:
+        return "one of debug, info, warn, error";
+    case OPT_BACKEND:
+        return "one of direct, ephemeral, pool";
+    case OPT_SECONDS:
+        snprintf(buf, sizeof buf, "a number of seconds from %lld to %lld", (long long)o->min, (long long)o->max);
+        return buf;
+    case OPT_INT:
+    case OPT_U64:
+        snprintf(buf, sizeof buf, "a whole number from %lld to %lld", (long long)o->min, (long long)o->max);
+        return buf;
+    case OPT_STRING:
+        return "a non-empty path";
+    }
+    return "a valid value";
+}
+
+static int apply_value(config *c, const option_def *o, const char *value)
+{
+    char *field = (char *)c + o->offset;
+    switch (o->kind) {
+    case OPT_STRING:
+        if (strlen(value) >= o->size)
+            return -1;
+        if (!*value && strcmp(o->flag, "api-token-file") != 0)
+            return -1;
+        memcpy(field, value, strlen(value) + 1);
+        return 0;
+    case OPT_LISTEN:
+        return parse_listen(value, c);
+    case OPT_BACKEND:
+        if (strcmp(value, "direct") && strcmp(value, "ephemeral") && strcmp(value, "pool"))
+            return -1;
+        snprintf(field, o->size, "%s", value);
+        return 0;
+    case OPT_LEVEL:
+        return log_parse_level(value, (log_level *)field);
+    case OPT_INT: {
+        int64_t v;
+        if (parse_number(value, o->min, o->max, &v) != 0)
+            return -1;
+        *(int *)field = (int)v;
+        return 0;
+    }
+    case OPT_U64: {
+        int64_t v;
+        if (parse_number(value, o->min, o->max, &v) != 0)
+            return -1;
+        *(uint64_t *)field = (uint64_t)v;
+        return 0;
+    }
+    case OPT_SECONDS: {
+        char *end;
+        errno = 0;
+        double v = strtod(value, &end);
+        if (!*value || errno || *end || !isfinite(v) || v < (double)o->min || v > (double)o->max)
+            return -1;
+        if (v <= 0 && strcmp(o->flag, "shutdown-grace-seconds") != 0)
+            return -1;
+        *(double *)field = v;
+        return 0;
+    }
+    }
+    return -1;
+}
+
+static void print_help(void)
+{
+    printf("Usage: executord [OPTION]...\n"
+           "Runs untrusted Python scripts in Linux sandboxes behind a JSON HTTP API.\n\n"
+           "Every option can also be set by the environment variable shown; a flag wins.\n\n");
+    for (size_t i = 0; i < N_OPTIONS; i++) {
+        const option_def *o = &options[i];
+        printf("  --%-26s %s\n  %-28s env %s, default \"%s\"\n", o->flag, o->help, "", o->env, o->def);
+    }
+    printf("  --%-26s %s\n  --%-26s %s\n", "help", "show this help and exit", "version",
+           "show the version and exit");
+}
+
+static const option_def *find_flag(const char *name, size_t len)
+{
+    for (size_t i = 0; i < N_OPTIONS; i++)
+        if (strlen(options[i].flag) == len && strncmp(options[i].flag, name, len) == 0)
+            return &options[i];
+    return NULL;
+}
+
+static int read_token_file(config *c)
+{
+    c->api_token[0] = '\0';
+    if (!c->api_token_file[0])
+        return 0;
+    int fd = open(c->api_token_file, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        fprintf(stderr, "executord: cannot read --api-token-file %s: %s\n", c->api_token_file, strerror(errno));
+        return -1;
+    }
+    ssize_t n = read(fd, c->api_token, sizeof c->api_token - 1);
+    int saved = errno;
+    close(fd);
+    if (n < 0) {
+        fprintf(stderr, "executord: cannot read --api-token-file %s: %s\n", c->api_token_file, strerror(saved));
+        return -1;
+    }
+    c->api_token[n] = '\0';
+    /* Trailing newlines come from `echo token > file`; they are not part of the token. */
+    while (n > 0 && (c->api_token[n - 1] == '\n' || c->api_token[n - 1] == '\r'))
+        c->api_token[--n] = '\0';
+    if (n == 0 || (size_t)n >= sizeof c->api_token - 1 || strlen(c->api_token) != (size_t)n) {
+        fprintf(stderr, "executord: --api-token-file %s must hold one token of 1 to %zu bytes\n",
+                c->api_token_file, sizeof c->api_token - 2);
+        return -1;
+    }
+    return 0;
+}
+
+/* Cross-field rules: a default above its maximum would make every job invalid. */
+static int check_consistency(const config *c)
+{
+    const sandbox_limits *d = &c->default_limits, *m = &c->max_limits;
+    struct { const char *name; double def, max; } pairs[] = {
+        {"timeout-seconds", d->timeout_seconds, m->timeout_seconds},
+        {"memory-mb", (double)d->memory_mb, (double)m->memory_mb},
+        {"cpu-seconds", (double)d->cpu_seconds, (double)m->cpu_seconds},
+        {"max-processes", (double)d->max_processes, (double)m->max_processes},
+        {"max-file-size-mb", (double)d->max_file_size_mb, (double)m->max_file_size_mb},
+        {"max-open-files", (double)d->max_open_files, (double)m->max_open_files},
+        {"max-output-bytes", (double)d->max_output_bytes, (double)m->max_output_bytes},
+    };
+    for (size_t i = 0; i < sizeof pairs / sizeof pairs[0]; i++) {
+        if (pairs[i].def > pairs[i].max) {
+            fprintf(stderr, "executord: --default-%s (%g) is above --max-%s (%g)\n", pairs[i].name,
+                    pairs[i].def, pairs[i].name, pairs[i].max);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+int config_load(config *c, int argc, char **argv)
+{
+    memset(c, 0, sizeof *c);
+    for (size_t i = 0; i < N_OPTIONS; i++) {
+        if (apply_value(c, &options[i], options[i].def) != 0) {
+            fprintf(stderr, "executord: internal error: bad default for --%s\n", options[i].flag);
+            return 2;
+        }
+    }
+    for (size_t i = 0; i < N_OPTIONS; i++) {
+        const char *v = getenv(options[i].env);
+        if (v && apply_value(c, &options[i], v) != 0) {
+            fprintf(stderr, "executord: invalid %s=\"%s\": expected %s\n", options[i].env, v,
+                    expectation(&options[i]));
+            return 2;
+        }
+    }
+    for (int i = 1; i < argc; i++) {
+        const char *arg = argv[i];
+        if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0) {
+            print_help();
+            return 1;
+        }
+        if (strcmp(arg, "--version") == 0) {
+            printf("executord %s\n", EXECUTORD_VERSION);
+            return 1;
+        }
+        if (strncmp(arg, "--", 2) != 0) {
+            fprintf(stderr, "executord: unexpected argument \"%s\" (see --help)\n", arg);
+            return 2;
+        }
+        const char *name = arg + 2, *eq = strchr(name, '=');
+        size_t len = eq ? (size_t)(eq - name) : strlen(name);
+        const option_def *o = find_flag(name, len);
+        if (!o) {
+            fprintf(stderr, "executord: unknown option \"--%.*s\" (see --help)\n", (int)len, name);
+            return 2;
+        }
+        const char *value = eq ? eq + 1 : NULL;
+        if (!value) {
+            if (i + 1 >= argc) {
+                fprintf(stderr, "executord: option --%s needs a value: %s\n", o->flag, expectation(o));
+                return 2;
+            }
+            value = argv[++i];
+        }
+        if (apply_value(c, o, value) != 0) {
+            fprintf(stderr, "executord: invalid value \"%s\" for --%s: expected %s\n", value, o->flag,
+                    expectation(o));
+            return 2;
+        }
+    }
+    if (c->workers == 0) {
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+        c->workers = n > 0 ? (int)n : 1;
+    }
+    if (check_consistency(c) != 0 || read_token_file(c) != 0)
+        return 2;
+    return 0;
+}
+
+void config_describe(const config *c, char *buf, size_t len)
+{
+    snprintf(buf, len,
+             "listen=%s:%d data_dir=%s backend=%s workers=%d python=%s auth=%s log_level=%d "
+             "max_body_bytes=%llu max_queued=%lld grace=%gs retention=%llds "
+             "default_timeout=%gs max_timeout=%gs default_memory_mb=%llu max_output_bytes=%llu",
+             c->listen_host, c->listen_port, c->data_dir, c->backend, c->workers, c->python,
+             c->api_token[0] ? "token" : "none", (int)c->log_level,
+             (unsigned long long)c->max_body_bytes, (long long)c->max_queued, c->shutdown_grace_seconds,
+             (long long)c->retention_seconds, c->default_limits.timeout_seconds,
+             c->max_limits.timeout_seconds, (unsigned long long)c->default_limits.memory_mb,
+             (unsigned long long)c->default_limits.max_output_bytes);
+}

@@ -1,0 +1,40 @@
+/* Service configuration: embedded defaults, overridden by EXECUTORD_* environment
+ * variables, overridden by command-line flags. Parsed once at start-up, then read-only. */
+#ifndef EXECUTORD_CONFIG_H
+#define EXECUTORD_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "sandbox/sandbox.h"
+
+typedef enum log_level { LOG_DEBUG = 0, LOG_INFO, LOG_WARN, LOG_ERROR } log_level;
+
+typedef struct config {
+    char listen_host[256];
+    int listen_port;
+    char data_dir[4096];
+    char backend[16];            /* default backend for jobs that name none */
+    int workers;
+    char python[4096];
+    char api_token_file[4096];   /* "" = no token */
+    char api_token[512];         /* read from api_token_file at start-up */
+    log_level log_level;
+
+    uint64_t max_body_bytes;     /* 413 above */
+    int64_t max_queued;          /* 429 above */
+    double shutdown_grace_seconds;
+    int64_t retention_seconds;   /* finished jobs older than this are deleted */
+
+    sandbox_limits default_limits; /* used for a limit the request leaves out */
+    sandbox_limits max_limits;     /* a request above these gets 422 */
+} config;
+
+/* Parses env and argv into *c. Returns 0 to run, 1 when --help/--version printed and the
+ * process should exit 0, 2 on a bad flag or value (one line already on stderr). */
+int config_load(config *c, int argc, char **argv);
+
+/* One line describing the effective configuration (token redacted), for the start-up log. */
+void config_describe(const config *c, char *buf, size_t len);
+
+#endif

@@ -1,0 +1,183 @@
+/* The job model: status names, ids, and how a sandbox outcome becomes a job's final
+ * status and outcome fields (with default error texts when a backend left them out). */
+#include "src/job.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+#include <uuid/uuid.h>
+
+static const char *const status_names[] = {
+    [JOB_QUEUED] = "queued",       [JOB_RUNNING] = "running",
+    [JOB_SUCCEEDED] = "succeeded", [JOB_FAILED] = "failed",
+    [JOB_TIMED_OUT] = "timed_out", [JOB_CANCELLED] = "cancelled",
+};
+#define STATUS_COUNT (sizeof status_names / sizeof status_names[0])
+
+const char *job_status_name(job_status s)
+{
+    if ((unsigned)s >= STATUS_COUNT)
+        return "unknown";
+    return status_names[s];
+}
+
+int job_status_parse(const char *name, job_status *out)
+{
+    if (!name)
+        return -1;
+    for (size_t i = 0; i < STATUS_COUNT; i++) {
+        if (strcmp(name, status_names[i]) == 0) {
+            *out = (job_status)i;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+bool job_status_is_final(job_status s)
+{
+    return s == JOB_SUCCEEDED || s == JOB_FAILED || s == JOB_TIMED_OUT || s == JOB_CANCELLED;
+}
+
+void job_init(job *j)
+{
+    memset(j, 0, sizeof *j);
+    j->status = JOB_QUEUED;
+    j->has_exit_code = false;
+    j->exit_code = -1;
+    j->signal = 0;
+}
+
+void job_free(job *j)
+{
+    char **owned[] = {&j->script,          &j->inputs_json,   &j->env_json,
+                      &j->labels_json,     &j->idempotency_key, &j->request_json,
+                      &j->result_json,     &j->error_type,    &j->error_message,
+                      &j->error_traceback, &j->usage_json};
+    for (size_t i = 0; i < sizeof owned / sizeof owned[0]; i++)
+        free(*owned[i]);
+    job_init(j);
+}
+
+void job_new_id(char buf[JOB_ID_LEN + 1])
+{
+    uuid_t u;
+    uuid_generate_random(u);
+    uuid_unparse_lower(u, buf);
+}
+
+bool job_id_valid(const char *s)
+{
+    if (!s)
+        return false;
+    for (int i = 0; i < JOB_ID_LEN; i++) {
+        char c = s[i];
+        if (i == 8 || i == 13 || i == 18 || i == 23) {
+            if (c != '-')
+                return false;
+        } else if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) {
+            return false; /* also stops at a NUL before 36 characters */
+        }
+    }
+    return s[JOB_ID_LEN] == '\0';
+}
+
+/* Replaces *dst with a copy of src (NULL stays NULL). */
+static void set_str(char **dst, const char *src)
+{
+    free(*dst);
+    *dst = src ? strdup(src) : NULL;
+}
+
+static char *usage_to_json(const sandbox_usage *u)
+{
+    json_t *o = json_object();
+    if (!o)
+        return NULL;
+    json_object_set_new(o, "wall_ms", json_integer(u->wall_ms));
+    json_object_set_new(o, "cpu_user_ms", json_integer(u->cpu_user_ms));
+    json_object_set_new(o, "cpu_system_ms", json_integer(u->cpu_system_ms));
+    json_object_set_new(o, "max_rss_kb", json_integer(u->max_rss_kb));
+    /* -1 means the backend could not measure it: leave the key out rather than lie. */
+    if (u->memory_peak_bytes >= 0)
+        json_object_set_new(o, "memory_peak_bytes", json_integer(u->memory_peak_bytes));
+    if (u->cgroup_cpu_ms >= 0)
+        json_object_set_new(o, "cgroup_cpu_ms", json_integer(u->cgroup_cpu_ms));
+    if (u->oom_kills >= 0)
+        json_object_set_new(o, "oom_kills", json_integer(u->oom_kills));
+    char *text = json_dumps(o, JSON_COMPACT);
+    json_decref(o);
+    return text;
+}
+
+static void failed_default_message(const job *j, char *buf, size_t len)
+{
+    if (j->has_exit_code)
+        snprintf(buf, len, "Script execution failed (exit code %d)", j->exit_code);
+    else if (j->signal > 0)
+        snprintf(buf, len, "Script execution failed (killed by signal %d)", j->signal);
+    else
+        snprintf(buf, len, "Script execution failed");
+}
+
+void job_apply_outcome(job *j, const sandbox_outcome *o)
+{
+    bool ok = o->verdict == SANDBOX_SUCCEEDED;
+    /* result only for a success, error only for anything else, as the API shows them. */
+    set_str(&j->result_json, ok ? o->result_json : NULL);
+    set_str(&j->error_type, ok ? NULL : o->error_type);
+    set_str(&j->error_message, ok ? NULL : o->error_message);
+    set_str(&j->error_traceback, ok ? NULL : o->error_traceback);
+    j->has_exit_code = o->exit_code >= 0;
+    j->exit_code = o->exit_code >= 0 ? o->exit_code : -1;
+    j->signal = o->signal > 0 ? o->signal : 0;
+    j->stdout_bytes = o->stdout_bytes;
+    j->stderr_bytes = o->stderr_bytes;
+    j->stdout_truncated = o->stdout_truncated;
+    j->stderr_truncated = o->stderr_truncated;
+    free(j->usage_json);
+    j->usage_json = usage_to_json(&o->usage);
+
+    const char *type = NULL;
+    char msg[256] = "";
+    switch (o->verdict) {
+    case SANDBOX_SUCCEEDED:
+        j->status = JOB_SUCCEEDED;
+        return;
+    case SANDBOX_TIMED_OUT:
+        j->status = JOB_TIMED_OUT;
+        type = "SandboxTimeoutError";
+        snprintf(msg, sizeof msg, "Script execution timed out after %g seconds",
+                 j->limits.timeout_seconds);
+        break;
+    case SANDBOX_CANCELLED:
+        j->status = JOB_CANCELLED;
+        type = "Cancelled";
+        snprintf(msg, sizeof msg, "Job cancelled");
+        break;
+    case SANDBOX_OUTPUT_LIMIT:
+        j->status = JOB_FAILED;
+        type = "OutputLimitExceeded";
+        snprintf(msg, sizeof msg, "Output exceeded the limit of %llu bytes per stream",
+                 (unsigned long long)j->limits.max_output_bytes);
+        break;
+    case SANDBOX_SETUP_ERROR:
+        j->status = JOB_FAILED;
+        type = "SandboxError";
+        snprintf(msg, sizeof msg, "The sandbox could not be set up");
+        break;
+    case SANDBOX_FAILED:
+    default:
+        j->status = JOB_FAILED;
+        type = "SandboxExecutionError";
+        failed_default_message(j, msg, sizeof msg);
+        break;
+    }
+    /* Backends name their errors; these defaults only cover one that did not. */
+    if (!j->error_type)
+        j->error_type = strdup(type);
+    if (!j->error_message)
+        j->error_message = strdup(msg);
+}

@@ -1,0 +1,70 @@
+/* The job model: one submitted script, its request, its lifecycle and what it produced.
+ * Plain data shared by the store, the scheduler and the API; no I/O here. */
+#ifndef EXECUTORD_JOB_H
+#define EXECUTORD_JOB_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "sandbox/sandbox.h"
+
+typedef enum job_status {
+    JOB_QUEUED = 0,
+    JOB_RUNNING,
+    JOB_SUCCEEDED,
+    JOB_FAILED,
+    JOB_TIMED_OUT,
+    JOB_CANCELLED,
+} job_status;
+
+#define JOB_ID_LEN 36 /* canonical lowercase UUID text */
+
+typedef struct job {
+    int64_t seq;                 /* store's insertion order; cursor and queue order */
+    char id[JOB_ID_LEN + 1];
+    job_status status;
+    char backend[16];
+    int64_t created_at_ms;       /* Unix ms; 0 = not set */
+    int64_t started_at_ms;
+    int64_t finished_at_ms;
+
+    /* the request, as accepted */
+    char *script;
+    char *inputs_json;           /* JSON object text */
+    char *env_json;              /* JSON object text {name: value} */
+    char *labels_json;           /* JSON object text {key: value} */
+    bool allow_network;
+    sandbox_limits limits;       /* effective limits */
+    char *idempotency_key;       /* NULL when none */
+    char *request_json;          /* canonical request, for idempotency comparison; NULL when no key */
+
+    /* the outcome; NULL / -1 until known */
+    char *result_json;           /* JSON text of the return value */
+    char *error_type;
+    char *error_message;
+    char *error_traceback;
+    bool has_exit_code;
+    int exit_code;
+    int signal;                  /* 0 = none */
+    char *usage_json;            /* JSON object text, e.g. {"wall_ms":..} */
+    uint64_t stdout_bytes, stderr_bytes;
+    bool stdout_truncated, stderr_truncated;
+} job;
+
+const char *job_status_name(job_status s);
+/* Returns 0 and sets *out, or -1 for an unknown name. */
+int job_status_parse(const char *name, job_status *out);
+bool job_status_is_final(job_status s);
+
+void job_init(job *j);            /* zeroes, sets exit/signal "unknown" */
+void job_free(job *j);            /* frees owned strings, leaves *j re-initialised */
+
+/* Copies a sandbox outcome into the job's outcome fields and picks its final status. */
+void job_apply_outcome(job *j, const sandbox_outcome *o);
+
+/* A fresh random UUID (lowercase text) into buf[JOB_ID_LEN + 1]. */
+void job_new_id(char buf[JOB_ID_LEN + 1]);
+/* True when s is a canonical lowercase UUID. */
+bool job_id_valid(const char *s);
+
+#endif

@@ -1,0 +1,134 @@
+/* executord's entry point: load the configuration, open the store (recovering jobs a
+ * dead instance left running), initialise the backends, start the scheduler and the HTTP
+ * server, then wait for SIGTERM/SIGINT and shut down gracefully. */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "api/server.h"
+#include "src/backends.h"
+#include "src/config.h"
+#include "src/log.h"
+#include "src/retention.h"
+#include "src/scheduler.h"
+#include "src/store.h"
+#include "src/timeutil.h"
+
+static int make_dir(const char *path)
+{
+    if (mkdir(path, 0700) != 0 && errno != EEXIST) {
+        log_error("mkdir %s: %s", path, strerror(errno));
+        return -1;
+    }
+    struct stat st;
+    if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode)) {
+        log_error("%s: not a folder", path);
+        return -1;
+    }
+    return 0;
+}
+
+/* SIGTERM and SIGINT are blocked in every thread (threads inherit the mask) and taken
+ * synchronously by main with sigwait, so no handler ever runs in an arbitrary thread. */
+static void block_shutdown_signals(sigset_t *set)
+{
+    sigemptyset(set);
+    sigaddset(set, SIGTERM);
+    sigaddset(set, SIGINT);
+    pthread_sigmask(SIG_BLOCK, set, NULL);
+    /* A client that disconnects mid-response must not kill the service. */
+    signal(SIGPIPE, SIG_IGN);
+}
+
+static store *open_store(const config *cfg)
+{
+    char path[4200], err[512];
+    snprintf(path, sizeof path, "%s/executord.db", cfg->data_dir);
+    store *st = store_open(path, err, sizeof err);
+    if (!st) {
+        log_error("cannot open the job store %s: %s", path, err);
+        return NULL;
+    }
+    int lost = store_recover_running(st, time_now_ms());
+    if (lost < 0) {
+        log_error("cannot recover jobs left running: %s", store_last_error(st));
+        store_close(st);
+        return NULL;
+    }
+    if (lost > 0)
+        log_warn("%d job(s) were running when executord last stopped; they ended failed/ExecutorLost", lost);
+    log_info("job store %s ready (schema version %d, %lld job(s) queued)", path, store_schema_version(st),
+             (long long)store_count_status(st, JOB_QUEUED));
+    return st;
+}
+
+int main(int argc, char **argv)
+{
+    config cfg;
+    int rc = config_load(&cfg, argc, argv);
+    if (rc == 1)
+        return 0;
+    if (rc != 0)
+        return 2;
+    log_set_level(cfg.log_level);
+
+    sigset_t sigs;
+    block_shutdown_signals(&sigs);
+
+    char desc[2048];
+    config_describe(&cfg, desc, sizeof desc);
+    log_info("executord %s starting: %s", EXECUTORD_VERSION, desc);
+
+    char work_root[4200];
+    snprintf(work_root, sizeof work_root, "%s/work", cfg.data_dir);
+    if (make_dir(cfg.data_dir) != 0 || make_dir(work_root) != 0)
+        return 1;
+
+    store *st = open_store(&cfg);
+    if (!st)
+        return 1;
+
+    sandbox_config scfg = {.python_path = cfg.python, .work_root = work_root};
+    backends_init(&scfg);
+    const char *why = NULL;
+    if (!backends_available(cfg.backend, &why)) {
+        log_error("the default backend '%s' is not available: %s", cfg.backend, why);
+        backends_shutdown();
+        store_close(st);
+        return 1;
+    }
+
+    scheduler_options sopt = {.workers = cfg.workers, .shutdown_grace_seconds = cfg.shutdown_grace_seconds};
+    scheduler *sch = scheduler_create(st, &sopt);
+    char err[512];
+    api_server *srv = sch ? api_server_start(&cfg, st, sch, err, sizeof err) : NULL;
+    if (!srv) {
+        log_error("cannot start the HTTP server: %s", sch ? err : "out of memory");
+        scheduler_destroy(sch);
+        backends_shutdown();
+        store_close(st);
+        return 1;
+    }
+    if (scheduler_start(sch, err, sizeof err) != 0) {
+        log_error("cannot start workers: %s", err);
+        return 1;
+    }
+    retention *ret = retention_start(st, cfg.retention_seconds);
+
+    int sig = 0;
+    while (sigwait(&sigs, &sig) != 0)
+        ;
+    log_info("received %s: shutting down (grace period %gs)", strsignal(sig), cfg.shutdown_grace_seconds);
+    api_server_refuse_new_jobs(srv);
+    retention_stop(ret);
+    scheduler_stop(sch);
+    api_server_stop(srv);
+    scheduler_destroy(sch);
+    backends_shutdown();
+    store_close(st);
+    log_info("executord stopped");
+    return 0;
+}

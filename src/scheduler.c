@@ -1,0 +1,433 @@
+/* The scheduler: worker threads take queued jobs oldest first from the store, run each
+ * through its backend, stream its output into the store and record the outcome.
+ * One mutex guards the worker slots, so "which job runs where" is always consistent
+ * with the store for cancel: a job is claimed and its slot filled in one critical section. */
+#include "src/scheduler.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "src/backends.h"
+#include "src/log.h"
+#include "src/timeutil.h"
+
+#define MAX_LISTENERS 8
+#define CANCEL_WAIT_MS 10000
+#define IDLE_POLL_MS 1000 /* safety net: a missed wake-up costs at most this */
+
+typedef enum stop_reason { STOP_NONE = 0, STOP_CANCEL, STOP_SHUTDOWN } stop_reason;
+
+typedef struct worker {
+    scheduler *sched;
+    pthread_t thread;
+    bool started;
+    bool busy;
+    char job_id[JOB_ID_LEN + 1];
+    stop_reason stop;
+    int cancel_pipe[2]; /* the backend polls [0]; a byte on [1] stops the running job */
+} worker;
+
+struct scheduler {
+    store *st;
+    scheduler_options opt;
+    pthread_mutex_t mu;
+    pthread_cond_t work_cv; /* a job may be waiting */
+    pthread_cond_t idle_cv; /* a worker finished a job */
+    bool stopping;
+    worker *workers;
+    struct {
+        job_finished_fn fn;
+        void *ctx;
+    } listeners[MAX_LISTENERS];
+    int n_listeners;
+};
+
+static void deadline_after_ms(struct timespec *ts, int64_t ms)
+{
+    clock_gettime(CLOCK_MONOTONIC, ts);
+    ts->tv_sec += ms / 1000;
+    ts->tv_nsec += (ms % 1000) * 1000000L;
+    if (ts->tv_nsec >= 1000000000L) {
+        ts->tv_sec++;
+        ts->tv_nsec -= 1000000000L;
+    }
+}
+
+static void cond_init_monotonic(pthread_cond_t *cv)
+{
+    pthread_condattr_t attr;
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    pthread_cond_init(cv, &attr);
+    pthread_condattr_destroy(&attr);
+}
+
+scheduler *scheduler_create(store *st, const scheduler_options *opt)
+{
+    scheduler *s = calloc(1, sizeof *s);
+    if (!s)
+        return NULL;
+    s->st = st;
+    s->opt = *opt;
+    if (s->opt.workers < 1)
+        s->opt.workers = 1;
+    pthread_mutex_init(&s->mu, NULL);
+    cond_init_monotonic(&s->work_cv);
+    cond_init_monotonic(&s->idle_cv);
+    s->workers = calloc((size_t)s->opt.workers, sizeof *s->workers);
+    if (!s->workers) {
+        free(s);
+        return NULL;
+    }
+    for (int i = 0; i < s->opt.workers; i++) {
+        s->workers[i].sched = s;
+        s->workers[i].cancel_pipe[0] = s->workers[i].cancel_pipe[1] = -1;
+    }
+    return s;
+}
+
+void scheduler_on_finished(scheduler *s, job_finished_fn fn, void *ctx)
+{
+    pthread_mutex_lock(&s->mu);
+    if (s->n_listeners < MAX_LISTENERS) {
+        s->listeners[s->n_listeners].fn = fn;
+        s->listeners[s->n_listeners].ctx = ctx;
+        s->n_listeners++;
+    }
+    pthread_mutex_unlock(&s->mu);
+}
+
+static void notify_finished(scheduler *s, const char *id)
+{
+    /* Listeners are registered before start and never removed: no lock needed to read. */
+    for (int i = 0; i < s->n_listeners; i++)
+        s->listeners[i].fn(s->listeners[i].ctx, id);
+}
+
+void scheduler_notify(scheduler *s)
+{
+    pthread_mutex_lock(&s->mu);
+    pthread_cond_signal(&s->work_cv);
+    pthread_mutex_unlock(&s->mu);
+}
+
+/* Empties the cancel pipe so a stale request for the previous job cannot stop the next. */
+static void drain_pipe(int fd)
+{
+    char buf[64];
+    while (read(fd, buf, sizeof buf) > 0)
+        ;
+}
+
+static void request_stop(worker *w, stop_reason why)
+{
+    w->stop = why;
+    ssize_t n = write(w->cancel_pipe[1], "x", 1);
+    if (n != 1 && errno != EAGAIN)
+        log_error("job %s: cannot signal the worker to stop it: %s", w->job_id, strerror(errno));
+}
+
+/* --- running one job -------------------------------------------------------------- */
+
+typedef struct output_sink {
+    scheduler *sched;
+    const char *job_id;
+    bool failed_once;
+} output_sink;
+
+/* Each chunk is committed as it arrives so a poller sees output while the job runs; the
+ * backend reads in large chunks, so a flood costs few transactions. */
+static void on_output(void *ctx, int stream, const char *data, size_t len)
+{
+    output_sink *sink = ctx;
+    if (store_append_output(sink->sched->st, sink->job_id, stream, data, len) != STORE_OK &&
+        !sink->failed_once) {
+        sink->failed_once = true;
+        log_error("job %s: cannot store output: %s", sink->job_id, store_last_error(sink->sched->st));
+    }
+}
+
+/* env_json {"NAME": "value"} -> NULL-terminated "NAME=value" array (one allocation). */
+static char **build_env(const char *env_json)
+{
+    json_t *obj = env_json ? json_loads(env_json, JSON_ALLOW_NUL, NULL) : NULL;
+    size_t n = json_is_object(obj) ? json_object_size(obj) : 0, bytes = 0;
+    const char *k;
+    json_t *v;
+    if (n)
+        json_object_foreach(obj, k, v) bytes += strlen(k) + 2 + json_string_length(v);
+    char **env = malloc((n + 1) * sizeof *env + bytes);
+    if (!env) {
+        json_decref(obj);
+        return NULL;
+    }
+    char *p = (char *)(env + n + 1);
+    size_t i = 0;
+    if (n) {
+        json_object_foreach(obj, k, v)
+        {
+            env[i++] = p;
+            size_t kl = strlen(k), vl = json_string_length(v);
+            memcpy(p, k, kl);
+            p[kl] = '=';
+            memcpy(p + kl + 1, json_string_value(v), vl);
+            p[kl + 1 + vl] = '\0';
+            p += kl + vl + 2;
+        }
+    }
+    env[i] = NULL;
+    json_decref(obj);
+    return env;
+}
+
+static void run_on_backend(worker *w, job *j)
+{
+    scheduler *s = w->sched;
+    sandbox_outcome out;
+    sandbox_outcome_init(&out);
+    const char *why = NULL;
+    const sandbox_backend *b = backends_get(j->backend);
+    char **env = build_env(j->env_json);
+    if (!b) {
+        backends_available(j->backend, &why);
+        sandbox_outcome_set_error(&out, "SandboxError", "backend '%s' is not available: %s", j->backend,
+                                  why ? why : "unknown");
+        out.verdict = SANDBOX_SETUP_ERROR;
+    } else if (!env) {
+        sandbox_outcome_set_error(&out, "SandboxError", "cannot build the environment: out of memory");
+        out.verdict = SANDBOX_SETUP_ERROR;
+    } else {
+        sandbox_spec spec = {
+            .job_id = j->id,
+            .script = j->script,
+            .inputs_json = j->inputs_json ? j->inputs_json : "{}",
+            .env = (const char *const *)env,
+            .allow_network = j->allow_network,
+            .limits = j->limits,
+            .cancel_fd = w->cancel_pipe[0],
+        };
+        output_sink sink = {.sched = s, .job_id = j->id};
+        sandbox_io io = {.ctx = &sink, .on_output = on_output};
+        b->run(&spec, &io, &out);
+    }
+    free(env);
+
+    job_apply_outcome(j, &out);
+    pthread_mutex_lock(&s->mu);
+    stop_reason stop = w->stop;
+    pthread_mutex_unlock(&s->mu);
+    if (out.verdict == SANDBOX_CANCELLED && stop == STOP_SHUTDOWN) {
+        /* Killed because executord is stopping, not because anyone asked: say so. */
+        j->status = JOB_FAILED;
+        free(j->error_type);
+        free(j->error_message);
+        j->error_type = strdup("ExecutorShutdown");
+        j->error_message = strdup("executord shut down before the job finished (grace period exhausted)");
+    }
+    sandbox_outcome_free(&out);
+}
+
+static void run_job(worker *w, job *j)
+{
+    scheduler *s = w->sched;
+    int64_t t0 = time_monotonic_ms();
+    log_info("job %s started backend=%s queue_wait_ms=%lld", j->id, j->backend,
+             (long long)(j->started_at_ms - j->created_at_ms));
+    run_on_backend(w, j);
+    j->finished_at_ms = time_now_ms();
+    if (store_finish_job(s->st, j) != STORE_OK)
+        log_error("job %s: cannot record its outcome: %s", j->id, store_last_error(s->st));
+    log_info("job %s finished backend=%s status=%s wall_ms=%lld%s%s", j->id, j->backend,
+             job_status_name(j->status), (long long)(time_monotonic_ms() - t0),
+             j->error_type ? " error=" : "", j->error_type ? j->error_type : "");
+}
+
+/* --- workers ----------------------------------------------------------------------- */
+
+/* Claims the oldest queued job into w; called with s->mu held. */
+static bool claim_next(worker *w, job *j)
+{
+    scheduler *s = w->sched;
+    store_rc rc = store_claim_next(s->st, time_now_ms(), j);
+    if (rc == STORE_NOT_FOUND)
+        return false;
+    if (rc != STORE_OK) {
+        log_error("cannot take a job from the queue: %s", store_last_error(s->st));
+        return false;
+    }
+    drain_pipe(w->cancel_pipe[0]);
+    w->busy = true;
+    w->stop = STOP_NONE;
+    memcpy(w->job_id, j->id, sizeof w->job_id);
+    return true;
+}
+
+static void *worker_main(void *arg)
+{
+    worker *w = arg;
+    scheduler *s = w->sched;
+    pthread_mutex_lock(&s->mu);
+    while (!s->stopping) {
+        job j;
+        job_init(&j);
+        if (!claim_next(w, &j)) {
+            struct timespec ts;
+            deadline_after_ms(&ts, IDLE_POLL_MS);
+            pthread_cond_timedwait(&s->work_cv, &s->mu, &ts);
+            continue;
+        }
+        pthread_mutex_unlock(&s->mu);
+        run_job(w, &j);
+        char id[JOB_ID_LEN + 1];
+        memcpy(id, j.id, sizeof id);
+        job_free(&j);
+        pthread_mutex_lock(&s->mu);
+        w->busy = false;
+        w->job_id[0] = '\0';
+        pthread_cond_broadcast(&s->idle_cv);
+        pthread_mutex_unlock(&s->mu);
+        notify_finished(s, id);
+        pthread_mutex_lock(&s->mu);
+    }
+    pthread_mutex_unlock(&s->mu);
+    return NULL;
+}
+
+int scheduler_start(scheduler *s, char *err, size_t errlen)
+{
+    for (int i = 0; i < s->opt.workers; i++) {
+        worker *w = &s->workers[i];
+        if (pipe2(w->cancel_pipe, O_CLOEXEC | O_NONBLOCK) != 0) {
+            snprintf(err, errlen, "pipe2: %s", strerror(errno));
+            return -1;
+        }
+        int rc = pthread_create(&w->thread, NULL, worker_main, w);
+        if (rc != 0) {
+            snprintf(err, errlen, "pthread_create: %s", strerror(rc));
+            return -1;
+        }
+        w->started = true;
+    }
+    return 0;
+}
+
+static int busy_count(scheduler *s)
+{
+    int n = 0;
+    for (int i = 0; i < s->opt.workers; i++)
+        n += s->workers[i].busy;
+    return n;
+}
+
+int scheduler_running_count(scheduler *s)
+{
+    pthread_mutex_lock(&s->mu);
+    int n = busy_count(s);
+    pthread_mutex_unlock(&s->mu);
+    return n;
+}
+
+void scheduler_stop(scheduler *s)
+{
+    pthread_mutex_lock(&s->mu);
+    s->stopping = true;
+    pthread_cond_broadcast(&s->work_cv);
+    int running = busy_count(s);
+    if (running)
+        log_info("shutdown: waiting up to %gs for %d running job(s)", s->opt.shutdown_grace_seconds, running);
+    struct timespec deadline;
+    deadline_after_ms(&deadline, (int64_t)(s->opt.shutdown_grace_seconds * 1000));
+    while (busy_count(s) > 0) {
+        if (pthread_cond_timedwait(&s->idle_cv, &s->mu, &deadline) == ETIMEDOUT)
+            break;
+    }
+    for (int i = 0; i < s->opt.workers; i++) {
+        worker *w = &s->workers[i];
+        if (w->busy) {
+            log_warn("shutdown: grace period over, killing job %s", w->job_id);
+            request_stop(w, STOP_SHUTDOWN);
+        }
+    }
+    pthread_mutex_unlock(&s->mu);
+    for (int i = 0; i < s->opt.workers; i++)
+        if (s->workers[i].started)
+            pthread_join(s->workers[i].thread, NULL);
+}
+
+void scheduler_destroy(scheduler *s)
+{
+    if (!s)
+        return;
+    for (int i = 0; i < s->opt.workers; i++) {
+        if (s->workers[i].cancel_pipe[0] >= 0) {
+            close(s->workers[i].cancel_pipe[0]);
+            close(s->workers[i].cancel_pipe[1]);
+        }
+    }
+    pthread_cond_destroy(&s->work_cv);
+    pthread_cond_destroy(&s->idle_cv);
+    pthread_mutex_destroy(&s->mu);
+    free(s->workers);
+    free(s);
+}
+
+/* --- cancellation ------------------------------------------------------------------ */
+
+static worker *find_running(scheduler *s, const char *id)
+{
+    for (int i = 0; i < s->opt.workers; i++)
+        if (s->workers[i].busy && strcmp(s->workers[i].job_id, id) == 0)
+            return &s->workers[i];
+    return NULL;
+}
+
+static cancel_rc cancel_running(scheduler *s, worker *w, const char *id, job *out)
+{
+    request_stop(w, STOP_CANCEL);
+    struct timespec deadline;
+    deadline_after_ms(&deadline, CANCEL_WAIT_MS);
+    while (find_running(s, id) == w) {
+        if (pthread_cond_timedwait(&s->idle_cv, &s->mu, &deadline) == ETIMEDOUT)
+            break;
+    }
+    pthread_mutex_unlock(&s->mu);
+    job_free(out);
+    if (store_get_job(s->st, id, out) != STORE_OK)
+        return CANCEL_ERROR;
+    if (out->status == JOB_CANCELLED)
+        return CANCEL_DONE;
+    /* Finished on its own before the kill landed, or still being killed. */
+    return job_status_is_final(out->status) ? CANCEL_FINISHED : CANCEL_DONE;
+}
+
+cancel_rc scheduler_cancel(scheduler *s, const char *id, job *out)
+{
+    pthread_mutex_lock(&s->mu);
+    store_rc rc = store_cancel_queued(s->st, id, time_now_ms(), out);
+    if (rc == STORE_OK) {
+        pthread_mutex_unlock(&s->mu);
+        log_info("job %s cancelled while queued", id);
+        notify_finished(s, id);
+        return CANCEL_DONE;
+    }
+    if (rc == STORE_NOT_FOUND) {
+        pthread_mutex_unlock(&s->mu);
+        return CANCEL_NOT_FOUND;
+    }
+    if (rc == STORE_CONFLICT) {
+        worker *w = find_running(s, id);
+        if (w)
+            return cancel_running(s, w, id, out); /* unlocks */
+    }
+    pthread_mutex_unlock(&s->mu);
+    job_free(out);
+    if (rc == STORE_ERROR || store_get_job(s->st, id, out) != STORE_OK)
+        return CANCEL_ERROR;
+    return job_status_is_final(out->status) ? CANCEL_FINISHED : CANCEL_ERROR;
+}

@@ -1,0 +1,48 @@
+/* The scheduler: a fixed set of worker threads that take queued jobs oldest first from
+ * the store, run each through its sandbox backend, stream output into the store and
+ * record the outcome; plus cancellation, waiting and graceful shutdown. */
+#ifndef EXECUTORD_SCHEDULER_H
+#define EXECUTORD_SCHEDULER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "src/store.h"
+
+typedef struct scheduler scheduler;
+
+/* Called (from a worker thread) each time a job reaches a final state. */
+typedef void (*job_finished_fn)(void *ctx, const char *job_id);
+
+typedef struct scheduler_options {
+    int workers;
+    double shutdown_grace_seconds;
+} scheduler_options;
+
+scheduler *scheduler_create(store *st, const scheduler_options *opt);
+int scheduler_start(scheduler *s, char *err, size_t errlen);
+/* Stops taking jobs, lets running ones finish within the grace period, then kills and
+ * records the rest; joins the workers. */
+void scheduler_stop(scheduler *s);
+void scheduler_destroy(scheduler *s);
+
+/* Wake a worker: a job was queued. */
+void scheduler_notify(scheduler *s);
+
+/* Several listeners may be registered before start. */
+void scheduler_on_finished(scheduler *s, job_finished_fn fn, void *ctx);
+
+typedef enum cancel_rc {
+    CANCEL_DONE = 0,       /* the job is now cancelled; *out holds it */
+    CANCEL_NOT_FOUND,
+    CANCEL_FINISHED,       /* already in a final state; *out holds it */
+    CANCEL_ERROR,
+} cancel_rc;
+
+/* Cancels a queued job (it never starts) or a running one (its whole tree is killed);
+ * waits up to a few seconds for the running job's final state to be recorded. */
+cancel_rc scheduler_cancel(scheduler *s, const char *id, job *out);
+
+int scheduler_running_count(scheduler *s);
+
+#endif

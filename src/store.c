@@ -1,0 +1,1166 @@
+/* The durable job store on SQLite (WAL, synchronous=FULL: a returned insert is on disk).
+ * Two connections to one file: a writer for every change and a reader for look-ups, each
+ * used by one thread at a time under its own mutex, so reads never wait behind an fsync. */
+#include "src/store.h"
+
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <sqlite3.h>
+
+#include "src/migrate.h"
+#include "src/migrations.h"
+#include "src/timeutil.h"
+
+#define BUSY_TIMEOUT_MS 5000
+
+/* Every statement, prepared once per connection on first use. */
+enum stmt_id {
+    ST_GET_BY_ID,
+    ST_GET_BY_KEY,
+    ST_COUNT_STATUS,
+    ST_INSERT_JOB,
+    ST_INSERT_LABELS,
+    ST_CLAIM,
+    ST_FINISH,
+    ST_CANCEL,
+    ST_STATUS_OF,
+    ST_DELETE_OUTPUT,
+    ST_DELETE_JOB,
+    ST_RECOVER,
+    ST_OUTPUT_END,
+    ST_OUTPUT_INSERT,
+    ST_OUTPUT_BYTES,
+    ST_OUTPUT_READ,
+    ST_DELETE_OLD_OUTPUT,
+    ST_DELETE_OLD_JOBS,
+    ST_SCHEMA_VERSION,
+    ST_LIST0, /* ST_LIST0 + (status?1:0) + (key?2:0) + (value?4:0) */
+    ST_COUNT = ST_LIST0 + 8,
+};
+
+#define FINAL_STATUSES "('succeeded', 'failed', 'timed_out', 'cancelled')"
+
+/* Column order is the order read_job() expects; the list form leaves script and
+ * request_json out (NULL) to keep pages small. */
+#define JOB_COLUMNS_(script, request)                                                       \
+    "seq, id, status, backend, created_at_ms, started_at_ms, finished_at_ms, " script       \
+    ", inputs_json, env_json, labels_json, allow_network, timeout_seconds, memory_mb, "     \
+    "cpu_seconds, max_processes, max_file_size_mb, max_open_files, max_output_bytes, "      \
+    "idempotency_key, " request ", result_json, error_type, error_message, error_traceback, " \
+    "exit_code, signal, usage_json, stdout_bytes, stderr_bytes, stdout_truncated, "         \
+    "stderr_truncated"
+#define JOB_COLUMNS JOB_COLUMNS_("script", "request_json")
+#define JOB_LIST_COLUMNS JOB_COLUMNS_("NULL", "NULL")
+
+static const char *const stmt_sql[ST_LIST0] = {
+    [ST_GET_BY_ID] = "SELECT " JOB_COLUMNS " FROM jobs WHERE id = ?1",
+    [ST_GET_BY_KEY] = "SELECT " JOB_COLUMNS " FROM jobs WHERE idempotency_key = ?1",
+    [ST_COUNT_STATUS] = "SELECT count(*) FROM jobs WHERE status = ?1",
+    [ST_INSERT_JOB] =
+        "INSERT INTO jobs (id, status, backend, created_at_ms, script, inputs_json, env_json,"
+        " labels_json, allow_network, timeout_seconds, memory_mb, cpu_seconds, max_processes,"
+        " max_file_size_mb, max_open_files, max_output_bytes, idempotency_key, request_json)"
+        " VALUES (?1, 'queued', ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15,"
+        " ?16, ?17)",
+    /* Keys come decoded from json_each, so "a.b" or "a\"b" are stored as written. */
+    [ST_INSERT_LABELS] =
+        "INSERT OR REPLACE INTO job_labels (job_seq, key, value)"
+        " SELECT ?1, key, value FROM json_each(?2)"
+        " WHERE json_type(?2) = 'object' AND type = 'text'",
+    [ST_CLAIM] = "UPDATE jobs SET status = 'running', started_at_ms = ?1"
+                 " WHERE seq = (SELECT seq FROM jobs WHERE status = 'queued'"
+                 " ORDER BY seq LIMIT 1) RETURNING " JOB_COLUMNS,
+    [ST_FINISH] =
+        "UPDATE jobs SET status = ?2, finished_at_ms = ?3, result_json = ?4, error_type = ?5,"
+        " error_message = ?6, error_traceback = ?7, exit_code = ?8, signal = ?9,"
+        " usage_json = ?10, stdout_bytes = ?11, stderr_bytes = ?12, stdout_truncated = ?13,"
+        " stderr_truncated = ?14 WHERE id = ?1 AND status = 'running'",
+    [ST_CANCEL] = "UPDATE jobs SET status = 'cancelled', finished_at_ms = ?2,"
+                  " error_type = 'Cancelled', error_message = 'Job cancelled before it started'"
+                  " WHERE id = ?1 AND status = 'queued' RETURNING " JOB_COLUMNS,
+    [ST_STATUS_OF] = "SELECT status FROM jobs WHERE id = ?1",
+    [ST_DELETE_OUTPUT] = "DELETE FROM job_output WHERE job_id = ?1",
+    [ST_DELETE_JOB] = "DELETE FROM jobs WHERE id = ?1 AND status IN " FINAL_STATUSES,
+    [ST_RECOVER] = "UPDATE jobs SET status = 'failed', finished_at_ms = ?1,"
+                   " error_type = 'ExecutorLost',"
+                   " error_message = 'executord stopped while the job was running',"
+                   " error_traceback = NULL, result_json = NULL WHERE status = 'running'",
+    /* The newest chunk ends where the stream ends: one index seek, not a sum. */
+    [ST_OUTPUT_END] = "SELECT start_offset + length(data) FROM job_output"
+                      " WHERE job_id = ?1 AND stream = ?2 ORDER BY start_offset DESC LIMIT 1",
+    [ST_OUTPUT_INSERT] =
+        "INSERT INTO job_output (job_id, stream, start_offset, data) VALUES (?1, ?2, ?3, ?4)",
+    /* Live byte counts while running; store_finish_job writes the backend's final ones. */
+    [ST_OUTPUT_BYTES] =
+        "UPDATE jobs SET stdout_bytes = CASE WHEN ?2 = 1 THEN ?3 ELSE stdout_bytes END,"
+        " stderr_bytes = CASE WHEN ?2 = 2 THEN ?3 ELSE stderr_bytes END"
+        " WHERE id = ?1 AND status = 'running'",
+    /* From the chunk that holds byte ?3 (or the first one) on. */
+    [ST_OUTPUT_READ] =
+        "SELECT start_offset, data FROM job_output WHERE job_id = ?1 AND stream = ?2"
+        " AND start_offset >= COALESCE((SELECT start_offset FROM job_output"
+        " WHERE job_id = ?1 AND stream = ?2 AND start_offset <= ?3"
+        " ORDER BY start_offset DESC LIMIT 1), 0) ORDER BY start_offset",
+    [ST_DELETE_OLD_OUTPUT] =
+        "DELETE FROM job_output WHERE job_id IN (SELECT id FROM jobs WHERE finished_at_ms < ?1"
+        " AND status IN " FINAL_STATUSES ")",
+    [ST_DELETE_OLD_JOBS] =
+        "DELETE FROM jobs WHERE finished_at_ms < ?1 AND status IN " FINAL_STATUSES,
+    [ST_SCHEMA_VERSION] = "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+};
+
+typedef struct conn {
+    sqlite3 *db;
+    pthread_mutex_t mu;
+    sqlite3_stmt *stmts[ST_COUNT];
+} conn;
+
+struct store {
+    conn writer;
+    conn reader_storage;
+    conn *reader; /* &reader_storage, or &writer for an in-memory database */
+};
+
+static __thread char tls_error[1024];
+
+static void set_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void set_error(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(tls_error, sizeof tls_error, fmt, ap);
+    va_end(ap);
+}
+
+/* Records "what: <sqlite message>" and returns STORE_ERROR. */
+static store_rc db_error(conn *c, const char *what)
+{
+    set_error("%s: %s (sqlite error %d)", what, sqlite3_errmsg(c->db),
+              sqlite3_extended_errcode(c->db));
+    return STORE_ERROR;
+}
+
+const char *store_last_error(store *s)
+{
+    (void)s;
+    return tls_error;
+}
+
+/* ---- statements ---------------------------------------------------------------- */
+
+static const char *list_sql(int variant, char *buf, size_t len)
+{
+    int by_status = variant & 1, by_key = variant & 2, by_value = variant & 4;
+    if (by_key) {
+        snprintf(buf, len,
+                 "SELECT " JOB_LIST_COLUMNS " FROM job_labels JOIN jobs ON jobs.seq ="
+                 " job_labels.job_seq WHERE job_labels.key = :key%s AND job_labels.job_seq"
+                 " < :before%s ORDER BY job_labels.job_seq DESC LIMIT :limit",
+                 by_value ? " AND job_labels.value = :value" : "",
+                 by_status ? " AND jobs.status = :status" : "");
+    } else {
+        snprintf(buf, len,
+                 "SELECT " JOB_LIST_COLUMNS " FROM jobs WHERE seq < :before%s"
+                 " ORDER BY seq DESC LIMIT :limit",
+                 by_status ? " AND status = :status" : "");
+    }
+    return buf;
+}
+
+/* The cached statement, reset and unbound; NULL (error recorded) when it cannot be
+ * prepared. Caller holds c->mu. */
+static sqlite3_stmt *stmt(conn *c, enum stmt_id id)
+{
+    if (!c->stmts[id]) {
+        char buf[2048];
+        const char *sql = id >= ST_LIST0 ? list_sql(id - ST_LIST0, buf, sizeof buf) : stmt_sql[id];
+        if (sqlite3_prepare_v3(c->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &c->stmts[id], NULL) !=
+            SQLITE_OK) {
+            db_error(c, "preparing a statement");
+            c->stmts[id] = NULL;
+            return NULL;
+        }
+    }
+    return c->stmts[id];
+}
+
+static void done(sqlite3_stmt *st)
+{
+    if (st) {
+        sqlite3_reset(st);
+        sqlite3_clear_bindings(st);
+    }
+}
+
+static int bind_text(sqlite3_stmt *st, int i, const char *v)
+{
+    return v ? sqlite3_bind_text(st, i, v, -1, SQLITE_STATIC) : sqlite3_bind_null(st, i);
+}
+
+static int bind_u64(sqlite3_stmt *st, int i, uint64_t v)
+{
+    return sqlite3_bind_int64(st, i, v > (uint64_t)INT64_MAX ? INT64_MAX : (int64_t)v);
+}
+
+static int bind_named_text(sqlite3_stmt *st, const char *name, const char *v)
+{
+    int i = sqlite3_bind_parameter_index(st, name);
+    return i > 0 ? bind_text(st, i, v) : SQLITE_OK;
+}
+
+static void lock(conn *c) { pthread_mutex_lock(&c->mu); }
+static void unlock(conn *c) { pthread_mutex_unlock(&c->mu); }
+
+static int exec(conn *c, const char *sql) { return sqlite3_exec(c->db, sql, NULL, NULL, NULL); }
+
+static store_rc begin_write(conn *c)
+{
+    return exec(c, "BEGIN IMMEDIATE") == SQLITE_OK ? STORE_OK : db_error(c, "BEGIN");
+}
+
+static store_rc commit(conn *c)
+{
+    if (exec(c, "COMMIT") == SQLITE_OK)
+        return STORE_OK;
+    store_rc rc = db_error(c, "COMMIT");
+    if (!sqlite3_get_autocommit(c->db))
+        exec(c, "ROLLBACK");
+    return rc;
+}
+
+static void rollback(conn *c)
+{
+    if (!sqlite3_get_autocommit(c->db))
+        exec(c, "ROLLBACK");
+}
+
+/* ---- rows -------------------------------------------------------------------- */
+
+/* Copies a text column (NULL stays NULL); -1 when out of memory. */
+static int col_dup(sqlite3_stmt *st, int i, char **dst)
+{
+    *dst = NULL;
+    if (sqlite3_column_type(st, i) == SQLITE_NULL)
+        return 0;
+    const unsigned char *t = sqlite3_column_text(st, i);
+    int n = sqlite3_column_bytes(st, i);
+    if (!t)
+        return -1; /* not NULL, so the conversion ran out of memory */
+    char *p = malloc((size_t)n + 1);
+    if (!p)
+        return -1;
+    memcpy(p, t, (size_t)n);
+    p[n] = '\0';
+    *dst = p;
+    return 0;
+}
+
+static uint64_t col_u64(sqlite3_stmt *st, int i)
+{
+    int64_t v = sqlite3_column_int64(st, i);
+    return v < 0 ? 0 : (uint64_t)v;
+}
+
+/* Fills *j (re-initialised first) from a row in JOB_COLUMNS order. */
+static store_rc read_job(sqlite3_stmt *st, job *j)
+{
+    job_init(j); /* overwrites: callers pass an empty job (job_init'ed or job_free'd) */
+    j->seq = sqlite3_column_int64(st, 0);
+    const char *id = (const char *)sqlite3_column_text(st, 1);
+    snprintf(j->id, sizeof j->id, "%s", id ? id : "");
+    const char *status = (const char *)sqlite3_column_text(st, 2);
+    if (job_status_parse(status, &j->status) != 0) {
+        set_error("job %s has an unknown status '%s'", j->id, status ? status : "(null)");
+        return STORE_ERROR;
+    }
+    const char *backend = (const char *)sqlite3_column_text(st, 3);
+    snprintf(j->backend, sizeof j->backend, "%s", backend ? backend : "");
+    j->created_at_ms = sqlite3_column_int64(st, 4);
+    j->started_at_ms = sqlite3_column_int64(st, 5);   /* NULL reads as 0 */
+    j->finished_at_ms = sqlite3_column_int64(st, 6);
+    j->allow_network = sqlite3_column_int(st, 11) != 0;
+    j->limits.timeout_seconds = sqlite3_column_double(st, 12);
+    j->limits.memory_mb = col_u64(st, 13);
+    j->limits.cpu_seconds = col_u64(st, 14);
+    j->limits.max_processes = col_u64(st, 15);
+    j->limits.max_file_size_mb = col_u64(st, 16);
+    j->limits.max_open_files = col_u64(st, 17);
+    j->limits.max_output_bytes = col_u64(st, 18);
+    j->has_exit_code = sqlite3_column_type(st, 25) != SQLITE_NULL;
+    j->exit_code = j->has_exit_code ? sqlite3_column_int(st, 25) : -1;
+    j->signal = sqlite3_column_int(st, 26);
+    j->stdout_bytes = col_u64(st, 28);
+    j->stderr_bytes = col_u64(st, 29);
+    j->stdout_truncated = sqlite3_column_int(st, 30) != 0;
+    j->stderr_truncated = sqlite3_column_int(st, 31) != 0;
+
+    struct {
+        int col;
+        char **dst;
+    } texts[] = {
+        {7, &j->script},         {8, &j->inputs_json},      {9, &j->env_json},
+        {10, &j->labels_json},   {19, &j->idempotency_key}, {20, &j->request_json},
+        {21, &j->result_json},   {22, &j->error_type},      {23, &j->error_message},
+        {24, &j->error_traceback}, {27, &j->usage_json},
+    };
+    for (size_t i = 0; i < sizeof texts / sizeof texts[0]; i++) {
+        if (col_dup(st, texts[i].col, texts[i].dst) != 0) {
+            job_free(j);
+            set_error("reading job: out of memory");
+            return STORE_ERROR;
+        }
+    }
+    return STORE_OK;
+}
+
+/* Runs a statement expected to yield at most one job row. STORE_NOT_FOUND when none.
+ * Steps to the end so an UPDATE ... RETURNING completes. */
+static store_rc step_job(conn *c, sqlite3_stmt *st, job *out, const char *what)
+{
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_DONE)
+        return STORE_NOT_FOUND;
+    if (rc != SQLITE_ROW)
+        return db_error(c, what);
+    store_rc r = STORE_OK;
+    if (out)
+        r = read_job(st, out);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    }
+    if (rc != SQLITE_DONE)
+        return db_error(c, what);
+    return r;
+}
+
+static store_rc get_job_locked(conn *c, enum stmt_id which, const char *key, job *out)
+{
+    sqlite3_stmt *st = stmt(c, which);
+    if (!st)
+        return STORE_ERROR;
+    store_rc r = bind_text(st, 1, key) == SQLITE_OK ? step_job(c, st, out, "reading job")
+                                                    : db_error(c, "binding");
+    done(st);
+    return r;
+}
+
+/* 0 and *status, STORE_NOT_FOUND, or STORE_ERROR. Caller holds c->mu. */
+static store_rc status_of(conn *c, const char *id, job_status *status)
+{
+    sqlite3_stmt *st = stmt(c, ST_STATUS_OF);
+    if (!st)
+        return STORE_ERROR;
+    store_rc r;
+    int rc = bind_text(st, 1, id);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        const char *name = (const char *)sqlite3_column_text(st, 0);
+        r = job_status_parse(name, status) == 0 ? STORE_OK : STORE_ERROR;
+        if (r != STORE_OK)
+            set_error("job %s has an unknown status", id);
+    } else if (rc == SQLITE_DONE) {
+        r = STORE_NOT_FOUND;
+    } else {
+        r = db_error(c, "reading job status");
+    }
+    done(st);
+    return r;
+}
+
+/* ---- open / close -------------------------------------------------------------- */
+
+static int conn_open(conn *c, const char *path, bool writer, char *err, size_t errlen)
+{
+    memset(c, 0, sizeof *c);
+    if (pthread_mutex_init(&c->mu, NULL) != 0) {
+        snprintf(err, errlen, "pthread_mutex_init failed");
+        return -1;
+    }
+    int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_FULLMUTEX | (writer ? SQLITE_OPEN_CREATE : 0);
+    if (sqlite3_open_v2(path, &c->db, flags, NULL) != SQLITE_OK) {
+        snprintf(err, errlen, "opening database %s: %s", path,
+                 c->db ? sqlite3_errmsg(c->db) : "out of memory");
+        return -1;
+    }
+    sqlite3_extended_result_codes(c->db, 1);
+    if (sqlite3_busy_timeout(c->db, BUSY_TIMEOUT_MS) != SQLITE_OK)
+        goto fail;
+    /* WAL: readers see the last commit while a writer works. FULL: a commit is fsynced
+     * before we answer, so an accepted job survives a power cut. */
+    static const char *const pragmas[] = {
+        "PRAGMA journal_mode=WAL",
+        "PRAGMA synchronous=FULL",
+        "PRAGMA foreign_keys=ON",
+    };
+    for (size_t i = 0; i < sizeof pragmas / sizeof pragmas[0]; i++) {
+        sqlite3_stmt *st = NULL;
+        if (sqlite3_prepare_v2(c->db, pragmas[i], -1, &st, NULL) != SQLITE_OK)
+            goto fail;
+        int rc;
+        while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+            /* journal_mode answers with the mode it got: memory databases cannot do WAL. */
+            const char *mode = (const char *)sqlite3_column_text(st, 0);
+            if (i == 0 && mode && strcmp(mode, "wal") != 0 && strcmp(mode, "memory") != 0) {
+                snprintf(err, errlen, "database %s: cannot enable WAL (journal_mode is %s)",
+                         path, mode);
+                sqlite3_finalize(st);
+                return -1;
+            }
+        }
+        sqlite3_finalize(st);
+        if (rc != SQLITE_DONE)
+            goto fail;
+    }
+    if (!writer && exec(c, "PRAGMA query_only=ON") != SQLITE_OK)
+        goto fail;
+    return 0;
+fail:
+    snprintf(err, errlen, "configuring database %s: %s", path, sqlite3_errmsg(c->db));
+    return -1;
+}
+
+static void conn_close(conn *c)
+{
+    for (int i = 0; i < ST_COUNT; i++)
+        sqlite3_finalize(c->stmts[i]);
+    if (c->db)
+        sqlite3_close_v2(c->db);
+    c->db = NULL;
+    pthread_mutex_destroy(&c->mu);
+}
+
+store *store_open(const char *path, char *err, size_t errlen)
+{
+    store *s = calloc(1, sizeof *s);
+    if (!s) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    bool memory = strcmp(path, ":memory:") == 0 || path[0] == '\0';
+    if (conn_open(&s->writer, path, true, err, errlen) != 0) {
+        conn_close(&s->writer);
+        free(s);
+        return NULL;
+    }
+    /* Migrate before the reader connects, so it sees the final schema. */
+    if (migrate_apply(s->writer.db, migrations, migrations_count, err, errlen) < 0) {
+        conn_close(&s->writer);
+        free(s);
+        return NULL;
+    }
+    if (memory) {
+        s->reader = &s->writer;
+    } else {
+        if (conn_open(&s->reader_storage, path, false, err, errlen) != 0) {
+            conn_close(&s->reader_storage);
+            conn_close(&s->writer);
+            free(s);
+            return NULL;
+        }
+        s->reader = &s->reader_storage;
+    }
+    return s;
+}
+
+void store_close(store *s)
+{
+    if (!s)
+        return;
+    if (s->reader != &s->writer)
+        conn_close(s->reader);
+    conn_close(&s->writer);
+    free(s);
+}
+
+int store_schema_version(store *s)
+{
+    conn *c = s->reader;
+    lock(c);
+    int v = -1;
+    sqlite3_stmt *st = stmt(c, ST_SCHEMA_VERSION);
+    if (st) {
+        if (sqlite3_step(st) == SQLITE_ROW)
+            v = sqlite3_column_int(st, 0);
+        else
+            db_error(c, "reading schema version");
+    }
+    done(st);
+    unlock(c);
+    return v;
+}
+
+int store_ping(store *s, char *err, size_t errlen)
+{
+    int v = store_schema_version(s);
+    if (v < 0) {
+        snprintf(err, errlen, "%s", tls_error);
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- jobs ---------------------------------------------------------------------- */
+
+static bool same_request(const char *a, const char *b)
+{
+    if (!a || !b)
+        return a == b;
+    return strcmp(a, b) == 0;
+}
+
+/* The job that holds j's idempotency key decides: EXISTS (same body) or CONFLICT.
+ * STORE_NOT_FOUND when the key is unused. Caller holds the writer inside a transaction. */
+static store_rc check_idempotency(conn *c, const job *j, job *existing)
+{
+    job found;
+    job_init(&found);
+    store_rc r = get_job_locked(c, ST_GET_BY_KEY, j->idempotency_key, &found);
+    if (r != STORE_OK)
+        return r;
+    r = same_request(found.request_json, j->request_json) ? STORE_EXISTS : STORE_CONFLICT;
+    if (r == STORE_EXISTS && existing) {
+        *existing = found;
+    } else {
+        job_free(&found);
+    }
+    return r;
+}
+
+static store_rc count_status_locked(conn *c, job_status st_, int64_t *n)
+{
+    sqlite3_stmt *st = stmt(c, ST_COUNT_STATUS);
+    if (!st)
+        return STORE_ERROR;
+    store_rc r = STORE_OK;
+    if (bind_text(st, 1, job_status_name(st_)) != SQLITE_OK || sqlite3_step(st) != SQLITE_ROW)
+        r = db_error(c, "counting jobs");
+    else
+        *n = sqlite3_column_int64(st, 0);
+    done(st);
+    return r;
+}
+
+static int bind_insert(sqlite3_stmt *st, const job *j)
+{
+    const sandbox_limits *l = &j->limits;
+    int rc = SQLITE_OK;
+#define B(call)                                                                             \
+    do {                                                                                    \
+        if (rc == SQLITE_OK)                                                                \
+            rc = (call);                                                                    \
+    } while (0)
+    B(bind_text(st, 1, j->id));
+    B(bind_text(st, 2, j->backend));
+    B(sqlite3_bind_int64(st, 3, j->created_at_ms));
+    B(bind_text(st, 4, j->script));
+    B(bind_text(st, 5, j->inputs_json ? j->inputs_json : "{}"));
+    B(bind_text(st, 6, j->env_json ? j->env_json : "{}"));
+    B(bind_text(st, 7, j->labels_json ? j->labels_json : "{}"));
+    B(sqlite3_bind_int(st, 8, j->allow_network ? 1 : 0));
+    B(sqlite3_bind_double(st, 9, l->timeout_seconds));
+    B(bind_u64(st, 10, l->memory_mb));
+    B(bind_u64(st, 11, l->cpu_seconds));
+    B(bind_u64(st, 12, l->max_processes));
+    B(bind_u64(st, 13, l->max_file_size_mb));
+    B(bind_u64(st, 14, l->max_open_files));
+    B(bind_u64(st, 15, l->max_output_bytes));
+    B(bind_text(st, 16, j->idempotency_key));
+    B(bind_text(st, 17, j->request_json));
+#undef B
+    return rc;
+}
+
+/* Inside the write transaction: the job row, then its labels. */
+static store_rc insert_rows(conn *c, job *j)
+{
+    sqlite3_stmt *st = stmt(c, ST_INSERT_JOB);
+    if (!st)
+        return STORE_ERROR;
+    int rc = bind_insert(st, j);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_step(st);
+    store_rc r = STORE_OK;
+    if (rc != SQLITE_DONE) {
+        /* Another writer (another process on this file) may have taken the key between
+         * our check and this insert: the UNIQUE constraint is the final word. */
+        bool key_taken = rc == SQLITE_CONSTRAINT_UNIQUE && j->idempotency_key;
+        r = db_error(c, "inserting job");
+        done(st);
+        return key_taken ? STORE_CONFLICT /* resolved by the caller */ : r;
+    }
+    done(st);
+    j->seq = sqlite3_last_insert_rowid(c->db);
+
+    st = stmt(c, ST_INSERT_LABELS);
+    if (!st)
+        return STORE_ERROR;
+    rc = sqlite3_bind_int64(st, 1, j->seq);
+    if (rc == SQLITE_OK)
+        rc = bind_text(st, 2, j->labels_json ? j->labels_json : "{}");
+    if (rc == SQLITE_OK)
+        rc = sqlite3_step(st);
+    if (rc != SQLITE_DONE)
+        r = db_error(c, "inserting job labels");
+    done(st);
+    return r;
+}
+
+store_rc store_insert_job(store *s, job *j, int64_t max_queued, job *existing)
+{
+    if (!job_id_valid(j->id)) {
+        set_error("inserting job: '%s' is not a canonical job id", j->id);
+        return STORE_ERROR;
+    }
+    if (!j->created_at_ms)
+        j->created_at_ms = time_now_ms();
+    conn *c = &s->writer;
+    lock(c);
+    store_rc r = begin_write(c);
+    if (r != STORE_OK)
+        goto out;
+    if (j->idempotency_key) {
+        r = check_idempotency(c, j, existing);
+        if (r != STORE_NOT_FOUND)
+            goto end; /* EXISTS, CONFLICT or ERROR: nothing to write */
+    }
+    if (max_queued > 0) {
+        int64_t queued = 0;
+        r = count_status_locked(c, JOB_QUEUED, &queued);
+        if (r != STORE_OK)
+            goto end;
+        if (queued >= max_queued) {
+            set_error("the queue is full (%lld jobs queued)", (long long)queued);
+            r = STORE_FULL;
+            goto end;
+        }
+    }
+    r = insert_rows(c, j);
+    if (r == STORE_CONFLICT) {
+        /* The key exists after all: answer as if we had seen it first. */
+        rollback(c);
+        if ((r = begin_write(c)) != STORE_OK)
+            goto out;
+        r = check_idempotency(c, j, existing);
+        if (r == STORE_NOT_FOUND)
+            r = STORE_ERROR; /* another UNIQUE column failed; its message is recorded */
+        goto end;
+    }
+    if (r == STORE_OK) {
+        r = commit(c);
+        if (r == STORE_OK)
+            j->status = JOB_QUEUED;
+        goto out;
+    }
+end:
+    rollback(c);
+out:
+    unlock(c);
+    return r;
+}
+
+store_rc store_get_job(store *s, const char *id, job *out)
+{
+    conn *c = s->reader;
+    lock(c);
+    store_rc r = get_job_locked(c, ST_GET_BY_ID, id, out);
+    unlock(c);
+    return r;
+}
+
+store_rc store_claim_next(store *s, int64_t started_at_ms, job *out)
+{
+    conn *c = &s->writer;
+    lock(c);
+    store_rc r = STORE_ERROR;
+    sqlite3_stmt *st = stmt(c, ST_CLAIM);
+    if (st) {
+        if (sqlite3_bind_int64(st, 1, started_at_ms ? started_at_ms : time_now_ms()) ==
+            SQLITE_OK)
+            r = step_job(c, st, out, "claiming a job");
+        else
+            r = db_error(c, "binding");
+    }
+    done(st);
+    unlock(c);
+    return r;
+}
+
+store_rc store_finish_job(store *s, const job *j)
+{
+    if (!job_status_is_final(j->status)) {
+        set_error("finishing job %s: '%s' is not a final status", j->id,
+                  job_status_name(j->status));
+        return STORE_ERROR;
+    }
+    conn *c = &s->writer;
+    lock(c);
+    store_rc r = STORE_ERROR;
+    sqlite3_stmt *st = stmt(c, ST_FINISH);
+    if (!st)
+        goto out;
+    int rc = bind_text(st, 1, j->id);
+#define B(call)                                                                             \
+    do {                                                                                    \
+        if (rc == SQLITE_OK)                                                                \
+            rc = (call);                                                                    \
+    } while (0)
+    B(bind_text(st, 2, job_status_name(j->status)));
+    B(sqlite3_bind_int64(st, 3, j->finished_at_ms ? j->finished_at_ms : time_now_ms()));
+    B(bind_text(st, 4, j->result_json));
+    B(bind_text(st, 5, j->error_type));
+    B(bind_text(st, 6, j->error_message));
+    B(bind_text(st, 7, j->error_traceback));
+    B(j->has_exit_code ? sqlite3_bind_int(st, 8, j->exit_code) : sqlite3_bind_null(st, 8));
+    B(j->signal ? sqlite3_bind_int(st, 9, j->signal) : sqlite3_bind_null(st, 9));
+    B(bind_text(st, 10, j->usage_json));
+    B(bind_u64(st, 11, j->stdout_bytes));
+    B(bind_u64(st, 12, j->stderr_bytes));
+    B(sqlite3_bind_int(st, 13, j->stdout_truncated ? 1 : 0));
+    B(sqlite3_bind_int(st, 14, j->stderr_truncated ? 1 : 0));
+#undef B
+    if (rc == SQLITE_OK)
+        rc = sqlite3_step(st);
+    if (rc != SQLITE_DONE) {
+        r = db_error(c, "finishing job");
+        goto out;
+    }
+    if (sqlite3_changes(c->db) == 1) {
+        r = STORE_OK;
+        goto out;
+    }
+    job_status cur;
+    r = status_of(c, j->id, &cur);
+    if (r == STORE_OK) {
+        set_error("finishing job %s: it is %s, not running", j->id, job_status_name(cur));
+        r = STORE_CONFLICT;
+    }
+out:
+    done(st);
+    unlock(c);
+    return r;
+}
+
+store_rc store_cancel_queued(store *s, const char *id, int64_t now_ms, job *out)
+{
+    conn *c = &s->writer;
+    lock(c);
+    store_rc r = STORE_ERROR;
+    sqlite3_stmt *st = stmt(c, ST_CANCEL);
+    if (st) {
+        int rc = bind_text(st, 1, id);
+        if (rc == SQLITE_OK)
+            rc = sqlite3_bind_int64(st, 2, now_ms ? now_ms : time_now_ms());
+        r = rc == SQLITE_OK ? step_job(c, st, out, "cancelling job") : db_error(c, "binding");
+    }
+    done(st);
+    if (r == STORE_NOT_FOUND) {
+        /* Not queued: tell apart "no such job" from "already running or final", and give
+         * the caller the job as it is. */
+        job cur;
+        job_init(&cur);
+        r = get_job_locked(c, ST_GET_BY_ID, id, &cur);
+        if (r == STORE_OK) {
+            set_error("cancelling job %s: it is %s, not queued", id, job_status_name(cur.status));
+            r = STORE_CONFLICT;
+            if (out) {
+                *out = cur;
+            } else {
+                job_free(&cur);
+            }
+        }
+    }
+    unlock(c);
+    return r;
+}
+
+store_rc store_delete_job(store *s, const char *id)
+{
+    conn *c = &s->writer;
+    lock(c);
+    store_rc r = begin_write(c);
+    if (r != STORE_OK)
+        goto out;
+    job_status cur;
+    r = status_of(c, id, &cur);
+    if (r != STORE_OK)
+        goto end;
+    if (!job_status_is_final(cur)) {
+        set_error("deleting job %s: it is %s, not finished", id, job_status_name(cur));
+        r = STORE_CONFLICT;
+        goto end;
+    }
+    /* Output rows go explicitly too: the cascade only works with foreign_keys on. */
+    enum stmt_id steps[] = {ST_DELETE_OUTPUT, ST_DELETE_JOB};
+    for (size_t i = 0; i < 2; i++) {
+        sqlite3_stmt *st = stmt(c, steps[i]);
+        if (!st) {
+            r = STORE_ERROR;
+            goto end;
+        }
+        int rc = bind_text(st, 1, id);
+        if (rc == SQLITE_OK)
+            rc = sqlite3_step(st);
+        if (rc != SQLITE_DONE)
+            r = db_error(c, "deleting job");
+        done(st);
+        if (r != STORE_OK)
+            goto end;
+    }
+    r = commit(c);
+    goto out;
+end:
+    rollback(c);
+out:
+    unlock(c);
+    return r;
+}
+
+int store_recover_running(store *s, int64_t now_ms)
+{
+    conn *c = &s->writer;
+    lock(c);
+    int n = -1;
+    sqlite3_stmt *st = stmt(c, ST_RECOVER);
+    if (st) {
+        if (sqlite3_bind_int64(st, 1, now_ms ? now_ms : time_now_ms()) == SQLITE_OK &&
+            sqlite3_step(st) == SQLITE_DONE)
+            n = sqlite3_changes(c->db);
+        else
+            db_error(c, "recovering running jobs");
+    }
+    done(st);
+    unlock(c);
+    return n;
+}
+
+int64_t store_count_status(store *s, job_status status)
+{
+    conn *c = s->reader;
+    lock(c);
+    int64_t n = -1;
+    if (count_status_locked(c, status, &n) != STORE_OK)
+        n = -1;
+    unlock(c);
+    return n;
+}
+
+/* ---- output -------------------------------------------------------------------- */
+
+static store_rc check_stream(int stream)
+{
+    if (stream == SANDBOX_STDOUT || stream == SANDBOX_STDERR)
+        return STORE_OK;
+    set_error("output stream %d is neither stdout (1) nor stderr (2)", stream);
+    return STORE_ERROR;
+}
+
+store_rc store_append_output(store *s, const char *id, int stream, const char *data, size_t len)
+{
+    store_rc r = check_stream(stream);
+    if (r != STORE_OK)
+        return r;
+    if (len > (size_t)INT32_MAX) {
+        set_error("appending output: a chunk of %zu bytes is too large", len);
+        return STORE_ERROR;
+    }
+    conn *c = &s->writer;
+    lock(c);
+    if ((r = begin_write(c)) != STORE_OK)
+        goto out;
+    job_status cur;
+    if ((r = status_of(c, id, &cur)) != STORE_OK || len == 0)
+        goto end;
+
+    sqlite3_stmt *st = stmt(c, ST_OUTPUT_END);
+    if (!st) {
+        r = STORE_ERROR;
+        goto end;
+    }
+    int64_t offset = 0;
+    int rc = bind_text(st, 1, id);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_bind_int(st, 2, stream);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW)
+        offset = sqlite3_column_int64(st, 0);
+    else if (rc != SQLITE_DONE)
+        r = db_error(c, "appending output: reading the stream end");
+    done(st);
+    if (r != STORE_OK)
+        goto end;
+
+    st = stmt(c, ST_OUTPUT_INSERT);
+    if (!st) {
+        r = STORE_ERROR;
+        goto end;
+    }
+    rc = bind_text(st, 1, id);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_bind_int(st, 2, stream);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_bind_int64(st, 3, offset);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_bind_blob(st, 4, data, (int)len, SQLITE_STATIC);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_step(st);
+    if (rc != SQLITE_DONE)
+        r = db_error(c, "appending output");
+    done(st);
+    if (r != STORE_OK)
+        goto end;
+
+    st = stmt(c, ST_OUTPUT_BYTES);
+    if (!st) {
+        r = STORE_ERROR;
+        goto end;
+    }
+    rc = bind_text(st, 1, id);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_bind_int(st, 2, stream);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_bind_int64(st, 3, offset + (int64_t)len);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_step(st);
+    if (rc != SQLITE_DONE)
+        r = db_error(c, "appending output: updating byte counts");
+    done(st);
+    if (r != STORE_OK)
+        goto end;
+    r = commit(c);
+    goto out;
+end:
+    rollback(c);
+out:
+    unlock(c);
+    return r;
+}
+
+typedef struct outbuf {
+    char *p;
+    size_t len, cap;
+} outbuf;
+
+static int buf_add(outbuf *b, const void *data, size_t n)
+{
+    if (b->len + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 4096;
+        while (cap < b->len + n + 1)
+            cap *= 2;
+        char *p = realloc(b->p, cap);
+        if (!p)
+            return -1;
+        b->p = p;
+        b->cap = cap;
+    }
+    if (n)
+        memcpy(b->p + b->len, data, n);
+    b->len += n;
+    b->p[b->len] = '\0';
+    return 0;
+}
+
+/* Caller holds c->mu inside a read transaction. */
+static store_rc read_chunks(conn *c, const char *id, int stream, uint64_t offset, size_t max,
+                            outbuf *b)
+{
+    sqlite3_stmt *st = stmt(c, ST_OUTPUT_READ);
+    if (!st)
+        return STORE_ERROR;
+    int64_t from = offset > (uint64_t)INT64_MAX ? INT64_MAX : (int64_t)offset;
+    int rc = bind_text(st, 1, id);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_bind_int(st, 2, stream);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_bind_int64(st, 3, from);
+    store_rc r = STORE_OK;
+    while (rc == SQLITE_OK || rc == SQLITE_ROW) {
+        if (max && b->len >= max)
+            break;
+        rc = sqlite3_step(st);
+        if (rc != SQLITE_ROW)
+            break;
+        int64_t start = sqlite3_column_int64(st, 0);
+        const char *data = sqlite3_column_blob(st, 1);
+        int64_t n = sqlite3_column_bytes(st, 1);
+        if (start + n <= from || !data)
+            continue; /* ends before the offset (or empty) */
+        int64_t skip = from > start ? from - start : 0;
+        size_t take = (size_t)(n - skip);
+        if (max && take > max - b->len)
+            take = max - b->len;
+        if (buf_add(b, data + skip, take) != 0) {
+            set_error("reading output: out of memory");
+            r = STORE_ERROR;
+            break;
+        }
+    }
+    if (r == STORE_OK && rc != SQLITE_DONE && rc != SQLITE_ROW)
+        r = db_error(c, "reading output");
+    done(st);
+    return r;
+}
+
+store_rc store_read_output(store *s, const char *id, int stream, uint64_t offset, size_t max,
+                           char **data, size_t *len)
+{
+    *data = NULL;
+    *len = 0;
+    store_rc r = check_stream(stream);
+    if (r != STORE_OK)
+        return r;
+    conn *c = s->reader;
+    job_status cur;
+    outbuf b = {0};
+    lock(c);
+    /* One snapshot for "does the job exist" and its chunks. */
+    if (exec(c, "BEGIN") != SQLITE_OK) {
+        r = db_error(c, "BEGIN");
+        goto out;
+    }
+    r = status_of(c, id, &cur);
+    if (r == STORE_OK)
+        r = read_chunks(c, id, stream, offset, max, &b);
+    if (r == STORE_OK && !b.p && buf_add(&b, "", 0) != 0) {
+        set_error("reading output: out of memory");
+        r = STORE_ERROR;
+    }
+    rollback(c); /* read-only: ending it either way is the same */
+    if (r == STORE_OK) {
+        *data = b.p;
+        *len = b.len;
+    } else {
+        free(b.p);
+    }
+out:
+    unlock(c);
+    return r;
+}
+
+/* ---- lists and retention --------------------------------------------------------- */
+
+void job_list_free(job_list *l)
+{
+    if (!l)
+        return;
+    for (size_t i = 0; i < l->count; i++)
+        job_free(&l->items[i]);
+    free(l->items);
+    l->items = NULL;
+    l->count = 0;
+    l->next_seq = 0;
+}
+
+store_rc store_list_jobs(store *s, const store_filter *f, int64_t before_seq, size_t limit,
+                         job_list *out)
+{
+    out->items = NULL;
+    out->count = 0;
+    out->next_seq = 0;
+    bool by_status = f && f->has_status;
+    bool by_key = f && f->label_key;
+    bool by_value = by_key && f->label_value;
+    int variant = (by_status ? 1 : 0) | (by_key ? 2 : 0) | (by_value ? 4 : 0);
+    /* One row past the page tells whether another page follows. 0 = no limit. */
+    int64_t fetch = limit == 0 || limit > (size_t)INT32_MAX ? -1 : (int64_t)limit + 1;
+    size_t cap = limit == 0 || limit > 1024 ? 16 : limit + 1;
+    out->items = calloc(cap, sizeof *out->items);
+    if (!out->items) {
+        set_error("listing jobs: out of memory");
+        return STORE_ERROR;
+    }
+
+    conn *c = s->reader;
+    lock(c);
+    store_rc r = STORE_OK;
+    sqlite3_stmt *st = stmt(c, (enum stmt_id)(ST_LIST0 + variant));
+    if (!st) {
+        r = STORE_ERROR;
+        goto out;
+    }
+    int rc = sqlite3_bind_int64(st, sqlite3_bind_parameter_index(st, ":before"),
+                                before_seq > 0 ? before_seq : INT64_MAX);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_bind_int64(st, sqlite3_bind_parameter_index(st, ":limit"), fetch);
+    if (rc == SQLITE_OK && by_status)
+        rc = bind_named_text(st, ":status", job_status_name(f->status));
+    if (rc == SQLITE_OK && by_key)
+        rc = bind_named_text(st, ":key", f->label_key);
+    if (rc == SQLITE_OK && by_value)
+        rc = bind_named_text(st, ":value", f->label_value);
+    if (rc != SQLITE_OK) {
+        r = db_error(c, "listing jobs: binding");
+        goto out;
+    }
+    bool more = false;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (limit && out->count == limit) {
+            more = true;
+            break;
+        }
+        if (out->count == cap) {
+            job *p = realloc(out->items, cap * 2 * sizeof *p);
+            if (!p) {
+                set_error("listing jobs: out of memory");
+                r = STORE_ERROR;
+                goto out;
+            }
+            out->items = p;
+            cap *= 2;
+        }
+        job_init(&out->items[out->count]);
+        if ((r = read_job(st, &out->items[out->count])) != STORE_OK)
+            goto out;
+        out->count++;
+    }
+    if (!more && rc != SQLITE_DONE) {
+        r = db_error(c, "listing jobs");
+        goto out;
+    }
+    if (more)
+        out->next_seq = out->items[out->count - 1].seq;
+out:
+    done(st);
+    unlock(c);
+    if (r != STORE_OK)
+        job_list_free(out);
+    return r;
+}
+
+int64_t store_delete_finished_before(store *s, int64_t cutoff_ms)
+{
+    conn *c = &s->writer;
+    lock(c);
+    int64_t n = -1;
+    if (begin_write(c) != STORE_OK)
+        goto out;
+    enum stmt_id steps[] = {ST_DELETE_OLD_OUTPUT, ST_DELETE_OLD_JOBS};
+    for (size_t i = 0; i < 2; i++) {
+        sqlite3_stmt *st = stmt(c, steps[i]);
+        if (!st)
+            goto fail;
+        int rc = sqlite3_bind_int64(st, 1, cutoff_ms);
+        if (rc == SQLITE_OK)
+            rc = sqlite3_step(st);
+        if (rc != SQLITE_DONE) {
+            db_error(c, "deleting old jobs");
+            done(st);
+            goto fail;
+        }
+        n = sqlite3_changes(c->db);
+        done(st);
+    }
+    if (commit(c) != STORE_OK)
+        n = -1;
+    goto out;
+fail:
+    n = -1;
+    rollback(c);
+out:
+    unlock(c);
+    return n;
+}

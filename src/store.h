@@ -1,0 +1,86 @@
+/* The durable job store: SQLite in WAL mode, schema from the numbered migrations,
+ * jobs and their output chunks. Thread-safe: one connection guarded by a mutex. */
+#ifndef EXECUTORD_STORE_H
+#define EXECUTORD_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "src/job.h"
+
+typedef struct store store;
+
+typedef enum store_rc {
+    STORE_OK = 0,
+    STORE_NOT_FOUND,     /* no such job */
+    STORE_CONFLICT,      /* wrong state for the operation, or idempotency key reused with another body */
+    STORE_EXISTS,        /* idempotency key already used with the same body: *out is that job */
+    STORE_FULL,          /* the queue is at its bound */
+    STORE_ERROR,         /* SQLite failed; see store_last_error */
+} store_rc;
+
+/* Opens (creating if needed) the database file, applies pending migrations in order.
+ * Refuses (NULL, message in err) a database whose schema is newer than this binary. */
+store *store_open(const char *path, char *err, size_t errlen);
+void store_close(store *s);
+const char *store_last_error(store *s);   /* thread-local copy of the last error text */
+int store_schema_version(store *s);      /* highest applied migration */
+int store_ping(store *s, char *err, size_t errlen); /* 0 when a trivial query works */
+
+/* Inserts a queued job (j->id, created_at_ms, request fields set by the caller; j->seq is
+ * filled in). When j->idempotency_key is set and already used: STORE_EXISTS with the
+ * existing job in *existing if j->request_json matches, else STORE_CONFLICT.
+ * STORE_FULL when max_queued > 0 and that many jobs are already queued. */
+store_rc store_insert_job(store *s, job *j, int64_t max_queued, job *existing);
+
+store_rc store_get_job(store *s, const char *id, job *out);
+
+/* Atomically takes the oldest queued job, marks it running with started_at_ms. */
+store_rc store_claim_next(store *s, int64_t started_at_ms, job *out);
+
+/* Records the final state (status, finished_at_ms and outcome fields of j). Only a
+ * running job can be finished; else STORE_CONFLICT. */
+store_rc store_finish_job(store *s, const job *j);
+
+/* queued -> cancelled (finished now). STORE_CONFLICT when the job is not queued. */
+store_rc store_cancel_queued(store *s, const char *id, int64_t now_ms, job *out);
+
+/* Deletes a finished job and its output. STORE_CONFLICT when not finished. */
+store_rc store_delete_job(store *s, const char *id);
+
+/* At start-up: every job left running by a dead instance ends failed/ExecutorLost.
+ * Returns how many, or -1. */
+int store_recover_running(store *s, int64_t now_ms);
+
+int64_t store_count_status(store *s, job_status st); /* -1 on error */
+
+/* Output: chunks appended in order per stream (1 = stdout, 2 = stderr). */
+store_rc store_append_output(store *s, const char *id, int stream, const char *data, size_t len);
+/* The bytes of one stream from byte `offset`, at most `max` bytes (0 = all), malloc'd
+ * into *data / *len (NUL-terminated for convenience). */
+store_rc store_read_output(store *s, const char *id, int stream, uint64_t offset, size_t max,
+                           char **data, size_t *len);
+
+typedef struct store_filter {
+    int has_status;
+    job_status status;
+    const char *label_key;   /* NULL = any */
+    const char *label_value;
+} store_filter;
+
+typedef struct job_list {
+    job *items;
+    size_t count;
+    int64_t next_seq;        /* 0 when there is no further page; otherwise pass as before_seq */
+} job_list;
+
+/* Newest first. before_seq = 0 starts at the newest; otherwise only jobs with seq < before_seq.
+ * Items carry every field except script and request_json (lists stay small). */
+store_rc store_list_jobs(store *s, const store_filter *f, int64_t before_seq, size_t limit,
+                         job_list *out);
+void job_list_free(job_list *l);
+
+/* Finished jobs with finished_at_ms < cutoff are deleted with their output. Returns count or -1. */
+int64_t store_delete_finished_before(store *s, int64_t cutoff_ms);
+
+#endif

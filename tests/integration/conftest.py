@@ -1,0 +1,56 @@
+"""Fixtures that run the real executord binary (EXECUTORD_BIN or <repo>/build/executord).
+`server`/`client`: one shared instance for tests whose state does not matter.
+`make_server`: a dedicated instance with extra flags, stopped after the test."""
+
+import os
+
+import pytest
+
+from executord_client import BIN, PYTHON, Server
+
+
+def pytest_report_header(config):
+    return f"executord binary: {BIN}"
+
+
+def _check_binary():
+    if not os.access(BIN, os.X_OK):
+        pytest.fail(f"executord binary not found at {BIN} (build it or set EXECUTORD_BIN)", pytrace=False)
+    if not os.access(PYTHON, os.X_OK):
+        pytest.fail(f"{PYTHON} (the service's default interpreter) is missing", pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory):
+    _check_binary()
+    base = tmp_path_factory.mktemp("shared")
+    s = Server(base / "data", args=["--workers", "4"], log_path=base / "executord.stderr.log")
+    s.start()
+    yield s
+    s.stop()
+
+
+@pytest.fixture(scope="session")
+def client(server):
+    return server.client()
+
+
+@pytest.fixture
+def make_server(tmp_path):
+    """make_server(*flags, token=None, env=None, start=True, name="srv") -> Server."""
+    _check_binary()
+    servers = []
+
+    def make(*args, token=None, env=None, start=True, name=None, listen=True):
+        name = name or f"srv{len(servers)}"
+        s = Server(tmp_path / name / "data", args=args, env=env, token=token,
+                   log_path=tmp_path / name / "executord.stderr.log", listen=listen)
+        servers.append(s)
+        if start:
+            s.start()
+        return s
+
+    yield make
+    for s in servers:
+        if s.running:
+            s.stop(grace=5)

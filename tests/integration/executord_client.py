@@ -1,0 +1,263 @@
+"""Black-box helpers for the integration suite: start/stop the real executord binary and
+talk to it over real HTTP with the standard library only (http.client, no requests).
+Tests import this module directly; conftest.py only wraps it in fixtures."""
+
+import http.client
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+BIN = os.environ.get("EXECUTORD_BIN") or str(REPO / "build" / "executord")
+PYTHON = "/usr/bin/python3"  # the interpreter the service uses by default
+UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+FINAL = {"succeeded", "failed", "timed_out", "cancelled"}
+# A variable in executord's own environment that no job may see.
+CANARY_NAME = "EXECUTORD_IT_CANARY_SECRET"
+CANARY_VALUE = "canary-4f1d2b7e"
+
+
+def free_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Response:
+    def __init__(self, status, headers, body, elapsed):
+        self.status = status
+        self.headers = headers  # http.client.HTTPMessage: case-insensitive .get()
+        self.body = body
+        self.elapsed = elapsed
+
+    @property
+    def text(self):
+        return self.body.decode("utf-8", "replace")
+
+    def json(self):
+        return json.loads(self.body)
+
+    @property
+    def error(self):
+        """The error object of an error response ({"code", "message", ...})."""
+        doc = self.json()
+        assert set(doc) == {"error"}, doc
+        return doc["error"]
+
+    def __repr__(self):
+        return f"<Response {self.status} {self.body[:300]!r}>"
+
+
+class Client:
+    def __init__(self, port, host="127.0.0.1", token=None, timeout=60):
+        self.host, self.port, self.token, self.timeout = host, port, token, timeout
+
+    # --- raw --------------------------------------------------------------------------
+    def request(self, method, path, body=None, headers=None, timeout=None):
+        """body: dict/list (sent as JSON), bytes/str (sent as is) or None."""
+        hdrs = {}
+        if self.token is not None:
+            hdrs["Authorization"] = f"Bearer {self.token}"
+        if body is not None and not isinstance(body, (bytes, str)):
+            body = json.dumps(body).encode()
+            hdrs["Content-Type"] = "application/json"
+        if isinstance(body, str):
+            body = body.encode()
+        hdrs.update(headers or {})
+        hdrs = {k: v for k, v in hdrs.items() if v is not None}
+        conn = http.client.HTTPConnection(self.host, self.port, timeout=timeout or self.timeout)
+        t0 = time.monotonic()
+        try:
+            conn.request(method, path, body=body, headers=hdrs)
+            r = conn.getresponse()
+            data = r.read()
+            return Response(r.status, r.headers, data, time.monotonic() - t0)
+        finally:
+            conn.close()
+
+    # --- API ----------------------------------------------------------------------------
+    def post_job(self, body, wait=None, headers=None, timeout=None):
+        path = "/v1/jobs" + (f"?wait={wait}" if wait is not None else "")
+        return self.request("POST", path, body, headers=headers, timeout=timeout)
+
+    def submit(self, body, wait=None, headers=None):
+        """POST that must succeed with 201; returns the job document."""
+        r = self.post_job(body, wait=wait, headers=headers)
+        assert r.status == 201, r
+        return r.json()
+
+    def get_job(self, job_id, wait=None, timeout=None):
+        path = f"/v1/jobs/{job_id}" + (f"?wait={wait}" if wait is not None else "")
+        return self.request("GET", path, timeout=timeout)
+
+    def logs(self, job_id, stream=None, offset=None):
+        q = []
+        if stream is not None:
+            q.append(f"stream={stream}")
+        if offset is not None:
+            q.append(f"offset={offset}")
+        return self.request("GET", f"/v1/jobs/{job_id}/logs" + ("?" + "&".join(q) if q else ""))
+
+    def cancel(self, job_id):
+        return self.request("POST", f"/v1/jobs/{job_id}/cancel")
+
+    def delete(self, job_id):
+        return self.request("DELETE", f"/v1/jobs/{job_id}")
+
+    def list(self, **params):
+        from urllib.parse import urlencode
+
+        q = urlencode({k: v for k, v in params.items() if v is not None})
+        return self.request("GET", "/v1/jobs" + ("?" + q if q else ""))
+
+    def wait_final(self, job_id, timeout=60):
+        """Waits (with ?wait=) until the job is final; returns its document."""
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError(f"job {job_id} not final after {timeout}s: {self.get_job(job_id)}")
+            r = self.get_job(job_id, wait=max(1, min(int(left), 30)), timeout=left + 30)
+            assert r.status == 200, r
+            doc = r.json()
+            if doc["status"] in FINAL:
+                return doc
+
+    def run(self, script, timeout=60, **fields):
+        """Submits a job and returns its final document."""
+        body = {"script": script, **fields}
+        job = self.submit(body)
+        return self.wait_final(job["id"], timeout=timeout)
+
+    def wait_status(self, job_id, statuses, timeout=20):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            doc = self.get_job(job_id).json()
+            if doc["status"] in statuses:
+                return doc
+            time.sleep(0.05)
+        raise AssertionError(f"job {job_id} never reached {statuses}: {doc}")
+
+    def wait_output(self, job_id, needle, stream="stdout", timeout=20):
+        """Polls the raw stream until it contains needle; returns the Response."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            r = self.logs(job_id, stream=stream, offset=0)
+            if r.status == 200 and needle in r.text:
+                return r
+            time.sleep(0.05)
+        raise AssertionError(f"{needle!r} never appeared in {stream} of {job_id}: {self.logs(job_id).text}")
+
+
+class Server:
+    """One executord process. Restartable on the same data dir (each start picks a fresh
+    port unless one is given); stderr goes to <log_path> for post-mortems."""
+
+    def __init__(self, data_dir, args=(), env=None, log_path=None, token=None, listen=True):
+        self.data_dir = Path(data_dir)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.args = list(args)
+        self.extra_env = dict(env or {})
+        self.log_path = Path(log_path) if log_path else self.data_dir.parent / (self.data_dir.name + ".stderr.log")
+        self.token = token
+        self.listen = listen
+        self.proc = None
+        self.port = None
+        self.starts = 0
+
+    def env(self):
+        env = {k: v for k, v in os.environ.items() if not k.startswith("EXECUTORD_")}
+        env[CANARY_NAME] = CANARY_VALUE
+        env.update(self.extra_env)
+        return env
+
+    def start(self, timeout=20, port=None):
+        assert self.proc is None or self.proc.poll() is not None, "already running"
+        self.port = port or free_port()
+        cmd = [BIN]
+        if self.listen:
+            cmd += ["--listen", f"127.0.0.1:{self.port}"]
+        cmd += ["--data-dir", str(self.data_dir)] + self.args
+        self.starts += 1
+        with open(self.log_path, "ab") as log:
+            log.write(f"\n===== start #{self.starts}: {' '.join(cmd)}\n".encode())
+        offset = self.log_path.stat().st_size
+        self.errfile = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=self.errfile,
+                                     stdin=subprocess.DEVNULL, env=self.env())
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"executord exited with {self.proc.returncode} during start-up:\n{self.log_tail()}")
+            with open(self.log_path, "rb") as f:
+                f.seek(offset)
+                if b"listening on" in f.read():
+                    return self
+            time.sleep(0.02)
+        self.kill()
+        raise RuntimeError(f"executord did not log 'listening on' within {timeout}s:\n{self.log_tail()}")
+
+    def log_tail(self, n=4000):
+        try:
+            return self.log_path.read_bytes()[-n:].decode("utf-8", "replace")
+        except OSError:
+            return ""
+
+    def client(self, token="default"):
+        return Client(self.port, token=self.token if token == "default" else token)
+
+    @property
+    def running(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self, grace=10):
+        """SIGTERM, then SIGKILL after `grace` seconds. Returns the exit code."""
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(grace)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.errfile.close()
+        return self.proc.returncode
+
+    def kill(self):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        if self.proc is not None:
+            self.errfile.close()
+
+
+def processes_with_arg(arg):
+    """PIDs of live (non-zombie) processes having `arg` as one argv element."""
+    want = arg.encode()
+    found = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/cmdline", "rb") as f:
+                argv = f.read().split(b"\0")
+        except OSError:
+            continue
+        if want in argv:
+            found.append(int(d))
+    return found
+
+
+def wait_gone(arg, timeout=10):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not processes_with_arg(arg):
+            return True
+        time.sleep(0.05)
+    return False

@@ -1,0 +1,158 @@
+/* Configuration precedence and validation: default < environment < flag, and every bad
+ * value refused with exit code 2. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <fcntl.h>
+#include <unistd.h>
+
+#include "src/config.h"
+
+static int load(config *c, int argc, const char **argv)
+{
+    /* Silence the one-line errors the failing cases print. */
+    fflush(stderr);
+    FILE *saved = stderr;
+    stderr = fopen("/dev/null", "w");
+    int rc = config_load(c, argc, (char **)argv);
+    fclose(stderr);
+    stderr = saved;
+    return rc;
+}
+
+static int setup(void **state)
+{
+    unsetenv("EXECUTORD_LISTEN");
+    unsetenv("EXECUTORD_WORKERS");
+    unsetenv("EXECUTORD_DEFAULT_MEMORY_MB");
+    return 0;
+}
+
+static void defaults_are_embedded(void **state)
+{
+    config c;
+    const char *argv[] = {"executord"};
+    assert_int_equal(load(&c, 1, argv), 0);
+    assert_string_equal(c.listen_host, "127.0.0.1");
+    assert_int_equal(c.listen_port, 8080);
+    assert_string_equal(c.backend, "direct");
+    assert_string_equal(c.python, "/usr/bin/python3");
+    assert_int_equal(c.workers, sysconf(_SC_NPROCESSORS_ONLN));
+    assert_int_equal(c.max_body_bytes, 2 * 1024 * 1024);
+    assert_true(c.default_limits.timeout_seconds == 30.0);
+    assert_int_equal(c.default_limits.max_output_bytes, 1048576);
+    assert_string_equal(c.api_token, "");
+}
+
+static void environment_overrides_default_and_flag_overrides_environment(void **state)
+{
+    config c;
+    setenv("EXECUTORD_LISTEN", "0.0.0.0:9000", 1);
+    setenv("EXECUTORD_WORKERS", "3", 1);
+    const char *argv[] = {"executord", "--workers", "5"};
+    assert_int_equal(load(&c, 3, argv), 0);
+    assert_string_equal(c.listen_host, "0.0.0.0");
+    assert_int_equal(c.listen_port, 9000);
+    assert_int_equal(c.workers, 5);
+    const char *argv2[] = {"executord", "--listen=[::1]:0"};
+    assert_int_equal(load(&c, 2, argv2), 0);
+    assert_string_equal(c.listen_host, "::1");
+    assert_int_equal(c.listen_port, 0);
+}
+
+static void bad_flags_and_values_exit_2(void **state)
+{
+    config c;
+    const char *unknown[] = {"executord", "--bogus", "1"};
+    assert_int_equal(load(&c, 3, unknown), 2);
+    const char *missing[] = {"executord", "--workers"};
+    assert_int_equal(load(&c, 2, missing), 2);
+    const char *notnum[] = {"executord", "--workers", "two"};
+    assert_int_equal(load(&c, 3, notnum), 2);
+    const char *negative[] = {"executord", "--workers", "-1"};
+    assert_int_equal(load(&c, 3, negative), 2);
+    const char *port[] = {"executord", "--listen", "127.0.0.1:70000"};
+    assert_int_equal(load(&c, 3, port), 2);
+    const char *noport[] = {"executord", "--listen", "localhost"};
+    assert_int_equal(load(&c, 3, noport), 2);
+    const char *backend[] = {"executord", "--backend", "docker"};
+    assert_int_equal(load(&c, 3, backend), 2);
+    const char *level[] = {"executord", "--log-level", "loud"};
+    assert_int_equal(load(&c, 3, level), 2);
+    const char *timeout[] = {"executord", "--default-timeout-seconds", "0"};
+    assert_int_equal(load(&c, 3, timeout), 2);
+    const char *positional[] = {"executord", "serve"};
+    assert_int_equal(load(&c, 2, positional), 2);
+    setenv("EXECUTORD_WORKERS", "many", 1);
+    const char *plain[] = {"executord"};
+    assert_int_equal(load(&c, 1, plain), 2);
+    unsetenv("EXECUTORD_WORKERS");
+}
+
+static void default_above_maximum_is_refused(void **state)
+{
+    config c;
+    const char *argv[] = {"executord", "--default-memory-mb", "2048", "--max-memory-mb", "1024"};
+    assert_int_equal(load(&c, 5, argv), 2);
+    const char *ok[] = {"executord", "--default-memory-mb", "1024", "--max-memory-mb", "1024"};
+    assert_int_equal(load(&c, 5, ok), 0);
+    assert_int_equal(c.default_limits.memory_mb, 1024);
+}
+
+static void token_file_is_read_without_trailing_newline(void **state)
+{
+    char path[] = "/tmp/executord-token-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, "s3cret\n", 7), 7);
+    close(fd);
+    config c;
+    const char *argv[] = {"executord", "--api-token-file", path};
+    assert_int_equal(load(&c, 3, argv), 0);
+    assert_string_equal(c.api_token, "s3cret");
+
+    fd = open(path, O_WRONLY | O_TRUNC);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, "\n", 1), 1);
+    close(fd);
+    assert_int_equal(load(&c, 3, argv), 2); /* an empty token would authenticate anyone */
+    unlink(path);
+
+    const char *missing[] = {"executord", "--api-token-file", "/nonexistent/token"};
+    assert_int_equal(load(&c, 3, missing), 2);
+}
+
+static void help_and_version_ask_to_exit_zero(void **state)
+{
+    config c;
+    fflush(stdout);
+    FILE *saved = stdout;
+    stdout = fopen("/dev/null", "w");
+    const char *help[] = {"executord", "--help"};
+    int rc_help = load(&c, 2, help);
+    const char *version[] = {"executord", "--version"};
+    int rc_version = load(&c, 2, version);
+    fclose(stdout);
+    stdout = saved;
+    assert_int_equal(rc_help, 1);
+    assert_int_equal(rc_version, 1);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup(defaults_are_embedded, setup),
+        cmocka_unit_test_setup(environment_overrides_default_and_flag_overrides_environment, setup),
+        cmocka_unit_test_setup(bad_flags_and_values_exit_2, setup),
+        cmocka_unit_test_setup(default_above_maximum_is_refused, setup),
+        cmocka_unit_test_setup(token_file_is_read_without_trailing_newline, setup),
+        cmocka_unit_test_setup(help_and_version_ask_to_exit_zero, setup),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

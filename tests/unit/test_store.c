@@ -1,0 +1,1007 @@
+/* The SQLite job store against a real database file in a fresh temp folder per test:
+ * migrations, state transitions, idempotency, the queue bound, output offsets, cursor
+ * pagination under concurrent inserts, filters and retention. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <sqlite3.h>
+
+#include "src/migrate.h"
+#include "src/migrations.h"
+#include "src/store.h"
+
+typedef struct fixture {
+    char dir[64];
+    char path[128];
+    store *s;
+} fixture;
+
+static void remove_db_files(const fixture *f)
+{
+    const char *suffixes[] = {"", "-wal", "-shm", "-journal"};
+    for (int i = 0; i < 4; i++) {
+        char p[160];
+        snprintf(p, sizeof p, "%s%s", f->path, suffixes[i]);
+        unlink(p);
+    }
+}
+
+static int setup(void **state)
+{
+    fixture *f = calloc(1, sizeof *f);
+    if (!f)
+        return -1;
+    snprintf(f->dir, sizeof f->dir, "/tmp/test_store.XXXXXX");
+    if (!mkdtemp(f->dir)) {
+        perror("mkdtemp");
+        return -1;
+    }
+    snprintf(f->path, sizeof f->path, "%s/executord.db", f->dir);
+    char err[512] = "";
+    f->s = store_open(f->path, err, sizeof err);
+    if (!f->s) {
+        fprintf(stderr, "store_open: %s\n", err);
+        return -1;
+    }
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fixture *f = *state;
+    store_close(f->s);
+    remove_db_files(f);
+    rmdir(f->dir);
+    free(f);
+    return 0;
+}
+
+static int latest_version(void) { return migrations[migrations_count - 1].version; }
+
+/* A direct connection to the same file, to check what the store wrote. */
+static sqlite3 *raw_open(const fixture *f)
+{
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+    sqlite3_busy_timeout(db, 5000);
+    return db;
+}
+
+static int64_t raw_int(sqlite3 *db, const char *sql, const char *arg)
+{
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
+        fail_msg("prepare %s: %s", sql, sqlite3_errmsg(db));
+    if (arg)
+        sqlite3_bind_text(st, 1, arg, -1, SQLITE_TRANSIENT);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    int64_t v = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    return v;
+}
+
+static void make_job(job *j, const char *labels_json)
+{
+    job_init(j);
+    job_new_id(j->id);
+    snprintf(j->backend, sizeof j->backend, "direct");
+    j->created_at_ms = 1700000000000;
+    j->script = strdup("def main(x):\n    return x\n");
+    j->inputs_json = strdup("{\"x\":1}");
+    j->env_json = strdup("{\"A\":\"secret\"}");
+    j->labels_json = labels_json ? strdup(labels_json) : NULL;
+    j->allow_network = true;
+    j->limits = (sandbox_limits){.timeout_seconds = 1.5, .memory_mb = 512, .cpu_seconds = 60,
+                                 .max_processes = 64, .max_file_size_mb = 64,
+                                 .max_open_files = 256, .max_output_bytes = 1048576};
+}
+
+/* Inserts a job; its id into id_out (if given); returns its seq. */
+static int64_t add_job(store *s, const char *labels_json, char *id_out)
+{
+    job j;
+    make_job(&j, labels_json);
+    assert_int_equal(store_insert_job(s, &j, 0, NULL), STORE_OK);
+    assert_true(j.seq > 0);
+    if (id_out)
+        memcpy(id_out, j.id, JOB_ID_LEN + 1);
+    int64_t seq = j.seq;
+    job_free(&j);
+    return seq;
+}
+
+static job_status status_of(store *s, const char *id)
+{
+    job j;
+    job_init(&j);
+    assert_int_equal(store_get_job(s, id, &j), STORE_OK);
+    job_status st = j.status;
+    job_free(&j);
+    return st;
+}
+
+/* Claims the next job, expecting it to be `id`. */
+static void claim_expect(store *s, const char *id)
+{
+    job j;
+    job_init(&j);
+    assert_int_equal(store_claim_next(s, 1700000001000, &j), STORE_OK);
+    assert_string_equal(j.id, id);
+    job_free(&j);
+}
+
+static void finish_as(store *s, const char *id, job_status st, int64_t finished_at)
+{
+    job j;
+    job_init(&j);
+    memcpy(j.id, id, JOB_ID_LEN + 1);
+    j.status = st;
+    j.finished_at_ms = finished_at;
+    assert_int_equal(store_finish_job(s, &j), STORE_OK);
+}
+
+/* ---- migrations ---------------------------------------------------------------- */
+
+static void migrations_are_applied_and_recorded(void **state)
+{
+    fixture *f = *state;
+    assert_true(migrations_count >= 1);
+    assert_int_equal(store_schema_version(f->s), latest_version());
+    char err[256] = "x";
+    assert_int_equal(store_ping(f->s, err, sizeof err), 0);
+
+    sqlite3 *db = raw_open(f);
+    assert_int_equal(raw_int(db, "SELECT count(*) FROM schema_migrations", NULL), migrations_count);
+    assert_int_equal(raw_int(db, "SELECT count(*) FROM schema_migrations WHERE version = 1 AND"
+                                 " name = '001_initial.sql' AND applied_at_ms > 0", NULL), 1);
+    const char *tables[] = {"jobs", "job_output", "job_labels"};
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(raw_int(db, "SELECT count(*) FROM sqlite_master WHERE type = 'table'"
+                                     " AND name = ?1", tables[i]), 1);
+    sqlite3_stmt *st = NULL;
+    assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA journal_mode", -1, &st, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    assert_string_equal((const char *)sqlite3_column_text(st, 0), "wal");
+    sqlite3_finalize(st);
+    /* The status CHECK holds: no row can carry an unknown status. */
+    assert_int_not_equal(sqlite3_exec(db, "INSERT INTO jobs (id, status, backend, created_at_ms,"
+                                          " script, timeout_seconds, memory_mb, cpu_seconds,"
+                                          " max_processes, max_file_size_mb, max_open_files,"
+                                          " max_output_bytes) VALUES ('x', 'done', 'direct', 1,"
+                                          " 's', 1, 1, 1, 1, 1, 1, 1)", NULL, NULL, NULL),
+                         SQLITE_OK);
+    sqlite3_close(db);
+}
+
+static void reopening_is_idempotent_and_durable(void **state)
+{
+    fixture *f = *state;
+    char id[JOB_ID_LEN + 1];
+    add_job(f->s, "{\"k\":\"v\"}", id);
+    store_close(f->s);
+
+    char err[512] = "";
+    for (int round = 0; round < 2; round++) {
+        f->s = store_open(f->path, err, sizeof err);
+        assert_non_null(f->s);
+        assert_int_equal(store_schema_version(f->s), latest_version());
+        if (round == 0)
+            store_close(f->s);
+    }
+    assert_int_equal(status_of(f->s, id), JOB_QUEUED);
+    sqlite3 *db = raw_open(f);
+    assert_int_equal(raw_int(db, "SELECT count(*) FROM schema_migrations", NULL), migrations_count);
+    sqlite3_close(db);
+}
+
+static void newer_schema_is_refused(void **state)
+{
+    fixture *f = *state;
+    store_close(f->s);
+    f->s = NULL;
+    sqlite3 *db = raw_open(f);
+    assert_int_equal(sqlite3_exec(db, "INSERT INTO schema_migrations"
+                                      " VALUES (7, '007_future.sql', 1)", NULL, NULL, NULL),
+                     SQLITE_OK);
+    sqlite3_close(db);
+
+    char err[512] = "";
+    store *s = store_open(f->path, err, sizeof err);
+    assert_null(s);
+    char want[256];
+    snprintf(want, sizeof want,
+             "database schema version 7 is newer than this executord supports (%d); "
+             "upgrade executord", latest_version());
+    assert_string_equal(err, want);
+
+    /* Refusing must not touch the database: remove the future row and it opens again. */
+    db = raw_open(f);
+    assert_int_equal(sqlite3_exec(db, "DELETE FROM schema_migrations WHERE version = 7", NULL, NULL,
+                                  NULL), SQLITE_OK);
+    sqlite3_close(db);
+    f->s = store_open(f->path, err, sizeof err);
+    assert_non_null(f->s);
+}
+
+static void failed_migration_rolls_back(void **state)
+{
+    fixture *f = *state;
+    sqlite3 *db = raw_open(f);
+    const struct migration list[] = {
+        {1, "001_initial.sql", "SELECT 1"}, /* already recorded: must not run again */
+        {2, "002_ok.sql", "CREATE TABLE t2 (a INTEGER);"},
+        {3, "003_broken.sql", "CREATE TABLE t3 (a INTEGER); INSERT INTO nowhere VALUES (1);"},
+    };
+    char err[512] = "";
+    assert_int_equal(migrate_apply(db, list, 3, err, sizeof err), -1);
+    assert_non_null(strstr(err, "003_broken.sql"));
+    assert_non_null(strstr(err, "nowhere"));
+    assert_int_equal(migrate_current_version(db), 2);
+    assert_int_equal(raw_int(db, "SELECT count(*) FROM sqlite_master WHERE name = 't2'", NULL), 1);
+    assert_int_equal(raw_int(db, "SELECT count(*) FROM sqlite_master WHERE name = 't3'", NULL), 0);
+
+    /* Out of order lists are a build mistake, refused before anything runs. */
+    const struct migration bad[] = {{2, "002_a.sql", "SELECT 1"}, {2, "002_b.sql", "SELECT 1"}};
+    assert_int_equal(migrate_apply(db, bad, 2, err, sizeof err), -1);
+    assert_non_null(strstr(err, "ascending"));
+    sqlite3_close(db);
+}
+
+/* ---- state transitions --------------------------------------------------------- */
+
+static void insert_and_get_round_trip(void **state)
+{
+    fixture *f = *state;
+    job j;
+    make_job(&j, "{\"team\":\"red\"}");
+    j.idempotency_key = strdup("key-1");
+    j.request_json = strdup("{\"script\":\"x\"}");
+    assert_int_equal(store_insert_job(f->s, &j, 0, NULL), STORE_OK);
+    job g;
+    job_init(&g);
+    assert_int_equal(store_get_job(f->s, j.id, &g), STORE_OK);
+    assert_int_equal(g.seq, j.seq);
+    assert_string_equal(g.id, j.id);
+    assert_int_equal(g.status, JOB_QUEUED);
+    assert_string_equal(g.backend, "direct");
+    assert_int_equal(g.created_at_ms, 1700000000000);
+    assert_int_equal(g.started_at_ms, 0);
+    assert_int_equal(g.finished_at_ms, 0);
+    assert_string_equal(g.script, j.script);
+    assert_string_equal(g.inputs_json, "{\"x\":1}");
+    assert_string_equal(g.env_json, "{\"A\":\"secret\"}");
+    assert_string_equal(g.labels_json, "{\"team\":\"red\"}");
+    assert_true(g.allow_network);
+    assert_true(g.limits.timeout_seconds == 1.5);
+    assert_int_equal(g.limits.memory_mb, 512);
+    assert_int_equal(g.limits.cpu_seconds, 60);
+    assert_int_equal(g.limits.max_processes, 64);
+    assert_int_equal(g.limits.max_file_size_mb, 64);
+    assert_int_equal(g.limits.max_open_files, 256);
+    assert_int_equal(g.limits.max_output_bytes, 1048576);
+    assert_string_equal(g.idempotency_key, "key-1");
+    assert_string_equal(g.request_json, "{\"script\":\"x\"}");
+    assert_null(g.result_json);
+    assert_null(g.error_type);
+    assert_false(g.has_exit_code);
+    assert_int_equal(g.signal, 0);
+    assert_null(g.usage_json);
+    job_free(&g);
+
+    char other[JOB_ID_LEN + 1];
+    job_new_id(other);
+    assert_int_equal(store_get_job(f->s, other, &g), STORE_NOT_FOUND);
+
+    /* Missing JSON documents are stored as empty objects. */
+    job k;
+    make_job(&k, NULL);
+    free(k.inputs_json);
+    k.inputs_json = NULL;
+    assert_int_equal(store_insert_job(f->s, &k, 0, NULL), STORE_OK);
+    assert_int_equal(store_get_job(f->s, k.id, &g), STORE_OK);
+    assert_string_equal(g.inputs_json, "{}");
+    assert_string_equal(g.labels_json, "{}");
+    job_free(&g);
+
+    /* A job id that is not a canonical UUID never enters the store. */
+    job bad;
+    make_job(&bad, NULL);
+    snprintf(bad.id, sizeof bad.id, "not-a-uuid");
+    assert_int_equal(store_insert_job(f->s, &bad, 0, NULL), STORE_ERROR);
+    assert_true(strlen(store_last_error(f->s)) > 0);
+    job_free(&bad);
+    job_free(&k);
+    job_free(&j);
+}
+
+static void claim_takes_oldest_first(void **state)
+{
+    fixture *f = *state;
+    char a[JOB_ID_LEN + 1], b[JOB_ID_LEN + 1], c[JOB_ID_LEN + 1];
+    add_job(f->s, NULL, a);
+    add_job(f->s, NULL, b);
+    add_job(f->s, NULL, c);
+    job j;
+    job_init(&j);
+    assert_int_equal(store_claim_next(f->s, 1700000005000, &j), STORE_OK);
+    assert_string_equal(j.id, a);
+    assert_int_equal(j.status, JOB_RUNNING);
+    assert_int_equal(j.started_at_ms, 1700000005000);
+    assert_non_null(j.script); /* the worker needs the full job */
+    assert_string_equal(j.inputs_json, "{\"x\":1}");
+    job_free(&j);
+    assert_int_equal(status_of(f->s, a), JOB_RUNNING);
+    assert_int_equal(status_of(f->s, b), JOB_QUEUED);
+    claim_expect(f->s, b);
+    claim_expect(f->s, c);
+    assert_int_equal(store_claim_next(f->s, 1, &j), STORE_NOT_FOUND);
+    assert_int_equal(store_count_status(f->s, JOB_RUNNING), 3);
+    assert_int_equal(store_count_status(f->s, JOB_QUEUED), 0);
+}
+
+static void finish_only_from_running(void **state)
+{
+    fixture *f = *state;
+    char a[JOB_ID_LEN + 1];
+    add_job(f->s, NULL, a);
+
+    job j;
+    job_init(&j);
+    memcpy(j.id, a, sizeof j.id);
+    j.status = JOB_SUCCEEDED;
+    j.finished_at_ms = 1700000009000;
+    assert_int_equal(store_finish_job(f->s, &j), STORE_CONFLICT); /* still queued */
+    assert_non_null(strstr(store_last_error(f->s), "queued"));
+    assert_int_equal(status_of(f->s, a), JOB_QUEUED);
+
+    claim_expect(f->s, a);
+    j.status = JOB_RUNNING;
+    assert_int_equal(store_finish_job(f->s, &j), STORE_ERROR); /* not a final status */
+    j.status = JOB_FAILED;
+    j.result_json = strdup("null");
+    j.error_type = strdup("ValueError");
+    j.error_message = strdup("bad");
+    j.error_traceback = strdup("Traceback...");
+    j.has_exit_code = true;
+    j.exit_code = 3;
+    j.signal = 0;
+    j.usage_json = strdup("{\"wall_ms\":5}");
+    j.stdout_bytes = 10;
+    j.stderr_bytes = 20;
+    j.stdout_truncated = true;
+    assert_int_equal(store_finish_job(f->s, &j), STORE_OK);
+
+    job g;
+    job_init(&g);
+    assert_int_equal(store_get_job(f->s, a, &g), STORE_OK);
+    assert_int_equal(g.status, JOB_FAILED);
+    assert_int_equal(g.finished_at_ms, 1700000009000);
+    assert_int_equal(g.started_at_ms, 1700000001000);
+    assert_string_equal(g.error_type, "ValueError");
+    assert_string_equal(g.error_message, "bad");
+    assert_string_equal(g.error_traceback, "Traceback...");
+    assert_true(g.has_exit_code);
+    assert_int_equal(g.exit_code, 3);
+    assert_int_equal(g.signal, 0);
+    assert_string_equal(g.usage_json, "{\"wall_ms\":5}");
+    assert_int_equal(g.stdout_bytes, 10);
+    assert_int_equal(g.stderr_bytes, 20);
+    assert_true(g.stdout_truncated);
+    assert_false(g.stderr_truncated);
+    job_free(&g);
+
+    /* A final job is final: a second finish (e.g. a late cancel) cannot rewrite it. */
+    j.status = JOB_CANCELLED;
+    assert_int_equal(store_finish_job(f->s, &j), STORE_CONFLICT);
+    assert_int_equal(status_of(f->s, a), JOB_FAILED);
+    job_new_id(j.id);
+    assert_int_equal(store_finish_job(f->s, &j), STORE_NOT_FOUND);
+    job_free(&j);
+
+    /* Killed by a signal: no exit code, the signal kept. */
+    char b[JOB_ID_LEN + 1];
+    add_job(f->s, NULL, b);
+    claim_expect(f->s, b);
+    job k;
+    job_init(&k);
+    memcpy(k.id, b, sizeof k.id);
+    k.status = JOB_TIMED_OUT;
+    k.signal = 9;
+    k.finished_at_ms = 1700000010000;
+    assert_int_equal(store_finish_job(f->s, &k), STORE_OK);
+    assert_int_equal(store_get_job(f->s, b, &g), STORE_OK);
+    assert_int_equal(g.status, JOB_TIMED_OUT);
+    assert_false(g.has_exit_code);
+    assert_int_equal(g.exit_code, -1);
+    assert_int_equal(g.signal, 9);
+    job_free(&g);
+}
+
+static void cancel_only_queued(void **state)
+{
+    fixture *f = *state;
+    char a[JOB_ID_LEN + 1], b[JOB_ID_LEN + 1];
+    add_job(f->s, NULL, a);
+    add_job(f->s, NULL, b);
+    job out;
+    job_init(&out);
+    assert_int_equal(store_cancel_queued(f->s, a, 1700000002000, &out), STORE_OK);
+    assert_string_equal(out.id, a);
+    assert_int_equal(out.status, JOB_CANCELLED);
+    assert_int_equal(out.finished_at_ms, 1700000002000);
+    assert_string_equal(out.error_type, "Cancelled");
+    job_free(&out);
+
+    claim_expect(f->s, b); /* the cancelled job never starts */
+    assert_int_equal(store_claim_next(f->s, 1, &out), STORE_NOT_FOUND);
+
+    assert_int_equal(store_cancel_queued(f->s, b, 1, &out), STORE_CONFLICT); /* running */
+    assert_int_equal(out.status, JOB_RUNNING); /* the job as it is */
+    job_free(&out);
+    assert_int_equal(status_of(f->s, b), JOB_RUNNING);
+    assert_int_equal(store_cancel_queued(f->s, a, 1, &out), STORE_CONFLICT); /* already final */
+    assert_int_equal(out.status, JOB_CANCELLED);
+    assert_int_equal(out.finished_at_ms, 1700000002000);
+    job_free(&out);
+    char none[JOB_ID_LEN + 1];
+    job_new_id(none);
+    assert_int_equal(store_cancel_queued(f->s, none, 1, &out), STORE_NOT_FOUND);
+    assert_int_equal(store_cancel_queued(f->s, b, 1, NULL), STORE_CONFLICT);
+}
+
+static void delete_only_finished(void **state)
+{
+    fixture *f = *state;
+    char a[JOB_ID_LEN + 1], keep[JOB_ID_LEN + 1];
+    add_job(f->s, "{\"t\":\"1\"}", a);
+    add_job(f->s, "{\"t\":\"1\"}", keep);
+    assert_int_equal(store_delete_job(f->s, a), STORE_CONFLICT); /* queued */
+    claim_expect(f->s, a);
+    assert_int_equal(store_append_output(f->s, a, 1, "out", 3), STORE_OK);
+    assert_int_equal(store_append_output(f->s, a, 2, "err", 3), STORE_OK);
+    assert_int_equal(store_append_output(f->s, keep, 1, "kept", 4), STORE_OK);
+    assert_int_equal(store_delete_job(f->s, a), STORE_CONFLICT); /* running */
+    assert_int_equal(status_of(f->s, a), JOB_RUNNING);
+    finish_as(f->s, a, JOB_SUCCEEDED, 1700000003000);
+    assert_int_equal(store_delete_job(f->s, a), STORE_OK);
+
+    job g;
+    job_init(&g);
+    assert_int_equal(store_get_job(f->s, a, &g), STORE_NOT_FOUND);
+    char *data = NULL;
+    size_t len = 0;
+    assert_int_equal(store_read_output(f->s, a, 1, 0, 0, &data, &len), STORE_NOT_FOUND);
+    assert_int_equal(store_delete_job(f->s, a), STORE_NOT_FOUND);
+
+    sqlite3 *db = raw_open(f);
+    assert_int_equal(raw_int(db, "SELECT count(*) FROM job_output WHERE job_id = ?1", a), 0);
+    assert_int_equal(raw_int(db, "SELECT count(*) FROM job_output", NULL), 1);
+    assert_int_equal(raw_int(db, "SELECT count(*) FROM job_labels", NULL), 1);
+    sqlite3_close(db);
+
+    store_filter flt = {.label_key = "t", .label_value = "1"};
+    job_list l;
+    assert_int_equal(store_list_jobs(f->s, &flt, 0, 10, &l), STORE_OK);
+    assert_int_equal(l.count, 1);
+    assert_string_equal(l.items[0].id, keep);
+    job_list_free(&l);
+}
+
+static void recover_marks_running_as_lost(void **state)
+{
+    fixture *f = *state;
+    char a[JOB_ID_LEN + 1], b[JOB_ID_LEN + 1], c[JOB_ID_LEN + 1], d[JOB_ID_LEN + 1];
+    add_job(f->s, NULL, a);
+    add_job(f->s, NULL, b);
+    add_job(f->s, NULL, c);
+    add_job(f->s, NULL, d);
+    claim_expect(f->s, a);
+    claim_expect(f->s, b);
+    claim_expect(f->s, c);
+    finish_as(f->s, c, JOB_SUCCEEDED, 1700000004000);
+
+    /* As after a crash: a new instance opens the same file. */
+    store_close(f->s);
+    char err[256];
+    f->s = store_open(f->path, err, sizeof err);
+    assert_non_null(f->s);
+    assert_int_equal(store_recover_running(f->s, 1700000099000), 2);
+
+    const char *lost[] = {a, b};
+    for (int i = 0; i < 2; i++) {
+        job g;
+        job_init(&g);
+        assert_int_equal(store_get_job(f->s, lost[i], &g), STORE_OK);
+        assert_int_equal(g.status, JOB_FAILED);
+        assert_string_equal(g.error_type, "ExecutorLost");
+        assert_string_equal(g.error_message, "executord stopped while the job was running");
+        assert_int_equal(g.finished_at_ms, 1700000099000);
+        job_free(&g);
+    }
+    assert_int_equal(status_of(f->s, c), JOB_SUCCEEDED);
+    assert_int_equal(status_of(f->s, d), JOB_QUEUED);
+    assert_int_equal(store_count_status(f->s, JOB_RUNNING), 0);
+    assert_int_equal(store_count_status(f->s, JOB_FAILED), 2);
+    assert_int_equal(store_recover_running(f->s, 1700000099000), 0);
+}
+
+/* ---- idempotency and the queue bound ------------------------------------------- */
+
+static store_rc insert_keyed(store *s, const char *key, const char *body, int64_t max_queued,
+                             job *existing, char *id_out)
+{
+    job j;
+    make_job(&j, NULL);
+    j.idempotency_key = strdup(key);
+    j.request_json = strdup(body);
+    store_rc rc = store_insert_job(s, &j, max_queued, existing);
+    if (id_out)
+        memcpy(id_out, j.id, JOB_ID_LEN + 1);
+    job_free(&j);
+    return rc;
+}
+
+static void idempotency_key_reuse(void **state)
+{
+    fixture *f = *state;
+    char first[JOB_ID_LEN + 1], id[JOB_ID_LEN + 1];
+    job ex;
+    job_init(&ex);
+    assert_int_equal(insert_keyed(f->s, "k1", "{\"script\":\"a\"}", 0, &ex, first), STORE_OK);
+    assert_int_equal(insert_keyed(f->s, "k1", "{\"script\":\"a\"}", 0, &ex, id), STORE_EXISTS);
+    assert_string_equal(ex.id, first);
+    assert_string_equal(ex.request_json, "{\"script\":\"a\"}");
+    assert_non_null(ex.script);
+    job_free(&ex);
+    assert_int_equal(insert_keyed(f->s, "k1", "{\"script\":\"b\"}", 0, &ex, id), STORE_CONFLICT);
+    assert_int_equal(store_get_job(f->s, id, &ex), STORE_NOT_FOUND);
+    assert_int_equal(insert_keyed(f->s, "k2", "{\"script\":\"a\"}", 0, NULL, id), STORE_OK);
+    assert_int_equal(store_count_status(f->s, JOB_QUEUED), 2);
+
+    /* The key is remembered whatever became of its job, and even with a full queue. */
+    claim_expect(f->s, first);
+    finish_as(f->s, first, JOB_SUCCEEDED, 1700000005000);
+    assert_int_equal(insert_keyed(f->s, "k2", "{\"script\":\"a\"}", 1, &ex, id), STORE_EXISTS);
+    assert_int_equal(ex.status, JOB_QUEUED);
+    job_free(&ex);
+    assert_int_equal(insert_keyed(f->s, "k1", "{\"script\":\"a\"}", 1, &ex, id), STORE_EXISTS);
+    assert_string_equal(ex.id, first);
+    assert_int_equal(ex.status, JOB_SUCCEEDED);
+    job_free(&ex);
+}
+
+typedef struct race_arg {
+    const char *path;
+    pthread_barrier_t *barrier;
+    store_rc rc;
+    char id[JOB_ID_LEN + 1];
+} race_arg;
+
+/* Each thread has its own store (as two executord processes on one file would), so the
+ * UNIQUE constraint, not one mutex, has to keep the key single. */
+static void *race_insert(void *p)
+{
+    race_arg *a = p;
+    char err[256];
+    store *s = store_open(a->path, err, sizeof err);
+    if (!s) {
+        a->rc = STORE_ERROR;
+        return NULL;
+    }
+    job ex;
+    job_init(&ex);
+    pthread_barrier_wait(a->barrier);
+    a->rc = insert_keyed(s, "race", "{\"same\":true}", 0, &ex, NULL);
+    memcpy(a->id, ex.id, sizeof a->id);
+    job_free(&ex);
+    store_close(s);
+    return NULL;
+}
+
+static void concurrent_inserts_with_one_key(void **state)
+{
+    fixture *f = *state;
+    enum { N = 6 };
+    pthread_t t[N];
+    race_arg args[N];
+    pthread_barrier_t barrier;
+    pthread_barrier_init(&barrier, NULL, N);
+    for (int i = 0; i < N; i++) {
+        args[i] = (race_arg){.path = f->path, .barrier = &barrier, .rc = STORE_ERROR};
+        assert_int_equal(pthread_create(&t[i], NULL, race_insert, &args[i]), 0);
+    }
+    int ok = 0, exists = 0;
+    for (int i = 0; i < N; i++) {
+        pthread_join(t[i], NULL);
+        if (args[i].rc == STORE_OK)
+            ok++;
+        else if (args[i].rc == STORE_EXISTS)
+            exists++;
+    }
+    pthread_barrier_destroy(&barrier);
+    assert_int_equal(ok, 1);
+    assert_int_equal(exists, N - 1);
+    assert_int_equal(store_count_status(f->s, JOB_QUEUED), 1);
+    for (int i = 0; i < N; i++)
+        if (args[i].rc == STORE_EXISTS)
+            assert_int_equal(status_of(f->s, args[i].id), JOB_QUEUED);
+}
+
+typedef struct claimer {
+    store *s;
+    char ids[64][JOB_ID_LEN + 1];
+    int n;
+    int errors;
+} claimer;
+
+static void *claim_all(void *p)
+{
+    claimer *c = p;
+    for (;;) {
+        job j;
+        job_init(&j);
+        store_rc rc = store_claim_next(c->s, 1700000001000, &j);
+        if (rc == STORE_NOT_FOUND)
+            break;
+        if (rc != STORE_OK || c->n == 64) {
+            c->errors++;
+            break;
+        }
+        memcpy(c->ids[c->n++], j.id, JOB_ID_LEN + 1);
+        /* Readers run alongside the writers. */
+        job g;
+        job_init(&g);
+        if (store_get_job(c->s, j.id, &g) != STORE_OK || g.status != JOB_RUNNING)
+            c->errors++;
+        job_free(&g);
+        job_list l;
+        if (store_list_jobs(c->s, NULL, 0, 5, &l) != STORE_OK)
+            c->errors++;
+        job_list_free(&l);
+        job_free(&j);
+    }
+    return NULL;
+}
+
+/* Workers share one store: every queued job is claimed by exactly one of them. */
+static void concurrent_claims_take_each_job_once(void **state)
+{
+    fixture *f = *state;
+    enum { JOBS = 60, THREADS = 4 };
+    char ids[JOBS][JOB_ID_LEN + 1];
+    for (int i = 0; i < JOBS; i++)
+        add_job(f->s, NULL, ids[i]);
+    claimer c[THREADS];
+    pthread_t t[THREADS];
+    for (int i = 0; i < THREADS; i++) {
+        memset(&c[i], 0, sizeof c[i]);
+        c[i].s = f->s;
+        assert_int_equal(pthread_create(&t[i], NULL, claim_all, &c[i]), 0);
+    }
+    int total = 0;
+    for (int i = 0; i < THREADS; i++) {
+        pthread_join(t[i], NULL);
+        assert_int_equal(c[i].errors, 0);
+        total += c[i].n;
+    }
+    assert_int_equal(total, JOBS);
+    for (int k = 0; k < JOBS; k++) {
+        int seen = 0;
+        for (int i = 0; i < THREADS; i++)
+            for (int m = 0; m < c[i].n; m++)
+                seen += strcmp(c[i].ids[m], ids[k]) == 0;
+        assert_int_equal(seen, 1);
+    }
+    assert_int_equal(store_count_status(f->s, JOB_RUNNING), JOBS);
+}
+
+static void queue_bound_gives_full(void **state)
+{
+    fixture *f = *state;
+    char ids[3][JOB_ID_LEN + 1];
+    job j;
+    for (int i = 0; i < 2; i++) {
+        make_job(&j, NULL);
+        assert_int_equal(store_insert_job(f->s, &j, 2, NULL), STORE_OK);
+        memcpy(ids[i], j.id, sizeof ids[i]);
+        job_free(&j);
+    }
+    make_job(&j, NULL);
+    assert_int_equal(store_insert_job(f->s, &j, 2, NULL), STORE_FULL);
+    job g;
+    job_init(&g);
+    assert_int_equal(store_get_job(f->s, j.id, &g), STORE_NOT_FOUND); /* nothing written */
+    assert_int_equal(store_insert_job(f->s, &j, 0, NULL), STORE_OK);  /* 0 = unbounded */
+    memcpy(ids[2], j.id, sizeof ids[2]);
+    job_free(&j);
+    assert_int_equal(store_count_status(f->s, JOB_QUEUED), 3);
+
+    /* Only queued jobs count: running ones free their place. */
+    claim_expect(f->s, ids[0]);
+    make_job(&j, NULL);
+    assert_int_equal(store_insert_job(f->s, &j, 2, NULL), STORE_FULL); /* still 2 queued */
+    claim_expect(f->s, ids[1]);
+    assert_int_equal(store_insert_job(f->s, &j, 2, NULL), STORE_OK);
+    job_free(&j);
+    make_job(&j, NULL);
+    assert_int_equal(store_insert_job(f->s, &j, 2, NULL), STORE_FULL);
+    job_free(&j);
+    assert_int_equal(store_count_status(f->s, JOB_QUEUED), 2);
+}
+
+/* ---- output ------------------------------------------------------------------ */
+
+static void expect_output(store *s, const char *id, int stream, uint64_t off, size_t max,
+                          const char *want, size_t want_len)
+{
+    char *data = NULL;
+    size_t len = 99;
+    assert_int_equal(store_read_output(s, id, stream, off, max, &data, &len), STORE_OK);
+    assert_non_null(data);
+    assert_int_equal(len, want_len);
+    assert_memory_equal(data, want, want_len);
+    assert_int_equal(data[len], '\0');
+    free(data);
+}
+
+static void output_append_and_read_with_offsets(void **state)
+{
+    fixture *f = *state;
+    char a[JOB_ID_LEN + 1];
+    add_job(f->s, NULL, a);
+    expect_output(f->s, a, 1, 0, 0, "", 0); /* no output yet */
+    claim_expect(f->s, a);
+    assert_int_equal(store_append_output(f->s, a, 1, "hello ", 6), STORE_OK);
+    assert_int_equal(store_append_output(f->s, a, 2, "err", 3), STORE_OK);
+    assert_int_equal(store_append_output(f->s, a, 1, "world", 5), STORE_OK);
+    assert_int_equal(store_append_output(f->s, a, 1, "", 0), STORE_OK);
+    assert_int_equal(store_append_output(f->s, a, 1, "!\0!", 3), STORE_OK); /* binary */
+
+    const char all[] = "hello world!\0!";
+    expect_output(f->s, a, 1, 0, 0, all, 14);
+    expect_output(f->s, a, 1, 3, 0, all + 3, 11);       /* inside the first chunk */
+    expect_output(f->s, a, 1, 6, 0, all + 6, 8);        /* at a chunk boundary */
+    expect_output(f->s, a, 1, 8, 2, "rl", 2);           /* inside a chunk, capped */
+    expect_output(f->s, a, 1, 2, 6, "llo wo", 6);       /* across chunks, capped */
+    expect_output(f->s, a, 1, 13, 0, "!", 1);           /* last byte */
+    expect_output(f->s, a, 1, 14, 0, "", 0);            /* at the end */
+    expect_output(f->s, a, 1, 1000, 0, "", 0);          /* past the end */
+    expect_output(f->s, a, 1, UINT64_MAX, 0, "", 0);
+    expect_output(f->s, a, 2, 0, 0, "err", 3);
+    expect_output(f->s, a, 2, 1, 1, "r", 1);
+
+    /* The running job's counts follow the output as it arrives. */
+    job g;
+    job_init(&g);
+    assert_int_equal(store_get_job(f->s, a, &g), STORE_OK);
+    assert_int_equal(g.stdout_bytes, 14);
+    assert_int_equal(g.stderr_bytes, 3);
+    job_free(&g);
+
+    char *data = NULL;
+    size_t len = 0;
+    char none[JOB_ID_LEN + 1];
+    job_new_id(none);
+    assert_int_equal(store_append_output(f->s, none, 1, "x", 1), STORE_NOT_FOUND);
+    assert_int_equal(store_read_output(f->s, none, 1, 0, 0, &data, &len), STORE_NOT_FOUND);
+    assert_null(data);
+    assert_int_equal(store_append_output(f->s, a, 3, "x", 1), STORE_ERROR);
+    assert_int_equal(store_read_output(f->s, a, 0, 0, 0, &data, &len), STORE_ERROR);
+}
+
+static void output_many_chunks(void **state)
+{
+    fixture *f = *state;
+    char a[JOB_ID_LEN + 1];
+    add_job(f->s, NULL, a);
+    claim_expect(f->s, a);
+    char expect[200 * 7];
+    size_t total = 0;
+    for (int i = 0; i < 200; i++) {
+        char chunk[8];
+        int n = snprintf(chunk, sizeof chunk, "%d,", i);
+        assert_int_equal(store_append_output(f->s, a, 1, chunk, (size_t)n), STORE_OK);
+        memcpy(expect + total, chunk, (size_t)n);
+        total += (size_t)n;
+    }
+    expect_output(f->s, a, 1, 0, 0, expect, total);
+    for (size_t off = 0; off <= total; off += 37)
+        expect_output(f->s, a, 1, off, 0, expect + off, total - off);
+    expect_output(f->s, a, 1, 100, 50, expect + 100, 50);
+}
+
+/* ---- lists ------------------------------------------------------------------- */
+
+static void pagination_is_stable_under_inserts(void **state)
+{
+    fixture *f = *state;
+    enum { N = 10 };
+    char ids[N][JOB_ID_LEN + 1];
+    for (int i = 0; i < N; i++)
+        add_job(f->s, NULL, ids[i]);
+
+    int seen = 0, pages = 0;
+    int64_t cursor = 0;
+    int64_t last_seq = INT64_MAX;
+    do {
+        job_list l;
+        assert_int_equal(store_list_jobs(f->s, NULL, cursor, 3, &l), STORE_OK);
+        pages++;
+        assert_true(l.count <= 3);
+        for (size_t i = 0; i < l.count; i++) {
+            assert_true(l.items[i].seq < last_seq); /* newest first, strictly */
+            last_seq = l.items[i].seq;
+            assert_true(seen < N);
+            /* Pre-existing jobs in reverse insertion order, each exactly once. */
+            assert_string_equal(l.items[i].id, ids[N - 1 - seen]);
+            assert_null(l.items[i].script);       /* list form */
+            assert_null(l.items[i].request_json);
+            assert_non_null(l.items[i].inputs_json);
+            seen++;
+        }
+        cursor = l.next_seq;
+        if (cursor)
+            assert_int_equal(cursor, l.items[l.count - 1].seq);
+        job_list_free(&l);
+        /* New jobs arrive between pages: none of them may appear in the walk. */
+        add_job(f->s, NULL, NULL);
+        add_job(f->s, NULL, NULL);
+    } while (cursor != 0);
+    assert_int_equal(seen, N);
+    assert_int_equal(pages, 4); /* 3+3+3+1: no empty trailing page */
+
+    /* Exactly the limit left: the last page says there is no more. */
+    job_list l;
+    assert_int_equal(store_list_jobs(f->s, NULL, 0, 0, &l), STORE_OK); /* 0 = all */
+    assert_int_equal(l.count, N + 8);
+    assert_int_equal(l.next_seq, 0);
+    int64_t third = l.items[l.count - 3].seq;
+    job_list_free(&l);
+    assert_int_equal(store_list_jobs(f->s, NULL, third, 2, &l), STORE_OK);
+    assert_int_equal(l.count, 2);
+    assert_int_equal(l.next_seq, 0);
+    assert_string_equal(l.items[1].id, ids[0]);
+    job_list_free(&l);
+}
+
+static void status_and_label_filters(void **state)
+{
+    fixture *f = *state;
+    char red1[JOB_ID_LEN + 1], red2[JOB_ID_LEN + 1], blue[JOB_ID_LEN + 1];
+    char dotted[JOB_ID_LEN + 1], quoted[JOB_ID_LEN + 1], plain_a[JOB_ID_LEN + 1];
+    add_job(f->s, "{\"team\":\"red\",\"env\":\"prod\"}", red1);
+    add_job(f->s, "{\"team\":\"blue\"}", blue);
+    add_job(f->s, "{\"team\":\"red\"}", red2);
+    add_job(f->s, "{\"a.b\":\"x\"}", dotted);
+    add_job(f->s, "{\"a\":{\"b\":\"x\"},\"q\\\"k\":\"v'1\"}", quoted);
+    add_job(f->s, "{\"a\":\"x\"}", plain_a);
+    add_job(f->s, NULL, NULL);
+    claim_expect(f->s, red1);
+
+    struct {
+        store_filter flt;
+        int n;
+        const char *ids[3];
+    } cases[] = {
+        {{.label_key = "team", .label_value = "red"}, 2, {red2, red1}},
+        {{.label_key = "team", .label_value = "blue"}, 1, {blue}},
+        {{.label_key = "team", .label_value = "green"}, 0, {NULL}},
+        {{.label_key = "team", .label_value = "red", .has_status = 1, .status = JOB_QUEUED}, 1,
+         {red2}},
+        {{.label_key = "team", .label_value = "red", .has_status = 1, .status = JOB_RUNNING}, 1,
+         {red1}},
+        {{.has_status = 1, .status = JOB_RUNNING}, 1, {red1}},
+        {{.has_status = 1, .status = JOB_FAILED}, 0, {NULL}},
+        /* A dotted key is one key, not a path into {"a":{"b":..}}. */
+        {{.label_key = "a.b", .label_value = "x"}, 1, {dotted}},
+        {{.label_key = "a", .label_value = "x"}, 1, {plain_a}},
+        {{.label_key = "q\"k", .label_value = "v'1"}, 1, {quoted}},
+        {{.label_key = "q\"k", .label_value = "v'2"}, 0, {NULL}},
+        {{.label_key = "team"}, 3, {red2, blue, red1}}, /* key only: any value */
+        {{.label_key = "TEAM", .label_value = "red"}, 0, {NULL}},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        job_list l;
+        assert_int_equal(store_list_jobs(f->s, &cases[c].flt, 0, 50, &l), STORE_OK);
+        if ((int)l.count != cases[c].n)
+            fail_msg("case %zu: %zu jobs, want %d", c, l.count, cases[c].n);
+        for (int i = 0; i < cases[c].n; i++)
+            assert_string_equal(l.items[i].id, cases[c].ids[i]);
+        assert_int_equal(l.next_seq, 0);
+        job_list_free(&l);
+    }
+
+    /* Filtered pages walk the same way. */
+    store_filter team = {.label_key = "team"};
+    job_list l;
+    assert_int_equal(store_list_jobs(f->s, &team, 0, 2, &l), STORE_OK);
+    assert_int_equal(l.count, 2);
+    assert_string_equal(l.items[1].id, blue);
+    int64_t next = l.next_seq;
+    assert_true(next > 0);
+    assert_string_equal(l.items[0].labels_json, "{\"team\":\"red\"}");
+    job_list_free(&l);
+    assert_int_equal(store_list_jobs(f->s, &team, next, 2, &l), STORE_OK);
+    assert_int_equal(l.count, 1);
+    assert_string_equal(l.items[0].id, red1);
+    assert_int_equal(l.next_seq, 0);
+    job_list_free(&l);
+}
+
+static void delete_finished_before_cutoff(void **state)
+{
+    fixture *f = *state;
+    char old1[JOB_ID_LEN + 1], old2[JOB_ID_LEN + 1], recent[JOB_ID_LEN + 1];
+    char queued[JOB_ID_LEN + 1], running[JOB_ID_LEN + 1];
+    add_job(f->s, "{\"x\":\"1\"}", old1);
+    add_job(f->s, NULL, old2);
+    add_job(f->s, NULL, recent);
+    add_job(f->s, NULL, running);
+    claim_expect(f->s, old1);
+    claim_expect(f->s, old2);
+    claim_expect(f->s, recent);
+    claim_expect(f->s, running);
+    add_job(f->s, NULL, queued);
+    assert_int_equal(store_append_output(f->s, old1, 1, "bye", 3), STORE_OK);
+    assert_int_equal(store_append_output(f->s, recent, 1, "hi", 2), STORE_OK);
+    finish_as(f->s, old1, JOB_SUCCEEDED, 1000);
+    finish_as(f->s, old2, JOB_CANCELLED, 2000);
+    finish_as(f->s, recent, JOB_FAILED, 3000);
+
+    assert_int_equal(store_delete_finished_before(f->s, 2000), 1); /* strictly before */
+    assert_int_equal(store_delete_finished_before(f->s, 2500), 1);
+    assert_int_equal(store_delete_finished_before(f->s, 2500), 0);
+    job g;
+    job_init(&g);
+    assert_int_equal(store_get_job(f->s, old1, &g), STORE_NOT_FOUND);
+    assert_int_equal(store_get_job(f->s, old2, &g), STORE_NOT_FOUND);
+    assert_int_equal(status_of(f->s, recent), JOB_FAILED);
+    assert_int_equal(status_of(f->s, running), JOB_RUNNING);
+    assert_int_equal(status_of(f->s, queued), JOB_QUEUED);
+    expect_output(f->s, recent, 1, 0, 0, "hi", 2);
+
+    sqlite3 *db = raw_open(f);
+    assert_int_equal(raw_int(db, "SELECT count(*) FROM job_output", NULL), 1);
+    assert_int_equal(raw_int(db, "SELECT count(*) FROM job_labels", NULL), 0);
+    sqlite3_close(db);
+    /* Unfinished jobs survive any cutoff. */
+    assert_int_equal(store_delete_finished_before(f->s, INT64_MAX), 1);
+    assert_int_equal(status_of(f->s, running), JOB_RUNNING);
+    assert_int_equal(status_of(f->s, queued), JOB_QUEUED);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(migrations_are_applied_and_recorded, setup, teardown),
+        cmocka_unit_test_setup_teardown(reopening_is_idempotent_and_durable, setup, teardown),
+        cmocka_unit_test_setup_teardown(newer_schema_is_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(failed_migration_rolls_back, setup, teardown),
+        cmocka_unit_test_setup_teardown(insert_and_get_round_trip, setup, teardown),
+        cmocka_unit_test_setup_teardown(claim_takes_oldest_first, setup, teardown),
+        cmocka_unit_test_setup_teardown(finish_only_from_running, setup, teardown),
+        cmocka_unit_test_setup_teardown(cancel_only_queued, setup, teardown),
+        cmocka_unit_test_setup_teardown(delete_only_finished, setup, teardown),
+        cmocka_unit_test_setup_teardown(recover_marks_running_as_lost, setup, teardown),
+        cmocka_unit_test_setup_teardown(idempotency_key_reuse, setup, teardown),
+        cmocka_unit_test_setup_teardown(concurrent_inserts_with_one_key, setup, teardown),
+        cmocka_unit_test_setup_teardown(concurrent_claims_take_each_job_once, setup, teardown),
+        cmocka_unit_test_setup_teardown(queue_bound_gives_full, setup, teardown),
+        cmocka_unit_test_setup_teardown(output_append_and_read_with_offsets, setup, teardown),
+        cmocka_unit_test_setup_teardown(output_many_chunks, setup, teardown),
+        cmocka_unit_test_setup_teardown(pagination_is_stable_under_inserts, setup, teardown),
+        cmocka_unit_test_setup_teardown(status_and_label_filters, setup, teardown),
+        cmocka_unit_test_setup_teardown(delete_finished_before_cutoff, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
