@@ -1,8 +1,11 @@
 /* The `direct` backend: the trusted, low-isolation one. Each job runs in a new PID
  * namespace and a mount namespace with its own /proc (so killing the tree is complete and
  * the script sees only its own processes), under rlimits, in a fresh work folder; no
- * filesystem or network isolation. Unprivileged, it adds a user namespace. */
+ * filesystem or network isolation. It always adds a user namespace: as root the job is
+ * mapped to a host uid of its own (from the sandbox uid slots), so it is never root on
+ * the host and RLIMIT_NPROC, which the kernel does not apply to root, holds. */
 #include <errno.h>
+#include <grp.h>
 #include <limits.h>
 #include <sched.h>
 #include <stdio.h>
@@ -15,6 +18,7 @@
 
 #include "sandbox/process.h"
 #include "sandbox/sandbox.h"
+#include "sandbox/userns.h"
 #include "sandbox/workdir.h"
 
 static char *python_path;
@@ -23,12 +27,32 @@ static char *work_root;
 typedef struct direct_ctx {
     uid_t uid;
     gid_t gid;
+    const char *workdir;
 } direct_ctx;
 
 /* In init, before the runner exists (async-signal-safe). Private propagation first, so
  * the new /proc does not leak into the host's mount table. */
 static int direct_child_setup(void *ctx, const char **step)
 {
+    const direct_ctx *c = ctx;
+    /* Enter the work folder while still holding the service's host ids: its parents
+     * (the data folder under /root, say) need not be searchable by the job's uid. The
+     * runner inherits this working folder (proc_job.cwd is NULL). */
+    if (chdir(c->workdir) != 0) {
+        *step = "chdir to the work folder";
+        return -1;
+    }
+    /* The clone kept the service's host ids, which the new namespace does not map; the
+     * maps are written now, so become the mapped root: the job's host uid. Raw system
+     * calls: glibc's setresuid would try to signal threads this process does not have. */
+    if (syscall(SYS_setresgid, 0, 0, 0) != 0) {
+        *step = "setresgid 0 in the user namespace";
+        return -1;
+    }
+    if (syscall(SYS_setresuid, 0, 0, 0) != 0) {
+        *step = "setresuid 0 in the user namespace";
+        return -1;
+    }
     if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0) {
         *step = "mount --make-rprivate /";
         return -1;
@@ -48,7 +72,7 @@ static int direct_parent_setup(void *ctx, pid_t pid, char *err, size_t errlen)
 
 static unsigned long direct_clone_flags(void)
 {
-    return CLONE_NEWNS | (geteuid() != 0 ? CLONE_NEWUSER : 0);
+    return CLONE_NEWNS | CLONE_NEWUSER;
 }
 
 /* Proves at start-up that the namespaces can be created here, so an unusable backend
@@ -83,6 +107,12 @@ static int direct_init(const sandbox_config *cfg, char *why, size_t whylen)
     }
     if (workdir_prepare_root(cfg->work_root, why, whylen) != 0)
         return -1;
+    /* Supplementary groups survive into a user namespace whose setgroups is denied:
+     * drop root's (group 0 would open root-group files to every job). */
+    if (geteuid() == 0 && setgroups(0, NULL) != 0) {
+        snprintf(why, whylen, "setgroups(0) to keep host groups out of jobs: %s", strerror(errno));
+        return -1;
+    }
     if (probe_namespaces(why, whylen) != 0)
         return -1;
     free(python_path);
@@ -112,33 +142,55 @@ static int direct_run(const sandbox_spec *spec, const sandbox_io *io, sandbox_ou
         sandbox_outcome_set_error(out, "SandboxError", "work folder: %s", err);
         return 0;
     }
-    char **env = proc_build_env(workdir, spec->env);
+    direct_ctx ctx = {.uid = geteuid(), .gid = getegid(), .workdir = workdir};
+    uid_t slot = 0;
+    bool have_slot = false;
+    char **env = NULL;
+    if (geteuid() == 0) {
+        if (sandbox_userns_acquire(&slot) != 0) {
+            out->verdict = SANDBOX_SETUP_ERROR;
+            sandbox_outcome_set_error(out, "SandboxError", "no free sandbox uid: %s", strerror(errno));
+            goto cleanup;
+        }
+        have_slot = true;
+        /* The slot's second id is the one a job runs as (see userns.h). */
+        ctx.uid = slot + 1;
+        ctx.gid = slot + 1;
+        if (chown(workdir, ctx.uid, ctx.gid) != 0) {
+            out->verdict = SANDBOX_SETUP_ERROR;
+            sandbox_outcome_set_error(out, "SandboxError", "chown %s: %s", workdir, strerror(errno));
+            goto cleanup;
+        }
+    }
+    env = proc_build_env(workdir, spec->env);
     if (!env) {
         out->verdict = SANDBOX_SETUP_ERROR;
         sandbox_outcome_set_error(out, "SandboxError", "environment: %s", strerror(ENOMEM));
     } else {
-        direct_ctx ctx = {.uid = geteuid(), .gid = getegid()};
         unsigned long flags = direct_clone_flags();
         proc_job job = {
             .spec = spec,
             .io = io,
             .python = python_path,
-            .cwd = workdir,
+            .cwd = NULL, /* entered by direct_child_setup */
             .envp = env,
             .hooks = {
                 .clone_flags = flags,
                 .ctx = &ctx,
-                .parent_setup = (flags & CLONE_NEWUSER) ? direct_parent_setup : NULL,
+                .parent_setup = direct_parent_setup,
                 .child_setup = direct_child_setup,
             },
         };
         proc_run_job(&job, out);
         proc_free_env(env);
     }
+cleanup:
     /* The tree is dead, so nothing can race the removal; a failure is logged, not the
      * job's fault. */
     if (workdir_remove(work_root, spec->job_id, err, sizeof err) != 0)
         fprintf(stderr, "executord: direct: removing work folder: %s\n", err);
+    if (have_slot)
+        sandbox_userns_release(slot);
     return 0;
 }
 

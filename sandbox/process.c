@@ -288,6 +288,14 @@ static _Noreturn void init_main(const child_plan *p)
     const char *step = NULL;
     if (p->hooks->child_setup && p->hooks->child_setup(p->hooks->ctx, &step) != 0)
         child_fail(step ? step : "child_setup");
+    /* A change of credentials in child_setup clears the parent-death signal: re-arm it,
+     * then check the service did not die before that (its end of the status channel
+     * would be closed), or this tree could outlive a killed service. */
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) != 0)
+        child_fail("prctl PR_SET_PDEATHSIG after setup");
+    struct pollfd alive = {.fd = FD_STATUS, .events = POLLOUT};
+    if (poll(&alive, 1, 0) == 1 && (alive.revents & (POLLERR | POLLHUP)))
+        _exit(125);
 
     /* Raw fork: glibc's fork() would run atfork handlers and take locks that another
      * service thread may have held at the time of our clone. */

@@ -10,9 +10,11 @@
 /* Each backend's file defines its descriptor; they are listed here rather than in a
  * header so adding a backend is a one-line change in this file. */
 extern const sandbox_backend sandbox_backend_direct;
+extern const sandbox_backend sandbox_backend_ephemeral;
 
 static const sandbox_backend *const all_backends[] = {
     &sandbox_backend_direct,
+    &sandbox_backend_ephemeral,
     NULL,
 };
 

@@ -14,6 +14,10 @@ if [ "${1:-run}" = test ]; then
 fi
 
 missing=()
+# The OpenAPI check runs an npm validator; any Node.js with npm will do.
+if [ "${1:-run}" = test ] && ! command -v npm >/dev/null 2>&1; then
+  want+=(nodejs npm)
+fi
 for p in "${want[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
     missing+=("$p")

@@ -306,11 +306,11 @@ int config_load(config *c, int argc, char **argv)
 void config_describe(const config *c, char *buf, size_t len)
 {
     snprintf(buf, len,
-             "listen=%s:%d data_dir=%s backend=%s workers=%d python=%s auth=%s log_level=%d "
+             "listen=%s:%d data_dir=%s backend=%s workers=%d python=%s auth=%s log_level=%s "
              "max_body_bytes=%llu max_queued=%lld grace=%gs retention=%llds "
              "default_timeout=%gs max_timeout=%gs default_memory_mb=%llu max_output_bytes=%llu",
              c->listen_host, c->listen_port, c->data_dir, c->backend, c->workers, c->python,
-             c->api_token[0] ? "token" : "none", (int)c->log_level,
+             c->api_token[0] ? "token" : "none", log_level_name(c->log_level),
              (unsigned long long)c->max_body_bytes, (long long)c->max_queued, c->shutdown_grace_seconds,
              (long long)c->retention_seconds, c->default_limits.timeout_seconds,
              c->max_limits.timeout_seconds, (unsigned long long)c->default_limits.memory_mb,

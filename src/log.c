@@ -25,6 +25,8 @@ int log_parse_level(const char *name, log_level *out)
     return -1;
 }
 
+const char *log_level_name(log_level level) { return level_names[level]; }
+
 void log_msg(log_level level, const char *fmt, ...)
 {
     if (level < current_level)

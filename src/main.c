@@ -1,6 +1,7 @@
 /* executord's entry point: load the configuration, open the store (recovering jobs a
  * dead instance left running), initialise the backends, start the scheduler and the HTTP
  * server, then wait for SIGTERM/SIGINT and shut down gracefully. */
+#include <dirent.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -16,8 +17,11 @@
 #include "src/scheduler.h"
 #include "src/store.h"
 #include "src/timeutil.h"
+#include "sandbox/workdir.h"
 
-static int make_dir(const char *path)
+/* The data folder holds the database and the work folders: 0700, and files in it 0600
+ * (umask 077). Jobs never reach it by path (see sandbox/direct.c). */
+static int make_data_dir(const char *path)
 {
     if (mkdir(path, 0700) != 0 && errno != EEXIST) {
         log_error("mkdir %s: %s", path, strerror(errno));
@@ -29,6 +33,30 @@ static int make_dir(const char *path)
         return -1;
     }
     return 0;
+}
+
+/* Work folders left by a dead instance: no job runs yet, so every entry is stale. */
+static void remove_stale_work_folders(const char *work_root)
+{
+    DIR *d = opendir(work_root);
+    if (!d) {
+        log_warn("cannot list %s: %s", work_root, strerror(errno));
+        return;
+    }
+    int removed = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+            continue;
+        char err[512];
+        if (workdir_remove(work_root, e->d_name, err, sizeof err) != 0)
+            log_warn("cannot remove a stale work folder: %s", err);
+        else
+            removed++;
+    }
+    closedir(d);
+    if (removed)
+        log_info("removed %d work folder(s) left by a previous instance", removed);
 }
 
 /* SIGTERM and SIGINT are blocked in every thread (threads inherit the mask) and taken
@@ -84,8 +112,15 @@ int main(int argc, char **argv)
 
     char work_root[4200];
     snprintf(work_root, sizeof work_root, "%s/work", cfg.data_dir);
-    if (make_dir(cfg.data_dir) != 0 || make_dir(work_root) != 0)
+    umask(077);
+    char err[512];
+    if (make_data_dir(cfg.data_dir) != 0)
         return 1;
+    if (workdir_prepare_root(work_root, err, sizeof err) != 0) {
+        log_error("work folder: %s", err);
+        return 1;
+    }
+    remove_stale_work_folders(work_root);
 
     store *st = open_store(&cfg);
     if (!st)
@@ -103,7 +138,6 @@ int main(int argc, char **argv)
 
     scheduler_options sopt = {.workers = cfg.workers, .shutdown_grace_seconds = cfg.shutdown_grace_seconds};
     scheduler *sch = scheduler_create(st, &sopt);
-    char err[512];
     api_server *srv = sch ? api_server_start(&cfg, st, sch, err, sizeof err) : NULL;
     if (!srv) {
         log_error("cannot start the HTTP server: %s", sch ? err : "out of memory");

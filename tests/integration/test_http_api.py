@@ -393,6 +393,22 @@ def test_422_invalid_field(client, body, field, in_message):
         assert in_message in err["message"], err
 
 
+def test_422_nul_in_names(client):
+    for raw, fields in [
+        (b'{"script": "def main():\\n    return 1\\n", "env_vars": {"A\\u0000B": "x"}}', ("env_vars",)),
+        (b'{"script": "def main():\\n    return 1\\n", "labels": {"k\\u0000": "x"}}', ("labels",)),
+        (b'{"script": "def main():\\n    return 1\\n", "limits": {"memory_mb\\u0000": 1}}', ("limits.memory_mb\x00", "limits")),
+    ]:
+        r = client.post_job(raw, headers={"Content-Type": "application/json"})
+        err = assert_error(r, 422, "invalid_field")
+        assert err["field"].split(".")[0] == fields[0].split(".")[0], (raw, err)
+
+
+def test_nul_in_inputs_reaches_the_script(client):
+    job = client.run("def main(s):\n    return [len(s), s.index(chr(0))]\n", inputs={"s": "a\u0000bc"})
+    assert job["status"] == "succeeded" and job["result"] == [4, 1], job
+
+
 def test_422_limits_at_maximum_accepted(client):
     job = client.submit({"script": QUICK, "timeout_seconds": 3600, "limits": {
         "memory_mb": 65536, "cpu_seconds": 3600, "max_processes": 4096, "max_file_size_mb": 4096,

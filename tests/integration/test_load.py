@@ -45,3 +45,60 @@ def test_200_jobs_at_once(make_server):
             break
     assert sorted(listed) == sorted(ids)
     print(f"200 jobs in {elapsed:.1f}s")
+
+
+def test_mixed_concurrent_traffic_no_server_errors(make_server):
+    import random
+
+    srv = make_server("--workers", "2")
+    c = srv.client()
+    stop = time.monotonic() + 4
+    problems = []
+    ids = []
+    lock = threading.Lock()
+
+    def worker(seed):
+        rnd = random.Random(seed)
+        while time.monotonic() < stop:
+            op = rnd.choice(["submit", "submit", "get", "list", "logs", "cancel", "delete", "wait"])
+            with lock:
+                job_id = rnd.choice(ids) if ids else None
+            try:
+                if op == "submit" or job_id is None:
+                    r = c.post_job({"script": "import time\ndef main(t):\n    print('x' * 100)\n    time.sleep(t)\n    return t\n",
+                                    "inputs": {"t": rnd.choice([0, 0.05])}, "labels": {"w": str(seed)}})
+                    if r.status == 201:
+                        with lock:
+                            ids.append(r.json()["id"])
+                elif op == "get":
+                    r = c.get_job(job_id)
+                elif op == "wait":
+                    r = c.get_job(job_id, wait=0.3)
+                elif op == "list":
+                    r = c.list(limit=rnd.choice([1, 5, 50]), label=f"w:{seed}" if rnd.random() < 0.5 else None)
+                elif op == "logs":
+                    r = c.logs(job_id, stream=rnd.choice([None, "stdout"]), offset=0 if rnd.random() < 0.5 else None)
+                elif op == "cancel":
+                    r = c.cancel(job_id)
+                else:
+                    r = c.delete(job_id)
+                    if r.status == 204:
+                        with lock:
+                            if job_id in ids:
+                                ids.remove(job_id)
+                if r.status >= 500 or r.status not in (200, 201, 204, 404, 409):
+                    problems.append((op, r.status, r.body[:200]))
+            except Exception as e:  # noqa: BLE001
+                problems.append((op, "exception", repr(e)))
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert srv.running, srv.log_tail()
+    assert not problems, problems[:10]
+    for job_id in list(ids):
+        doc = c.wait_final(job_id, timeout=60)
+        assert doc["status"] in ("succeeded", "cancelled"), doc
+    assert srv.stop() == 0

@@ -303,3 +303,120 @@ def test_every_answered_route_is_documented(spec, client):
             if (spec_path, method) not in documented:
                 undocumented.append(f"{method} {path} -> {r.status}")
     assert not undocumented, f"the server answers routes missing from openapi.yaml: {undocumented}"
+
+
+# --- live responses conform to the documented schemas -------------------------------------
+
+def schema_errors(spec, schema, value, where="$"):
+    """A small OpenAPI 3.0 schema checker: type, nullable, enum, required, properties,
+    additionalProperties, items, allOf, min/max(Length/imum), pattern."""
+    schema = resolve(spec, schema)
+    errs = []
+    if value is None:
+        if schema.get("nullable") or ("type" not in schema and "allOf" not in schema):
+            return []
+        return [f"{where}: null not allowed"]
+    for sub in schema.get("allOf", []):
+        errs += schema_errors(spec, sub, value, where)
+    t = schema.get("type")
+    py = {"object": dict, "array": list, "string": str, "boolean": bool}
+    if t in py and not isinstance(value, py[t]):
+        return errs + [f"{where}: expected {t}, got {type(value).__name__}"]
+    if t == "integer" and (not isinstance(value, int) or isinstance(value, bool)):
+        return errs + [f"{where}: expected integer, got {value!r}"]
+    if t == "number" and (not isinstance(value, (int, float)) or isinstance(value, bool)):
+        return errs + [f"{where}: expected number, got {value!r}"]
+    if "enum" in schema and value not in schema["enum"]:
+        errs.append(f"{where}: {value!r} not in {schema['enum']}")
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if "minimum" in schema and value < schema["minimum"]:
+            errs.append(f"{where}: {value} < minimum")
+        if "maximum" in schema and value > schema["maximum"]:
+            errs.append(f"{where}: {value} > maximum")
+    if isinstance(value, str):
+        if "pattern" in schema and not re.search(schema["pattern"], value):
+            errs.append(f"{where}: {value!r} does not match {schema['pattern']}")
+        if "maxLength" in schema and len(value) > schema["maxLength"]:
+            errs.append(f"{where}: longer than maxLength")
+    if isinstance(value, dict):
+        props = schema.get("properties", {})
+        for k in schema.get("required", []):
+            if k not in value:
+                errs.append(f"{where}: missing required {k}")
+        for k, v in value.items():
+            if k in props:
+                errs += schema_errors(spec, props[k], v, f"{where}.{k}")
+            elif schema.get("additionalProperties") is False:
+                errs.append(f"{where}: unexpected property {k}")
+            elif isinstance(schema.get("additionalProperties"), dict):
+                errs += schema_errors(spec, schema["additionalProperties"], v, f"{where}.{k}")
+    if isinstance(value, list) and "items" in schema:
+        for i, v in enumerate(value):
+            errs += schema_errors(spec, schema["items"], v, f"{where}[{i}]")
+    return errs
+
+
+def response_schema(spec, path, method, status, media="application/json"):
+    resp = resolve(spec, spec["paths"][path][method]["responses"][str(status)])
+    return resp["content"][media]["schema"]
+
+
+def test_schema_checker_can_fail(spec):
+    job_schema = spec["components"]["schemas"]["Job"]
+    assert schema_errors(spec, job_schema, {"id": "x"}), "the checker must reject an incomplete job"
+    assert schema_errors(spec, spec["components"]["schemas"]["Error"], {"error": {"code": "nope", "message": "m"}})
+
+
+def test_live_responses_match_schemas(spec, client):
+    checks = []
+    ok = client.run("import sys\ndef main():\n    print('o')\n    print('e', file=sys.stderr)\n    return {'a': [1]}\n",
+                    labels={"s": "1"}, env_vars={"X": "1"})
+    failed = client.run("def main():\n    raise ValueError('boom')\n")
+    timed = client.run("import time\ndef main():\n    time.sleep(5)\n", timeout_seconds=0.3)
+    queued = client.submit({"script": "import time\ndef main():\n    time.sleep(5)\n"})
+    client.cancel(queued["id"])
+    for job in (ok, failed, timed, queued, client.get_job(queued["id"]).json()):
+        checks.append(("/v1/jobs/{id}", "get", 200, job))
+    r = client.post_job({"script": "def main():\n    return 1\n"})
+    checks.append(("/v1/jobs", "post", 201, r.json()))
+    checks.append(("/v1/jobs", "get", 200, client.list(limit=5).json()))
+    checks.append(("/v1/jobs/{id}/logs", "get", 200, client.logs(ok["id"]).json()))
+    checks.append(("/v1/backends", "get", 200, client.request("GET", "/v1/backends").json()))
+    checks.append(("/healthz", "get", 200, client.request("GET", "/healthz").json()))
+    checks.append(("/readyz", "get", 200, client.request("GET", "/readyz").json()))
+    errors = [
+        ("/v1/jobs", "post", 400, client.post_job(b"{", headers={"Content-Type": "application/json"})),
+        ("/v1/jobs", "post", 422, client.post_job({"script": 1})),
+        ("/v1/jobs", "post", 415, client.post_job(b"{}", headers={"Content-Type": "text/plain"})),
+        ("/v1/jobs/{id}", "get", 404, client.get_job("00000000-0000-4000-8000-000000000000")),
+        ("/v1/jobs/{id}/cancel", "post", 409, client.cancel(ok["id"])),
+        ("/v1/jobs", "get", 400, client.list(limit=0)),
+    ]
+    for path, method, status, r in errors:
+        assert r.status == status, (path, method, r)
+        checks.append((path, method, status, r.json()))
+    problems = []
+    for path, method, status, doc in checks:
+        problems += [f"{method.upper()} {path} {status}: {e}"
+                     for e in schema_errors(spec, response_schema(spec, path, method, status), doc)]
+    assert not problems, "\n".join(problems)
+
+
+def test_examples_match_their_schemas(spec):
+    checked = 0
+    problems = []
+    for path, method, op, _ in operations(spec):
+        contents = []
+        if "requestBody" in op:
+            contents.append(("request", resolve(spec, op["requestBody"])["content"]))
+        for code, resp in op["responses"].items():
+            contents.append((code, resolve(spec, resp).get("content", {})))
+        for where, content in contents:
+            for media, body in content.items():
+                for name, ex in body.get("examples", {}).items():
+                    ex = resolve(spec, ex)
+                    checked += 1
+                    problems += [f"{method} {path} {where} {name}: {e}"
+                                 for e in schema_errors(spec, body["schema"], ex["value"])]
+    assert checked >= 2
+    assert not problems, problems

@@ -63,6 +63,17 @@ def test_single_function_without_main_is_called(client):
     assert job["result"] == 42
 
 
+def test_private_helpers_do_not_count(client):
+    job = run_ok(client, """
+        def _helper(x):
+            return x + 100
+
+        def compute(x):
+            return _helper(x)
+    """, inputs={"x": 1})
+    assert job["result"] == 101
+
+
 def test_main_chosen_among_several_functions(client):
     job = run_ok(client, """
         def helper(x):

@@ -102,6 +102,26 @@ def test_data_survives_clean_restart(make_server):
     assert [j["id"] for j in c.list(label="keep:me").json()["jobs"]] == [job["id"]]
 
 
+def test_idempotency_and_cursor_survive_restart(make_server):
+    srv = make_server()
+    c = srv.client()
+    body = {"script": "def main():\n    return 'idem'\n"}
+    first = c.post_job(body, headers={"Idempotency-Key": "restart-key"}, wait=20)
+    assert first.status == 201
+    others = [c.run("def main():\n    return 0\n")["id"] for _ in range(3)]
+    page1 = c.list(limit=2).json()
+    assert [j["id"] for j in page1["jobs"]] == [others[2], others[1]]
+    srv.kill()
+    srv.start()
+    c = srv.client()
+    again = c.post_job(body, headers={"Idempotency-Key": "restart-key"})
+    assert again.status == 200 and again.json()["id"] == first.json()["id"], again
+    conflict = c.post_job({"script": "def main():\n    return 'other'\n"}, headers={"Idempotency-Key": "restart-key"})
+    assert conflict.status == 409, conflict
+    page2 = c.list(limit=2, cursor=page1["next_cursor"]).json()
+    assert [j["id"] for j in page2["jobs"]] == [others[0], first.json()["id"]]
+
+
 def test_sigterm_refuses_new_jobs_and_stops_jobs_past_grace(make_server):
     srv = make_server("--workers", "1", "--shutdown-grace-seconds", "1")
     c = srv.client()
@@ -121,3 +141,49 @@ def test_sigterm_refuses_new_jobs_and_stops_jobs_past_grace(make_server):
     done = srv.client().get_job(job["id"]).json()
     assert done["status"] == "failed", done
     assert done["error"]["type"] == "ExecutorShutdown", done["error"]
+
+
+def test_retention_deletes_only_old_finished_jobs(make_server):
+    srv = make_server("--workers", "1", "--retention-seconds", "1")
+    c = srv.client()
+    old = c.run("def main():\n    print('old')\n    return 'old'\n")
+    assert old["status"] == "succeeded"
+    marker = f"1000.{random.randint(10**8, 10**9 - 1)}"
+    blocker = c.submit({"script": blocking_script(marker)})
+    c.wait_output(blocker["id"], "blocking")
+    queued = c.submit({"script": "def main():\n    return 'queued survived'\n"})
+    time.sleep(1.6)
+    srv.kill()
+    srv.start()  # retention sweeps once at start-up
+    c = srv.client()
+    r = c.get_job(old["id"])
+    assert r.status == 404, f"a finished job older than --retention-seconds must be deleted: {r}"
+    assert c.logs(old["id"]).status == 404
+    assert c.wait_final(queued["id"], timeout=20)["result"] == "queued survived"
+    assert c.wait_final(blocker["id"], timeout=20)["error"]["type"] == "ExecutorLost"
+
+
+def test_sigterm_releases_waiting_requests(make_server):
+    import threading
+
+    srv = make_server("--workers", "1", "--shutdown-grace-seconds", "1")
+    c = srv.client()
+    job = c.submit({"script": "import time\ndef main():\n    time.sleep(60)\n"})
+    c.wait_status(job["id"], {"running"})
+    box = {}
+
+    def waiter():
+        try:
+            box["r"] = c.get_job(job["id"], wait=120, timeout=60)
+        except Exception as e:  # connection closed by the server is acceptable
+            box["e"] = e
+
+    t = threading.Thread(target=waiter)
+    t.start()
+    time.sleep(0.5)
+    srv.proc.send_signal(signal.SIGTERM)
+    t.join(15)
+    assert not t.is_alive(), "a request waiting with ?wait= kept executord from answering/exiting"
+    assert srv.proc.wait(15) == 0
+    if "r" in box:
+        assert box["r"].status in (200, 503), box["r"]

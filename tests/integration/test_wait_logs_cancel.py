@@ -47,6 +47,10 @@ def test_get_wait_times_out_with_current_state(client):
     client.wait_status(job["id"], {"running"})
     r = client.get_job(job["id"], wait=1)
     assert r.status == 200 and r.json()["status"] == "running", r
+    running = r.json()
+    assert running["started_at"] is not None and running["finished_at"] is None, running
+    assert running["result"] is None and running["error"] is None and running["exit_code"] is None, running
+    assert isinstance(running["queue_wait_ms"], int), running
     assert 0.9 <= r.elapsed < 3, r.elapsed
     client.cancel(job["id"])
 
@@ -112,6 +116,10 @@ def test_cancel_queued_job_never_starts(make_server):
     c.wait_status(blocker["id"], {"running"})
     queued = c.submit({"script": "def main():\n    print('I ran')\n    return 1\n"})
     assert queued["status"] == "queued"
+    for k in ("started_at", "finished_at", "queue_wait_ms", "run_ms", "result", "error", "exit_code", "signal",
+              "usage"):
+        assert queued[k] is None, (k, queued)
+    assert queued["stdout_bytes"] == 0 and queued["stderr_bytes"] == 0
     r = c.cancel(queued["id"])
     assert r.status == 200, r
     assert r.json()["status"] == "cancelled"

@@ -644,6 +644,7 @@ static void test_workdir_removed_despite_traps(void **state)
 
 /* The script swaps its own work folder for a symlink to a folder with precious content:
  * the cleanup must remove the link, not what it points to. */
+/* A script that tries to swap its work folder for a link to a host folder. */
 static void test_workdir_swapped_for_symlink(void **state)
 {
     char precious[PATH_MAX + 32], precious_file[PATH_MAX + 64], script[4 * PATH_MAX];
@@ -666,15 +667,15 @@ static void test_workdir_swapped_for_symlink(void **state)
     sandbox_outcome out;
     job_opts o = {.cancel_fd = -1};
     run_job(script, &o, &cap, &out);
+    /* The job runs under a uid of its own, so the work root is not its to change. */
+    assert_int_equal(out.verdict, SANDBOX_FAILED);
+    assert_non_null(strstr(out.error_message, "PermissionError"));
     char wd[PATH_MAX + 256];
-    snprintf(wd, sizeof wd, "\"%s/%s\"", work_root, o.job_id);
-    expect_result(&out, wd);
     snprintf(wd, sizeof wd, "%s/%s", work_root, o.job_id);
-    assert_false(path_exists(wd));          /* the link is gone */
-    assert_true(path_exists(precious_file)); /* its target untouched */
-    char err[512], moved[PATH_MAX];
-    snprintf(moved, sizeof moved, "%s-moved", o.job_id);
-    assert_int_equal(workdir_remove(work_root, moved, err, sizeof err), 0);
+    assert_false(path_exists(wd));
+    snprintf(wd, sizeof wd, "%s/%s-moved", work_root, o.job_id);
+    assert_false(path_exists(wd));
+    assert_true(path_exists(precious_file));
     sandbox_outcome_free(&out);
     capture_free(&cap);
 }

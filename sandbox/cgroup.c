@@ -1,0 +1,401 @@
+/* cgroup detection and the version-independent half of per-job cgroups (see cgroup.h):
+ * picks v2 when its controllers are usable, else v1, else records why neither is; owns
+ * the file helpers cgroup1.c and cgroup2.c share. */
+#include "sandbox/cgroup.h"
+
+#include <ctype.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+static cgroup_state state;
+
+/* ---- file helpers ---- */
+
+int cg_fmt(char *buf, size_t len, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(buf, len, fmt, ap);
+    va_end(ap);
+    return n < 0 || (size_t)n >= len ? -1 : 0;
+}
+
+int cg_write(const cgroup_state *s, const char *dir, const char *file, const char *value,
+             char *err, size_t errlen)
+{
+    char path[4200];
+    snprintf(path, sizeof path, "%s/%s", dir, file);
+    int flags = O_WRONLY | O_CLOEXEC | O_NOFOLLOW | (s->fake_fs ? O_CREAT | O_TRUNC : 0);
+    int fd = open(path, flags, 0644);
+    if (fd < 0) {
+        snprintf(err, errlen, "open %s: %s", path, strerror(errno));
+        return -1;
+    }
+    size_t len = strlen(value);
+    ssize_t n = write(fd, value, len);
+    int saved = errno;
+    if (close(fd) != 0 && n == (ssize_t)len) {
+        n = -1;
+        saved = errno;
+    }
+    if (n != (ssize_t)len) {
+        snprintf(err, errlen, "write %s to %s: %s", value, path, n < 0 ? strerror(saved) : "short write");
+        return -1;
+    }
+    return 0;
+}
+
+int cg_read(const char *dir, const char *file, char *buf, size_t len)
+{
+    char path[4200];
+    snprintf(path, sizeof path, "%s/%s", dir, file);
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0)
+        return -1;
+    size_t got = 0;
+    while (got + 1 < len) {
+        ssize_t n = read(fd, buf + got, len - 1 - got);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        got += (size_t)n;
+    }
+    close(fd);
+    buf[got] = '\0';
+    return (int)got;
+}
+
+int64_t cg_read_key(const char *dir, const char *file, const char *key)
+{
+    char buf[8192];
+    if (cg_read(dir, file, buf, sizeof buf) < 0)
+        return -1;
+    size_t klen = strlen(key);
+    for (char *line = buf; line && *line; line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL) {
+        if (strncmp(line, key, klen) == 0 && line[klen] == ' ')
+            return strtoll(line + klen + 1, NULL, 10);
+    }
+    return -1;
+}
+
+int64_t cg_read_int(const char *dir, const char *file)
+{
+    char buf[64];
+    if (cg_read(dir, file, buf, sizeof buf) <= 0 || !isdigit((unsigned char)buf[0]))
+        return -1;
+    return strtoll(buf, NULL, 10);
+}
+
+bool cg_exists(const char *dir, const char *file)
+{
+    char path[4200];
+    snprintf(path, sizeof path, "%s/%s", dir, file);
+    return access(path, F_OK) == 0;
+}
+
+int cg_mkdir(const char *dir, char *err, size_t errlen)
+{
+    if (mkdir(dir, 0755) == 0)
+        return 0;
+    struct stat st;
+    if (errno == EEXIST && lstat(dir, &st) == 0 && S_ISDIR(st.st_mode))
+        return 0;
+    snprintf(err, errlen, "mkdir %s: %s", dir, strerror(errno));
+    return -1;
+}
+
+int cg_self_path(const char *controller, const char *override, char *buf, size_t len, char *why,
+                 size_t whylen)
+{
+    if (override) {
+        snprintf(buf, len, "%s", strcmp(override, "/") == 0 ? "" : override);
+        return 0;
+    }
+    FILE *f = fopen("/proc/self/cgroup", "re");
+    if (!f) {
+        snprintf(why, whylen, "open /proc/self/cgroup: %s", strerror(errno));
+        return -1;
+    }
+    char line[4400];
+    int found = -1;
+    while (found < 0 && fgets(line, sizeof line, f)) {
+        line[strcspn(line, "\n")] = '\0';
+        /* "ID:controller,controller:/path", v2 is "0::/path" */
+        char *c1 = strchr(line, ':');
+        char *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
+        if (!c2)
+            continue;
+        *c2 = '\0';
+        const char *list = c1 + 1, *path = c2 + 1;
+        bool match = false;
+        if (!*controller) {
+            match = *list == '\0';
+        } else {
+            char copy[256];
+            snprintf(copy, sizeof copy, "%s", list);
+            char *save = NULL;
+            for (char *t = strtok_r(copy, ",", &save); t && !match; t = strtok_r(NULL, ",", &save))
+                match = strcmp(t, controller) == 0;
+        }
+        if (match) {
+            snprintf(buf, len, "%s", strcmp(path, "/") == 0 ? "" : path);
+            found = 0;
+        }
+    }
+    fclose(f);
+    if (found < 0)
+        snprintf(why, whylen, "/proc/self/cgroup has no %s%s entry", *controller ? controller : "cgroup v2",
+                 *controller ? " controller" : "");
+    return found;
+}
+
+int cg_kill_listed(const char *dir)
+{
+    char buf[65536];
+    if (cg_read(dir, "cgroup.procs", buf, sizeof buf) < 0)
+        return 0;
+    int n = 0;
+    for (char *p = buf; *p;) {
+        char *end;
+        long pid = strtol(p, &end, 10);
+        if (end == p)
+            break;
+        if (pid > 1 && kill((pid_t)pid, SIGKILL) == 0)
+            n++;
+        p = end;
+        while (*p == '\n' || *p == ' ')
+            p++;
+    }
+    return n;
+}
+
+static bool procs_empty(const char *dir)
+{
+    char buf[64];
+    int n = cg_read(dir, "cgroup.procs", buf, sizeof buf);
+    return n <= 0;
+}
+
+static void unlink_files(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (e->d_type != DT_REG)
+            continue;
+        if (unlinkat(dirfd(d), e->d_name, 0) != 0)
+            fprintf(stderr, "executord: cgroup: unlink %s/%s: %s\n", dir, e->d_name, strerror(errno));
+    }
+    closedir(d);
+}
+
+int cg_remove(const cgroup_state *s, const char *dir, char *err, size_t errlen)
+{
+    /* Processes die asynchronously after SIGKILL; a cgroup with members cannot go. */
+    for (int i = 0; i < 200 && !procs_empty(dir); i++) {
+        struct timespec ts = {0, 10 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    if (s->fake_fs)
+        unlink_files(dir);
+    if (rmdir(dir) == 0 || errno == ENOENT)
+        return 0;
+    snprintf(err, errlen, "rmdir %s: %s", dir, strerror(errno));
+    return -1;
+}
+
+/* "executord-<pid>" (or "executord-supervisor-<pid>") whose process is gone, or is us (a restarted container often gets
+ * the same pid): a crashed instance's parent cgroup. */
+static bool is_leftover(const char *name)
+{
+    if (strncmp(name, "executord-", 10) != 0)
+        return false;
+    name += 10;
+    if (strncmp(name, "supervisor-", 11) == 0) /* where a v2 service moved itself */
+        name += 11;
+    if (!isdigit((unsigned char)name[0]))
+        return false;
+    char *end;
+    long pid = strtol(name, &end, 10);
+    if (*end != '\0' || pid <= 0)
+        return false;
+    if ((pid_t)pid == getpid())
+        return true;
+    return kill((pid_t)pid, 0) != 0 && errno == ESRCH;
+}
+
+void cg_remove_leftovers(const cgroup_state *s, const char *dir,
+                         void (*kill_dir)(const cgroup_state *, const char *))
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (e->d_type != DT_DIR || !is_leftover(e->d_name))
+            continue;
+        char parent[4400], err[512];
+        snprintf(parent, sizeof parent, "%s/%s", dir, e->d_name);
+        DIR *jobs = opendir(parent);
+        if (jobs) {
+            struct dirent *j;
+            while ((j = readdir(jobs))) {
+                if (j->d_type != DT_DIR || j->d_name[0] == '.')
+                    continue;
+                char job[4700];
+                snprintf(job, sizeof job, "%s/%s", parent, j->d_name);
+                kill_dir(s, job);
+                if (cg_remove(s, job, err, sizeof err) != 0)
+                    fprintf(stderr, "executord: cgroup: leftover %s\n", err);
+            }
+            closedir(jobs);
+        }
+        kill_dir(s, parent);
+        if (cg_remove(s, parent, err, sizeof err) != 0)
+            fprintf(stderr, "executord: cgroup: leftover %s\n", err);
+    }
+    closedir(d);
+}
+
+/* ---- detection and dispatch ---- */
+
+int sandbox_cgroup_init(const cgroup_options *o, char *why, size_t whylen)
+{
+    memset(&state, 0, sizeof state);
+    state.opt = *o;
+    snprintf(state.root, sizeof state.root, "%s", o->root ? o->root : "/sys/fs/cgroup");
+    state.cpu_quota_percent = o->cpu_quota_percent;
+    state.fake_fs = o->fake_fs;
+    char why2[512] = "", why1[512] = "";
+    /* v2 first: it is what container hosts have, and on hybrid hosts it is used only
+     * when the controllers were moved to it. */
+    if (cgroup2_detect(&state, o->self_path, why2, sizeof why2) == 0) {
+        state.mode = CGROUP_V2;
+        return 0;
+    }
+    memset(state.parent, 0, sizeof state.parent);
+    state.nparents = 0;
+    if (cgroup1_detect(&state, o->self_path, why1, sizeof why1) == 0) {
+        state.mode = CGROUP_V1;
+        return 0;
+    }
+    state.mode = CGROUP_NONE;
+    cg_fmt(state.describe, sizeof state.describe, "no usable cgroups (v2: %s; v1: %s)", why2, why1);
+    snprintf(why, whylen, "%s", state.describe);
+    return -1;
+}
+
+void sandbox_cgroup_shutdown(void)
+{
+    if (state.mode == CGROUP_V1)
+        cgroup1_shutdown(&state);
+    else if (state.mode == CGROUP_V2)
+        cgroup2_shutdown(&state);
+    state.mode = CGROUP_NONE;
+}
+
+cgroup_mode sandbox_cgroup_mode(void)
+{
+    return state.mode;
+}
+
+const char *sandbox_cgroup_describe(void)
+{
+    return state.describe[0] ? state.describe : "cgroups not initialised";
+}
+
+const char *sandbox_cgroup_parent_path(void)
+{
+    return state.nparents > 0 ? state.parent[0] : "";
+}
+
+int sandbox_cgroup_job_create(const char *job_id, const sandbox_limits *lim, cgroup_job **out,
+                              char *err, size_t errlen)
+{
+    *out = NULL;
+    if (state.mode == CGROUP_NONE) {
+        snprintf(err, errlen, "cgroups: %s", sandbox_cgroup_describe());
+        return -1;
+    }
+    /* The name becomes a path component: letters, digits, '-' and '_' only. */
+    static const char ok[] = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ-_";
+    if (!job_id || !*job_id || strlen(job_id) > 64 || strspn(job_id, ok) != strlen(job_id)) {
+        snprintf(err, errlen, "cgroup: job id '%.80s' is not a valid cgroup name", job_id ? job_id : "");
+        return -1;
+    }
+    cgroup_job *j = calloc(1, sizeof *j);
+    if (!j) {
+        snprintf(err, errlen, "cgroup: calloc: %s", strerror(errno));
+        return -1;
+    }
+    char name[80];
+    snprintf(name, sizeof name, "job-%s", job_id);
+    int rc = state.mode == CGROUP_V2 ? cgroup2_job_create(&state, name, lim, j, err, errlen)
+                                     : cgroup1_job_create(&state, name, lim, j, err, errlen);
+    if (rc != 0) {
+        char ignored[256];
+        if (j->npaths > 0)
+            (void)sandbox_cgroup_job_destroy(j, ignored, sizeof ignored);
+        else
+            free(j);
+        return -1;
+    }
+    *out = j;
+    return 0;
+}
+
+int sandbox_cgroup_job_attach(cgroup_job *j, pid_t pid, char *err, size_t errlen)
+{
+    return state.mode == CGROUP_V2 ? cgroup2_job_attach(&state, j, pid, err, errlen)
+                                   : cgroup1_job_attach(&state, j, pid, err, errlen);
+}
+
+void sandbox_cgroup_job_kill(cgroup_job *j)
+{
+    if (state.mode == CGROUP_V2)
+        cgroup2_job_kill(&state, j);
+    else if (state.mode == CGROUP_V1)
+        cgroup1_job_kill(&state, j);
+}
+
+void sandbox_cgroup_job_usage(cgroup_job *j, sandbox_usage *u, bool *pids_limit_hit)
+{
+    *pids_limit_hit = false;
+    if (state.mode == CGROUP_V2)
+        cgroup2_job_usage(&state, j, u, pids_limit_hit);
+    else if (state.mode == CGROUP_V1)
+        cgroup1_job_usage(&state, j, u, pids_limit_hit);
+}
+
+bool sandbox_cgroup_job_limits_memory(const cgroup_job *j)
+{
+    return j && j->limits_memory;
+}
+
+const char *sandbox_cgroup_job_path(const cgroup_job *j)
+{
+    return j->path[0];
+}
+
+int sandbox_cgroup_job_destroy(cgroup_job *j, char *err, size_t errlen)
+{
+    if (!j)
+        return 0;
+    int rc = state.mode == CGROUP_V2 ? cgroup2_job_destroy(&state, j, err, errlen)
+                                     : cgroup1_job_destroy(&state, j, err, errlen);
+    free(j);
+    return rc;
+}

@@ -1,0 +1,464 @@
+/* The `ephemeral` backend (see ephemeral.h): glues userns, mnt, net, seccomp, caps and
+ * cgroup onto process.c's supervisor. Any step that fails fails the job with
+ * SandboxError ("step: strerror"); the script never runs with less isolation. */
+#include "sandbox/ephemeral.h"
+
+#include <errno.h>
+#include <grp.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "sandbox/caps.h"
+#include "sandbox/cgroup.h"
+#include "sandbox/mnt.h"
+#include "sandbox/net.h"
+#include "sandbox/process.h"
+#include "sandbox/seccomp.h"
+#include "sandbox/userns.h"
+#include "sandbox/workdir.h"
+
+static ephemeral_options opts;
+static struct {
+    bool ready;
+    char python[PATH_MAX];
+    char base[PATH_MAX];      /* mount point of each job's new root (in its own ns) */
+    char rootfs[PATH_MAX];
+    struct sock_fprog seccomp;
+    bool cgroups;
+    uint64_t tmp_bytes, shm_bytes, work_bytes; /* resolved once: getenv is not for workers */
+    char status[1200];
+} eph;
+
+static atomic_uint anon_counter;
+static atomic_int active_jobs; /* shutdown waits for these before removing cgroups */
+
+void ephemeral_configure(const ephemeral_options *o)
+{
+    opts = *o;
+}
+
+const char *ephemeral_status(void)
+{
+    return eph.status;
+}
+
+/* ---- per-job context shared with the hooks ---- */
+
+typedef struct eph_job {
+    uid_t host_id;
+    cgroup_job *cg;
+    mnt_plan plan;
+    bool new_net;
+    rlimit_set extra_rl;       /* beyond rlimits.c: memlock 0, stack, address-space backstop */
+    const struct sock_fprog *seccomp;
+} eph_job;
+
+static int hook_parent_setup(void *ctx, pid_t pid, char *err, size_t errlen)
+{
+    eph_job *j = ctx;
+    if (sandbox_userns_write_maps(pid, j->host_id, err, errlen) != 0)
+        return -1;
+    /* Attach before init is released, so every process of the job is born inside. */
+    if (j->cg && sandbox_cgroup_job_attach(j->cg, pid, err, errlen) != 0)
+        return -1;
+    return 0;
+}
+
+/* In init (pid 1), async-signal-safe. */
+static int hook_child_setup(void *ctx, const char **step)
+{
+    eph_job *j = ctx;
+    /* A cgroup namespace rooted at the job's cgroup (we are attached by now), so
+     * /proc/self/cgroup shows "/" and nothing of the host's hierarchy. */
+    if (unshare(CLONE_NEWCGROUP) != 0) {
+        *step = "unshare(CLONE_NEWCGROUP)";
+        return -1;
+    }
+    if (sandbox_mnt_apply(&j->plan, step) != 0)
+        return -1;
+    /* init is a copy of the service's memory (tokens, other jobs' data): nobody may read
+     * it through /proc or ptrace. After the mount plan, whose id switch resets the flag
+     * to fs.suid_dumpable. */
+    if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0) {
+        *step = "prctl(PR_SET_DUMPABLE)";
+        return -1;
+    }
+    if (sethostname("sandbox", 7) != 0) {
+        *step = "sethostname";
+        return -1;
+    }
+    if (setdomainname("sandbox", 7) != 0) {
+        *step = "setdomainname";
+        return -1;
+    }
+    if (j->new_net && sandbox_net_loopback_up(step) != 0)
+        return -1;
+    return 0;
+}
+
+/* In the runner right before execve, async-signal-safe. Order matters: rlimits and the
+ * capability drop need privilege, seccomp comes last so the filter never sees setup. */
+static int hook_child_pre_exec(void *ctx, const char **step)
+{
+    eph_job *j = ctx;
+    if (rlimits_apply(&j->extra_rl, step) != 0)
+        return -1;
+    if (sandbox_caps_drop_to(SANDBOX_INSIDE_UID, SANDBOX_INSIDE_GID, step) != 0)
+        return -1;
+    return sandbox_seccomp_apply(j->seccomp, step);
+}
+
+static void hook_kill_all(void *ctx)
+{
+    eph_job *j = ctx;
+    if (j->cg)
+        sandbox_cgroup_job_kill(j->cg);
+}
+
+static void hook_collect_usage(void *ctx, sandbox_usage *u)
+{
+    eph_job *j = ctx;
+    bool pids_hit = false; /* read again by classify() */
+    if (j->cg)
+        sandbox_cgroup_job_usage(j->cg, u, &pids_hit);
+}
+
+/* ---- outcome classification ---- */
+
+static bool contains(const char *s, const char *needle)
+{
+    return s && strstr(s, needle);
+}
+
+/* Names the limit a failed job ran into. The runner already maps MemoryError and EFBIG;
+ * here come the kernel's OOM kill (visible only in the cgroup) and the process limit. */
+static void classify(sandbox_outcome *out, const sandbox_limits *lim, eph_job *j)
+{
+    if (out->verdict != SANDBOX_FAILED)
+        return;
+    bool pids_hit = false;
+    sandbox_usage scratch = out->usage;
+    if (j->cg)
+        sandbox_cgroup_job_usage(j->cg, &scratch, &pids_hit);
+    if (out->usage.oom_kills > 0 || (out->signal == SIGKILL && scratch.oom_kills > 0)) {
+        sandbox_outcome_set_error(out, "MemoryLimitExceeded",
+                                  "Memory limit of %" PRIu64 " MB exceeded (killed by the kernel's OOM killer)",
+                                  lim->memory_mb);
+        return;
+    }
+    if (contains(out->error_type, "MemoryLimitExceeded")) {
+        sandbox_outcome_set_error(out, "MemoryLimitExceeded", "MemoryError: memory limit of %" PRIu64 " MB exceeded",
+                                  lim->memory_mb);
+        return;
+    }
+    bool fork_failed = contains(out->error_message, "[Errno 11]") &&
+                       (pids_hit || contains(out->error_traceback, "fork") ||
+                        contains(out->error_traceback, "_execute_child") ||
+                        contains(out->error_traceback, "spawn"));
+    if (fork_failed) {
+        char *orig = out->error_message ? strdup(out->error_message) : NULL;
+        sandbox_outcome_set_error(out, "ResourceLimitExceeded",
+                                  "Process limit of %" PRIu64 " (max_processes) exceeded: %s",
+                                  lim->max_processes, orig ? orig : "fork failed");
+        free(orig);
+    }
+}
+
+/* ---- init / run / shutdown ---- */
+
+static uint64_t env_u64(const char *name, uint64_t def)
+{
+    const char *v = getenv(name);
+    if (!v || !*v)
+        return def;
+    char *end;
+    errno = 0;
+    unsigned long long n = strtoull(v, &end, 10);
+    if (errno || *end)
+        return def;
+    return n;
+}
+
+static const char *env_str(const char *name, const char *def)
+{
+    const char *v = getenv(name);
+    return v ? v : def;
+}
+
+/* The interpreter must be reachable inside: under one of the bound runtime folders. */
+static int check_python(const char *py, char *why, size_t whylen)
+{
+    static const char *const prefixes[] = {"/usr/", "/bin/", "/sbin/", "/lib/", "/lib64/"};
+    bool inside = false;
+    for (size_t i = 0; i < sizeof prefixes / sizeof prefixes[0]; i++)
+        inside = inside || strncmp(py, prefixes[i], strlen(prefixes[i])) == 0;
+    if (!inside) {
+        snprintf(why, whylen, "python %s is outside the sandbox's runtime (/usr, /bin, ...)", py);
+        return -1;
+    }
+    char path[PATH_MAX * 2];
+    snprintf(path, sizeof path, "%s%s", eph.rootfs, py);
+    if (access(path, X_OK) != 0) {
+        snprintf(why, whylen, "python %s: %s", path, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+/* The service's supplementary groups would follow every job into its namespace, where
+ * setgroups is denied: drop them once here (we are root; groups add nothing to that). */
+static int drop_service_groups(char *why, size_t whylen)
+{
+    int n = getgroups(0, NULL);
+    if (n < 0) {
+        snprintf(why, whylen, "getgroups: %s", strerror(errno));
+        return -1;
+    }
+    if (n == 0)
+        return 0;
+    if (setgroups(0, NULL) != 0) {
+        snprintf(why, whylen, "setgroups(0) to keep host groups out of sandboxes: %s", strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+/* Proves the namespaces can be created here, so an unusable backend is reported at
+ * start-up instead of failing every job. */
+static int probe_namespaces(char *why, size_t whylen)
+{
+    unsigned long flags = CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS |
+                          CLONE_NEWNET | CLONE_NEWCGROUP;
+    long pid = syscall(SYS_clone, flags | SIGCHLD, 0L, 0L, 0L, 0L);
+    if (pid < 0) {
+        snprintf(why, whylen, "clone (user/PID/mount/IPC/UTS/net/cgroup namespaces): %s", strerror(errno));
+        return -1;
+    }
+    if (pid == 0)
+        _exit(0);
+    int st;
+    while (waitpid((pid_t)pid, &st, __WALL) < 0 && errno == EINTR) {
+    }
+    return 0;
+}
+
+static int eph_init(const sandbox_config *cfg, char *why, size_t whylen)
+{
+    eph.ready = false;
+    snprintf(eph.rootfs, sizeof eph.rootfs, "%s", opts.rootfs ? opts.rootfs : env_str("EXECUTORD_SANDBOX_ROOTFS", ""));
+    size_t rl = strlen(eph.rootfs);
+    while (rl > 0 && eph.rootfs[rl - 1] == '/')
+        eph.rootfs[--rl] = '\0';
+    if (!cfg || !cfg->work_root) {
+        snprintf(why, whylen, "no work folder configured");
+        return -1;
+    }
+    snprintf(eph.python, sizeof eph.python, "%s", cfg->python_path ? cfg->python_path : "/usr/bin/python3");
+    if (check_python(eph.python, why, whylen) != 0)
+        return -1;
+    if (workdir_prepare_root(cfg->work_root, why, whylen) != 0)
+        return -1;
+    int n = snprintf(eph.base, sizeof eph.base, "%s/.ephemeral-root", cfg->work_root);
+    if (n < 0 || (size_t)n >= sizeof eph.base) {
+        snprintf(why, whylen, "work folder path too long");
+        return -1;
+    }
+    if (mkdir(eph.base, 0700) != 0 && errno != EEXIST) {
+        snprintf(why, whylen, "mkdir %s: %s", eph.base, strerror(errno));
+        return -1;
+    }
+    uid_t base = opts.uid_base ? opts.uid_base : (uid_t)env_u64("EXECUTORD_SANDBOX_UID_BASE", 2000000);
+    unsigned count = opts.uid_count ? opts.uid_count : (unsigned)env_u64("EXECUTORD_SANDBOX_UID_COUNT", 1024);
+    if (sandbox_userns_configure(base, count, why, whylen) != 0)
+        return -1;
+    /* Instances on one host share the default range: coordinate through flocks. */
+    const char *locks = opts.uid_lock_dir ? opts.uid_lock_dir
+                                          : env_str("EXECUTORD_SANDBOX_UID_LOCK_DIR", "/run/executord-uid-slots");
+    if (sandbox_userns_lock_dir(*locks ? locks : NULL, why, whylen) != 0)
+        return -1;
+    if (drop_service_groups(why, whylen) != 0 || probe_namespaces(why, whylen) != 0)
+        return -1;
+    sandbox_seccomp_free(&eph.seccomp);
+    if (sandbox_seccomp_build(&eph.seccomp, why, whylen) != 0)
+        return -1;
+    eph.tmp_bytes = (opts.tmp_mb ? opts.tmp_mb : env_u64("EXECUTORD_SANDBOX_TMP_MB", 64)) << 20;
+    eph.shm_bytes = (opts.shm_mb ? opts.shm_mb : env_u64("EXECUTORD_SANDBOX_SHM_MB", 64)) << 20;
+    eph.work_bytes = (opts.work_mb ? opts.work_mb : env_u64("EXECUTORD_SANDBOX_WORK_MB", 128)) << 20;
+    if (!eph.tmp_bytes || !eph.shm_bytes || !eph.work_bytes) {
+        snprintf(why, whylen, "EXECUTORD_SANDBOX_{TMP,SHM,WORK}_MB must be positive");
+        return -1;
+    }
+
+    cgroup_options co = {
+        .root = opts.cgroup_root ? opts.cgroup_root : env_str("EXECUTORD_CGROUP_ROOT", NULL),
+        .self_path = opts.cgroup_self,
+        .cpu_quota_percent = opts.cpu_quota_percent ? opts.cpu_quota_percent
+                                                    : (unsigned)env_u64("EXECUTORD_SANDBOX_CPU_PERCENT", 100),
+        .fake_fs = opts.cgroup_fake_fs,
+    };
+    char cgwhy[1024];
+    eph.cgroups = sandbox_cgroup_init(&co, cgwhy, sizeof cgwhy) == 0;
+    if (eph.cgroups) {
+        snprintf(eph.status, sizeof eph.status, "%s", sandbox_cgroup_describe());
+    } else {
+        /* Still available, but never silently weaker: the caveat goes to the start-up
+         * log and /readyz through why. */
+        snprintf(eph.status, sizeof eph.status, "rlimits only, %s", cgwhy);
+        snprintf(why, whylen, "%s", eph.status);
+    }
+    fprintf(stderr, "executord: ephemeral: %s\n", eph.status);
+    proc_set_shutting_down(false);
+    eph.ready = true;
+    return 0;
+}
+
+static void fill_mnt_options(mnt_options *mo, const sandbox_spec *spec)
+{
+    memset(mo, 0, sizeof *mo);
+    mo->rootfs = eph.rootfs;
+    mo->base = eph.base;
+    mo->work_source = NULL; /* private tmpfs: a disk fill never reaches the host */
+    mo->allow_network = spec->allow_network;
+    mo->tmp_bytes = eph.tmp_bytes;
+    mo->shm_bytes = eph.shm_bytes;
+    mo->work_bytes = eph.work_bytes;
+    mo->tmp_inodes = 16384;
+    mo->inside_uid = SANDBOX_INSIDE_UID;
+    mo->inside_gid = SANDBOX_INSIDE_GID;
+    mo->switch_ids = true;
+    mo->setup_uid = SANDBOX_INSIDE_ROOT;
+    mo->setup_gid = SANDBOX_INSIDE_ROOT;
+}
+
+static void setup_failed(sandbox_outcome *out, const char *prefix, const char *detail)
+{
+    out->verdict = SANDBOX_SETUP_ERROR;
+    sandbox_outcome_set_error(out, "SandboxError", "%s%s", prefix, detail);
+}
+
+static int eph_run(const sandbox_spec *spec, const sandbox_io *io, sandbox_outcome *out)
+{
+    sandbox_outcome_init(out);
+    if (!eph.ready) {
+        setup_failed(out, "", "ephemeral backend is not initialised");
+        return 0;
+    }
+    char err[1024];
+    char anon[64];
+    const char *job_id = spec->job_id;
+    if (!job_id || !*job_id) {
+        snprintf(anon, sizeof anon, "00000000-0000-0000-0000-%012x", atomic_fetch_add(&anon_counter, 1) + 1);
+        job_id = anon;
+    }
+    atomic_fetch_add(&active_jobs, 1);
+    eph_job j;
+    memset(&j, 0, sizeof j);
+    j.seccomp = &eph.seccomp;
+    j.new_net = sandbox_net_clone_flags(spec->allow_network) != 0;
+    if (sandbox_userns_acquire(&j.host_id) != 0) {
+        setup_failed(out, "sandbox uid slot: ", strerror(errno));
+        atomic_fetch_sub(&active_jobs, 1);
+        return 0;
+    }
+    mnt_options mo;
+    fill_mnt_options(&mo, spec);
+    char **env = NULL;
+    if (sandbox_mnt_plan_build(&j.plan, &mo, err, sizeof err) != 0) {
+        setup_failed(out, "", err);
+        goto release;
+    }
+    if (eph.cgroups && sandbox_cgroup_job_create(job_id, &spec->limits, &j.cg, err, sizeof err) != 0) {
+        setup_failed(out, "", err);
+        goto release;
+    }
+    env = proc_build_env("/work", spec->env);
+    if (!env) {
+        setup_failed(out, "environment: ", strerror(ENOMEM));
+        goto release;
+    }
+    /* Second wall: no locked memory, a bounded stack. */
+    j.extra_rl.count = 2;
+    j.extra_rl.items[0] = (rlimit_item){RLIMIT_MEMLOCK, "setrlimit RLIMIT_MEMLOCK", {0, 0}};
+    j.extra_rl.items[1] = (rlimit_item){RLIMIT_STACK, "setrlimit RLIMIT_STACK", {8 << 20, 8 << 20}};
+
+    /* With the cgroup enforcing memory, RLIMIT_AS at memory_mb would only break programs
+     * that reserve large mappings (thread stacks, malloc arenas): the cgroup is the limit
+     * and RLIMIT_AS becomes a generous finite backstop (4x, at least 4 GiB) that the
+     * script still cannot lift. Without cgroups it stays at memory_mb (rlimits.c). */
+    sandbox_spec run_spec = *spec;
+    if (sandbox_cgroup_job_limits_memory(j.cg)) {
+        run_spec.limits.memory_mb = 0;
+        uint64_t mb = spec->limits.memory_mb > UINT64_MAX / 4 ? UINT64_MAX / 4 : spec->limits.memory_mb;
+        uint64_t as_mb = mb * 4 < 4096 ? 4096 : mb * 4;
+        rlim_t as = as_mb > (uint64_t)RLIM_INFINITY >> 20 ? RLIM_INFINITY : (rlim_t)(as_mb << 20);
+        j.extra_rl.items[j.extra_rl.count++] = (rlimit_item){RLIMIT_AS, "setrlimit RLIMIT_AS", {as, as}};
+    }
+
+    proc_job pj = {
+        .spec = &run_spec,
+        .io = io,
+        .python = eph.python,
+        .cwd = "/work",
+        .envp = env,
+        .hooks = {
+            .clone_flags = CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS |
+                           sandbox_net_clone_flags(spec->allow_network),
+            .ctx = &j,
+            .parent_setup = hook_parent_setup,
+            .child_setup = hook_child_setup,
+            .child_pre_exec = hook_child_pre_exec,
+            .kill_all = hook_kill_all,
+            .collect_usage = hook_collect_usage,
+        },
+    };
+    proc_run_job(&pj, out);
+    classify(out, &spec->limits, &j);
+
+release:
+    proc_free_env(env);
+    if (j.cg && sandbox_cgroup_job_destroy(j.cg, err, sizeof err) != 0)
+        fprintf(stderr, "executord: ephemeral: job %s: removing cgroup: %s\n", job_id, err);
+    sandbox_mnt_plan_free(&j.plan);
+    /* The PID namespace is gone (init was reaped), so the host uid is free again. */
+    sandbox_userns_release(j.host_id);
+    atomic_fetch_sub(&active_jobs, 1);
+    return 0;
+}
+
+static void eph_shutdown(void)
+{
+    proc_set_shutting_down(true);
+    /* Running jobs are being killed; let them remove their cgroups first (bounded: a
+     * parent left behind is cleaned up at the next start). */
+    for (int i = 0; i < 1000 && atomic_load(&active_jobs) > 0; i++) {
+        struct timespec ts = {0, 10 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    if (eph.cgroups)
+        sandbox_cgroup_shutdown();
+    eph.cgroups = false;
+    sandbox_seccomp_free(&eph.seccomp);
+    eph.ready = false;
+}
+
+const sandbox_backend sandbox_backend_ephemeral = {
+    .name = "ephemeral",
+    .init = eph_init,
+    .run = eph_run,
+    .shutdown = eph_shutdown,
+};
