@@ -11,6 +11,22 @@ api_result api_health_healthz(api_request *rq, api_response *rs)
     return api_respond_json(rs, 200, json_pack("{s:s}", "status", "ok"));
 }
 
+/* Each backend: name, available, and why not (or, when available, a caveat). Shown by
+ * /v1/backends and /readyz, so an operator sees e.g. a fallback to rlimits. */
+static json_t *backends_json(const api_backend_checks *checks)
+{
+    json_t *list = json_array();
+    for (const char *const *name = checks->names; *name; name++) {
+        const char *why = NULL;
+        bool ok = checks->available(*name, &why);
+        const char *note = ok && checks->note ? checks->note(*name) : NULL;
+        json_array_append_new(list, json_pack("{s:s, s:b, s:s?, s:s?}", "name", *name, "available", ok,
+                                              "reason", ok ? NULL : (why ? why : "unknown reason"),
+                                              "note", note));
+    }
+    return list;
+}
+
 api_result api_health_readyz(api_request *rq, api_response *rs)
 {
     api_server *srv = rq->srv;
@@ -24,20 +40,14 @@ api_result api_health_readyz(api_request *rq, api_response *rs)
         return api_respond_errorf(rs, 503, "not_ready", "default backend '%s' is not available: %s",
                                   srv->cfg->backend, bwhy ? bwhy : "unknown reason");
     return api_respond_json(rs, 200,
-                            json_pack("{s:s, s:s, s:s}", "status", "ready", "store", "ok",
-                                      "default_backend", srv->cfg->backend));
+                            json_pack("{s:s, s:s, s:s, s:o}", "status", "ready", "store", "ok",
+                                      "default_backend", srv->cfg->backend, "backends",
+                                      backends_json(srv->backends)));
 }
 
 api_result api_health_backends(api_request *rq, api_response *rs)
 {
-    const api_backend_checks *checks = rq->srv->backends;
-    json_t *list = json_array();
-    for (const char *const *name = checks->names; *name; name++) {
-        const char *why = NULL;
-        bool ok = checks->available(*name, &why);
-        json_array_append_new(list, json_pack("{s:s, s:b, s:s?}", "name", *name, "available", ok,
-                                              "reason", ok ? NULL : (why ? why : "unknown reason")));
-    }
     return api_respond_json(rs, 200,
-                            json_pack("{s:s, s:o}", "default", rq->srv->cfg->backend, "backends", list));
+                            json_pack("{s:s, s:o}", "default", rq->srv->cfg->backend, "backends",
+                                      backends_json(rq->srv->backends)));
 }

@@ -29,6 +29,7 @@ static const api_backend_checks default_checks = {
     .names = contract_backends,
     .known = backends_known,
     .available = service_backend_available,
+    .note = backends_note,
 };
 
 const api_backend_checks *api_backend_checks_default(void)

@@ -31,6 +31,8 @@ typedef struct api_backend_checks {
     bool (*known)(const char *name);
     /* True when usable; otherwise *why says why not. */
     bool (*available)(const char *name, const char **why);
+    /* For a usable backend, a caveat worth showing operators, or NULL. May be NULL. */
+    const char *(*note)(const char *name);
 } api_backend_checks;
 
 const api_backend_checks *api_backend_checks_default(void);

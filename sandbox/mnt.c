@@ -406,6 +406,13 @@ static int do_create(const mnt_op *op, const char *content, size_t len)
     int fd = open(op->dst, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, op->mode);
     if (fd < 0)
         return -1;
+    /* The service's umask must not make /etc/passwd & co unreadable to the job. */
+    if (fchmod(fd, op->mode) != 0) {
+        int saved = errno;
+        close(fd);
+        errno = saved;
+        return -1;
+    }
     while (len > 0) {
         ssize_t n = write(fd, content, len);
         if (n < 0) {

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what is missing, builds (gcc, and clang as a warnings check), then runs every
-# test: the cmocka unit tests, then the integration suite against the real binary.
-# Ends with pytest's summary line.
+# test: the cmocka unit tests, then the integration suite and the attack suite against the
+# real binary. Needs root (the sandboxes do). Ends with pytest's summary line.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh test
@@ -14,8 +14,12 @@ echo "== build (clang, warnings as errors)"
 CC=clang cmake -S . -B build-clang -DCMAKE_BUILD_TYPE=Debug >/dev/null
 cmake --build build-clang -j"$jobs" >/dev/null
 
+echo "== OpenAPI validator (npm)"
+(cd tests/openapi && npm ci --silent --no-audit --no-fund >/dev/null)
+
 echo "== unit tests"
 ctest --test-dir build --output-on-failure -j"$jobs"
 
-echo "== integration tests (real binary over HTTP)"
-EXECUTORD_BIN="$PWD/build/executord" /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/integration
+echo "== integration and attack suites (real binary over HTTP, real sandboxes)"
+EXECUTORD_BIN="$PWD/build/executord" /usr/bin/python3 -m pytest -q -p no:cacheprovider \
+  tests/integration tests/security

@@ -69,6 +69,12 @@ bool backends_known(const char *name)
     return find_state(name) != NULL;
 }
 
+const char *backends_note(const char *name)
+{
+    backend_state *s = find_state(name);
+    return s && s->available && s->why[0] ? s->why : NULL;
+}
+
 bool backends_available(const char *name, const char **why)
 {
     backend_state *s = find_state(name);

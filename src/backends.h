@@ -16,5 +16,8 @@ const sandbox_backend *backends_get(const char *name);
 bool backends_known(const char *name);
 /* True when usable; otherwise *why (if given) says why not. */
 bool backends_available(const char *name, const char **why);
+/* For an available backend, what the operator should know about how it runs here (e.g.
+ * "no usable cgroups: rlimits only, because ..."); NULL when nothing. */
+const char *backends_note(const char *name);
 
 #endif

@@ -15,7 +15,7 @@
 
 #include "src/log.h"
 
-typedef enum opt_kind { OPT_STRING, OPT_LISTEN, OPT_INT, OPT_U64, OPT_SECONDS, OPT_LEVEL, OPT_BACKEND } opt_kind;
+typedef enum opt_kind { OPT_STRING, OPT_PATH_OR_EMPTY, OPT_LISTEN, OPT_INT, OPT_U64, OPT_SECONDS, OPT_LEVEL, OPT_BACKEND } opt_kind;
 
 typedef struct option_def {
     const char *flag;    /* without the leading "--" */
@@ -36,12 +36,20 @@ static const option_def options[] = {
     {"backend", "EXECUTORD_BACKEND", OPT_BACKEND, "direct", "default backend for jobs that name none (direct, ephemeral, pool)", FIELD(backend), 0, 0},
     {"workers", "EXECUTORD_WORKERS", OPT_INT, "0", "jobs run at once (0 = number of CPUs)", FIELD(workers), 0, 1024},
     {"python", "EXECUTORD_PYTHON", OPT_STRING, "/usr/bin/python3", "Python interpreter that runs scripts", FIELD(python), 0, 0},
-    {"api-token-file", "EXECUTORD_API_TOKEN_FILE", OPT_STRING, "", "file holding the API bearer token (empty = no authentication)", FIELD(api_token_file), 0, 0},
+    {"api-token-file", "EXECUTORD_API_TOKEN_FILE", OPT_PATH_OR_EMPTY, "", "file holding the API bearer token (empty = no authentication)", FIELD(api_token_file), 0, 0},
     {"log-level", "EXECUTORD_LOG_LEVEL", OPT_LEVEL, "info", "debug, info, warn or error", FIELD(log_level), 0, 0},
     {"max-body-bytes", "EXECUTORD_MAX_BODY_BYTES", OPT_U64, "2097152", "largest request body accepted (413 above)", FIELD(max_body_bytes), 1024, INT64_MAX},
     {"max-queued", "EXECUTORD_MAX_QUEUED", OPT_U64, "10000", "queued jobs at most (429 above)", FIELD(max_queued), 1, INT64_MAX},
     {"shutdown-grace-seconds", "EXECUTORD_SHUTDOWN_GRACE_SECONDS", OPT_SECONDS, "10", "on SIGTERM, how long running jobs may finish", FIELD(shutdown_grace_seconds), 0, 86400},
     {"retention-seconds", "EXECUTORD_RETENTION_SECONDS", OPT_U64, "604800", "finished jobs older than this are deleted", FIELD(retention_seconds), 1, INT64_MAX},
+    {"sandbox-rootfs", "EXECUTORD_SANDBOX_ROOTFS", OPT_PATH_OR_EMPTY, "", "runtime folder bound read-only into sandboxes (an unpacked python:slim image, say; empty = the host's /usr, /lib, /bin, /sbin)", FIELD(sandbox_rootfs), 0, 0},
+    {"sandbox-uid-base", "EXECUTORD_SANDBOX_UID_BASE", OPT_U64, "2000000", "first host uid of the per-job sandbox uids (two per concurrent job)", FIELD(sandbox_uid_base), 1, 4000000000LL},
+    {"sandbox-uid-count", "EXECUTORD_SANDBOX_UID_COUNT", OPT_U64, "1024", "concurrent sandbox uid slots", FIELD(sandbox_uid_count), 1, 1 << 20},
+    {"sandbox-tmp-mb", "EXECUTORD_SANDBOX_TMP_MB", OPT_U64, "64", "size of a sandbox's /tmp", FIELD(sandbox_tmp_mb), 1, 1 << 20},
+    {"sandbox-shm-mb", "EXECUTORD_SANDBOX_SHM_MB", OPT_U64, "64", "size of a sandbox's /dev/shm", FIELD(sandbox_shm_mb), 1, 1 << 20},
+    {"sandbox-work-mb", "EXECUTORD_SANDBOX_WORK_MB", OPT_U64, "128", "size of a sandbox's /work", FIELD(sandbox_work_mb), 1, 1 << 20},
+    {"sandbox-cpu-percent", "EXECUTORD_SANDBOX_CPU_PERCENT", OPT_U64, "100", "CPU quota of one sandboxed job (100 = one core)", FIELD(sandbox_cpu_percent), 1, 100000},
+    {"cgroup-root", "EXECUTORD_CGROUP_ROOT", OPT_STRING, "/sys/fs/cgroup", "where the cgroup filesystem is mounted", FIELD(cgroup_root), 0, 0},
     {"default-timeout-seconds", "EXECUTORD_DEFAULT_TIMEOUT_SECONDS", OPT_SECONDS, "30", "job wall-clock limit when the request sets none", FIELD(default_limits.timeout_seconds), 0, 86400},
     {"max-timeout-seconds", "EXECUTORD_MAX_TIMEOUT_SECONDS", OPT_SECONDS, "3600", "largest timeout_seconds a request may ask for", FIELD(max_limits.timeout_seconds), 0, 86400},
     {"default-memory-mb", "EXECUTORD_DEFAULT_MEMORY_MB", OPT_U64, "512", "limits.memory_mb default", FIELD(default_limits.memory_mb), 16, 1 << 24},
@@ -116,6 +124,8 @@ static const char *expectation(const option_def *o)
         return buf;
     case OPT_STRING:
         return "a non-empty path";
+    case OPT_PATH_OR_EMPTY:
+        return "a path, or empty";
     }
     return "a valid value";
 }
@@ -125,9 +135,8 @@ static int apply_value(config *c, const option_def *o, const char *value)
     char *field = (char *)c + o->offset;
     switch (o->kind) {
     case OPT_STRING:
-        if (strlen(value) >= o->size)
-            return -1;
-        if (!*value && strcmp(o->flag, "api-token-file") != 0)
+    case OPT_PATH_OR_EMPTY:
+        if (strlen(value) >= o->size || (!*value && o->kind == OPT_STRING))
             return -1;
         memcpy(field, value, strlen(value) + 1);
         return 0;

@@ -26,6 +26,16 @@ typedef struct config {
     double shutdown_grace_seconds;
     int64_t retention_seconds;   /* finished jobs older than this are deleted */
 
+    /* the sandboxes (ephemeral, pool) */
+    char sandbox_rootfs[4096];     /* "" = the host's /usr, /lib, /bin, ... */
+    uint64_t sandbox_uid_base;     /* first host uid of the per-job uid slots */
+    uint64_t sandbox_uid_count;    /* slots (two host ids each) */
+    uint64_t sandbox_tmp_mb;       /* /tmp tmpfs size */
+    uint64_t sandbox_shm_mb;       /* /dev/shm tmpfs size */
+    uint64_t sandbox_work_mb;      /* /work tmpfs size */
+    uint64_t sandbox_cpu_percent;  /* CPU quota per job (100 = one core) */
+    char cgroup_root[4096];        /* cgroup filesystem mount point */
+
     sandbox_limits default_limits; /* used for a limit the request leaves out */
     sandbox_limits max_limits;     /* a request above these gets 422 */
 } config;

@@ -3,6 +3,7 @@
  * server, then wait for SIGTERM/SIGINT and shut down gracefully. */
 #include <dirent.h>
 #include <errno.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,10 +18,12 @@
 #include "src/scheduler.h"
 #include "src/store.h"
 #include "src/timeutil.h"
+#include "sandbox/ephemeral.h"
 #include "sandbox/workdir.h"
 
-/* The data folder holds the database and the work folders: 0700, and files in it 0600
- * (umask 077). Jobs never reach it by path (see sandbox/direct.c). */
+/* The data folder holds the database and the work folders: 0700 keeps every other
+ * user, jobs included, out of all of it (jobs never reach it by path: see
+ * sandbox/direct.c). The umask is left alone: sandboxes inherit it. */
 static int make_data_dir(const char *path)
 {
     if (mkdir(path, 0700) != 0 && errno != EEXIST) {
@@ -110,12 +113,18 @@ int main(int argc, char **argv)
     config_describe(&cfg, desc, sizeof desc);
     log_info("executord %s starting: %s", EXECUTORD_VERSION, desc);
 
-    char work_root[4200];
-    snprintf(work_root, sizeof work_root, "%s/work", cfg.data_dir);
-    umask(077);
     char err[512];
     if (make_data_dir(cfg.data_dir) != 0)
         return 1;
+    /* Absolute from here on: sandboxes mount paths below it from other namespaces. */
+    char abs_data_dir[PATH_MAX];
+    if (!realpath(cfg.data_dir, abs_data_dir)) {
+        log_error("realpath %s: %s", cfg.data_dir, strerror(errno));
+        return 1;
+    }
+    snprintf(cfg.data_dir, sizeof cfg.data_dir, "%s", abs_data_dir);
+    char work_root[PATH_MAX + 8];
+    snprintf(work_root, sizeof work_root, "%s/work", cfg.data_dir);
     if (workdir_prepare_root(work_root, err, sizeof err) != 0) {
         log_error("work folder: %s", err);
         return 1;
@@ -126,6 +135,17 @@ int main(int argc, char **argv)
     if (!st)
         return 1;
 
+    ephemeral_options eopt = {
+        .rootfs = cfg.sandbox_rootfs,
+        .cgroup_root = cfg.cgroup_root,
+        .uid_base = (uid_t)cfg.sandbox_uid_base,
+        .uid_count = (unsigned)cfg.sandbox_uid_count,
+        .tmp_mb = cfg.sandbox_tmp_mb,
+        .shm_mb = cfg.sandbox_shm_mb,
+        .work_mb = cfg.sandbox_work_mb,
+        .cpu_quota_percent = (unsigned)cfg.sandbox_cpu_percent,
+    };
+    ephemeral_configure(&eopt);
     sandbox_config scfg = {.python_path = cfg.python, .work_root = work_root};
     backends_init(&scfg);
     const char *why = NULL;
