@@ -3,6 +3,7 @@
 #include "api/health.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 
 #include "src/backends.h"
 
@@ -20,9 +21,14 @@ static json_t *backends_json(const api_backend_checks *checks)
         const char *why = NULL;
         bool ok = checks->available(*name, &why);
         const char *note = ok && checks->note ? checks->note(*name) : NULL;
-        json_array_append_new(list, json_pack("{s:s, s:b, s:s?, s:s?}", "name", *name, "available", ok,
-                                              "reason", ok ? NULL : (why ? why : "unknown reason"),
-                                              "note", note));
+        json_t *entry = json_pack("{s:s, s:b, s:s?, s:s?}", "name", *name, "available", ok, "reason",
+                                  ok ? NULL : (why ? why : "unknown reason"), "note", note);
+        char *state = checks->state_json ? checks->state_json(*name) : NULL;
+        json_t *parsed = state ? json_loads(state, 0, NULL) : NULL;
+        free(state);
+        if (parsed)
+            json_object_set_new(entry, "state", parsed);
+        json_array_append_new(list, entry);
     }
     return list;
 }

@@ -30,6 +30,7 @@ static const api_backend_checks default_checks = {
     .known = backends_known,
     .available = service_backend_available,
     .note = backends_note,
+    .state_json = backends_state_json,
 };
 
 const api_backend_checks *api_backend_checks_default(void)

@@ -33,6 +33,8 @@ typedef struct api_backend_checks {
     bool (*available)(const char *name, const char **why);
     /* For a usable backend, a caveat worth showing operators, or NULL. May be NULL. */
     const char *(*note)(const char *name);
+    /* The backend's own state as malloc'd JSON object text, or NULL. May be NULL. */
+    char *(*state_json)(const char *name);
 } api_backend_checks;
 
 const api_backend_checks *api_backend_checks_default(void);

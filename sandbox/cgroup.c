@@ -341,6 +341,7 @@ int sandbox_cgroup_job_create(const char *job_id, const sandbox_limits *lim, cgr
         snprintf(err, errlen, "cgroup: calloc: %s", strerror(errno));
         return -1;
     }
+    j->dirfd = -1;
     char name[80];
     snprintf(name, sizeof name, "job-%s", job_id);
     int rc = state.mode == CGROUP_V2 ? cgroup2_job_create(&state, name, lim, j, err, errlen)
@@ -361,6 +362,15 @@ int sandbox_cgroup_job_attach(cgroup_job *j, pid_t pid, char *err, size_t errlen
 {
     return state.mode == CGROUP_V2 ? cgroup2_job_attach(&state, j, pid, err, errlen)
                                    : cgroup1_job_attach(&state, j, pid, err, errlen);
+}
+
+int sandbox_cgroup_job_clone_fd(cgroup_job *j)
+{
+    if (!j || state.mode != CGROUP_V2 || state.fake_fs || j->npaths < 1)
+        return -1;
+    if (j->dirfd < 0)
+        j->dirfd = open(j->path[0], O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+    return j->dirfd;
 }
 
 void sandbox_cgroup_job_kill(cgroup_job *j)
@@ -394,6 +404,9 @@ int sandbox_cgroup_job_destroy(cgroup_job *j, char *err, size_t errlen)
 {
     if (!j)
         return 0;
+    if (j->dirfd >= 0)
+        close(j->dirfd);
+    j->dirfd = -1;
     int rc = state.mode == CGROUP_V2 ? cgroup2_job_destroy(&state, j, err, errlen)
                                      : cgroup1_job_destroy(&state, j, err, errlen);
     free(j);

@@ -44,6 +44,10 @@ int sandbox_cgroup_job_create(const char *job_id, const sandbox_limits *lim, cgr
                               char *err, size_t errlen);
 /* Moves pid (the job's init, not yet released) into the job's cgroup(s). */
 int sandbox_cgroup_job_attach(cgroup_job *j, pid_t pid, char *err, size_t errlen);
+/* cgroup v2 on a real cgroupfs: an fd of the job's cgroup folder for clone3's
+ * CLONE_INTO_CGROUP (owned by j, closed by destroy); -1 where that does not apply (v1,
+ * fake_fs) or the open failed -- the caller then attaches with sandbox_cgroup_job_attach. */
+int sandbox_cgroup_job_clone_fd(cgroup_job *j);
 /* Kills every process in the job's cgroup (cgroup.kill on v2, freezer on v1). */
 void sandbox_cgroup_job_kill(cgroup_job *j);
 /* Adds memory_peak_bytes, cgroup_cpu_ms, oom_kills (and says whether the pids limit
@@ -78,6 +82,7 @@ struct cgroup_job {
     char path[5][4096];      /* v1: per controller (CG1_*); v2: path[0] */
     int npaths;
     bool limits_memory;
+    int dirfd;               /* v2: open job folder for CLONE_INTO_CGROUP, -1 = none */
 };
 
 /* snprintf that is not a compiler builtin: paths here are bounded by PATH_MAX and

@@ -134,9 +134,19 @@ void cgroup1_kill_dir(const cgroup_state *s, const char *freezer_dir)
         fprintf(stderr, "executord: cgroup: %s\n", err);
 }
 
+/* True when dir/cgroup.procs lists nobody (an unreadable list counts as not empty). */
+static bool procs_listed_empty(const char *dir)
+{
+    char buf[16];
+    return cg_read(dir, "cgroup.procs", buf, sizeof buf) == 0;
+}
+
 void cgroup1_job_kill(const cgroup_state *s, cgroup_job *j)
 {
-    if (j->npaths > CG1_FREEZER)
+    /* After a normal end (init reaped: its PID namespace is empty) the group is empty;
+     * an empty group cannot gain members (only a member could fork into it), so the
+     * freeze/kill/thaw round trip is only needed when someone is listed. */
+    if (j->npaths > CG1_FREEZER && !procs_listed_empty(j->path[CG1_FREEZER]))
         cgroup1_kill_dir(s, j->path[CG1_FREEZER]);
     if (j->npaths > CG1_MEMORY)
         cg_kill_listed(j->path[CG1_MEMORY]);

@@ -123,6 +123,8 @@ static int direct_init(const sandbox_config *cfg, char *why, size_t whylen)
         snprintf(why, whylen, "out of memory");
         return -1;
     }
+    /* Compile the runner once now, not in the first job (see proc_runner_program). */
+    (void)proc_runner_program(python_path);
     proc_set_shutting_down(false);
     return 0;
 }

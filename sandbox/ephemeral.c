@@ -71,24 +71,37 @@ typedef struct eph_job {
 static int hook_parent_setup(void *ctx, pid_t pid, char *err, size_t errlen)
 {
     eph_job *j = ctx;
-    if (sandbox_userns_write_maps(pid, j->host_id, err, errlen) != 0)
-        return -1;
-    /* Attach before init is released, so every process of the job is born inside. */
+    return sandbox_userns_write_maps(pid, j->host_id, err, errlen);
+}
+
+/* While init assembles its root: on cgroup v1 the write waits for an RCU grace period
+ * (~10 ms on this kind of host), which this way overlaps the mounts. init forks nothing
+ * before it is told this succeeded, so every process of the job is born inside. */
+static int hook_parent_attach(void *ctx, pid_t pid, char *err, size_t errlen)
+{
+    eph_job *j = ctx;
     if (j->cg && sandbox_cgroup_job_attach(j->cg, pid, err, errlen) != 0)
         return -1;
     return 0;
 }
 
-/* In init (pid 1), async-signal-safe. */
-static int hook_child_setup(void *ctx, const char **step)
+/* In init once attached, async-signal-safe. A cgroup namespace rooted at the job's
+ * cgroup, so /proc/self/cgroup shows "/" and nothing of the host's hierarchy. */
+static int hook_child_attached(void *ctx, const char **step)
 {
-    eph_job *j = ctx;
-    /* A cgroup namespace rooted at the job's cgroup (we are attached by now), so
-     * /proc/self/cgroup shows "/" and nothing of the host's hierarchy. */
+    (void)ctx;
     if (unshare(CLONE_NEWCGROUP) != 0) {
         *step = "unshare(CLONE_NEWCGROUP)";
         return -1;
     }
+    return 0;
+}
+
+/* In init (pid 1), async-signal-safe; runs while the service attaches init to its
+ * cgroup (no cgroup namespace yet: see hook_child_attached). */
+static int hook_child_setup(void *ctx, const char **step)
+{
+    eph_job *j = ctx;
     if (sandbox_mnt_apply(&j->plan, step) != 0)
         return -1;
     /* init is a copy of the service's memory (tokens, other jobs' data): nobody may read
@@ -322,6 +335,10 @@ static int eph_init(const sandbox_config *cfg, char *why, size_t whylen)
         snprintf(why, whylen, "%s", eph.status);
     }
     fprintf(stderr, "executord: ephemeral: %s\n", eph.status);
+    /* Compile the runner now rather than in the first job (see proc_runner_program);
+     * with a rootfs the interpreter inside is another one and gets the source. */
+    if (!eph.rootfs[0])
+        (void)proc_runner_program(eph.python);
     proc_set_shutting_down(false);
     eph.ready = true;
     return 0;
@@ -415,12 +432,18 @@ static int eph_run(const sandbox_spec *spec, const sandbox_io *io, sandbox_outco
         .python = eph.python,
         .cwd = "/work",
         .envp = env,
+        .runner_from_source = eph.rootfs[0] != '\0', /* another interpreter inside */
         .hooks = {
             .clone_flags = CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS |
                            sandbox_net_clone_flags(spec->allow_network),
             .ctx = &j,
             .parent_setup = hook_parent_setup,
+            .parent_attach = hook_parent_attach,
             .child_setup = hook_child_setup,
+            .child_attached = hook_child_attached,
+            /* cgroup v2: born inside, no migration at all. */
+            .clone_into_cgroup = sandbox_cgroup_job_clone_fd(j.cg) >= 0,
+            .cgroup_fd = sandbox_cgroup_job_clone_fd(j.cg),
             .child_pre_exec = hook_child_pre_exec,
             .kill_all = hook_kill_all,
             .collect_usage = hook_collect_usage,

@@ -12,6 +12,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <spawn.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -21,6 +22,7 @@
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -59,6 +61,7 @@ typedef struct child_plan {
     const char *cwd;
     rlimit_set rl;
     const proc_hooks *hooks;
+    bool two_phase; /* a second byte on FD_SYNC releases the runner (parent_attach) */
 } child_plan;
 
 /* ---- service-wide shutdown switch ---------------------------------------------- */
@@ -202,6 +205,191 @@ int proc_write_id_maps(pid_t pid, uid_t outside_uid, gid_t outside_gid, char *er
     return write_file(path, map, err, errlen);
 }
 
+/* ---- the runner, compiled once ------------------------------------------------ */
+
+/* Compiling the runner's ~450 lines costs every job 2.5-4 ms of its start-up (a bare
+ * interpreter start is ~15 ms). So each interpreter compiles it once, in a helper run,
+ * and jobs get a small bootstrap that unmarshals the code object instead. The cache is
+ * keyed by the interpreter's path and file identity (an upgraded python is compiled
+ * for again); the bootstrap still checks the bytecode magic of the interpreter it runs
+ * in and refuses to go on with a clear message rather than misread the code. execve caps
+ * one argument at 128 KiB: a runner too big for that keeps the plain source. */
+
+#define RUNNER_ARG_MAX 126000
+#define PRECOMPILE_OUT_MAX (1 << 20)
+
+typedef struct runner_cache {
+    char python[4096];
+    dev_t dev;
+    ino_t ino;
+    struct timespec mtime;
+    char *arg; /* NULL: precompiling failed, jobs pass the source */
+} runner_cache;
+
+static pthread_mutex_t runner_lock = PTHREAD_MUTEX_INITIALIZER;
+static runner_cache runner_entries[4];
+static int runner_nentries;
+
+static const char precompile_program[] =
+    "import importlib.util,marshal,sys\n"
+    "src=sys.stdin.buffer.read().decode('utf-8')\n"
+    "sys.stdout.buffer.write(importlib.util.MAGIC_NUMBER+marshal.dumps(compile(src,'<string>','exec')))\n";
+
+/* Runs python on precompile_program with the runner source on stdin; returns the
+ * malloc'd output (magic + marshalled code) or NULL. */
+static unsigned char *run_precompile(const char *python, size_t *outlen)
+{
+    int in[2] = {-1, -1}, out[2] = {-1, -1};
+    unsigned char *buf = NULL;
+    if (pipe2(in, O_CLOEXEC) != 0 || pipe2(out, O_CLOEXEC) != 0)
+        goto fail;
+    posix_spawn_file_actions_t fa;
+    if (posix_spawn_file_actions_init(&fa) != 0)
+        goto fail;
+    if (posix_spawn_file_actions_adddup2(&fa, in[0], 0) != 0 ||
+        posix_spawn_file_actions_adddup2(&fa, out[1], 1) != 0) {
+        posix_spawn_file_actions_destroy(&fa);
+        goto fail;
+    }
+    char *argv[] = {(char *)python, "-I", "-S", "-c", (char *)precompile_program, NULL};
+    char *envp[] = {"LANG=C.UTF-8", NULL};
+    pid_t pid;
+    int rc = posix_spawn(&pid, python, &fa, NULL, argv, envp);
+    posix_spawn_file_actions_destroy(&fa);
+    close_fd(&in[0]);
+    close_fd(&out[1]);
+    if (rc != 0)
+        goto fail;
+    /* The source (~25 KB) fits the pipe; write it all, then read the answer. */
+    const char *src = sandbox_runner_source;
+    size_t left = strlen(src);
+    while (left > 0) {
+        ssize_t n = write(in[1], src, left);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        src += n;
+        left -= (size_t)n;
+    }
+    close_fd(&in[1]);
+    size_t len = 0, cap = 65536;
+    buf = malloc(cap);
+    while (buf) {
+        if (len == cap) {
+            unsigned char *nb = cap < PRECOMPILE_OUT_MAX ? realloc(buf, cap * 2) : NULL;
+            if (!nb) {
+                free(buf);
+                buf = NULL;
+                break;
+            }
+            buf = nb;
+            cap *= 2;
+        }
+        ssize_t n = read(out[0], buf + len, cap - len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        len += (size_t)n;
+    }
+    close_fd(&out[0]);
+    int st = 0;
+    while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {
+    }
+    if (!buf || left > 0 || !WIFEXITED(st) || WEXITSTATUS(st) != 0 || len <= 8) {
+        free(buf);
+        return NULL;
+    }
+    *outlen = len;
+    return buf;
+fail:
+    for (int i = 0; i < 2; i++) {
+        close_fd(&in[i]);
+        close_fd(&out[i]);
+    }
+    return NULL;
+}
+
+static size_t put_hex(char *dst, const unsigned char *src, size_t len)
+{
+    static const char hexdig[] = "0123456789abcdef";
+    for (size_t i = 0; i < len; i++) {
+        dst[2 * i] = hexdig[src[i] >> 4];
+        dst[2 * i + 1] = hexdig[src[i] & 15];
+    }
+    return 2 * len;
+}
+
+/* exec(unmarshalled code) once the magic (first 4 bytes of pyc) matches. */
+static char *build_bootstrap(const unsigned char *pyc, size_t len)
+{
+    static const char head[] =
+        "import sys,marshal\n"
+        "if getattr(sys.modules.get('_frozen_importlib_external'),'MAGIC_NUMBER',None)!=bytes.fromhex('";
+    static const char mid[] =
+        "'):raise SystemExit('executord: this interpreter differs from the one that compiled the runner; "
+        "restart executord')\n"
+        "exec(marshal.loads(bytes.fromhex('";
+    static const char tail[] = "')))\n";
+    size_t size = sizeof head + sizeof mid + sizeof tail + 2 * len;
+    if (size >= RUNNER_ARG_MAX)
+        return NULL;
+    char *s = malloc(size);
+    if (!s)
+        return NULL;
+    size_t n = 0;
+    memcpy(s + n, head, sizeof head - 1);
+    n += sizeof head - 1;
+    n += put_hex(s + n, pyc, 4);
+    memcpy(s + n, mid, sizeof mid - 1);
+    n += sizeof mid - 1;
+    n += put_hex(s + n, pyc + 4, len - 4);
+    memcpy(s + n, tail, sizeof tail); /* with its NUL */
+    return s;
+}
+
+const char *proc_runner_program(const char *python)
+{
+    struct stat st;
+    if (strlen(python) >= sizeof runner_entries[0].python || stat(python, &st) != 0)
+        return sandbox_runner_source;
+    pthread_mutex_lock(&runner_lock);
+    runner_cache *e = NULL;
+    for (int i = 0; i < runner_nentries && !e; i++)
+        if (strcmp(runner_entries[i].python, python) == 0)
+            e = &runner_entries[i];
+    if (e && e->dev == st.st_dev && e->ino == st.st_ino && e->mtime.tv_sec == st.st_mtim.tv_sec &&
+        e->mtime.tv_nsec == st.st_mtim.tv_nsec) {
+        const char *arg = e->arg;
+        pthread_mutex_unlock(&runner_lock);
+        return arg ? arg : sandbox_runner_source;
+    }
+    if (!e && runner_nentries == (int)(sizeof runner_entries / sizeof runner_entries[0])) {
+        pthread_mutex_unlock(&runner_lock);
+        return sandbox_runner_source; /* more interpreters than slots: source */
+    }
+    if (!e) {
+        e = &runner_entries[runner_nentries++];
+        snprintf(e->python, sizeof e->python, "%s", python);
+    }
+    /* A changed interpreter file gets a new entry text; the old one is kept (never
+     * freed) because jobs started before may still be about to exec with it. */
+    size_t len = 0;
+    unsigned char *pyc = run_precompile(python, &len);
+    char *arg = pyc ? build_bootstrap(pyc, len) : NULL;
+    free(pyc);
+    if (!arg)
+        fprintf(stderr, "executord: sandbox: could not precompile the runner with %s; jobs compile it at every start\n",
+                python);
+    e->dev = st.st_dev;
+    e->ino = st.st_ino;
+    e->mtime = st.st_mtim;
+    e->arg = arg;
+    pthread_mutex_unlock(&runner_lock);
+    return arg ? arg : sandbox_runner_source;
+}
+
 /* ---- child side: async-signal-safe only ---------------------------------------- */
 
 static void child_report(const char *step, int err)
@@ -283,11 +471,24 @@ static _Noreturn void init_main(const child_plan *p)
     } while (n < 0 && errno == EINTR);
     if (n != 1)
         _exit(125); /* the service gave up on this job before releasing it */
-    close(FD_SYNC);
+    if (!p->two_phase)
+        close(FD_SYNC);
 
     const char *step = NULL;
     if (p->hooks->child_setup && p->hooks->child_setup(p->hooks->ctx, &step) != 0)
         child_fail(step ? step : "child_setup");
+    if (p->two_phase) {
+        /* The service attaches us meanwhile (parent_attach); nothing of the job may
+         * start before it says so. */
+        do {
+            n = read(FD_SYNC, &go, 1);
+        } while (n < 0 && errno == EINTR);
+        if (n != 1)
+            _exit(125);
+        close(FD_SYNC);
+        if (p->hooks->child_attached && p->hooks->child_attached(p->hooks->ctx, &step) != 0)
+            child_fail(step ? step : "child_attached");
+    }
     /* A change of credentials in child_setup clears the parent-death signal: re-arm it,
      * then check the service did not die before that (its end of the status channel
      * would be closed), or this tree could outlive a killed service. */
@@ -785,14 +986,25 @@ static bool read_records(job_run *r, proc_record *exit_rec, bool *setup_failed)
     return have_exit;
 }
 
-static long do_clone(unsigned long flags, int *pidfd)
+#ifndef CLONE_INTO_CGROUP
+#define CLONE_INTO_CGROUP 0x200000000ULL
+#endif
+
+/* cgroup_fd < 0: no CLONE_INTO_CGROUP. */
+static long do_clone(unsigned long flags, int *pidfd, int cgroup_fd)
 {
     struct clone_args args;
     memset(&args, 0, sizeof args);
     args.flags = flags | CLONE_PIDFD;
     args.pidfd = (uint64_t)(uintptr_t)pidfd;
     args.exit_signal = SIGCHLD;
+    if (cgroup_fd >= 0) {
+        args.flags |= CLONE_INTO_CGROUP;
+        args.cgroup = (uint64_t)cgroup_fd;
+    }
     long pid = syscall(SYS_clone3, &args, sizeof args);
+    if (cgroup_fd >= 0)
+        return pid; /* the caller retries without the flag; no clone() fallback here */
     if (pid < 0 && errno == ENOSYS) /* clone3 filtered (older container runtimes) */
         pid = syscall(SYS_clone, flags | CLONE_PIDFD | SIGCHLD, 0L, pidfd, 0L, 0L);
     return pid;
@@ -872,7 +1084,8 @@ int proc_run_job(const proc_job *job, sandbox_outcome *out)
         goto done;
     }
 
-    char *argv[] = {(char *)job->python, "-I", "-u", "-c", (char *)sandbox_runner_source, NULL};
+    const char *program = job->runner_from_source ? sandbox_runner_source : proc_runner_program(job->python);
+    char *argv[] = {(char *)job->python, "-I", "-u", "-c", (char *)program, NULL};
     child_plan plan;
     memset(&plan, 0, sizeof plan);
     memcpy(plan.fds, child_fds, sizeof plan.fds);
@@ -881,6 +1094,7 @@ int proc_run_job(const proc_job *job, sandbox_outcome *out)
     plan.envp = job->envp;
     plan.cwd = job->cwd;
     plan.hooks = &job->hooks;
+    plan.two_phase = job->hooks.parent_attach || job->hooks.child_attached;
     rlimits_from_limits(&spec->limits, &plan.rl);
 
     /* Block every signal across the clone so no service handler runs in the child
@@ -892,7 +1106,16 @@ int proc_run_job(const proc_job *job, sandbox_outcome *out)
         setup_error(out, "pthread_sigmask", merr);
         goto done;
     }
-    long pid = do_clone(CLONE_NEWPID | job->hooks.clone_flags, &r.pidfd);
+    long pid = -1;
+    bool in_cgroup = false;
+    if (job->hooks.clone_into_cgroup && job->hooks.cgroup_fd >= 0) {
+        pid = do_clone(CLONE_NEWPID | job->hooks.clone_flags, &r.pidfd, job->hooks.cgroup_fd);
+        if (pid == 0)
+            init_main(&plan);
+        in_cgroup = pid > 0;
+    }
+    if (pid < 0) /* not asked for, or refused (kernel < 5.7, seccomp, ...): attach later */
+        pid = do_clone(CLONE_NEWPID | job->hooks.clone_flags, &r.pidfd, -1);
     if (pid == 0)
         init_main(&plan);
     int clone_errno = errno;
@@ -907,6 +1130,7 @@ int proc_run_job(const proc_job *job, sandbox_outcome *out)
         close_fd(&child_fds[i]);
 
     char why[512];
+    bool late_failed = false; /* parent_attach failed: init's own report may say why */
     if (job->hooks.parent_setup && job->hooks.parent_setup(job->hooks.ctx, r.pid, why, sizeof why) != 0) {
         out->verdict = SANDBOX_SETUP_ERROR;
         sandbox_outcome_set_error(out, "SandboxError", "%s", why);
@@ -915,11 +1139,24 @@ int proc_run_job(const proc_job *job, sandbox_outcome *out)
     } else if (send(sync_w, "g", 1, MSG_NOSIGNAL) != 1) {
         setup_error(out, "send go to init", errno);
         hard_kill(&r);
+    } else if (plan.two_phase) {
+        /* init assembles its root meanwhile. */
+        if (!in_cgroup && job->hooks.parent_attach &&
+            job->hooks.parent_attach(job->hooks.ctx, r.pid, why, sizeof why) != 0) {
+            late_failed = true;
+            close_fd(&sync_w);
+            hard_kill(&r);
+        } else if (send(sync_w, "a", 1, MSG_NOSIGNAL) != 1) {
+            /* EPIPE: init is gone already (its setup failed); its record says why. */
+            snprintf(why, sizeof why, "send attached to init: %s", strerror(errno));
+            late_failed = true;
+            hard_kill(&r);
+        }
     }
     close_fd(&sync_w);
     bool setup_failed = out->verdict == SANDBOX_SETUP_ERROR && out->error_type != NULL;
 
-    if (!setup_failed)
+    if (!setup_failed && !late_failed)
         supervise(&r);
 
     int status;
@@ -936,6 +1173,11 @@ int proc_run_job(const proc_job *job, sandbox_outcome *out)
     proc_record exit_rec;
     memset(&exit_rec, 0, sizeof exit_rec);
     bool have_exit = read_records(&r, &exit_rec, &setup_failed);
+    if (late_failed && !setup_failed) {
+        out->verdict = SANDBOX_SETUP_ERROR;
+        sandbox_outcome_set_error(out, "SandboxError", "%s", why);
+        setup_failed = true;
+    }
     if (setup_failed)
         goto done;
     /* Prefer init's view (runner + reaped orphans); without it, init's own wait4. */

@@ -11,6 +11,11 @@
  *                                                                    rlimits, hooks->child_pre_exec,
  *                                                                    execve(python -I -u -c runner)
  *
+ * Release of init in two steps when the backend attaches it somewhere (parent_attach):
+ * "go" after parent_setup (init runs child_setup meanwhile), "attached" once
+ * parent_attach succeeded (init then runs child_attached and forks the runner). The
+ * runner execs python with a bootstrap of the runner compiled once (proc_runner_program).
+ *
  * init reaps everything, and when the runner is gone it reports the runner's wait status
  * and the tree's rusage to the service, then exits (which kills any leftover daemon).
  * To stop a job early (timeout, cancel, output cap, shutdown) the service sends init
@@ -51,6 +56,23 @@ typedef struct proc_hooks {
     /* In the runner, after setsid/chdir/fd layout/rlimits, right before execve:
      * setgroups/setuid, capabilities, no_new_privs, seccomp. Same rules as child_setup. */
     int (*child_pre_exec)(void *ctx, const char **step);
+    /* Optional second phase of parent_setup, run while init already runs child_setup:
+     * e.g. attach init to the job's cgroup (on cgroup v1 that write waits for an RCU
+     * grace period, ~10 ms, which then overlaps the root's assembly instead of preceding
+     * it). init waits for it to succeed before child_attached and before forking the
+     * runner, so no process of the job starts outside. Same return rules as
+     * parent_setup; a setup failure init reports itself takes precedence. Not called
+     * when clone_into_cgroup placed init in its cgroup already. */
+    int (*parent_attach)(void *ctx, pid_t init_pid, char *err, size_t errlen);
+    /* In init once parent_attach succeeded, before the runner is forked (e.g.
+     * unshare(CLONE_NEWCGROUP), which must see init in its final cgroup). Same rules as
+     * child_setup. */
+    int (*child_attached)(void *ctx, const char **step);
+    /* cgroup v2: clone init straight into the cgroup open at cgroup_fd
+     * (CLONE_INTO_CGROUP: no migration, so no grace period). When the kernel refuses
+     * the flag, init is cloned as usual and parent_attach attaches it. */
+    bool clone_into_cgroup;
+    int cgroup_fd;
     /* Called when the tree must die (timeout, cancel, output cap, setup failure), right
      * after init got SIGKILL (when this hook is set, the polite SIGUSR1 request is
      * skipped: a cgroup kill reaches init anyway): e.g. write "1" to cgroup.kill. */
@@ -67,6 +89,9 @@ typedef struct proc_job {
     const char *python;            /* interpreter path, exec'd directly (no PATH search) */
     const char *cwd;               /* runner's working folder (as seen inside the tree) */
     char *const *envp;             /* complete environment, see proc_build_env */
+    bool runner_from_source;       /* python inside is not the host's file at that path
+                                    * (a rootfs): pass the runner's source, do not use
+                                    * the code compiled by the host's (proc_runner_program) */
     proc_hooks hooks;
 } proc_job;
 
@@ -86,6 +111,14 @@ void proc_free_env(char **env);
 /* Writes /proc/<pid>/setgroups ("deny"), uid_map and gid_map mapping uid/gid 0 inside
  * the user namespace to outside_uid/outside_gid. For parent_setup hooks. */
 int proc_write_id_maps(pid_t pid, uid_t outside_uid, gid_t outside_gid, char *err, size_t errlen);
+
+/* The program the runner's interpreter gets with -c: a bootstrap holding the runner
+ * compiled once by python (saves 2.5-4 ms of every job's start), or the runner's source
+ * when that is not possible. Compiling runs python once per interpreter file (a helper
+ * process, ~30 ms) on the first call, and again if the file changes; backends may call
+ * it at init so no job waits for it. Thread-safe; the text stays valid for the life of
+ * the process. */
+const char *proc_runner_program(const char *python);
 
 /* Service shutdown: on=true kills every running job tree now (verdict SANDBOX_CANCELLED,
  * "Job cancelled: executord is shutting down") and refuses new ones until reset with

@@ -12,6 +12,8 @@ SCRIPT_NAME = "<script>"
 _PID = os.getpid()
 # The script gets a fresh __main__; keep this module (and so the runner's globals) alive.
 _RUNNER_MODULE = sys.modules.get("__main__")
+# Warm mode (pool backend) only: applies the job's environment and rlimits from the spec.
+_JOB_HOOK = None
 
 
 class _NotSerializable(Exception):
@@ -58,10 +60,16 @@ def _json_loads(text):
     i = 0
     while i < len(text) and text[i] in " \t\r\n":
         i += 1
+    # The service (jansson) accepts inputs nested up to 2048 levels; the scanner counts
+    # each level against the recursion limit (1000 by default).
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(limit, 4200))
     try:
         value, end = _json.make_scanner(_ScanContext())(text, i)
     except StopIteration:
         raise ValueError("spec is not JSON")
+    finally:
+        sys.setrecursionlimit(limit)
     if text[end:].strip(" \t\r\n"):
         raise ValueError("spec has trailing data")
     return value
@@ -403,7 +411,7 @@ def _peak_rss_kb():
                 if line.startswith(b"VmHWM:"):
                     peak = int(line.split()[1])
                     break
-    except (OSError, ValueError, IndexError):
+    except Exception:  # OSError, or a script that replaced open()
         pass
     try:
         import resource
@@ -422,6 +430,8 @@ def _main():
     try:
         spec = _read_spec()
         limits = spec.get("limits") or {}
+        if _JOB_HOOK is not None:
+            _JOB_HOOK(spec)
         value = _run(spec)
         doc = {"ok": True, "result": _make_safe(value)}
     except BaseException as e:  # SystemExit and KeyboardInterrupt are script failures too
@@ -444,4 +454,11 @@ def _main():
     os._exit(0)
 
 
-_main()
+# ---- warm mode (pool backend): `python -I -u -c <this> --zygote` ------------------------
+# The zygote's code (sandbox/pool_zygote.py) arrives as the first message on fd 3, so the
+# cold path pays nothing for it.
+if sys.argv[1:2] == ["--zygote"]:
+    exec(compile(os.read(SPEC_FD, 1 << 20).decode("utf-8"), "<zygote>", "exec"), globals())
+    _zygote_main()
+else:
+    _main()

@@ -11,10 +11,12 @@
  * header so adding a backend is a one-line change in this file. */
 extern const sandbox_backend sandbox_backend_direct;
 extern const sandbox_backend sandbox_backend_ephemeral;
+extern const sandbox_backend sandbox_backend_pool;
 
 static const sandbox_backend *const all_backends[] = {
     &sandbox_backend_direct,
     &sandbox_backend_ephemeral,
+    &sandbox_backend_pool,
     NULL,
 };
 

@@ -89,6 +89,10 @@ typedef struct sandbox_backend {
     int (*run)(const sandbox_spec *spec, const sandbox_io *io, sandbox_outcome *out);
     /* Release what init prepared. */
     void (*shutdown)(void);
+    /* Optional: the backend's state as a JSON object text (e.g. a pool's ready/busy
+     * counts) for /readyz and /v1/backends. Returns the length, or -1 when buf is too
+     * small. Thread-safe. */
+    int (*status_json)(char *buf, size_t len);
 } sandbox_backend;
 
 /* Registry: the backends compiled in. */

@@ -20,6 +20,10 @@ echo "== OpenAPI validator (npm)"
 echo "== unit tests"
 ctest --test-dir build --output-on-failure -j"$jobs"
 
-echo "== integration and attack suites (real binary over HTTP, real sandboxes)"
-EXECUTORD_BIN="$PWD/build/executord" /usr/bin/python3 -m pytest -q -p no:cacheprovider \
-  tests/integration tests/security
+# Two runs: each suite has its own conftest.py, and the attack suite checks that nothing
+# of a sandbox is left on the host, so no integration server may still be running.
+export EXECUTORD_BIN="$PWD/build/executord"
+echo "== integration suite (real binary over HTTP)"
+/usr/bin/python3 -m pytest -q -p no:cacheprovider tests/integration
+echo "== attack suite (real sandboxes: ephemeral and pool)"
+EXECUTORD_SECURITY_BACKENDS=ephemeral,pool /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/security

@@ -3,6 +3,7 @@
 #include "src/backends.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "src/log.h"
@@ -41,7 +42,9 @@ void backends_init(const sandbox_config *cfg)
 
 void backends_shutdown(void)
 {
-    for (int i = 0; i < n_states; i++)
+    /* Reverse order of init: a later backend may build on an earlier one's state (the
+     * pool's cgroups live under the parent that ephemeral owns). */
+    for (int i = n_states - 1; i >= 0; i--)
         if (states[i].available && states[i].backend->shutdown)
             states[i].backend->shutdown();
     n_states = 0;
@@ -73,6 +76,23 @@ const char *backends_note(const char *name)
 {
     backend_state *s = find_state(name);
     return s && s->available && s->why[0] ? s->why : NULL;
+}
+
+char *backends_state_json(const char *name)
+{
+    backend_state *s = find_state(name);
+    if (!s || !s->backend->status_json)
+        return NULL;
+    /* Grow until it fits: the state is small, but its reason texts are not bounded. */
+    for (size_t len = 1024; len <= 65536; len *= 4) {
+        char *buf = malloc(len);
+        if (!buf)
+            return NULL;
+        if (s->backend->status_json(buf, len) >= 0)
+            return buf;
+        free(buf);
+    }
+    return NULL;
 }
 
 bool backends_available(const char *name, const char **why)

@@ -19,5 +19,8 @@ bool backends_available(const char *name, const char **why);
 /* For an available backend, what the operator should know about how it runs here (e.g.
  * "no usable cgroups: rlimits only, because ..."); NULL when nothing. */
 const char *backends_note(const char *name);
+/* The backend's own state as a malloc'd JSON object text (a pool's counters), or NULL
+ * when it reports none. */
+char *backends_state_json(const char *name);
 
 #endif

@@ -15,7 +15,7 @@
 
 #include "src/log.h"
 
-typedef enum opt_kind { OPT_STRING, OPT_PATH_OR_EMPTY, OPT_LISTEN, OPT_INT, OPT_U64, OPT_SECONDS, OPT_LEVEL, OPT_BACKEND } opt_kind;
+typedef enum opt_kind { OPT_STRING, OPT_PATH_OR_EMPTY, OPT_WHEN_EMPTY, OPT_LISTEN, OPT_INT, OPT_U64, OPT_SECONDS, OPT_LEVEL, OPT_BACKEND } opt_kind;
 
 typedef struct option_def {
     const char *flag;    /* without the leading "--" */
@@ -33,7 +33,7 @@ typedef struct option_def {
 static const option_def options[] = {
     {"listen", "EXECUTORD_LISTEN", OPT_LISTEN, "127.0.0.1:8080", "address to serve HTTP on (HOST:PORT; port 0 picks a free one)", FIELD(listen_host), 0, 0},
     {"data-dir", "EXECUTORD_DATA_DIR", OPT_STRING, "./executord-data", "folder for the SQLite database and per-job work folders", FIELD(data_dir), 0, 0},
-    {"backend", "EXECUTORD_BACKEND", OPT_BACKEND, "direct", "default backend for jobs that name none (direct, ephemeral, pool)", FIELD(backend), 0, 0},
+    {"backend", "EXECUTORD_BACKEND", OPT_BACKEND, "pool", "default backend for jobs that name none (pool, ephemeral, direct)", FIELD(backend), 0, 0},
     {"workers", "EXECUTORD_WORKERS", OPT_INT, "0", "jobs run at once (0 = number of CPUs)", FIELD(workers), 0, 1024},
     {"python", "EXECUTORD_PYTHON", OPT_STRING, "/usr/bin/python3", "Python interpreter that runs scripts", FIELD(python), 0, 0},
     {"api-token-file", "EXECUTORD_API_TOKEN_FILE", OPT_PATH_OR_EMPTY, "", "file holding the API bearer token (empty = no authentication)", FIELD(api_token_file), 0, 0},
@@ -50,6 +50,11 @@ static const option_def options[] = {
     {"sandbox-work-mb", "EXECUTORD_SANDBOX_WORK_MB", OPT_U64, "128", "size of a sandbox's /work", FIELD(sandbox_work_mb), 1, 1 << 20},
     {"sandbox-cpu-percent", "EXECUTORD_SANDBOX_CPU_PERCENT", OPT_U64, "100", "CPU quota of one sandboxed job (100 = one core)", FIELD(sandbox_cpu_percent), 1, 100000},
     {"cgroup-root", "EXECUTORD_CGROUP_ROOT", OPT_STRING, "/sys/fs/cgroup", "where the cgroup filesystem is mounted", FIELD(cgroup_root), 0, 0},
+    {"pool-size", "EXECUTORD_POOL_SIZE", OPT_U64, "0", "warm pool sandboxes kept ready (0 = --workers)", FIELD(pool_size), 0, 1024},
+    {"pool-when-empty", "EXECUTORD_POOL_WHEN_EMPTY", OPT_WHEN_EMPTY, "wait", "a pool job with no warm sandbox ready: wait for one, or start it cold", FIELD(pool_when_empty), 0, 0},
+    {"pool-recycle-jobs", "EXECUTORD_POOL_RECYCLE_JOBS", OPT_U64, "1000", "a pool's zygote is replaced after this many sandboxes", FIELD(pool_recycle_jobs), 1, 1 << 30},
+    {"pool-recycle-seconds", "EXECUTORD_POOL_RECYCLE_SECONDS", OPT_U64, "600", "... or after this many seconds", FIELD(pool_recycle_seconds), 1, 1 << 30},
+    {"pool-uid-base", "EXECUTORD_POOL_UID_BASE", OPT_U64, "3000000", "first host uid of the pool's sandboxes", FIELD(pool_uid_base), 1, 4000000000LL},
     {"default-timeout-seconds", "EXECUTORD_DEFAULT_TIMEOUT_SECONDS", OPT_SECONDS, "30", "job wall-clock limit when the request sets none", FIELD(default_limits.timeout_seconds), 0, 86400},
     {"max-timeout-seconds", "EXECUTORD_MAX_TIMEOUT_SECONDS", OPT_SECONDS, "3600", "largest timeout_seconds a request may ask for", FIELD(max_limits.timeout_seconds), 0, 86400},
     {"default-memory-mb", "EXECUTORD_DEFAULT_MEMORY_MB", OPT_U64, "512", "limits.memory_mb default", FIELD(default_limits.memory_mb), 16, 1 << 24},
@@ -126,6 +131,8 @@ static const char *expectation(const option_def *o)
         return "a non-empty path";
     case OPT_PATH_OR_EMPTY:
         return "a path, or empty";
+    case OPT_WHEN_EMPTY:
+        return "wait or cold";
     }
     return "a valid value";
 }
@@ -149,6 +156,11 @@ static int apply_value(config *c, const option_def *o, const char *value)
         return 0;
     case OPT_LEVEL:
         return log_parse_level(value, (log_level *)field);
+    case OPT_WHEN_EMPTY:
+        if (strcmp(value, "wait") && strcmp(value, "cold"))
+            return -1;
+        snprintf(field, o->size, "%s", value);
+        return 0;
     case OPT_INT: {
         int64_t v;
         if (parse_number(value, o->min, o->max, &v) != 0)

@@ -36,6 +36,13 @@ typedef struct config {
     uint64_t sandbox_cpu_percent;  /* CPU quota per job (100 = one core) */
     char cgroup_root[4096];        /* cgroup filesystem mount point */
 
+    /* the pool backend */
+    uint64_t pool_size;            /* warm sandboxes kept ready (0 = workers) */
+    char pool_when_empty[8];       /* "wait" or "cold" */
+    uint64_t pool_recycle_jobs;    /* a zygote is replaced after this many jobs */
+    uint64_t pool_recycle_seconds; /* ... or after this long */
+    uint64_t pool_uid_base;        /* first host uid of the pool's sandboxes */
+
     sandbox_limits default_limits; /* used for a limit the request leaves out */
     sandbox_limits max_limits;     /* a request above these gets 422 */
 } config;

@@ -19,6 +19,7 @@
 #include "src/store.h"
 #include "src/timeutil.h"
 #include "sandbox/ephemeral.h"
+#include "sandbox/pool.h"
 #include "sandbox/workdir.h"
 
 /* The data folder holds the database and the work folders: 0700 keeps every other
@@ -146,11 +147,20 @@ int main(int argc, char **argv)
         .cpu_quota_percent = (unsigned)cfg.sandbox_cpu_percent,
     };
     ephemeral_configure(&eopt);
+    pool_options popt = {
+        .size = (unsigned)(cfg.pool_size ? cfg.pool_size : (uint64_t)cfg.workers),
+        .cold_when_empty = strcmp(cfg.pool_when_empty, "cold") == 0,
+        .recycle_jobs = (unsigned)cfg.pool_recycle_jobs,
+        .recycle_seconds = (unsigned)cfg.pool_recycle_seconds,
+        .uid_base = (uid_t)cfg.pool_uid_base,
+    };
+    pool_configure(&popt);
     sandbox_config scfg = {.python_path = cfg.python, .work_root = work_root};
     backends_init(&scfg);
     const char *why = NULL;
     if (!backends_available(cfg.backend, &why)) {
-        log_error("the default backend '%s' is not available: %s", cfg.backend, why);
+        log_error("the default backend '%s' is not available: %s (choose another with --backend; "
+                  "'direct' also runs unprivileged, without sandboxing)", cfg.backend, why);
         backends_shutdown();
         store_close(st);
         return 1;

@@ -387,6 +387,21 @@ static worker *find_running(scheduler *s, const char *id)
     return NULL;
 }
 
+/* The job as it is now, after a cancel found it not queued. A DELETE may have removed it
+ * meanwhile: that is "not found", not an error. CANCEL_FINISHED means "read". */
+static cancel_rc reread_job(scheduler *s, const char *id, job *out)
+{
+    job_free(out);
+    switch (store_get_job(s->st, id, out)) {
+    case STORE_OK:
+        return CANCEL_FINISHED;
+    case STORE_NOT_FOUND:
+        return CANCEL_NOT_FOUND;
+    default:
+        return CANCEL_ERROR;
+    }
+}
+
 static cancel_rc cancel_running(scheduler *s, worker *w, const char *id, job *out)
 {
     request_stop(w, STOP_CANCEL);
@@ -397,11 +412,9 @@ static cancel_rc cancel_running(scheduler *s, worker *w, const char *id, job *ou
             break;
     }
     pthread_mutex_unlock(&s->mu);
-    job_free(out);
-    if (store_get_job(s->st, id, out) != STORE_OK)
-        return CANCEL_ERROR;
-    if (out->status == JOB_CANCELLED)
-        return CANCEL_DONE;
+    cancel_rc rc = reread_job(s, id, out);
+    if (rc != CANCEL_FINISHED || out->status == JOB_CANCELLED)
+        return rc == CANCEL_FINISHED ? CANCEL_DONE : rc;
     /* Finished on its own before the kill landed, or still being killed. */
     return job_status_is_final(out->status) ? CANCEL_FINISHED : CANCEL_DONE;
 }
@@ -426,8 +439,10 @@ cancel_rc scheduler_cancel(scheduler *s, const char *id, job *out)
             return cancel_running(s, w, id, out); /* unlocks */
     }
     pthread_mutex_unlock(&s->mu);
-    job_free(out);
-    if (rc == STORE_ERROR || store_get_job(s->st, id, out) != STORE_OK)
+    if (rc == STORE_ERROR)
         return CANCEL_ERROR;
+    cancel_rc now = reread_job(s, id, out);
+    if (now != CANCEL_FINISHED)
+        return now;
     return job_status_is_final(out->status) ? CANCEL_FINISHED : CANCEL_ERROR;
 }

@@ -15,6 +15,24 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 BIN = os.environ.get("EXECUTORD_BIN") or str(REPO / "build" / "executord")
 PYTHON = "/usr/bin/python3"  # the interpreter the service uses by default
+
+
+def _configured_default_backend():
+    """The --backend default compiled into executord (src/config.c's option table)."""
+    try:
+        src = (REPO / "src" / "config.c").read_text()
+        m = re.search(r'\{"backend",\s*"EXECUTORD_BACKEND",\s*\w+,\s*"(\w+)"', src)
+        if m:
+            return m.group(1)
+    except OSError:
+        pass
+    return "direct"
+
+
+# EXECUTORD_IT_BACKEND=ephemeral|pool|direct starts every server with that --backend, so the
+# whole suite runs on it; unset, servers run with executord's own default.
+FORCED_BACKEND = os.environ.get("EXECUTORD_IT_BACKEND")
+DEFAULT_BACKEND = FORCED_BACKEND or _configured_default_backend()
 UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 FINAL = {"succeeded", "failed", "timed_out", "cancelled"}
 # A variable in executord's own environment that no job may see.
@@ -183,6 +201,8 @@ class Server:
         if self.listen:
             cmd += ["--listen", f"127.0.0.1:{self.port}"]
         cmd += ["--data-dir", str(self.data_dir)] + self.args
+        if FORCED_BACKEND and not any(a.startswith("--backend") for a in self.args):
+            cmd += ["--backend", FORCED_BACKEND]
         self.starts += 1
         with open(self.log_path, "ab") as log:
             log.write(f"\n===== start #{self.starts}: {' '.join(cmd)}\n".encode())

@@ -7,8 +7,9 @@ import re
 import time
 
 import pytest
+from pathlib import Path
 
-from executord_client import CANARY_NAME, CANARY_VALUE, processes_with_arg, wait_gone
+from executord_client import REPO, CANARY_NAME, CANARY_VALUE, processes_with_arg, wait_gone
 
 BACKENDS = ["direct", "ephemeral", "pool"]
 
@@ -166,17 +167,24 @@ def sandbox_only(backend):
         pytest.skip("direct does not isolate the filesystem or network (by design)")
 
 
-def test_sandbox_hides_service_files(server, client, backend):
+def test_sandbox_hides_service_files(server, client, backend, tmp_path):
     sandbox_only(backend)
     db = server.data_dir / "executord.db"
     assert db.exists()
-    job = run(client, backend, f"""
+    secret = Path("/tmp") / f"executord-it-secret-{random.randint(10**8, 10**9)}"
+    secret.write_text("host secret")
+    secret.chmod(0o644)
+    try:
+        paths = [str(db), str(server.data_dir), str(REPO / "CMakeLists.txt"), str(secret)]
+        job = run(client, backend, f"""
 import os
 def main():
-    return [os.path.exists(p) for p in ({str(db)!r}, {str(server.data_dir)!r}, "/work", "/root")]
+    return [os.path.exists(p) for p in {paths!r}]
 """)
+    finally:
+        secret.unlink()
     assert job["status"] == "succeeded", job
-    assert job["result"] == [False, False, False, False], job["result"]
+    assert job["result"] == [False] * len(paths), list(zip(paths, job["result"]))
 
 
 def test_sandbox_network_off_by_default(server, client, backend):
@@ -211,3 +219,33 @@ def main():
 """)
     assert job["status"] == "succeeded", job
     assert set(job["result"].values()) == {"refused"}, job["result"]
+
+
+def test_sandbox_no_state_carries_over_between_jobs(client, backend):
+    sandbox_only(backend)
+    tag = f"leak-{random.randint(10**8, 10**9)}"
+    first = run(client, backend, f"""
+import os, sys
+def main():
+    for d in ("/tmp", os.getcwd(), os.environ.get("HOME", "/tmp")):
+        try:
+            with open(os.path.join(d, "{tag}"), "w") as f:
+                f.write("x")
+        except OSError:
+            pass
+    os.environ["{tag.upper().replace('-', '_')}"] = "1"
+    sys.modules["{tag}"] = sys
+    return os.getcwd()
+""")
+    assert first["status"] == "succeeded", first
+    for _ in range(3):  # a pool hands out several prepared sandboxes: try a few
+        job = run(client, backend, f"""
+import os, sys
+def main():
+    found = [d for d in ("/tmp", os.getcwd(), os.environ.get("HOME", "/tmp"))
+             if os.path.exists(os.path.join(d, "{tag}"))]
+    return {{"files": found, "env": "{tag.upper().replace('-', '_')}" in os.environ,
+             "module": "{tag}" in sys.modules}}
+""")
+        assert job["status"] == "succeeded", job
+        assert job["result"] == {"files": [], "env": False, "module": False}, job["result"]

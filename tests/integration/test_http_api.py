@@ -6,7 +6,7 @@ import uuid
 
 import pytest
 
-from executord_client import FINAL, UUID_RE
+from executord_client import DEFAULT_BACKEND, FINAL, UUID_RE
 
 QUICK = "def main():\n    return 1\n"
 SLEEPY = "import time\ndef main(s=30):\n    time.sleep(s)\n    return 'woke'\n"
@@ -40,7 +40,7 @@ def test_post_returns_201_location_and_full_job(client):
     assert r.headers["Location"] == f"/v1/jobs/{job['id']}"
     assert set(job) == FULL_FIELDS
     assert job["status"] in ("queued", "running", "succeeded")
-    assert job["backend"] == "direct"
+    assert job["backend"] == DEFAULT_BACKEND
     assert job["script"] == QUICK and job["inputs"] == {}
     assert job["labels"] == {"k": "v"}
     assert job["env_vars"] == ["A"], "env values may be secrets: only names are shown"
@@ -112,24 +112,33 @@ def test_backends(client):
     r = client.request("GET", "/v1/backends")
     assert r.status == 200, r
     doc = r.json()
-    assert doc["default"] == "direct"
+    assert doc["default"] == DEFAULT_BACKEND
     names = [b["name"] for b in doc["backends"]]
     assert sorted(names) == ["direct", "ephemeral", "pool"]
     for b in doc["backends"]:
-        assert set(b) == {"name", "available", "reason"}, b
+        # "note" (a caveat) and "state" (pool statistics) are additions beyond the contract
+        assert {"name", "available", "reason"} <= set(b), b
+        assert b.get("note") is None or isinstance(b["note"], str), b
+        assert b.get("state") is None or isinstance(b["state"], dict), b
         assert isinstance(b["available"], bool)
         if b["available"]:
             assert b["reason"] is None, b
         else:
             assert isinstance(b["reason"], str) and b["reason"], b
     assert next(b for b in doc["backends"] if b["name"] == "direct")["available"] is True
+    assert next(b for b in doc["backends"] if b["name"] == DEFAULT_BACKEND)["available"] is True
 
 
 def test_healthz_and_readyz(client):
     r = client.request("GET", "/healthz")
     assert r.status == 200 and r.json() == {"status": "ok"}, r
     r = client.request("GET", "/readyz")
-    assert r.status == 200 and r.json() == {"status": "ready", "store": "ok", "default_backend": "direct"}, r
+    assert r.status == 200, r
+    doc = r.json()
+    # the server also lists "backends" (as GET /v1/backends) - an addition beyond the contract
+    assert {k: doc[k] for k in ("status", "store", "default_backend")} == \
+        {"status": "ready", "store": "ok", "default_backend": DEFAULT_BACKEND}, doc
+    assert set(doc) <= {"status", "store", "default_backend", "backends"}, doc
 
 
 # --- 400 ----------------------------------------------------------------------------------

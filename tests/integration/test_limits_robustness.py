@@ -3,6 +3,7 @@
 disconnect while waiting, large bodies, non-ASCII data."""
 
 import http.client
+import re
 import json
 import socket
 import threading
@@ -285,7 +286,8 @@ def main():
 
 
 def test_work_folder_is_under_data_dir_and_removed(server, client):
-    job = client.run("""
+    # direct: the job's folder <data-dir>/work/<id> is the same path inside and outside
+    job = client.run(backend="direct", script="""
 import os
 def main():
     with open("scratch.bin", "wb") as f:
@@ -322,3 +324,25 @@ def test_chunked_body_under_limit_accepted(server):
     head, _, payload = data.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 201"), data[:300]
     assert json.loads(payload)["result"] == "chunked"
+
+
+def test_deeply_nested_inputs_either_refused_or_delivered(client):
+    """The API accepts JSON up to jansson's depth limit; inputs it accepts must reach main()
+    (or be refused with 422 up front), not fail inside the runner."""
+    depth = 1500
+    raw = (b'{"script": "def main(a):\\n    d = 0\\n    while isinstance(a, dict):\\n        a = a[\\"a\\"]\\n'
+           b'        d += 1\\n    return d\\n", "inputs": {"a": ' + b'{"a":' * depth + b"1" + b"}" * depth + b"}}")
+    r = client.post_job(raw, headers={"Content-Type": "application/json"})
+    if r.status == 422:
+        assert r.error["field"].startswith("inputs"), r
+        return
+    assert r.status == 201, r.body[:300]
+    job_id = re.search(rb'"id":"([0-9a-f-]{36})"', r.body).group(1).decode()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        body = client.get_job(job_id, wait=5).body
+        status = re.search(rb'"status":"(\w+)"', body).group(1).decode()
+        if status not in ("queued", "running"):
+            break
+    assert status == "succeeded", re.search(rb'"error":(\{[^}]*\})', body).group(1)[:300]
+    assert re.search(rb'"result":1500\b', body), body[-300:]

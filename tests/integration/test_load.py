@@ -102,3 +102,33 @@ def test_mixed_concurrent_traffic_no_server_errors(make_server):
         doc = c.wait_final(job_id, timeout=60)
         assert doc["status"] in ("succeeded", "cancelled"), doc
     assert srv.stop() == 0
+
+
+def test_cancel_racing_delete_never_500(client):
+    """Cancel a running job while another client DELETEs it as soon as it is final: the
+    cancel must answer 200 (cancelled) or 404 (already deleted), never 500."""
+    bad = []
+    for _ in range(12):
+        job_id = client.submit({"script": "import time\ndef main():\n    time.sleep(30)\n"})["id"]
+        client.wait_status(job_id, {"running"})
+        out = {}
+
+        def cancel():
+            out["cancel"] = client.cancel(job_id)
+
+        def delete():
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                r = client.delete(job_id)
+                if r.status != 409:
+                    out["delete"] = r
+                    return
+
+        ts = [threading.Thread(target=delete), threading.Thread(target=cancel)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join(20)
+        if out["cancel"].status not in (200, 404) or out.get("delete") is None or out["delete"].status != 204:
+            bad.append({k: (v.status, v.body[:150]) for k, v in out.items()})
+    assert not bad, bad[:5]

@@ -133,6 +133,9 @@ def test_sigterm_refuses_new_jobs_and_stops_jobs_past_grace(make_server):
     r = c.post_job({"script": "def main():\n    return 1\n"})
     assert r.status == 503 and r.error["code"] == "shutting_down", r
     assert c.get_job(job["id"]).status == 200, "reads keep working during the grace period"
+    ready = c.request("GET", "/readyz")
+    assert ready.status == 503 and ready.error["code"] in ("not_ready", "shutting_down"), ready
+    assert c.request("GET", "/healthz").status == 200
     code = srv.proc.wait(15)
     assert code == 0, srv.log_tail()
     assert time.monotonic() - t0 < 6, "grace 1 s: the running job is stopped, not waited for"
@@ -154,9 +157,11 @@ def test_retention_deletes_only_old_finished_jobs(make_server):
     queued = c.submit({"script": "def main():\n    return 'queued survived'\n"})
     time.sleep(1.6)
     srv.kill()
-    srv.start()  # retention sweeps once at start-up
+    srv.start()  # retention sweeps once at start-up (in the background)
     c = srv.client()
-    r = c.get_job(old["id"])
+    deadline = time.monotonic() + 5
+    while (r := c.get_job(old["id"])).status == 200 and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert r.status == 404, f"a finished job older than --retention-seconds must be deleted: {r}"
     assert c.logs(old["id"]).status == 404
     assert c.wait_final(queued["id"], timeout=20)["result"] == "queued survived"
@@ -187,3 +192,18 @@ def test_sigterm_releases_waiting_requests(make_server):
     assert srv.proc.wait(15) == 0
     if "r" in box:
         assert box["r"].status in (200, 503), box["r"]
+
+
+def test_sigterm_leaves_queued_jobs_for_the_next_start(make_server):
+    srv = make_server("--workers", "1", "--shutdown-grace-seconds", "10")
+    c = srv.client()
+    running = c.submit({"script": "import time\ndef main():\n    print('go', flush=True)\n    time.sleep(1)\n    return 'r'\n"})
+    c.wait_output(running["id"], "go")
+    queued = [c.submit({"script": f"def main():\n    return {i}\n"})["id"] for i in range(3)]
+    assert srv.stop(grace=20) == 0
+    srv.start()
+    c = srv.client()
+    assert c.get_job(running["id"]).json()["status"] == "succeeded"
+    for i, q in enumerate(queued):
+        doc = c.wait_final(q, timeout=20)
+        assert doc["status"] == "succeeded" and doc["result"] == i, doc

@@ -1,7 +1,7 @@
 """Fixtures of the attack suite: a real executord (EXECUTORD_BIN or <repo>/build/executord)
 started with a canary in its environment and the sandboxing backend under test as its
 default. The backend list comes from EXECUTORD_SECURITY_BACKENDS (comma separated,
-default "ephemeral"), so the same attacks run against `pool` once it exists.
+default "ephemeral,pool"), so the same attacks run against every sandboxing backend.
 
 After every test: the service still answers /healthz and /readyz, no process runs under a
 sandbox uid, no job cgroup and no work folder is left."""
@@ -19,10 +19,21 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
 
 from executord_client import BIN, PYTHON, Server  # noqa: E402
 
-BACKENDS = [b.strip() for b in os.environ.get("EXECUTORD_SECURITY_BACKENDS", "ephemeral").split(",") if b.strip()]
+BACKENDS = [b.strip() for b in os.environ.get("EXECUTORD_SECURITY_BACKENDS", "ephemeral,pool").split(",") if b.strip()]
 # executord's default sandbox uid range (EXECUTORD_SANDBOX_UID_BASE/_COUNT): 2 ids per slot.
-UID_BASE = int(os.environ.get("EXECUTORD_SANDBOX_UID_BASE", "2000000"))
+# The suite's servers get ranges of their own by default, away from executord's defaults,
+# so another instance on the host (an integration-test server, a real deployment) cannot
+# be mistaken for a leftover of an attack.
+UID_BASE = int(os.environ.get("EXECUTORD_SANDBOX_UID_BASE", "2600000"))
 UID_END = UID_BASE + 2 * int(os.environ.get("EXECUTORD_SANDBOX_UID_COUNT", "1024"))
+# The pool backend's uids (EXECUTORD_POOL_UID_BASE): per zygote a block of 258 ids (its
+# root, 128 sandboxes of two ids, /work's owner), 32 blocks shared by a host's instances.
+# Between jobs the pool keeps EXECUTORD_POOL_SIZE warm sandboxes (their init and job
+# process each) and one zygote running, and one "job-warm-*" cgroup per warm sandbox:
+# that much is expected, not left behind.
+POOL_UID_BASE = int(os.environ.get("EXECUTORD_POOL_UID_BASE", "3600000"))
+POOL_UID_END = POOL_UID_BASE + 32 * 258
+POOL_SIZE = int(os.environ.get("EXECUTORD_POOL_SIZE", "2"))
 
 
 def pytest_report_header(config):
@@ -120,7 +131,14 @@ class Target:
         deadline = time.monotonic() + timeout
         while True:
             procs = sandbox_processes()
+            pool_procs = sandbox_processes(POOL_UID_BASE, POOL_UID_END)
+            if len(pool_procs) <= 1 + 2 * POOL_SIZE:
+                pool_procs = []
             cgroups = job_cgroups(self.server.proc.pid)
+            warm = [c for c in cgroups if Path(c).name.startswith("job-warm-")]
+            cgroups = [c for c in cgroups if c not in warm] + \
+                (warm if len({Path(c).name for c in warm}) > POOL_SIZE else [])
+            procs += pool_procs
             work = [p.name for p in (self.server.data_dir / "work").iterdir() if not p.name.startswith(".")] \
                 if (self.server.data_dir / "work").is_dir() else []
             if not procs and not cgroups and not work:
@@ -138,8 +156,14 @@ def target(request, tmp_path_factory):
         pytest.fail(f"{PYTHON} is missing", pytrace=False)
     backend = request.param
     base = tmp_path_factory.mktemp(f"security-{backend}")
+    # The uid ranges and pool size the checks assume go to the server too (Server drops
+    # the caller's EXECUTORD_* variables).
+    passed = {"EXECUTORD_SANDBOX_UID_BASE": str(UID_BASE),
+              "EXECUTORD_SANDBOX_UID_COUNT": str((UID_END - UID_BASE) // 2),
+              "EXECUTORD_POOL_UID_BASE": str(POOL_UID_BASE),
+              "EXECUTORD_POOL_SIZE": str(POOL_SIZE)}
     server = Server(base / "data", args=["--backend", backend, "--workers", "4"],
-                    log_path=base / "executord.stderr.log")
+                    env=passed, log_path=base / "executord.stderr.log")
     server.start()
     t = Target(server, backend)
     r = t.client.request("GET", "/v1/backends")

@@ -41,7 +41,7 @@ static void defaults_are_embedded(void **state)
     assert_int_equal(load(&c, 1, argv), 0);
     assert_string_equal(c.listen_host, "127.0.0.1");
     assert_int_equal(c.listen_port, 8080);
-    assert_string_equal(c.backend, "direct");
+    assert_string_equal(c.backend, "pool");
     assert_string_equal(c.python, "/usr/bin/python3");
     assert_int_equal(c.workers, sysconf(_SC_NPROCESSORS_ONLN));
     assert_int_equal(c.max_body_bytes, 2 * 1024 * 1024);

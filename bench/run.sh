@@ -1,0 +1,5 @@
+#!/bin/sh
+# One command for the benchmark: builds build/ if needed, starts executord on a free
+# port with a temporary data folder, measures, prints and records the table.
+# Flags go to bench/bench.py (see bench/README.md or --help).
+exec /usr/bin/python3 "$(dirname "$0")/bench.py" "$@"

@@ -1,0 +1,583 @@
+/* Supervision of one job in a warm sandbox (see pool_job.h). The loop mirrors
+ * process.c's for cold jobs; the difference is that the tree already exists, so the
+ * spec carries what exec would have set (environment, rlimits) and the kill goes to a
+ * pidfd of the namespace's init plus the job's cgroup. */
+#include "sandbox/pool_job.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "sandbox/process.h"
+#include "sandbox/rlimits.h"
+
+#define KILL_GRACE_NS (2 * 1000000000LL)
+
+enum kill_reason { KILL_NONE = 0, KILL_TIMEOUT, KILL_CANCEL, KILL_SHUTDOWN, KILL_OUTPUT, KILL_RESULT };
+
+typedef struct stream {
+    int fd, id;
+    uint64_t bytes;
+    bool truncated;
+} stream;
+
+typedef struct run {
+    const pool_job *j;
+    sandbox_outcome *out;
+    uint64_t cap;
+    stream streams[2];
+    int spec_fd, result_fd;
+    char *spec, *result;
+    size_t spec_len, spec_off, result_len, result_size;
+    enum kill_reason killed;
+    int killed_stream;
+    bool exited, have_exit;
+    int status;
+    int64_t utime_us, stime_us, maxrss;
+} run;
+
+static int64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+static void close_fd(int *fd)
+{
+    if (*fd >= 0) {
+        close(*fd);
+        *fd = -1;
+    }
+}
+
+static int write_file(const char *dir, const char *file, const char *value, char *err, size_t errlen)
+{
+    char path[4300];
+    snprintf(path, sizeof path, "%s/%s", dir, file);
+    int fd = open(path, O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0) {
+        snprintf(err, errlen, "open %s: %s", path, strerror(errno));
+        return -1;
+    }
+    size_t len = strlen(value);
+    ssize_t n = write(fd, value, len);
+    int saved = errno;
+    close(fd);
+    if (n != (ssize_t)len) {
+        snprintf(err, errlen, "write %s to %s: %s", value, path, n < 0 ? strerror(saved) : "short write");
+        return -1;
+    }
+    return 0;
+}
+
+static bool exists(const char *dir, const char *file)
+{
+    char path[4300];
+    snprintf(path, sizeof path, "%s/%s", dir, file);
+    return access(path, F_OK) == 0;
+}
+
+int pool_cgroup_set_limits(cgroup_job *cg, const sandbox_limits *l, bool *memory_limited, char *err,
+                           size_t errlen)
+{
+    *memory_limited = false;
+    if (!cg)
+        return 0;
+    char v[64];
+    bool v2 = sandbox_cgroup_mode() == CGROUP_V2;
+    const char *mem = v2 ? cg->path[0] : cg->path[CG1_MEMORY];
+    const char *pids = v2 ? cg->path[0] : cg->path[CG1_PIDS];
+    if (l->memory_mb > 0) {
+        snprintf(v, sizeof v, "%" PRIu64, l->memory_mb * 1024 * 1024);
+        if (v2) {
+            if (write_file(mem, "memory.max", v, err, errlen) != 0)
+                return -1;
+            if (exists(mem, "memory.swap.max") && write_file(mem, "memory.swap.max", "0", err, errlen) != 0)
+                return -1;
+        } else {
+            /* From unlimited: the plain limit first, memsw never below it. */
+            if (write_file(mem, "memory.limit_in_bytes", v, err, errlen) != 0)
+                return -1;
+            if (exists(mem, "memory.memsw.limit_in_bytes") &&
+                write_file(mem, "memory.memsw.limit_in_bytes", v, err, errlen) != 0)
+                return -1;
+        }
+        *memory_limited = true;
+    }
+    if (l->max_processes > 0) {
+        /* +1: the sandbox's init (pid 1) lives in the cgroup too. */
+        snprintf(v, sizeof v, "%" PRIu64, l->max_processes + 1);
+        if (write_file(pids, "pids.max", v, err, errlen) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* {"script","inputs","limits","env","rlimits"}: what exec and setrlimit would have
+ * given a cold runner, applied by the warm runner before the script runs. */
+static char *build_spec(const sandbox_spec *s, const rlimit_set *rl, size_t *len)
+{
+    json_t *env = json_array();
+    char **e = proc_build_env("/work", s->env);
+    for (size_t i = 0; e && env && e[i]; i++)
+        json_array_append_new(env, json_string(e[i]));
+    bool env_ok = e != NULL;
+    proc_free_env(e);
+    json_t *rls = json_array();
+    for (int i = 0; rls && i < rl->count; i++) {
+        const struct rlimit *r = &rl->items[i].lim;
+        json_array_append_new(rls, json_pack("[i, I, I]", rl->items[i].resource,
+                                             r->rlim_cur == RLIM_INFINITY ? (json_int_t)-1 : (json_int_t)r->rlim_cur,
+                                             r->rlim_max == RLIM_INFINITY ? (json_int_t)-1 : (json_int_t)r->rlim_max));
+    }
+    json_error_t jerr;
+    json_t *inputs = json_loads(s->inputs_json && *s->inputs_json ? s->inputs_json : "{}",
+                                JSON_DECODE_ANY | JSON_ALLOW_NUL, &jerr);
+    json_t *doc = NULL;
+    if (env && rls && inputs && env_ok)
+        doc = json_pack("{s:s, s:O, s:{s:I, s:I, s:I, s:f}, s:O, s:O}", "script", s->script ? s->script : "",
+                        "inputs", inputs, "limits", "cpu_seconds", (json_int_t)s->limits.cpu_seconds, "memory_mb",
+                        (json_int_t)s->limits.memory_mb, "max_file_size_mb", (json_int_t)s->limits.max_file_size_mb,
+                        "timeout_seconds", s->limits.timeout_seconds, "env", env, "rlimits", rls);
+    json_decref(env);
+    json_decref(rls);
+    json_decref(inputs);
+    if (!doc)
+        return NULL;
+    char *text = json_dumps(doc, JSON_COMPACT | JSON_ENCODE_ANY);
+    json_decref(doc);
+    if (text)
+        *len = strlen(text);
+    return text;
+}
+
+static void kill_tree(run *r, enum kill_reason why)
+{
+    if (r->killed == KILL_NONE)
+        r->killed = why;
+    if (syscall(SYS_pidfd_send_signal, r->j->pidfd, SIGKILL, NULL, 0) != 0 && errno != ESRCH)
+        fprintf(stderr, "executord: pool: pidfd_send_signal: %s\n", strerror(errno));
+    if (r->j->cg)
+        sandbox_cgroup_job_kill(r->j->cg);
+}
+
+static void on_data(run *r, stream *s, const char *buf, size_t n)
+{
+    if (s->truncated)
+        return;
+    size_t keep = n;
+    if (s->bytes + n > r->cap) {
+        keep = (size_t)(r->cap - s->bytes);
+        s->truncated = true;
+    }
+    if (keep > 0 && r->j->io && r->j->io->on_output)
+        r->j->io->on_output(r->j->io->ctx, s->id, buf, keep);
+    s->bytes += keep;
+    if (s->truncated && r->killed == KILL_NONE) {
+        r->killed_stream = s->id;
+        kill_tree(r, KILL_OUTPUT);
+    }
+}
+
+static void read_stream(run *r, stream *s)
+{
+    char buf[65536];
+    for (int i = 0; i < 16; i++) {
+        ssize_t n = read(s->fd, buf, sizeof buf);
+        if (n > 0) {
+            on_data(r, s, buf, (size_t)n);
+            continue;
+        }
+        if (n < 0 && (errno == EAGAIN || errno == EINTR))
+            return;
+        close_fd(&s->fd);
+        return;
+    }
+}
+
+static void read_result(run *r)
+{
+    for (;;) {
+        if (r->result_len == r->result_size) {
+            size_t size = r->result_size ? r->result_size * 2 : 8192;
+            if (size > r->cap + 1)
+                size = r->cap + 1;
+            char *p = size > r->result_len ? realloc(r->result, size) : NULL;
+            if (!p) {
+                close_fd(&r->result_fd);
+                if (r->killed == KILL_NONE)
+                    kill_tree(r, KILL_RESULT);
+                return;
+            }
+            r->result = p;
+            r->result_size = size;
+        }
+        ssize_t n = read(r->result_fd, r->result + r->result_len, r->result_size - r->result_len);
+        if (n > 0) {
+            r->result_len += (size_t)n;
+            continue;
+        }
+        if (n < 0 && (errno == EAGAIN || errno == EINTR))
+            return;
+        close_fd(&r->result_fd);
+        return;
+    }
+}
+
+static void write_spec(run *r)
+{
+    while (r->spec_off < r->spec_len) {
+        ssize_t n = send(r->spec_fd, r->spec + r->spec_off, r->spec_len - r->spec_off, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n > 0) {
+            r->spec_off += (size_t)n;
+            continue;
+        }
+        if (n < 0 && (errno == EAGAIN || errno == EINTR))
+            return;
+        break;
+    }
+    close_fd(&r->spec_fd);
+}
+
+static void read_status(run *r)
+{
+    char buf[256];
+    ssize_t n;
+    while ((n = recv(r->j->status_fd, buf, sizeof buf - 1, MSG_DONTWAIT)) > 0) {
+        buf[n] = '\0';
+        long long st, ut, stt, rss;
+        if (buf[0] == 'X' && sscanf(buf + 1, "%lld %lld %lld %lld", &st, &ut, &stt, &rss) == 4 && st >= 0) {
+            r->have_exit = true;
+            r->status = (int)st;
+            r->utime_us = ut;
+            r->stime_us = stt;
+            r->maxrss = rss;
+        }
+    }
+}
+
+static int set_nonblock(int fd)
+{
+    int fl = fcntl(fd, F_GETFL);
+    return fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0 ? -1 : 0;
+}
+
+static void supervise(run *r)
+{
+    const sandbox_spec *spec = r->j->spec;
+    double limit = spec->limits.timeout_seconds;
+    int64_t deadline = limit > 0 && limit < 1e9 ? now_ns() + (int64_t)(limit * 1e9) : INT64_MAX;
+    int64_t hard_deadline = INT64_MAX;
+    while (!r->exited) {
+        struct pollfd pf[8];
+        int n = 0, i_pid, i_out[2] = {-1, -1}, i_spec = -1, i_res = -1, i_cancel = -1, i_stop = -1, i_st;
+        pf[i_pid = n++] = (struct pollfd){.fd = r->j->pidfd, .events = POLLIN};
+        pf[i_st = n++] = (struct pollfd){.fd = r->j->status_fd, .events = POLLIN};
+        for (int i = 0; i < 2; i++)
+            if (r->streams[i].fd >= 0)
+                pf[i_out[i] = n++] = (struct pollfd){.fd = r->streams[i].fd, .events = POLLIN};
+        if (r->spec_fd >= 0)
+            pf[i_spec = n++] = (struct pollfd){.fd = r->spec_fd, .events = POLLOUT};
+        if (r->result_fd >= 0)
+            pf[i_res = n++] = (struct pollfd){.fd = r->result_fd, .events = POLLIN};
+        if (r->killed == KILL_NONE && spec->cancel_fd >= 0)
+            pf[i_cancel = n++] = (struct pollfd){.fd = spec->cancel_fd, .events = POLLIN};
+        if (r->killed == KILL_NONE && r->j->stop_fd >= 0)
+            pf[i_stop = n++] = (struct pollfd){.fd = r->j->stop_fd, .events = POLLIN};
+        int64_t wake = r->killed == KILL_NONE ? deadline : hard_deadline;
+        int timeout_ms = -1;
+        if (wake != INT64_MAX) {
+            int64_t left = wake - now_ns();
+            if (left <= 0) {
+                if (r->killed == KILL_NONE) {
+                    kill_tree(r, KILL_TIMEOUT);
+                    hard_deadline = now_ns() + KILL_GRACE_NS;
+                } else {
+                    /* init is not gone after SIGKILL: nothing more to wait for. */
+                    fprintf(stderr, "executord: pool: sandbox did not die after SIGKILL\n");
+                    r->exited = true;
+                }
+                continue;
+            }
+            int64_t ms = (left + 999999) / 1000000;
+            timeout_ms = ms > 60000 ? 60000 : (int)ms;
+        }
+        int rc = poll(pf, (nfds_t)n, timeout_ms);
+        if (rc < 0) {
+            if (errno == EINTR)
+                continue;
+            fprintf(stderr, "executord: pool: poll: %s\n", strerror(errno));
+            kill_tree(r, KILL_CANCEL);
+            hard_deadline = now_ns() + KILL_GRACE_NS;
+            continue;
+        }
+        for (int i = 0; i < 2; i++)
+            if (i_out[i] >= 0 && pf[i_out[i]].revents)
+                read_stream(r, &r->streams[i]);
+        if (i_spec >= 0 && pf[i_spec].revents)
+            write_spec(r);
+        if (i_res >= 0 && pf[i_res].revents)
+            read_result(r);
+        if (pf[i_st].revents) {
+            read_status(r);
+            /* The job's process has exited and everything it wrote is in the pipes: the
+             * answer need not wait for the namespaces' teardown (an RCU grace period or
+             * more), which the init's own exit and the cleanup finish in the background. */
+            if (r->have_exit && r->result_fd < 0)
+                r->exited = true;
+        }
+        if (i_cancel >= 0 && pf[i_cancel].revents && r->killed == KILL_NONE) {
+            kill_tree(r, KILL_CANCEL);
+            hard_deadline = now_ns() + KILL_GRACE_NS;
+        }
+        if (i_stop >= 0 && pf[i_stop].revents && r->killed == KILL_NONE) {
+            kill_tree(r, KILL_SHUTDOWN);
+            hard_deadline = now_ns() + KILL_GRACE_NS;
+        }
+        if (pf[i_pid].revents)
+            r->exited = true;
+    }
+    /* The namespace is gone: what is in the pipes is all there will be. */
+    for (int i = 0; i < 2; i++) {
+        while (r->streams[i].fd >= 0) {
+            struct pollfd p = {.fd = r->streams[i].fd, .events = POLLIN};
+            if (poll(&p, 1, 0) <= 0)
+                break;
+            read_stream(r, &r->streams[i]);
+        }
+    }
+    while (r->result_fd >= 0) {
+        read_result(r);
+        struct pollfd p = {.fd = r->result_fd, .events = POLLIN};
+        if (r->result_fd < 0 || poll(&p, 1, 0) <= 0)
+            break;
+    }
+    read_status(r);
+}
+
+static char *dup_str(json_t *obj, const char *key)
+{
+    const char *s = json_string_value(json_object_get(obj, key));
+    return s ? strdup(s) : NULL;
+}
+
+static bool apply_result(run *r)
+{
+    sandbox_outcome *out = r->out;
+    if (r->result_len == 0)
+        return false;
+    json_error_t jerr;
+    json_t *doc = json_loadb(r->result, r->result_len, JSON_ALLOW_NUL, &jerr);
+    if (!doc || !json_is_object(doc)) {
+        out->verdict = SANDBOX_FAILED;
+        sandbox_outcome_set_error(out, "SandboxExecutionError", "Invalid result document from the runner: %s",
+                                  doc ? "not an object" : jerr.text);
+        json_decref(doc);
+        return true;
+    }
+    if (json_is_true(json_object_get(doc, "ok"))) {
+        json_t *res = json_object_get(doc, "result");
+        out->result_json = json_dumps(res ? res : json_null(), JSON_ENCODE_ANY | JSON_COMPACT);
+        out->verdict = out->result_json ? SANDBOX_SUCCEEDED : SANDBOX_FAILED;
+        if (!out->result_json)
+            sandbox_outcome_set_error(out, "SandboxExecutionError", "Out of memory encoding the result");
+    } else {
+        json_t *e = json_object_get(doc, "error");
+        out->verdict = SANDBOX_FAILED;
+        free(out->error_type);
+        free(out->error_message);
+        free(out->error_traceback);
+        out->error_type = dup_str(e, "type");
+        out->error_message = dup_str(e, "message");
+        out->error_traceback = dup_str(e, "traceback");
+        if (!out->error_type)
+            out->error_type = strdup("SandboxExecutionError");
+    }
+    json_t *rss = json_object_get(doc, "max_rss_kb");
+    if (json_is_integer(rss) && json_integer_value(rss) > 0)
+        out->usage.max_rss_kb = json_integer_value(rss);
+    json_decref(doc);
+    return true;
+}
+
+static bool contains(const char *s, const char *needle)
+{
+    return s && strstr(s, needle);
+}
+
+static void decide(run *r, bool pids_hit)
+{
+    sandbox_outcome *out = r->out;
+    const sandbox_limits *lim = &r->j->spec->limits;
+    int st = r->status;
+    if (r->have_exit) {
+        out->exit_code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+        out->signal = WIFSIGNALED(st) ? WTERMSIG(st) : 0;
+    }
+    switch (r->killed) {
+    case KILL_TIMEOUT:
+        out->verdict = SANDBOX_TIMED_OUT;
+        sandbox_outcome_set_error(out, "SandboxTimeoutError", "Script execution timed out after %.15g seconds",
+                                  lim->timeout_seconds);
+        return;
+    case KILL_CANCEL:
+        out->verdict = SANDBOX_CANCELLED;
+        sandbox_outcome_set_error(out, "Cancelled", "Job cancelled");
+        return;
+    case KILL_SHUTDOWN:
+        out->verdict = SANDBOX_CANCELLED;
+        sandbox_outcome_set_error(out, "Cancelled", "Job cancelled: executord is shutting down");
+        return;
+    case KILL_OUTPUT:
+        out->verdict = SANDBOX_OUTPUT_LIMIT;
+        sandbox_outcome_set_error(out, "OutputLimitExceeded", "%s exceeded the output limit of %llu bytes",
+                                  r->killed_stream == SANDBOX_STDERR ? "stderr" : "stdout",
+                                  (unsigned long long)r->cap);
+        return;
+    case KILL_RESULT:
+        out->verdict = SANDBOX_FAILED;
+        sandbox_outcome_set_error(out, "SandboxExecutionError", "Result exceeds the output limit of %llu bytes",
+                                  (unsigned long long)r->cap);
+        return;
+    case KILL_NONE:
+        break;
+    }
+    bool have_result = apply_result(r);
+    if (!have_result) {
+        out->verdict = SANDBOX_FAILED;
+        int64_t cpu_ms = out->usage.cpu_user_ms + out->usage.cpu_system_ms;
+        if (!r->have_exit)
+            sandbox_outcome_set_error(out, "SandboxExecutionError",
+                                      "Process tree ended without reporting the runner's exit");
+        else if (WIFSIGNALED(st) && (WTERMSIG(st) == SIGXCPU ||
+                                     (WTERMSIG(st) == SIGKILL && lim->cpu_seconds > 0 &&
+                                      cpu_ms >= (int64_t)lim->cpu_seconds * 1000)))
+            sandbox_outcome_set_error(out, "ResourceLimitExceeded",
+                                      "CPU time limit of %llu seconds exceeded (killed by %s)",
+                                      (unsigned long long)lim->cpu_seconds, proc_signal_name(WTERMSIG(st)));
+        else if (WIFSIGNALED(st) && WTERMSIG(st) == SIGXFSZ)
+            sandbox_outcome_set_error(out, "ResourceLimitExceeded",
+                                      "File size limit of %llu MB exceeded (killed by SIGXFSZ)",
+                                      (unsigned long long)lim->max_file_size_mb);
+        else if (WIFSIGNALED(st))
+            sandbox_outcome_set_error(out, "SandboxExecutionError",
+                                      "Process killed by signal %s without returning a result",
+                                      proc_signal_name(WTERMSIG(st)));
+        else
+            sandbox_outcome_set_error(out, "SandboxExecutionError",
+                                      "Process exited with code %d without returning a result", WEXITSTATUS(st));
+    }
+    if (out->verdict != SANDBOX_FAILED)
+        return;
+    /* As ephemeral classifies: the kernel's OOM kill, MemoryError, the process limit. */
+    if (out->usage.oom_kills > 0 && (!have_result || out->signal == SIGKILL || contains(out->error_type, "Memory"))) {
+        sandbox_outcome_set_error(out, "MemoryLimitExceeded",
+                                  "Memory limit of %" PRIu64 " MB exceeded (killed by the kernel's OOM killer)",
+                                  lim->memory_mb);
+        return;
+    }
+    if (contains(out->error_type, "MemoryLimitExceeded")) {
+        sandbox_outcome_set_error(out, "MemoryLimitExceeded", "MemoryError: memory limit of %" PRIu64 " MB exceeded",
+                                  lim->memory_mb);
+        return;
+    }
+    bool fork_failed = contains(out->error_message, "[Errno 11]") &&
+                       (pids_hit || contains(out->error_traceback, "fork") ||
+                        contains(out->error_traceback, "_execute_child") || contains(out->error_traceback, "spawn"));
+    if (fork_failed) {
+        char *orig = out->error_message ? strdup(out->error_message) : NULL;
+        sandbox_outcome_set_error(out, "ResourceLimitExceeded", "Process limit of %" PRIu64 " (max_processes) exceeded: %s",
+                                  lim->max_processes, orig ? orig : "fork failed");
+        free(orig);
+    }
+}
+
+void pool_job_run(const pool_job *j, sandbox_outcome *out)
+{
+    const sandbox_spec *spec = j->spec;
+    run r;
+    memset(&r, 0, sizeof r);
+    r.j = j;
+    r.out = out;
+    r.cap = spec->limits.max_output_bytes ? spec->limits.max_output_bytes : UINT64_MAX - 1;
+    r.streams[0] = (stream){.fd = j->out_r, .id = SANDBOX_STDOUT};
+    r.streams[1] = (stream){.fd = j->err_r, .id = SANDBOX_STDERR};
+    r.spec_fd = j->spec_fd;
+    r.result_fd = j->result_r;
+    int64_t t0 = now_ns();
+    char err[1024];
+
+    bool memory_limited = false;
+    if (pool_cgroup_set_limits(j->cg, &spec->limits, &memory_limited, err, sizeof err) != 0) {
+        out->verdict = SANDBOX_SETUP_ERROR;
+        sandbox_outcome_set_error(out, "SandboxError", "%s", err);
+        goto done;
+    }
+    rlimit_set rl;
+    sandbox_limits rlim = spec->limits;
+    if (memory_limited)
+        rlim.memory_mb = 0; /* the cgroup is the limit; RLIMIT_AS only a backstop below */
+    rlimits_from_limits(&rlim, &rl);
+    if (rl.count < RLIMITS_MAX)
+        rl.items[rl.count++] = (rlimit_item){RLIMIT_MEMLOCK, "setrlimit RLIMIT_MEMLOCK", {0, 0}};
+    if (rl.count < RLIMITS_MAX)
+        rl.items[rl.count++] = (rlimit_item){RLIMIT_STACK, "setrlimit RLIMIT_STACK", {8 << 20, 8 << 20}};
+    if (memory_limited && rl.count < RLIMITS_MAX) {
+        uint64_t mb = spec->limits.memory_mb > UINT64_MAX / 4 ? UINT64_MAX / 4 : spec->limits.memory_mb;
+        uint64_t as_mb = mb * 4 < 4096 ? 4096 : mb * 4;
+        rlim_t as = as_mb > (uint64_t)RLIM_INFINITY >> 20 ? RLIM_INFINITY : (rlim_t)(as_mb << 20);
+        rl.items[rl.count++] = (rlimit_item){RLIMIT_AS, "setrlimit RLIMIT_AS", {as, as}};
+    }
+    r.spec = build_spec(spec, &rl, &r.spec_len);
+    if (!r.spec) {
+        out->verdict = SANDBOX_SETUP_ERROR;
+        sandbox_outcome_set_error(out, "SandboxError", "encode spec: %s", strerror(ENOMEM));
+        goto done;
+    }
+    if (set_nonblock(r.streams[0].fd) || set_nonblock(r.streams[1].fd) || set_nonblock(r.result_fd)) {
+        out->verdict = SANDBOX_SETUP_ERROR;
+        sandbox_outcome_set_error(out, "SandboxError", "fcntl O_NONBLOCK: %s", strerror(errno));
+        goto done;
+    }
+    supervise(&r);
+    out->usage.wall_ms = (now_ns() - t0) / 1000000;
+    out->usage.cpu_user_ms = r.utime_us / 1000;
+    out->usage.cpu_system_ms = r.stime_us / 1000;
+    out->usage.max_rss_kb = r.maxrss;
+    bool pids_hit = false;
+    if (j->cg)
+        sandbox_cgroup_job_usage(j->cg, &out->usage, &pids_hit);
+    if (j->lost)
+        *j->lost = !r.have_exit && r.killed == KILL_NONE && r.result_len == 0 && r.streams[0].bytes == 0 &&
+                   r.streams[1].bytes == 0 && out->usage.oom_kills <= 0;
+    decide(&r, pids_hit);
+
+done:
+    if (out->verdict == SANDBOX_SETUP_ERROR)
+        kill_tree(&r, KILL_CANCEL);
+    out->stdout_bytes = r.streams[0].bytes;
+    out->stderr_bytes = r.streams[1].bytes;
+    out->stdout_truncated = r.streams[0].truncated;
+    out->stderr_truncated = r.streams[1].truncated;
+    if (out->usage.wall_ms == 0)
+        out->usage.wall_ms = (now_ns() - t0) / 1000000;
+    close_fd(&r.streams[0].fd);
+    close_fd(&r.streams[1].fd);
+    close_fd(&r.spec_fd);
+    close_fd(&r.result_fd);
+    free(r.spec);
+    free(r.result);
+}
