@@ -1,5 +1,7 @@
 """Fixtures that run the real executord binary (EXECUTORD_BIN or <repo>/build/executord).
-`server`/`client`: one shared instance for tests whose state does not matter.
+`server`/`client`: one shared instance per test module for tests whose state does not
+matter (module scope, so none outlives tests/integration when tests/security runs in the
+same pytest session: its leftover checks look at the whole host).
 `make_server`: a dedicated instance with extra flags, stopped after the test."""
 
 import os
@@ -20,7 +22,7 @@ def _check_binary():
         pytest.fail(f"{PYTHON} (the service's default interpreter) is missing", pytrace=False)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def server(tmp_path_factory):
     _check_binary()
     base = tmp_path_factory.mktemp("shared")
@@ -30,7 +32,7 @@ def server(tmp_path_factory):
     s.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def client(server):
     return server.client()
 

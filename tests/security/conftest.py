@@ -34,6 +34,16 @@ UID_END = UID_BASE + 2 * int(os.environ.get("EXECUTORD_SANDBOX_UID_COUNT", "1024
 POOL_UID_BASE = int(os.environ.get("EXECUTORD_POOL_UID_BASE", "3600000"))
 POOL_UID_END = POOL_UID_BASE + 32 * 258
 POOL_SIZE = int(os.environ.get("EXECUTORD_POOL_SIZE", "2"))
+# Each backend's server gets its own ranges, shifted by this much (the `pool` server the
+# unshifted ones test_pool.py uses): every server runs a pool, and pytest may keep two
+# servers alive at once, whose sandboxes must not count as each other's leftovers.
+RANGE_SHIFT = 100000
+
+
+def uid_ranges(backend):
+    """(sandbox uid base, pool uid base) of the server attacking `backend`."""
+    k = 0 if backend == "pool" else 1 + BACKENDS.index(backend)
+    return UID_BASE + k * RANGE_SHIFT, POOL_UID_BASE + k * RANGE_SHIFT
 
 
 def pytest_report_header(config):
@@ -81,6 +91,7 @@ class Target:
         self.server = server
         self.backend = backend
         self.client = server.client()
+        self.uid_base, self.pool_uid_base = uid_ranges(backend)
 
     def run(self, script, timeout=90, **fields):
         fields.setdefault("backend", self.backend)
@@ -130,8 +141,9 @@ class Target:
     def assert_nothing_left(self, timeout=10):
         deadline = time.monotonic() + timeout
         while True:
-            procs = sandbox_processes()
-            pool_procs = sandbox_processes(POOL_UID_BASE, POOL_UID_END)
+            procs = sandbox_processes(self.uid_base, self.uid_base + (UID_END - UID_BASE))
+            pool_procs = sandbox_processes(self.pool_uid_base,
+                                           self.pool_uid_base + (POOL_UID_END - POOL_UID_BASE))
             if len(pool_procs) <= 1 + 2 * POOL_SIZE:
                 pool_procs = []
             cgroups = job_cgroups(self.server.proc.pid)
@@ -158,9 +170,10 @@ def target(request, tmp_path_factory):
     base = tmp_path_factory.mktemp(f"security-{backend}")
     # The uid ranges and pool size the checks assume go to the server too (Server drops
     # the caller's EXECUTORD_* variables).
-    passed = {"EXECUTORD_SANDBOX_UID_BASE": str(UID_BASE),
+    uid_base, pool_uid_base = uid_ranges(backend)
+    passed = {"EXECUTORD_SANDBOX_UID_BASE": str(uid_base),
               "EXECUTORD_SANDBOX_UID_COUNT": str((UID_END - UID_BASE) // 2),
-              "EXECUTORD_POOL_UID_BASE": str(POOL_UID_BASE),
+              "EXECUTORD_POOL_UID_BASE": str(pool_uid_base),
               "EXECUTORD_POOL_SIZE": str(POOL_SIZE)}
     server = Server(base / "data", args=["--backend", backend, "--workers", "4"],
                     env=passed, log_path=base / "executord.stderr.log")

@@ -688,7 +688,9 @@ static void test_cpu_limit(void **state)
     o.limits.cpu_seconds = 1;
     run_job("def main():\n    while True:\n        pass\n", &o, &cap, &out);
     expect_failure(&out, SANDBOX_FAILED, "ResourceLimitExceeded", "CPU time limit");
-    assert_int_equal(out.signal, SIGXCPU);
+    /* SIGXCPU at the soft limit; SIGKILL at the hard one (a second later) if the first
+     * was not acted on in time, which a loaded machine can cause. Both are this limit. */
+    assert_true(out.signal == SIGXCPU || out.signal == SIGKILL);
     assert_true(out.usage.cpu_user_ms + out.usage.cpu_system_ms >= 900);
     sandbox_outcome_free(&out);
     capture_free(&cap);
