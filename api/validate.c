@@ -63,7 +63,8 @@ static bool has_nul(const json_t *str)
 static void invalid(api_error *err, const char *field, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
-/* 422 invalid_field naming the field. */
+/* 422 invalid_field naming the field; an empty key is named as JSON spells it ("\"\""),
+ * so the error always has a field. */
 static void invalid(api_error *err, const char *field, const char *fmt, ...)
 {
     char msg[sizeof err->message];
@@ -71,7 +72,7 @@ static void invalid(api_error *err, const char *field, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    api_error_set(err, 422, "invalid_field", field, "%s", msg);
+    api_error_set(err, 422, "invalid_field", field && field[0] ? field : "\"\"", "%s", msg);
 }
 
 static bool is_name_start(char c)

@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "sandbox/process.h"
+#include "sandbox/result.h"
 #include "sandbox/rlimits.h"
 
 #define KILL_GRACE_NS (2 * 1000000000LL)
@@ -368,49 +369,9 @@ static void supervise(run *r)
     read_status(r);
 }
 
-static char *dup_str(json_t *obj, const char *key)
-{
-    const char *s = json_string_value(json_object_get(obj, key));
-    return s ? strdup(s) : NULL;
-}
-
 static bool apply_result(run *r)
 {
-    sandbox_outcome *out = r->out;
-    if (r->result_len == 0)
-        return false;
-    json_error_t jerr;
-    json_t *doc = json_loadb(r->result, r->result_len, JSON_ALLOW_NUL, &jerr);
-    if (!doc || !json_is_object(doc)) {
-        out->verdict = SANDBOX_FAILED;
-        sandbox_outcome_set_error(out, "SandboxExecutionError", "Invalid result document from the runner: %s",
-                                  doc ? "not an object" : jerr.text);
-        json_decref(doc);
-        return true;
-    }
-    if (json_is_true(json_object_get(doc, "ok"))) {
-        json_t *res = json_object_get(doc, "result");
-        out->result_json = json_dumps(res ? res : json_null(), JSON_ENCODE_ANY | JSON_COMPACT);
-        out->verdict = out->result_json ? SANDBOX_SUCCEEDED : SANDBOX_FAILED;
-        if (!out->result_json)
-            sandbox_outcome_set_error(out, "SandboxExecutionError", "Out of memory encoding the result");
-    } else {
-        json_t *e = json_object_get(doc, "error");
-        out->verdict = SANDBOX_FAILED;
-        free(out->error_type);
-        free(out->error_message);
-        free(out->error_traceback);
-        out->error_type = dup_str(e, "type");
-        out->error_message = dup_str(e, "message");
-        out->error_traceback = dup_str(e, "traceback");
-        if (!out->error_type)
-            out->error_type = strdup("SandboxExecutionError");
-    }
-    json_t *rss = json_object_get(doc, "max_rss_kb");
-    if (json_is_integer(rss) && json_integer_value(rss) > 0)
-        out->usage.max_rss_kb = json_integer_value(rss);
-    json_decref(doc);
-    return true;
+    return sandbox_apply_result(r->result, r->result_len, r->out);
 }
 
 static bool contains(const char *s, const char *needle)

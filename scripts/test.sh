@@ -20,6 +20,9 @@ echo "== OpenAPI validator (npm)"
 echo "== unit tests"
 ctest --test-dir build --output-on-failure -j"$jobs"
 
+echo "== fuzzing (libFuzzer, bounded)"
+tests/fuzz/run.sh
+
 # Two runs: each suite has its own conftest.py, and the attack suite checks that nothing
 # of a sandbox is left on the host, so no integration server may still be running.
 export EXECUTORD_BIN="$PWD/build/executord"

@@ -189,6 +189,8 @@ static void unknown_fields(void **state)
                        "unknown field 'limits.memory'");
     /* timeout belongs at the top level, not in limits */
     expect_invalid("{\"script\":\"x\",\"limits\":{\"timeout_seconds\":5}}", "limits.timeout_seconds");
+    /* an empty key is still named (found by fuzzing: the 422 had no field) */
+    expect_invalid("{\"script\":\"x\",\"\":1}", "\"\"");
 }
 
 static void script_rules(void **state)
