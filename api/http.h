@@ -11,6 +11,7 @@
 #include <jansson.h>
 #include <microhttpd.h>
 
+#include "api/deadline.h"
 #include "api/error.h"
 #include "api/router.h"
 #include "api/server.h"
@@ -30,6 +31,7 @@ struct api_server {
     atomic_int waiting_requests;   /* suspended (or resumed, not yet answered) requests */
     api_waiters *waiters;
     const api_backend_checks *backends;
+    api_deadline *deadline;        /* the header deadline against slowloris clients */
 };
 
 typedef struct api_request {

@@ -24,6 +24,8 @@
 /* After a body passed the limit we keep reading (to be able to answer 413) but only
  * this much more; a client streaming beyond it is disconnected. */
 #define DISCARD_LIMIT (16u << 20)
+/* A request's headers must all be in this long (see api/deadline.h). */
+#define HEADER_DEADLINE_MS (CONNECTION_TIMEOUT_S * 1000LL)
 /* How long stop waits for resumed ?wait= requests to be answered before closing. */
 #define STOP_DRAIN_MS 2000
 
@@ -119,6 +121,38 @@ static void copy_printable(char *dst, size_t len, const char *src)
     dst[i] = '\0';
 }
 
+static int hexval(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/* MHD's default unescaper turns %00 into a NUL that silently ends the path ("/v1/jobs%00"
+ * would route as "/v1/jobs"): decode %HH as usual but leave %00 as it is, so such a path
+ * is simply not found and such a query value is invalid. */
+static size_t unescape_keep_nul(void *cls, struct MHD_Connection *conn, char *s)
+{
+    (void)cls;
+    (void)conn;
+    char *out = s;
+    for (const char *in = s; *in; out++) {
+        int hi, lo;
+        if (in[0] == '%' && (hi = hexval(in[1])) >= 0 && (lo = hexval(in[2])) >= 0 && (hi | lo) != 0) {
+            *out = (char)(hi * 16 + lo);
+            in += 3;
+        } else {
+            *out = *in++;
+        }
+    }
+    *out = '\0';
+    return (size_t)(out - s);
+}
+
 static bool has_body(const api_request *rq)
 {
     if (api_header(rq, MHD_HTTP_HEADER_TRANSFER_ENCODING))
@@ -143,6 +177,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             return MHD_NO;
         rq->srv = srv;
         rq->conn = conn;
+        api_deadline_headers_done(srv->deadline, conn);
         snprintf(rq->method_buf, sizeof rq->method_buf, "%s", method);
         rq->method = rq->method_buf;
         rq->started_ms = time_monotonic_ms();
@@ -192,6 +227,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 {
     api_server *srv = cls;
     api_request *rq = *con_cls;
+    api_deadline_next_request(srv->deadline, conn);
     if (!rq)
         return;
     api_waiters_forget(srv->waiters, &rq->waiter);
@@ -281,7 +317,9 @@ api_server *api_server_start(const config *cfg, store *st, scheduler *sch, char 
     atomic_init(&srv->refusing, false);
     atomic_init(&srv->waiting_requests, 0);
     srv->waiters = api_waiters_create(err, errlen);
-    if (!srv->waiters) {
+    srv->deadline = srv->waiters ? api_deadline_start(HEADER_DEADLINE_MS, err, errlen) : NULL;
+    if (!srv->deadline) {
+        api_waiters_destroy(srv->waiters);
         free(srv);
         return NULL;
     }
@@ -298,6 +336,8 @@ api_server *api_server_start(const config *cfg, store *st, scheduler *sch, char 
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)CONNECTION_TIMEOUT_S,
         MHD_OPTION_CONNECTION_LIMIT, (unsigned int)CONNECTION_LIMIT,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
+        MHD_OPTION_UNESCAPE_CALLBACK, unescape_keep_nul, NULL,
+        MHD_OPTION_NOTIFY_CONNECTION, api_deadline_notify, srv->deadline,
         MHD_OPTION_END);
     if (!srv->daemon) {
         snprintf(err, errlen, "MHD_start_daemon on %s:%d failed (see the log above)",
@@ -313,6 +353,7 @@ api_server *api_server_start(const config *cfg, store *st, scheduler *sch, char 
     return srv;
 fail:
     api_waiters_destroy(srv->waiters);
+    api_deadline_stop(srv->deadline);
     free(srv);
     return NULL;
 }
@@ -334,6 +375,7 @@ void api_server_stop(api_server *srv)
     while (atomic_load(&srv->waiting_requests) > 0 && time_monotonic_ms() < until)
         usleep(10 * 1000);
     MHD_stop_daemon(srv->daemon);
+    api_deadline_stop(srv->deadline);
     api_waiters_destroy(srv->waiters);
     free(srv);
 }

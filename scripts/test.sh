@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Installs what is missing, builds (gcc, and clang as a warnings check), then runs every
-# test: the cmocka unit tests, then the integration suite and the attack suite against the
-# real binary. Needs root (the sandboxes do). Ends with pytest's summary line.
+# Installs what is missing, builds (gcc; clang as a warnings check; clang with ASan+UBSan),
+# then runs every test: the cmocka unit tests, bounded fuzzing, the integration suite and
+# the attack suite against the real binary, and the unit and integration tests again under
+# the sanitizers. Needs root (the sandboxes do). Ends with pytest's summary line.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh test
@@ -13,6 +14,9 @@ cmake --build build -j"$jobs" >/dev/null
 echo "== build (clang, warnings as errors)"
 CC=clang cmake -S . -B build-clang -DCMAKE_BUILD_TYPE=Debug >/dev/null
 cmake --build build-clang -j"$jobs" >/dev/null
+echo "== build (clang, AddressSanitizer + UndefinedBehaviorSanitizer)"
+CC=clang cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DEXECUTORD_SANITIZE=ON >/dev/null
+cmake --build build-asan -j"$jobs" >/dev/null
 
 echo "== OpenAPI validator (npm)"
 (cd tests/openapi && npm ci --silent --no-audit --no-fund >/dev/null)
@@ -30,3 +34,9 @@ echo "== integration suite (real binary over HTTP)"
 /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/integration
 echo "== attack suite (real sandboxes: ephemeral and pool)"
 EXECUTORD_SECURITY_BACKENDS=ephemeral,pool /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/security
+
+echo "== unit tests and integration suite under ASan + UBSan (LeakSanitizer on the service)"
+export ASAN_OPTIONS=halt_on_error=1:detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
+ctest --test-dir build-asan --output-on-failure -j"$jobs"
+EXECUTORD_BIN="$PWD/build-asan/executord" EXECUTORD_EXPECT_SANITIZER=1 \
+  /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/integration

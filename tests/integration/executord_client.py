@@ -38,6 +38,11 @@ FINAL = {"succeeded", "failed", "timed_out", "cancelled"}
 # A variable in executord's own environment that no job may see.
 CANARY_NAME = "EXECUTORD_IT_CANARY_SECRET"
 CANARY_VALUE = "canary-4f1d2b7e"
+# EXECUTORD_EXPECT_SANITIZER=1 (a build with -DEXECUTORD_SANITIZE=ON): stopping a server
+# fails if its stderr holds an AddressSanitizer, LeakSanitizer or UBSan report.
+EXPECT_SANITIZER = os.environ.get("EXECUTORD_EXPECT_SANITIZER") == "1"
+SANITIZER_MARKERS = (b"ERROR: AddressSanitizer", b"ERROR: LeakSanitizer", b"runtime error:",
+                     b"WARNING: AddressSanitizer", b"ERROR: UndefinedBehaviorSanitizer")
 
 
 def free_port():
@@ -207,6 +212,7 @@ class Server:
         with open(self.log_path, "ab") as log:
             log.write(f"\n===== start #{self.starts}: {' '.join(cmd)}\n".encode())
         offset = self.log_path.stat().st_size
+        self.log_offset = offset
         self.errfile = open(self.log_path, "ab")
         self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=self.errfile,
                                      stdin=subprocess.DEVNULL, env=self.env())
@@ -247,6 +253,7 @@ class Server:
                 self.proc.kill()
                 self.proc.wait()
         self.errfile.close()
+        self.check_sanitizer_log()
         return self.proc.returncode
 
     def kill(self):
@@ -255,6 +262,20 @@ class Server:
             self.proc.wait()
         if self.proc is not None:
             self.errfile.close()
+            self.check_sanitizer_log()
+
+    def check_sanitizer_log(self):
+        """With EXPECT_SANITIZER: raises if this run's stderr holds a sanitizer report."""
+        if not EXPECT_SANITIZER:
+            return
+        with open(self.log_path, "rb") as f:
+            f.seek(getattr(self, "log_offset", 0))
+            text = f.read()
+        for marker in SANITIZER_MARKERS:
+            at = text.find(marker)
+            if at >= 0:
+                report = text[max(0, at - 200):at + 6000].decode("utf-8", "replace")
+                raise AssertionError(f"sanitizer report in {self.log_path}:\n{report}")
 
 
 def processes_with_arg(arg):
