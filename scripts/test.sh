@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs what is missing, builds (gcc; clang as a warnings check; clang with ASan+UBSan),
 # then runs every test: the cmocka unit tests, bounded fuzzing, the integration suite and
-# the attack suite against the real binary, and the unit and integration tests again under
-# the sanitizers. Needs root (the sandboxes do). Ends with pytest's summary line.
+# the attack suite against the real binary, and all three suites again under the
+# sanitizers. Needs root (the sandboxes do). Ends with pytest's summary line.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh test
@@ -38,5 +38,7 @@ EXECUTORD_SECURITY_BACKENDS=ephemeral,pool /usr/bin/python3 -m pytest -q -p no:c
 echo "== unit tests and integration suite under ASan + UBSan (LeakSanitizer on the service)"
 export ASAN_OPTIONS=halt_on_error=1:detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
 ctest --test-dir build-asan --output-on-failure -j"$jobs"
-EXECUTORD_BIN="$PWD/build-asan/executord" EXECUTORD_EXPECT_SANITIZER=1 \
-  /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/integration
+export EXECUTORD_BIN="$PWD/build-asan/executord" EXECUTORD_EXPECT_SANITIZER=1
+/usr/bin/python3 -m pytest -q -p no:cacheprovider tests/integration
+echo "== attack suite under ASan + UBSan"
+EXECUTORD_SECURITY_BACKENDS=ephemeral,pool /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/security

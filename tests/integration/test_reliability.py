@@ -278,6 +278,42 @@ def test_1000_submissions_and_100_long_polls(make_server):
 
 # --- slow clients -------------------------------------------------------------------------
 
+def test_retention_sweep_does_not_stall_requests(make_server):
+    """Hundreds of finished jobs with output expire at once; while the background sweep
+    deletes them (and SQLite checkpoints its WAL), requests keep being answered."""
+    srv = make_server("--workers", "2", "--retention-seconds", "2", env=UID_ENV)
+    c = srv.client()
+    noisy = "def main(i):\n    print('x' * 4000)\n    return i\n"
+    ids = [c.submit({"script": noisy, "inputs": {"i": i}})["id"] for i in range(300)]
+    for job_id in ids:
+        assert c.wait_final(job_id, timeout=60)["status"] == "succeeded"
+    latencies, stop = [], threading.Event()
+
+    def probe():
+        p = srv.client()
+        while not stop.is_set():
+            t0 = time.monotonic()
+            assert p.request("GET", "/healthz").status == 200
+            assert p.list(limit=5).status == 200
+            latencies.append(time.monotonic() - t0)
+            time.sleep(0.02)
+
+    t = threading.Thread(target=probe, daemon=True)
+    t.start()
+    try:
+        deadline = time.monotonic() + 20
+        while c.get_job(ids[-1]).status == 200 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        fresh = c.run(QUICK)  # a job submitted right after the sweep still runs
+    finally:
+        stop.set()
+        t.join()
+    assert c.get_job(ids[-1]).status == 404, "the expired jobs were not deleted"
+    assert all(c.get_job(i).status == 404 for i in ids[:10])
+    assert fresh["status"] == "succeeded", fresh
+    assert latencies and max(latencies) < 1.0, f"a request stalled for {max(latencies):.2f}s"
+
+
 def test_slow_clients_are_timed_out_without_starving_others(make_server):
     srv = make_server("--workers", "2", env=UID_ENV)
     c = srv.client()
