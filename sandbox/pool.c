@@ -210,46 +210,16 @@ static _Noreturn void zygote_child(const zchild *c)
     zygote_fail("execve python");
 }
 
-static int write_at(int dirfd, const char *name, const char *text, char *err, size_t errlen)
-{
-    int fd = openat(dirfd, name, O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
-    if (fd < 0) {
-        snprintf(err, errlen, "open /proc/<zygote>/%s: %s", name, strerror(errno));
-        return -1;
-    }
-    size_t len = strlen(text);
-    ssize_t n = write(fd, text, len);
-    int saved = errno;
-    close(fd);
-    if (n != (ssize_t)len) {
-        snprintf(err, errlen, "write /proc/<zygote>/%s: %s", name, n < 0 ? strerror(saved) : "short write");
-        return -1;
-    }
-    return 0;
-}
-
 /* uid/gid 0 of the zygote -> base; base+1 .. base+2*SLOTS -> themselves (slot i: the
  * job namespace's root base+1+2i and its uid 1000 base+2+2i, so the job's own uid_map
  * shows real host uids, as in ephemeral); 1000 (owner of the zygote's /work) -> the id
  * after the block. */
 static int zygote_maps(pid_t pid, uid_t base, char *err, size_t errlen)
 {
-    char path[64], map[160];
-    snprintf(path, sizeof path, "/proc/%d", (int)pid);
-    int dirfd = open(path, O_DIRECTORY | O_RDONLY | O_CLOEXEC);
-    if (dirfd < 0) {
-        snprintf(err, errlen, "open %s: %s", path, strerror(errno));
-        return -1;
-    }
+    char map[160];
     snprintf(map, sizeof map, "0 %u 1\n%u %u 1\n%u %u %u\n", (unsigned)base, SANDBOX_INSIDE_UID,
              (unsigned)base + 1 + 2 * SLOTS, (unsigned)base + 1, (unsigned)base + 1, 2 * SLOTS);
-    int rc = write_at(dirfd, "setgroups", "deny", err, errlen);
-    if (rc == 0)
-        rc = write_at(dirfd, "uid_map", map, err, errlen);
-    if (rc == 0)
-        rc = write_at(dirfd, "gid_map", map, err, errlen);
-    close(dirfd);
-    return rc;
+    return sandbox_userns_write_map_text(pid, map, map, err, errlen);
 }
 
 /* Waits until fd is readable; returns 1, 0 on timeout, -1 on error. */

@@ -3,6 +3,7 @@
  * spec, collects output and the result under their caps, enforces timeout/cancel/
  * shutdown by killing the namespace's init, and the mapping of all that to an outcome. */
 #include "sandbox/process.h"
+#include "sandbox/userns.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -173,38 +174,13 @@ void proc_free_env(char **env)
     free(env);
 }
 
-static int write_file(const char *path, const char *text, char *err, size_t errlen)
-{
-    int fd = open(path, O_WRONLY | O_CLOEXEC);
-    if (fd < 0) {
-        snprintf(err, errlen, "open %s: %s", path, strerror(errno));
-        return -1;
-    }
-    size_t len = strlen(text);
-    ssize_t n = write(fd, text, len);
-    int saved = errno;
-    close(fd);
-    if (n != (ssize_t)len) {
-        snprintf(err, errlen, "write %s: %s", path, n < 0 ? strerror(saved) : "short write");
-        return -1;
-    }
-    return 0;
-}
-
 int proc_write_id_maps(pid_t pid, uid_t outside_uid, gid_t outside_gid, char *err,
                        size_t errlen)
 {
-    char path[64], map[64];
-    snprintf(path, sizeof path, "/proc/%d/setgroups", (int)pid);
-    if (write_file(path, "deny", err, errlen) != 0)
-        return -1;
-    snprintf(path, sizeof path, "/proc/%d/uid_map", (int)pid);
-    snprintf(map, sizeof map, "0 %u 1\n", (unsigned)outside_uid);
-    if (write_file(path, map, err, errlen) != 0)
-        return -1;
-    snprintf(path, sizeof path, "/proc/%d/gid_map", (int)pid);
-    snprintf(map, sizeof map, "0 %u 1\n", (unsigned)outside_gid);
-    return write_file(path, map, err, errlen);
+    char uid_map[32], gid_map[32];
+    snprintf(uid_map, sizeof uid_map, "0 %u 1\n", (unsigned)outside_uid);
+    snprintf(gid_map, sizeof gid_map, "0 %u 1\n", (unsigned)outside_gid);
+    return sandbox_userns_write_map_text(pid, uid_map, gid_map, err, errlen);
 }
 
 /* ---- the runner, compiled once ------------------------------------------------ */

@@ -165,9 +165,10 @@ static int write_proc_file(int dirfd, const char *name, const char *text, char *
     return 0;
 }
 
-int sandbox_userns_write_maps(pid_t pid, uid_t host_id, char *err, size_t errlen)
+int sandbox_userns_write_map_text(pid_t pid, const char *uid_map, const char *gid_map, char *err,
+                                  size_t errlen)
 {
-    char path[64], map[64];
+    char path[64];
     snprintf(path, sizeof path, "/proc/%d", (int)pid);
     int dirfd = open(path, O_DIRECTORY | O_RDONLY | O_CLOEXEC);
     if (dirfd < 0) {
@@ -175,16 +176,20 @@ int sandbox_userns_write_maps(pid_t pid, uid_t host_id, char *err, size_t errlen
         return -1;
     }
     int rc = write_proc_file(dirfd, "setgroups", "deny", err, errlen);
-    if (rc == 0) {
-        snprintf(map, sizeof map, "%u %u 1\n%u %u 1\n", SANDBOX_INSIDE_ROOT, (unsigned)host_id,
-                 SANDBOX_INSIDE_UID, (unsigned)host_id + 1);
-        rc = write_proc_file(dirfd, "uid_map", map, err, errlen);
-    }
-    if (rc == 0) {
-        snprintf(map, sizeof map, "%u %u 1\n%u %u 1\n", SANDBOX_INSIDE_ROOT, (unsigned)host_id,
-                 SANDBOX_INSIDE_GID, (unsigned)host_id + 1);
-        rc = write_proc_file(dirfd, "gid_map", map, err, errlen);
-    }
+    if (rc == 0)
+        rc = write_proc_file(dirfd, "uid_map", uid_map, err, errlen);
+    if (rc == 0)
+        rc = write_proc_file(dirfd, "gid_map", gid_map, err, errlen);
     close(dirfd);
     return rc;
+}
+
+int sandbox_userns_write_maps(pid_t pid, uid_t host_id, char *err, size_t errlen)
+{
+    char uid_map[64], gid_map[64];
+    snprintf(uid_map, sizeof uid_map, "%u %u 1\n%u %u 1\n", SANDBOX_INSIDE_ROOT, (unsigned)host_id,
+             SANDBOX_INSIDE_UID, (unsigned)host_id + 1);
+    snprintf(gid_map, sizeof gid_map, "%u %u 1\n%u %u 1\n", SANDBOX_INSIDE_ROOT, (unsigned)host_id,
+             SANDBOX_INSIDE_GID, (unsigned)host_id + 1);
+    return sandbox_userns_write_map_text(pid, uid_map, gid_map, err, errlen);
 }

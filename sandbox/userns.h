@@ -37,4 +37,9 @@ void sandbox_userns_release(uid_t host_id);
  * Returns 0, or -1 with "step: strerror" in err. */
 int sandbox_userns_write_maps(pid_t pid, uid_t host_id, char *err, size_t errlen);
 
+/* The same with maps of the caller's own: "deny" into /proc/<pid>/setgroups, then the
+ * given uid_map and gid_map texts. Returns 0, or -1 with "step: strerror" in err. */
+int sandbox_userns_write_map_text(pid_t pid, const char *uid_map, const char *gid_map, char *err,
+                                  size_t errlen);
+
 #endif
