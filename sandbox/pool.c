@@ -846,7 +846,7 @@ static uint64_t env_u64(const char *name, uint64_t def)
 static int pool_init(const sandbox_config *cfg, char *why, size_t whylen)
 {
     pl.ready = false;
-    const char *rootfs = getenv("EXECUTORD_SANDBOX_ROOTFS");
+    const char *rootfs = opts.rootfs ? opts.rootfs : getenv("EXECUTORD_SANDBOX_ROOTFS");
     snprintf(pl.rootfs, sizeof pl.rootfs, "%s", rootfs ? rootfs : "");
     size_t rl = strlen(pl.rootfs);
     while (rl > 0 && pl.rootfs[rl - 1] == '/')
@@ -879,9 +879,9 @@ static int pool_init(const sandbox_config *cfg, char *why, size_t whylen)
         snprintf(why, whylen, "invalid pool uid base %u", (unsigned)pl.uid_base);
         return -1;
     }
-    pl.tmp_bytes = env_u64("EXECUTORD_SANDBOX_TMP_MB", 64) << 20;
-    pl.shm_bytes = env_u64("EXECUTORD_SANDBOX_SHM_MB", 64) << 20;
-    pl.work_bytes = env_u64("EXECUTORD_SANDBOX_WORK_MB", 128) << 20;
+    pl.tmp_bytes = (opts.tmp_mb ? opts.tmp_mb : env_u64("EXECUTORD_SANDBOX_TMP_MB", 64)) << 20;
+    pl.shm_bytes = (opts.shm_mb ? opts.shm_mb : env_u64("EXECUTORD_SANDBOX_SHM_MB", 64)) << 20;
+    pl.work_bytes = (opts.work_mb ? opts.work_mb : env_u64("EXECUTORD_SANDBOX_WORK_MB", 128)) << 20;
     if (!pl.tmp_bytes || !pl.shm_bytes || !pl.work_bytes) {
         snprintf(why, whylen, "EXECUTORD_SANDBOX_{TMP,SHM,WORK}_MB must be positive");
         return -1;
@@ -925,8 +925,10 @@ static int pool_init(const sandbox_config *cfg, char *why, size_t whylen)
     char cgwhy[1024] = "";
     if (sandbox_cgroup_mode() == CGROUP_NONE) {
         cgroup_options co = {
-            .root = getenv("EXECUTORD_CGROUP_ROOT"),
-            .cpu_quota_percent = (unsigned)env_u64("EXECUTORD_SANDBOX_CPU_PERCENT", 100),
+            .root = opts.cgroup_root ? opts.cgroup_root : getenv("EXECUTORD_CGROUP_ROOT"),
+            .cpu_quota_percent = opts.cpu_quota_percent
+                                     ? opts.cpu_quota_percent
+                                     : (unsigned)env_u64("EXECUTORD_SANDBOX_CPU_PERCENT", 100),
         };
         pl.own_cgroups = sandbox_cgroup_init(&co, cgwhy, sizeof cgwhy) == 0;
     }

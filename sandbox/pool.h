@@ -25,6 +25,12 @@ typedef struct pool_options {
     unsigned recycle_seconds;  /* EXECUTORD_POOL_RECYCLE_SECONDS: ... or after (600) */
     uid_t uid_base;            /* EXECUTORD_POOL_UID_BASE: first host uid (3000000) */
     unsigned refill_threads;   /* EXECUTORD_POOL_REFILL_THREADS (2) */
+    uint64_t tmp_mb;           /* EXECUTORD_SANDBOX_TMP_MB: /tmp size (64), as ephemeral */
+    uint64_t shm_mb;           /* EXECUTORD_SANDBOX_SHM_MB: /dev/shm size (64) */
+    uint64_t work_mb;          /* EXECUTORD_SANDBOX_WORK_MB: /work size (128) */
+    const char *rootfs;        /* EXECUTORD_SANDBOX_ROOTFS: as ephemeral ("" = host's) */
+    const char *cgroup_root;   /* EXECUTORD_CGROUP_ROOT: used if ephemeral set up none */
+    unsigned cpu_quota_percent; /* EXECUTORD_SANDBOX_CPU_PERCENT: likewise (100) */
 } pool_options;
 
 /* Call before init (the struct is copied). */

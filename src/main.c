@@ -153,6 +153,12 @@ int main(int argc, char **argv)
         .recycle_jobs = (unsigned)cfg.pool_recycle_jobs,
         .recycle_seconds = (unsigned)cfg.pool_recycle_seconds,
         .uid_base = (uid_t)cfg.pool_uid_base,
+        .tmp_mb = cfg.sandbox_tmp_mb,
+        .shm_mb = cfg.sandbox_shm_mb,
+        .work_mb = cfg.sandbox_work_mb,
+        .rootfs = cfg.sandbox_rootfs,
+        .cgroup_root = cfg.cgroup_root,
+        .cpu_quota_percent = (unsigned)cfg.sandbox_cpu_percent,
     };
     pool_configure(&popt);
     sandbox_config scfg = {.python_path = cfg.python, .work_root = work_root};

@@ -249,3 +249,17 @@ def main():
 """)
         assert job["status"] == "succeeded", job
         assert job["result"] == {"files": [], "env": False, "module": False}, job["result"]
+
+
+@pytest.mark.parametrize("sandbox", ["ephemeral", "pool"])
+def test_sandbox_size_flags_reach_every_sandbox_backend(make_server, sandbox):
+    srv = make_server("--sandbox-tmp-mb", "8", "--sandbox-work-mb", "16")
+    c = srv.client()
+    state = {b["name"]: b for b in c.request("GET", "/v1/backends").json()["backends"]}[sandbox]
+    if not state["available"]:
+        pytest.skip(f"backend {sandbox} unavailable here: {state['reason']}")
+    job = c.run("import os\ndef main():\n"
+                "    return [os.statvfs(p).f_blocks * os.statvfs(p).f_frsize >> 20 for p in ('/tmp', '/work')]\n",
+                backend=sandbox, timeout=60)
+    assert job["status"] == "succeeded", job
+    assert job["result"] == [8, 16], job["result"]
