@@ -68,7 +68,7 @@ typedef struct api_response {
     const char *content_type;      /* static */
     struct {
         const char *name;          /* static */
-        char value[128];
+        char value[256];
     } headers[API_MAX_HEADERS];
     int n_headers;
 } api_response;

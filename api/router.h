@@ -17,6 +17,8 @@ typedef enum api_route {
     ROUTE_JOB,         /* /v1/jobs/{id} */
     ROUTE_JOB_LOGS,    /* /v1/jobs/{id}/logs */
     ROUTE_JOB_CANCEL,  /* /v1/jobs/{id}/cancel */
+    ROUTE_DASHBOARD,   /* / and /ui/{file} */
+    ROUTE_OPENAPI,     /* /openapi.yaml */
 } api_route;
 
 typedef enum api_endpoint {
@@ -30,6 +32,8 @@ typedef enum api_endpoint {
     EP_JOB_DELETE,
     EP_JOB_LOGS,
     EP_JOB_CANCEL,
+    EP_DASHBOARD,
+    EP_OPENAPI,
 } api_endpoint;
 
 typedef struct api_route_match {
@@ -38,6 +42,7 @@ typedef struct api_route_match {
     const char *allow;        /* the Allow header value of the route */
     bool needs_auth;
     char job_id[JOB_ID_LEN + 1];
+    char asset[64];           /* ROUTE_DASHBOARD: the file name, "" for the page itself */
 } api_route_match;
 
 /* Matches an (already percent-decoded) path without its query string. */

@@ -2,6 +2,8 @@
  * whether it needs the bearer token. Pure string matching, no HTTP library involved. */
 #include "api/router.h"
 
+#include <ctype.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <string.h>
 
@@ -23,10 +25,39 @@ static const route_def routes[] = {
     {ROUTE_JOB, "GET, DELETE", true, {{"GET", EP_JOB_GET}, {"DELETE", EP_JOB_DELETE}}},
     {ROUTE_JOB_LOGS, "GET", true, {{"GET", EP_JOB_LOGS}, {NULL, EP_NONE}}},
     {ROUTE_JOB_CANCEL, "POST", true, {{"POST", EP_JOB_CANCEL}, {NULL, EP_NONE}}},
+    /* The dashboard's files carry no data; the page asks for the token itself. */
+    {ROUTE_DASHBOARD, "GET", false, {{"GET", EP_DASHBOARD}, {NULL, EP_NONE}}},
+    {ROUTE_OPENAPI, "GET", false, {{"GET", EP_OPENAPI}, {NULL, EP_NONE}}},
 };
 
-static api_route path_route(const char *path, char job_id[JOB_ID_LEN + 1])
+/* "/ui/<name>": a plain file name (letters, digits, '-', '_', one '.'), never a path. */
+static bool asset_name(const char *name, char out[64])
 {
+    size_t n = strnlen(name, 64);
+    if (n == 0 || n >= 64)
+        return false;
+    int dots = 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = name[i];
+        if (c == '.')
+            dots++;
+        else if (!isalnum((unsigned char)c) && c != '-' && c != '_')
+            return false;
+    }
+    if (dots != 1 || name[0] == '.')
+        return false;
+    memcpy(out, name, n + 1);
+    return true;
+}
+
+static api_route path_route(const char *path, char job_id[JOB_ID_LEN + 1], char asset[64])
+{
+    if (strcmp(path, "/") == 0)
+        return ROUTE_DASHBOARD;
+    if (strncmp(path, "/ui/", 4) == 0)
+        return asset_name(path + 4, asset) ? ROUTE_DASHBOARD : ROUTE_NONE;
+    if (strcmp(path, "/openapi.yaml") == 0)
+        return ROUTE_OPENAPI;
     if (strcmp(path, "/healthz") == 0)
         return ROUTE_HEALTHZ;
     if (strcmp(path, "/readyz") == 0)
@@ -64,7 +95,7 @@ static api_route path_route(const char *path, char job_id[JOB_ID_LEN + 1])
 void api_route_match_path(const char *method, const char *path, api_route_match *m)
 {
     memset(m, 0, sizeof *m);
-    m->route = path_route(path ? path : "", m->job_id);
+    m->route = path_route(path ? path : "", m->job_id, m->asset);
     if (m->route == ROUTE_NONE)
         return;
     for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
