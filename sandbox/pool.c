@@ -1,5 +1,6 @@
-/* The `pool` backend (see pool.h): zygote lifecycle (start, health, recycling), the
+/* The `pool` backend (see pool.h): the zygote table (start, health, recycling), the
  * warm-sandbox queue and its refill threads, and running one job in a warm sandbox.
+ * A zygote itself is pool_zygote.c, one warm sandbox pool_warm.c, one job pool_job.c.
  * The per-job isolation is built inside the zygote's fork (runner.py, warm mode); the
  * service side owns the host-side parts: uid maps, the cgroup and its limits, seccomp
  * program, supervision, and the kill. Jobs with allow_network start cold (ephemeral). */
@@ -8,13 +9,9 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
-#include <inttypes.h>
 #include <jansson.h>
 #include <limits.h>
-#include <linux/sched.h>
-#include <poll.h>
 #include <pthread.h>
-#include <sched.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -22,24 +19,18 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/file.h>
-#include <sys/prctl.h>
 #include <sys/resource.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
-#include <sys/uio.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "sandbox/cgroup.h"
 #include "sandbox/ephemeral.h"
 #include "sandbox/mnt.h"
-#include "sandbox/net.h"
 #include "sandbox/pool_job.h"
+#include "sandbox/pool_warm.h"
 #include "sandbox/pool_zygote.h"
-#include "sandbox/process.h"
-#include "sandbox/rlimits.h"
 #include "sandbox/seccomp.h"
 #include "sandbox/userns.h"
 #include "sandbox/workdir.h"
@@ -47,35 +38,10 @@
 enum {
     MAX_ZYGOTES = 4,          /* one current + retiring ones still running jobs */
     BLOCKS = 32,              /* uid blocks of the range, shared by the instances of a host */
-    SLOTS = 128,              /* sandboxes per zygote (warm + busy at once) */
-    READY_TIMEOUT_MS = 5000,  /* a warm sandbox not ready by then: zygote wedged */
-    ZYGOTE_START_MS = 20000,  /* imports of the zygote */
     BROKEN_AFTER = 5,         /* consecutive failures: jobs stop waiting for warm ones */
 };
 
-typedef struct zygote {
-    bool used, retiring, dead;
-    pid_t pid;
-    int pidfd, ctl;
-    uid_t base;               /* host uid of the zygote's root; slot i: base+1+2i (the
-                               * sandbox's root), base+2+2i (its job) */
-    unsigned block;           /* which block of the uid range base is */
-    int lock_fd;              /* flock on the block, held while the zygote lives */
-    unsigned forks;
-    int64_t born_ns;
-    int inflight;             /* forks not yet cleaned up */
-    unsigned char slot_used[SLOTS];
-    unsigned next_slot;
-} zygote;
-
-struct pool_warm {
-    zygote *z;
-    unsigned slot;
-    cgroup_job *cg;
-    int out_r, err_r, spec_fd, result_r, status_fd, pidfd;
-    pid_t host_pid;
-    pool_warm *next;
-};
+typedef pool_zygote zygote;
 
 static pool_options opts;
 static struct {
@@ -103,28 +69,12 @@ static char last_failure[700];
 static bool stopping;
 static pthread_t manager_thread, refill_thread[8];
 static unsigned n_refill;
-static atomic_uint warm_counter;
 static int lock_dirfd = -1;   /* uid-block flocks shared with other instances; -1 = off */
 static int stop_efd = -1;
 
 void pool_configure(const pool_options *o)
 {
     opts = *o;
-}
-
-static int64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
-}
-
-static void close_fd(int *fd)
-{
-    if (*fd >= 0) {
-        close(*fd);
-        *fd = -1;
-    }
 }
 
 /* Called with mu held. */
@@ -136,121 +86,6 @@ static void note_failure(const char *what)
     fprintf(stderr, "executord: pool: %s\n", what);
 }
 
-/* ---- zygote ------------------------------------------------------------------------ */
-
-typedef struct zchild {
-    int ctl, sync, devnull, logfd;
-    const char *python;
-    char *const *argv;
-    char *const *envp;
-} zchild;
-
-/* In the clone (new user/PID/mount/IPC/UTS/net namespaces): async-signal-safe only. The
- * step that failed goes to stderr as a fixed string; the service sees the zygote die. */
-static _Noreturn void zygote_fail(const char *step)
-{
-    int e = errno;
-    const char *msg = "executord: pool: zygote setup failed: ";
-    ssize_t n = write(2, msg, strlen(msg));
-    n = write(2, step, strlen(step));
-    const char *es = strerrordesc_np(e);
-    if (es) {
-        n = write(2, ": ", 2);
-        n = write(2, es, strlen(es));
-    }
-    n = write(2, "\n", 1);
-    (void)n;
-    _exit(127);
-}
-
-static _Noreturn void zygote_child(const zchild *c)
-{
-    for (int sig = 1; sig < NSIG; sig++) {
-        struct sigaction sa;
-        memset(&sa, 0, sizeof sa);
-        sa.sa_handler = SIG_DFL;
-        (void)sigaction(sig, &sa, NULL);
-    }
-    int fds[5] = {c->devnull, c->devnull, c->logfd, c->ctl, c->sync};
-    int tmp[5];
-    for (int i = 0; i < 5; i++)
-        if ((tmp[i] = fcntl(fds[i], F_DUPFD_CLOEXEC, 5)) < 0)
-            _exit(126);
-    for (int i = 0; i < 5; i++)
-        if (dup3(tmp[i], i, i == 4 ? O_CLOEXEC : 0) < 0)
-            _exit(126);
-    if (syscall(SYS_close_range, 5, ~0U, 0) != 0)
-        zygote_fail("close_range");
-    if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) != 0)
-        zygote_fail("prctl(PR_SET_PDEATHSIG)");
-    char go;
-    ssize_t n;
-    do {
-        n = read(4, &go, 1);
-    } while (n < 0 && errno == EINTR);
-    if (n != 1)
-        _exit(125);
-    close(4);
-    const char *step = NULL;
-    if (sandbox_mnt_apply(&pl.zplan, &step) != 0)
-        zygote_fail(step ? step : "mount plan");
-    if (sethostname("sandbox", 7) != 0)
-        zygote_fail("sethostname");
-    if (setdomainname("sandbox", 7) != 0)
-        zygote_fail("setdomainname");
-    if (sandbox_net_loopback_up(&step) != 0)
-        zygote_fail(step);
-    if (chdir("/work") != 0)
-        zygote_fail("chdir /work");
-    sigset_t none;
-    sigemptyset(&none);
-    if (sigprocmask(SIG_SETMASK, &none, NULL) != 0)
-        zygote_fail("sigprocmask");
-    execve(c->python, c->argv, c->envp);
-    zygote_fail("execve python");
-}
-
-/* uid/gid 0 of the zygote -> base; base+1 .. base+2*SLOTS -> themselves (slot i: the
- * job namespace's root base+1+2i and its uid 1000 base+2+2i, so the job's own uid_map
- * shows real host uids, as in ephemeral); 1000 (owner of the zygote's /work) -> the id
- * after the block. */
-static int zygote_maps(pid_t pid, uid_t base, char *err, size_t errlen)
-{
-    char map[160];
-    snprintf(map, sizeof map, "0 %u 1\n%u %u 1\n%u %u %u\n", (unsigned)base, SANDBOX_INSIDE_UID,
-             (unsigned)base + 1 + 2 * SLOTS, (unsigned)base + 1, (unsigned)base + 1, 2 * SLOTS);
-    return sandbox_userns_write_map_text(pid, map, map, err, errlen);
-}
-
-/* Waits until fd is readable; returns 1, 0 on timeout, -1 on error. */
-static int wait_readable(int fd, int timeout_ms)
-{
-    struct pollfd p = {.fd = fd, .events = POLLIN};
-    int64_t end = now_ns() + (int64_t)timeout_ms * 1000000;
-    for (;;) {
-        int left = (int)((end - now_ns()) / 1000000);
-        int rc = poll(&p, 1, left < 0 ? 0 : left);
-        if (rc < 0 && errno == EINTR)
-            continue;
-        return rc;
-    }
-}
-
-static void zygote_kill(zygote *z)
-{
-    close_fd(&z->ctl);
-    if (z->pidfd >= 0 && syscall(SYS_pidfd_send_signal, z->pidfd, SIGKILL, NULL, 0) != 0 && errno != ESRCH)
-        fprintf(stderr, "executord: pool: kill zygote: %s\n", strerror(errno));
-    if (z->pid > 0) {
-        while (waitpid(z->pid, NULL, __WALL) < 0 && errno == EINTR) {
-        }
-    }
-    close_fd(&z->pidfd);
-    close_fd(&z->lock_fd); /* the uid block is free again: nothing of the zygote remains */
-    z->pid = -1;
-}
-
-/* Manager thread only (the zygote's parent-death signal is tied to this thread). */
 /* A block of the uid range no zygote of ours uses and no other instance holds (flock in
  * the lock folder ephemeral uses for its slots). Called with mu held. Returns the block
  * and *lock_fd (-1 when coordination is off), or -1 when every block is taken. */
@@ -266,7 +101,7 @@ static int take_block(int *lock_fd)
         if (lock_dirfd < 0)
             return (int)b;
         char name[64];
-        snprintf(name, sizeof name, "pool-%u.lock", (unsigned)(pl.uid_base + b * (2 * SLOTS + 2)));
+        snprintf(name, sizeof name, "pool-%u.lock", (unsigned)(pl.uid_base + b * POOL_BLOCK_UIDS));
         int fd = openat(lock_dirfd, name, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
         if (fd < 0)
             continue;
@@ -280,291 +115,46 @@ static int take_block(int *lock_fd)
     return -1;
 }
 
-static int zygote_start(zygote *z, unsigned block, int lock_fd, char *err, size_t errlen)
+static uid_t block_base(unsigned block)
 {
-    memset(z, 0, sizeof *z);
-    z->pid = -1;
-    z->pidfd = z->ctl = -1;
-    z->block = block;
-    z->lock_fd = lock_fd;
-    z->base = pl.uid_base + block * (2 * SLOTS + 2);
-    int ctl[2] = {-1, -1}, sync[2] = {-1, -1}, devnull = -1, rc = -1;
-    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, ctl) != 0 ||
-        socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sync) != 0) {
-        snprintf(err, errlen, "socketpair: %s", strerror(errno));
-        goto out;
-    }
-    if ((devnull = open("/dev/null", O_RDWR | O_CLOEXEC)) < 0) {
-        snprintf(err, errlen, "open /dev/null: %s", strerror(errno));
-        goto out;
-    }
-    char *argv[] = {pl.python, "-I", "-u", "-c", (char *)sandbox_runner_source, "--zygote", NULL};
-    char *envp[] = {"PATH=/usr/local/bin:/usr/bin:/bin", "HOME=/work", "LANG=C.UTF-8", NULL};
-    zchild c = {.ctl = ctl[1], .sync = sync[1], .devnull = devnull, .logfd = 2, .python = pl.python,
-                .argv = argv, .envp = envp};
-    struct clone_args args;
-    memset(&args, 0, sizeof args);
-    args.flags = CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWNET |
-                 CLONE_PIDFD;
-    args.pidfd = (uint64_t)(uintptr_t)&z->pidfd;
-    args.exit_signal = SIGCHLD;
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
-    long pid = syscall(SYS_clone3, &args, sizeof args);
-    if (pid == 0)
-        zygote_child(&c);
-    int cerr = errno;
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-    if (pid < 0) {
-        z->pidfd = -1;
-        snprintf(err, errlen, "clone3 (zygote namespaces): %s", strerror(cerr));
-        goto out;
-    }
-    z->pid = (pid_t)pid;
-    close_fd(&ctl[1]);
-    close_fd(&sync[1]);
-    if (zygote_maps(z->pid, z->base, err, errlen) != 0)
-        goto out;
-    if (send(sync[0], "g", 1, MSG_NOSIGNAL) != 1) {
-        snprintf(err, errlen, "release zygote: %s", strerror(errno));
-        goto out;
-    }
-    /* First its program (kept out of runner.py, which every cold job parses), then the
-     * seccomp filter its sandboxes load. */
-    if (send(ctl[0], pool_zygote_source, strlen(pool_zygote_source), MSG_NOSIGNAL) < 0) {
-        snprintf(err, errlen, "send the zygote's program: %s", strerror(errno));
-        goto out;
-    }
-    if (send(ctl[0], pl.seccomp.filter, pl.seccomp.len * sizeof *pl.seccomp.filter, MSG_NOSIGNAL) < 0) {
-        snprintf(err, errlen, "send seccomp program to zygote: %s", strerror(errno));
-        goto out;
-    }
-    char hello[4];
-    int w = wait_readable(ctl[0], ZYGOTE_START_MS);
-    ssize_t n = w > 0 ? recv(ctl[0], hello, sizeof hello, 0) : -1;
-    if (n != 1 || hello[0] != 'Z') {
-        snprintf(err, errlen, "zygote did not start (%s; see its stderr above)",
-                 w == 0 ? "timed out" : n == 0 ? "exited" : "no greeting");
-        goto out;
-    }
-    z->ctl = ctl[0];
-    ctl[0] = -1;
-    z->used = true;
-    z->born_ns = now_ns();
-    rc = 0;
-out:
-    close_fd(&ctl[0]);
-    close_fd(&ctl[1]);
-    close_fd(&sync[0]);
-    close_fd(&sync[1]);
-    close_fd(&devnull);
-    if (rc != 0) {
-        if (z->pid > 0)
-            zygote_kill(z);
-        close_fd(&z->lock_fd);
-    }
-    return rc;
+    return pl.uid_base + block * POOL_BLOCK_UIDS;
 }
 
-/* ---- warm sandboxes ----------------------------------------------------------------- */
-
-static int send_fds(int sock, const char *msg, const int *fds, int nfds)
+static int start_zygote(zygote *z, unsigned block, int lock_fd, char *err, size_t errlen)
 {
-    char cbuf[CMSG_SPACE(sizeof(int) * 8)];
-    memset(cbuf, 0, sizeof cbuf);
-    struct iovec iov = {.iov_base = (void *)msg, .iov_len = strlen(msg)};
-    struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf,
-                        .msg_controllen = CMSG_SPACE(sizeof(int) * (size_t)nfds)};
-    struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
-    cm->cmsg_level = SOL_SOCKET;
-    cm->cmsg_type = SCM_RIGHTS;
-    cm->cmsg_len = CMSG_LEN(sizeof(int) * (size_t)nfds);
-    memcpy(CMSG_DATA(cm), fds, sizeof(int) * (size_t)nfds);
-    return sendmsg(sock, &mh, MSG_NOSIGNAL) < 0 ? -1 : 0;
+    pool_zygote_setup s = {.python = pl.python, .plan = &pl.zplan, .seccomp = &pl.seccomp};
+    return pool_zygote_start(z, &s, block, block_base(block), lock_fd, err, errlen);
 }
 
-/* Receives one message and at most one fd (-1 when none). Returns the length or -1. */
-static ssize_t recv_fd(int sock, char *buf, size_t len, int *fd)
+static pool_warm *prepare_warm(zygote *z, unsigned slot, int ctl, char *err, size_t errlen)
 {
-    char cbuf[CMSG_SPACE(sizeof(int) * 4)];
-    struct iovec iov = {.iov_base = buf, .iov_len = len};
-    struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof cbuf};
-    *fd = -1;
-    ssize_t n;
-    do {
-        n = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC);
-    } while (n < 0 && errno == EINTR);
-    if (n < 0)
-        return -1;
-    for (struct cmsghdr *cm = CMSG_FIRSTHDR(&mh); cm; cm = CMSG_NXTHDR(&mh, cm)) {
-        if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS)
-            continue;
-        size_t count = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-        int got[4];
-        memcpy(got, CMSG_DATA(cm), sizeof(int) * (count > 4 ? 4 : count));
-        for (size_t i = 0; i < count && i < 4; i++) {
-            if (*fd < 0)
-                *fd = got[i];
-            else
-                close(got[i]);
-        }
-    }
-    return n;
-}
-
-/* The pid of a pidfd in our PID namespace, from its fdinfo. */
-static pid_t pidfd_pid(int pidfd)
-{
-    char path[64], buf[1024];
-    snprintf(path, sizeof path, "/proc/self/fdinfo/%d", pidfd);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return -1;
-    ssize_t n = read(fd, buf, sizeof buf - 1);
-    close(fd);
-    if (n <= 0)
-        return -1;
-    buf[n] = '\0';
-    char *p = strstr(buf, "\nPid:");
-    if (!p)
-        return -1;
-    long pid = strtol(p + 5, NULL, 10);
-    return pid > 1 ? (pid_t)pid : -1;
-}
-
-static void warm_free(pool_warm *w)
-{
-    if (!w)
-        return;
-    if (w->pidfd >= 0 && syscall(SYS_pidfd_send_signal, w->pidfd, SIGKILL, NULL, 0) != 0 && errno != ESRCH)
-        fprintf(stderr, "executord: pool: kill warm sandbox: %s\n", strerror(errno));
-    char err[512];
-    if (w->cg && sandbox_cgroup_job_destroy(w->cg, err, sizeof err) != 0)
-        fprintf(stderr, "executord: pool: removing cgroup: %s\n", err);
-    close_fd(&w->out_r);
-    close_fd(&w->err_r);
-    close_fd(&w->spec_fd);
-    close_fd(&w->result_r);
-    close_fd(&w->status_fd);
-    close_fd(&w->pidfd);
-    pthread_mutex_lock(&mu);
-    if (w->z) {
-        w->z->slot_used[w->slot] = 0;
-        w->z->inflight--;
-    }
-    pthread_cond_broadcast(&cv);
-    pthread_mutex_unlock(&mu);
-    free(w);
-}
-
-/* Builds one warm sandbox through zygote z (slot already reserved). */
-static pool_warm *warm_prepare(zygote *z, unsigned slot, int ctl, char *err, size_t errlen)
-{
-    pool_warm *w = calloc(1, sizeof *w);
-    if (!w) {
-        snprintf(err, errlen, "calloc: %s", strerror(errno));
-        return NULL;
-    }
-    w->z = z;
-    w->slot = slot;
-    w->out_r = w->err_r = w->spec_fd = w->result_r = w->status_fd = w->pidfd = -1;
-    int child[5] = {-1, -1, -1, -1, -1};
-    int p[2];
-    bool ok = false;
-    if (pipe2(p, O_CLOEXEC) != 0)
-        goto sys;
-    w->out_r = p[0], child[0] = p[1];
-    if (pipe2(p, O_CLOEXEC) != 0)
-        goto sys;
-    w->err_r = p[0], child[1] = p[1];
-    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, p) != 0)
-        goto sys;
-    w->spec_fd = p[0], child[2] = p[1];
-    if (pipe2(p, O_CLOEXEC) != 0)
-        goto sys;
-    w->result_r = p[0], child[3] = p[1];
-    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, p) != 0)
-        goto sys;
-    w->status_fd = p[0], child[4] = p[1];
-    if (pl.cgroups) {
-        char name[64];
-        snprintf(name, sizeof name, "warm-%d-%u", (int)getpid(), atomic_fetch_add(&warm_counter, 1) + 1);
-        sandbox_limits none;
-        memset(&none, 0, sizeof none);
-        if (sandbox_cgroup_job_create(name, &none, &w->cg, err, errlen) != 0)
-            goto fail;
-    }
-    char msg[160];
-    snprintf(msg, sizeof msg, "F %u %u %" PRIu64 " %" PRIu64 " %" PRIu64 " %u", (unsigned)z->base + 1 + 2 * slot,
-             (unsigned)z->base + 2 + 2 * slot,
-             pl.tmp_bytes, pl.shm_bytes, pl.work_bytes, 16384u);
-    if (send_fds(ctl, msg, child, 5) != 0) {
-        snprintf(err, errlen, "request a warm sandbox from the zygote: %s", strerror(errno));
+    pool_warm_setup s = {.cgroups = pl.cgroups, .tmp_bytes = pl.tmp_bytes, .shm_bytes = pl.shm_bytes,
+                         .work_bytes = pl.work_bytes};
+    bool broken = false;
+    pool_warm *w = pool_warm_prepare(z, slot, ctl, &s, &broken, err, errlen);
+    if (broken) {
         pthread_mutex_lock(&mu);
-        z->dead = true; /* its socket is gone: the manager replaces it */
+        z->dead = true; /* the manager replaces it */
         pthread_mutex_unlock(&mu);
-        goto fail;
-    }
-    for (int i = 0; i < 5; i++)
-        close_fd(&child[i]);
-    int r = wait_readable(w->status_fd, READY_TIMEOUT_MS);
-    char reply[512];
-    ssize_t n = r > 0 ? recv_fd(w->status_fd, reply, sizeof reply - 1, &w->pidfd) : -1;
-    if (n > 0 && reply[0] == 'E') {
-        reply[n] = '\0';
-        snprintf(err, errlen, "warm sandbox setup: %s", reply + (n > 2 ? 2 : 1));
-        goto fail;
-    }
-    if (n != 1 || reply[0] != 'R' || w->pidfd < 0) {
-        snprintf(err, errlen, "warm sandbox not ready (%s)", r == 0 ? "timed out: zygote wedged" : "zygote gone");
-        if (r == 0) {
-            pthread_mutex_lock(&mu);
-            z->dead = true; /* the manager replaces it */
-            pthread_mutex_unlock(&mu);
-        }
-        goto fail;
-    }
-    if ((w->host_pid = pidfd_pid(w->pidfd)) < 0) {
-        snprintf(err, errlen, "pid of the warm sandbox: %s", strerror(errno ? errno : ESRCH));
-        goto fail;
-    }
-    /* Before the job's process exists, so it and all it starts are born inside. */
-    if (w->cg && sandbox_cgroup_job_attach(w->cg, w->host_pid, err, errlen) != 0)
-        goto fail;
-    if (send(w->status_fd, "G", 1, MSG_NOSIGNAL) != 1) {
-        snprintf(err, errlen, "release the warm sandbox: %s", strerror(errno));
-        goto fail;
-    }
-    /* The job process confirms its privilege drop and seccomp; only then is it ready. */
-    r = wait_readable(w->status_fd, READY_TIMEOUT_MS);
-    n = r > 0 ? recv(w->status_fd, reply, sizeof reply - 1, 0) : -1;
-    if (n != 1 || reply[0] != 'S') {
-        snprintf(err, errlen, "warm sandbox: the job process failed its setup (%s; see the log)",
-                 r == 0 ? "timed out" : "exited");
-        goto fail;
-    }
-    ok = true;
-    goto done;
-sys:
-    snprintf(err, errlen, "pipes for a warm sandbox: %s", strerror(errno));
-fail:
-done:
-    for (int i = 0; i < 5; i++)
-        close_fd(&child[i]);
-    if (!ok) {
-        warm_free(w);
-        return NULL;
     }
     return w;
 }
 
-/* A warm sandbox is usable while its init lives and has not reported anything. */
-static bool warm_alive(const pool_warm *w)
+/* Destroys a warm sandbox and gives its slot back to its zygote. */
+static void warm_free(pool_warm *w)
 {
-    struct pollfd p[2] = {{.fd = w->pidfd, .events = POLLIN}, {.fd = w->status_fd, .events = POLLIN}};
-    int rc = poll(p, 2, 0);
-    return rc == 0;
+    if (!w)
+        return;
+    zygote *z = w->z;
+    unsigned slot = w->slot;
+    pool_warm_destroy(w);
+    pthread_mutex_lock(&mu);
+    if (z) {
+        z->slot_used[slot] = 0;
+        z->inflight--;
+    }
+    pthread_cond_broadcast(&cv);
+    pthread_mutex_unlock(&mu);
 }
 
 /* ---- background threads ------------------------------------------------------------- */
@@ -600,7 +190,7 @@ static void *refill_main(void *arg)
             continue;
         }
         zygote *z = current_zygote();
-        if (!z || n_ready + n_preparing >= pl.size || z->inflight >= SLOTS) {
+        if (!z || n_ready + n_preparing >= pl.size || z->inflight >= POOL_SLOTS) {
             struct timespec ts;
             clock_gettime(CLOCK_REALTIME, &ts);
             ts.tv_nsec += 200 * 1000000;
@@ -613,21 +203,21 @@ static void *refill_main(void *arg)
         }
         unsigned slot = z->next_slot;
         while (z->slot_used[slot])
-            slot = (slot + 1) % SLOTS;
+            slot = (slot + 1) % POOL_SLOTS;
         z->slot_used[slot] = 1;
-        z->next_slot = (slot + 1) % SLOTS; /* a just-freed uid rests a while */
+        z->next_slot = (slot + 1) % POOL_SLOTS; /* a just-freed uid rests a while */
         z->inflight++;
         z->forks++;
         n_preparing++;
         int ctl = dup(z->ctl);
         pthread_mutex_unlock(&mu);
         char err[600];
-        pool_warm *w = ctl >= 0 ? warm_prepare(z, slot, ctl, err, sizeof err) : NULL;
+        pool_warm *w = ctl >= 0 ? prepare_warm(z, slot, ctl, err, sizeof err) : NULL;
         if (ctl < 0)
             snprintf(err, sizeof err, "dup zygote socket: %s", strerror(errno));
         else
             close(ctl);
-        if (!w && ctl < 0) {
+        if (!w) {
             pthread_mutex_lock(&mu);
             z->slot_used[slot] = 0;
             z->inflight--;
@@ -680,12 +270,12 @@ static void *manager_main(void *arg)
     unsigned backoff_ms = 100;
     pthread_mutex_lock(&mu);
     while (!stopping) {
-        int64_t now = now_ns();
+        int64_t now = pool_now_ns();
         for (int i = 0; i < MAX_ZYGOTES; i++) {
             zygote *z = &zygotes[i];
             if (!z->used)
                 continue;
-            if (!z->dead && wait_readable(z->pidfd, 0) != 0) {
+            if (!z->dead && pool_wait_readable(z->pidfd, 0) != 0) {
                 z->dead = true;
                 if (!z->retiring)
                     note_failure("zygote died; replacing it");
@@ -700,7 +290,7 @@ static void *manager_main(void *arg)
                 drop_ready_of(z);
             if ((z->retiring || z->dead) && z->inflight == 0) {
                 pthread_mutex_unlock(&mu);
-                zygote_kill(z);
+                pool_zygote_kill(z);
                 pthread_mutex_lock(&mu);
                 z->used = false;
             } else if (z->dead && z->pid > 0) {
@@ -733,7 +323,7 @@ static void *manager_main(void *arg)
                 zygotes[free_index].pidfd = zygotes[free_index].ctl = zygotes[free_index].lock_fd = -1;
                 zygotes[free_index].inflight = 1; /* keeps the manager's loop off it */
                 pthread_mutex_unlock(&mu);
-                int rc = zygote_start(&nz, (unsigned)block, lock_fd, err, sizeof err);
+                int rc = start_zygote(&nz, (unsigned)block, lock_fd, err, sizeof err);
                 pthread_mutex_lock(&mu);
                 zygotes[free_index].used = false;
                 zygotes[free_index].inflight = 0;
@@ -790,7 +380,7 @@ static pool_warm *take_warm(int cancel_fd, bool *cancelled)
                 ready_tail = NULL;
             n_ready--;
             pthread_cond_broadcast(&cv); /* refill */
-            if (warm_alive(w)) {
+            if (pool_warm_alive(w)) {
                 n_busy++;
                 pthread_mutex_unlock(&mu);
                 return w;
@@ -812,7 +402,7 @@ static pool_warm *take_warm(int cancel_fd, bool *cancelled)
             ts.tv_nsec -= 1000000000;
         }
         pthread_cond_timedwait(&cv, &mu, &ts);
-        if (cancel_fd >= 0 && wait_readable(cancel_fd, 0) > 0) {
+        if (cancel_fd >= 0 && pool_wait_readable(cancel_fd, 0) > 0) {
             *cancelled = true;
             pthread_mutex_unlock(&mu);
             return NULL;
@@ -863,8 +453,8 @@ static int pool_init(const sandbox_config *cfg, char *why, size_t whylen)
     /* Default: one warm sandbox per CPU, which is also the default number of workers. */
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
     pl.size = opts.size ? opts.size : (unsigned)env_u64("EXECUTORD_POOL_SIZE", cpus > 0 ? (uint64_t)cpus : 2);
-    if (pl.size == 0 || pl.size > SLOTS / 2)
-        pl.size = pl.size ? SLOTS / 2 : 1;
+    if (pl.size == 0 || pl.size > POOL_SLOTS / 2)
+        pl.size = pl.size ? POOL_SLOTS / 2 : 1;
     const char *when = getenv("EXECUTORD_POOL_WHEN_EMPTY");
     pl.cold_when_empty = opts.cold_when_empty || (when && strcmp(when, "cold") == 0);
     pl.recycle_jobs = opts.recycle_jobs ? opts.recycle_jobs : (unsigned)env_u64("EXECUTORD_POOL_RECYCLE_JOBS", 1000);
@@ -875,7 +465,7 @@ static int pool_init(const sandbox_config *cfg, char *why, size_t whylen)
     if (pl.refill_threads == 0 || pl.refill_threads > 8)
         pl.refill_threads = 2;
     pl.uid_base = opts.uid_base ? opts.uid_base : (uid_t)env_u64("EXECUTORD_POOL_UID_BASE", 3000000);
-    if (pl.uid_base == 0 || (uint64_t)pl.uid_base + BLOCKS * (2 * SLOTS + 2) >= UINT32_MAX - 1) {
+    if (pl.uid_base == 0 || (uint64_t)pl.uid_base + BLOCKS * POOL_BLOCK_UIDS >= UINT32_MAX - 1) {
         snprintf(why, whylen, "invalid pool uid base %u", (unsigned)pl.uid_base);
         return -1;
     }
@@ -979,21 +569,21 @@ static int pool_init(const sandbox_config *cfg, char *why, size_t whylen)
         snprintf(why, whylen, "every uid block of the pool's range is held by other instances");
         return -1;
     }
-    if (zygote_start(&z, (unsigned)block, lock_fd, err, sizeof err) != 0) {
+    if (start_zygote(&z, (unsigned)block, lock_fd, err, sizeof err) != 0) {
         snprintf(why, whylen, "%s", err);
         return -1;
     }
     z.slot_used[0] = 1;
     z.inflight = 1;
-    pool_warm *w = warm_prepare(&z, 0, z.ctl, err, sizeof err);
+    pool_warm *w = prepare_warm(&z, 0, z.ctl, err, sizeof err);
     if (!w) {
-        zygote_kill(&z);
+        pool_zygote_kill(&z);
         snprintf(why, whylen, "%s", err);
         return -1;
     }
     w->z = NULL;
     warm_free(w);
-    zygote_kill(&z);
+    pool_zygote_kill(&z);
     if (pthread_create(&manager_thread, NULL, manager_main, NULL) != 0) {
         snprintf(why, whylen, "pthread_create: %s", strerror(errno));
         return -1;
@@ -1132,7 +722,7 @@ static void pool_shutdown(void)
     }
     for (int i = 0; i < MAX_ZYGOTES; i++) {
         if (zygotes[i].used)
-            zygote_kill(&zygotes[i]);
+            pool_zygote_kill(&zygotes[i]);
         zygotes[i].used = false;
     }
     if (pl.own_cgroups)
