@@ -13,6 +13,7 @@
 #include "api/health.h"
 #include "api/http.h"
 #include "api/jobs.h"
+#include "api/metrics.h"
 #include "api/static.h"
 
 /* application/json, application/<x>+json, or application/x-www-form-urlencoded (what
@@ -97,6 +98,7 @@ api_result api_router_dispatch(api_request *rq, api_response *rs)
     case EP_JOB_CANCEL: return api_jobs_cancel(rq, rs);
     case EP_DASHBOARD: return api_static_get(rq, rs, rq->match.asset);
     case EP_OPENAPI: return api_static_openapi(rq, rs);
+    case EP_METRICS: return api_metrics_get(rq, rs);
     case EP_NONE: break;
     }
     return api_respond_errorf(rs, 404, "not_found", "no such resource");

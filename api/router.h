@@ -19,6 +19,7 @@ typedef enum api_route {
     ROUTE_JOB_CANCEL,  /* /v1/jobs/{id}/cancel */
     ROUTE_DASHBOARD,   /* / and /ui/{file} */
     ROUTE_OPENAPI,     /* /openapi.yaml */
+    ROUTE_METRICS,     /* /metrics */
 } api_route;
 
 typedef enum api_endpoint {
@@ -34,6 +35,7 @@ typedef enum api_endpoint {
     EP_JOB_CANCEL,
     EP_DASHBOARD,
     EP_OPENAPI,
+    EP_METRICS,
 } api_endpoint;
 
 typedef struct api_route_match {
@@ -47,5 +49,9 @@ typedef struct api_route_match {
 
 /* Matches an (already percent-decoded) path without its query string. */
 void api_route_match_path(const char *method, const char *path, api_route_match *m);
+
+/* The route's pattern ("/v1/jobs/{id}", "/ui/{file}"; "other" for unknown paths): a
+ * metric label that never carries a raw path, so its values stay few. Static text. */
+const char *api_route_label(const api_route_match *m);
 
 #endif

@@ -9,6 +9,7 @@
 
 typedef struct route_def {
     api_route route;
+    const char *pattern; /* the metric label; "/" and "/ui/{file}" share ROUTE_DASHBOARD */
     const char *allow;
     bool needs_auth;
     struct {
@@ -18,16 +19,19 @@ typedef struct route_def {
 } route_def;
 
 static const route_def routes[] = {
-    {ROUTE_HEALTHZ, "GET", false, {{"GET", EP_HEALTHZ}, {NULL, EP_NONE}}},
-    {ROUTE_READYZ, "GET", false, {{"GET", EP_READYZ}, {NULL, EP_NONE}}},
-    {ROUTE_BACKENDS, "GET", true, {{"GET", EP_BACKENDS}, {NULL, EP_NONE}}},
-    {ROUTE_JOBS, "GET, POST", true, {{"GET", EP_JOBS_LIST}, {"POST", EP_JOBS_CREATE}}},
-    {ROUTE_JOB, "GET, DELETE", true, {{"GET", EP_JOB_GET}, {"DELETE", EP_JOB_DELETE}}},
-    {ROUTE_JOB_LOGS, "GET", true, {{"GET", EP_JOB_LOGS}, {NULL, EP_NONE}}},
-    {ROUTE_JOB_CANCEL, "POST", true, {{"POST", EP_JOB_CANCEL}, {NULL, EP_NONE}}},
+    {ROUTE_HEALTHZ, "/healthz", "GET", false, {{"GET", EP_HEALTHZ}, {NULL, EP_NONE}}},
+    {ROUTE_READYZ, "/readyz", "GET", false, {{"GET", EP_READYZ}, {NULL, EP_NONE}}},
+    {ROUTE_BACKENDS, "/v1/backends", "GET", true, {{"GET", EP_BACKENDS}, {NULL, EP_NONE}}},
+    {ROUTE_JOBS, "/v1/jobs", "GET, POST", true, {{"GET", EP_JOBS_LIST}, {"POST", EP_JOBS_CREATE}}},
+    {ROUTE_JOB, "/v1/jobs/{id}", "GET, DELETE", true, {{"GET", EP_JOB_GET}, {"DELETE", EP_JOB_DELETE}}},
+    {ROUTE_JOB_LOGS, "/v1/jobs/{id}/logs", "GET", true, {{"GET", EP_JOB_LOGS}, {NULL, EP_NONE}}},
+    {ROUTE_JOB_CANCEL, "/v1/jobs/{id}/cancel", "POST", true, {{"POST", EP_JOB_CANCEL}, {NULL, EP_NONE}}},
     /* The dashboard's files carry no data; the page asks for the token itself. */
-    {ROUTE_DASHBOARD, "GET", false, {{"GET", EP_DASHBOARD}, {NULL, EP_NONE}}},
-    {ROUTE_OPENAPI, "GET", false, {{"GET", EP_OPENAPI}, {NULL, EP_NONE}}},
+    {ROUTE_DASHBOARD, "/", "GET", false, {{"GET", EP_DASHBOARD}, {NULL, EP_NONE}}},
+    {ROUTE_OPENAPI, "/openapi.yaml", "GET", false, {{"GET", EP_OPENAPI}, {NULL, EP_NONE}}},
+    /* Job counts and rates are operational data: behind the token like /v1 (Prometheus
+     * sends it with `authorization: {credentials_file: ...}`). */
+    {ROUTE_METRICS, "/metrics", "GET", true, {{"GET", EP_METRICS}, {NULL, EP_NONE}}},
 };
 
 /* "/ui/<name>": a plain file name (letters, digits, '-', '_', one '.'), never a path. */
@@ -60,6 +64,8 @@ static api_route path_route(const char *path, char job_id[JOB_ID_LEN + 1], char 
         return ROUTE_OPENAPI;
     if (strcmp(path, "/healthz") == 0)
         return ROUTE_HEALTHZ;
+    if (strcmp(path, "/metrics") == 0)
+        return ROUTE_METRICS;
     if (strcmp(path, "/readyz") == 0)
         return ROUTE_READYZ;
     if (strcmp(path, "/v1/backends") == 0)
@@ -108,4 +114,14 @@ void api_route_match_path(const char *method, const char *path, api_route_match 
                 strcmp(routes[i].methods[k].method, method) == 0)
                 m->endpoint = routes[i].methods[k].endpoint;
     }
+}
+
+const char *api_route_label(const api_route_match *m)
+{
+    if (m->route == ROUTE_DASHBOARD && m->asset[0])
+        return "/ui/{file}";
+    for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++)
+        if (routes[i].route == m->route)
+            return routes[i].pattern;
+    return "other";
 }

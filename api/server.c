@@ -15,6 +15,7 @@
 
 #include "api/http.h"
 #include "src/log.h"
+#include "src/metrics.h"
 #include "src/timeutil.h"
 
 #define THREAD_POOL_SIZE 4
@@ -66,6 +67,10 @@ static enum MHD_Result send_response(api_request *rq, api_response *rs)
     enum MHD_Result q = ok ? MHD_queue_response(rq->conn, rs->status, r) : MHD_NO;
     MHD_destroy_response(r);
     rq->status = rs->status;
+    /* Counted when queued rather than in on_completed: a client that has read an answer
+     * then always finds it counted in its next scrape. */
+    if (q == MHD_YES)
+        metrics_http_request(rq->method, api_route_label(&rq->match), rs->status);
     return q;
 }
 
@@ -314,6 +319,9 @@ api_server *api_server_start(const config *cfg, store *st, scheduler *sch, char 
     srv->st = st;
     srv->sch = sch;
     srv->backends = api_backend_checks_default();
+    metrics_set_start_time(time_now_ms());
+    for (const char *const *b = srv->backends->names; *b; b++)
+        metrics_register_backend(*b);
     atomic_init(&srv->refusing, false);
     atomic_init(&srv->waiting_requests, 0);
     srv->waiters = api_waiters_create(err, errlen);

@@ -15,6 +15,7 @@
 
 #include "src/backends.h"
 #include "src/log.h"
+#include "src/metrics.h"
 #include "src/timeutil.h"
 
 #define MAX_LISTENERS 8
@@ -217,6 +218,10 @@ static void run_on_backend(worker *w, job *j)
         b->run(&spec, &io, &out);
     }
     free(env);
+    /* The backend's word for "the sandbox could not be built, the script never ran", as
+     * opposed to a script that failed: worth its own counter (a host problem, not a user's). */
+    if (out.verdict == SANDBOX_SETUP_ERROR)
+        metrics_setup_failure(j->backend);
 
     job_apply_outcome(j, &out);
     pthread_mutex_lock(&s->mu);
@@ -241,6 +246,10 @@ static void run_job(worker *w, job *j)
              (long long)(j->started_at_ms - j->created_at_ms));
     run_on_backend(w, j);
     j->finished_at_ms = time_now_ms();
+    /* Observed before the outcome is stored, so whoever sees the job final also finds it
+     * in the metrics. */
+    metrics_job_finished(j->backend, job_status_name(j->status), j->created_at_ms, j->started_at_ms,
+                         j->finished_at_ms);
     if (store_finish_job(s->st, j) != STORE_OK)
         log_error("job %s: cannot record its outcome: %s", j->id, store_last_error(s->st));
     log_info("job %s finished backend=%s status=%s wall_ms=%lld%s%s", j->id, j->backend,

@@ -54,6 +54,17 @@ int store_recover_running(store *s, int64_t now_ms);
 
 int64_t store_count_status(store *s, job_status st); /* -1 on error */
 
+/* One row of store_count_by_status_backend. */
+typedef struct store_status_count {
+    job_status status;
+    char backend[16];
+    int64_t count;
+} store_status_count;
+
+/* How many jobs there are per (status, backend): at most max rows into out. Returns the
+ * number of rows, or -1 (see store_last_error). One scan of a covering index, for /metrics. */
+int store_count_by_status_backend(store *s, store_status_count *out, int max);
+
 /* Output: chunks appended in order per stream (1 = stdout, 2 = stderr). */
 store_rc store_append_output(store *s, const char *id, int stream, const char *data, size_t len);
 /* The bytes of one stream from byte `offset`, at most `max` bytes (0 = all), malloc'd

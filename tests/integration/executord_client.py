@@ -2,7 +2,10 @@
 talk to it over real HTTP with the standard library only (http.client, no requests).
 Tests import this module directly; conftest.py only wraps it in fixtures."""
 
+import base64
+import fcntl
 import http.client
+import io
 import json
 import os
 import re
@@ -43,6 +46,107 @@ CANARY_VALUE = "canary-4f1d2b7e"
 EXPECT_SANITIZER = os.environ.get("EXECUTORD_EXPECT_SANITIZER") == "1"
 SANITIZER_MARKERS = (b"ERROR: AddressSanitizer", b"ERROR: LeakSanitizer", b"runtime error:",
                      b"WARNING: AddressSanitizer", b"ERROR: UndefinedBehaviorSanitizer")
+
+
+# --- contract log -----------------------------------------------------------------------
+# EXECUTORD_CONTRACT_LOG=/path/file.jsonl: every HTTP response this test process receives
+# through http.client (the Client below, and tests that use http.client.HTTPConnection
+# directly) is appended to that file as one JSON line, for tests/openapi/contract.js to
+# validate against openapi.yaml. Tests that speak raw HTTP over sockets are not recorded.
+CONTRACT_LOG = os.environ.get("EXECUTORD_CONTRACT_LOG") or None
+_CONTRACT_JSON_CAP = 16 << 20   # JSON bodies are kept whole up to this size (validated)
+_CONTRACT_OTHER_CAP = 64 << 10  # other bodies are only checked for their media type
+_CONTRACT_REQ_CAP = 4 << 10     # the request body is kept for the report only
+
+
+def _contract_body(data, content_type, cap_json=_CONTRACT_JSON_CAP):
+    """The fields describing a body: text when it is UTF-8, else base64 (noted)."""
+    is_json = "json" in (content_type or "").lower()
+    cap = cap_json if is_json else _CONTRACT_OTHER_CAP
+    out = {"body_bytes": len(data)}
+    if len(data) > cap:
+        data = data[:cap]
+        out["body_truncated"] = True
+    try:
+        out["body"] = data.decode("utf-8")
+    except UnicodeDecodeError:
+        out["body"] = base64.b64encode(data).decode()
+        out["body_encoding"] = "base64"  # not valid UTF-8
+    return out
+
+
+def contract_record(method, path, status, headers, body, request_body=None, request_content_type=None):
+    """Appends one response to CONTRACT_LOG: a single O_APPEND write of one line, under an
+    exclusive flock, so threads and processes writing at once never interleave."""
+    if not CONTRACT_LOG:
+        return
+    headers = headers or {}
+    ctype = headers.get("Content-Type")
+    entry = {
+        "test": os.environ.get("PYTEST_CURRENT_TEST", "").removesuffix(" (call)"),
+        "method": method,
+        "path": path,
+        "status": status,
+        "content_type": ctype,
+        "headers": {k.lower(): v for k, v in headers.items()},
+    }
+    entry.update(_contract_body(body or b"", ctype))
+    if request_body:
+        if isinstance(request_body, str):
+            request_body = request_body.encode()
+        if isinstance(request_body, (bytes, bytearray)):
+            req = bytes(request_body[:_CONTRACT_REQ_CAP])
+            entry["request_body"] = req.decode("utf-8", "replace")
+            entry["request_body_bytes"] = len(request_body)
+            entry["request_content_type"] = request_content_type
+    line = (json.dumps(entry, ensure_ascii=False) + "\n").encode()
+    fd = os.open(CONTRACT_LOG, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        view = memoryview(line)
+        while view:
+            view = view[os.write(fd, view):]
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _install_contract_recorder():
+    """Hooks http.client.HTTPConnection (request + getresponse) so that every response is
+    read whole, recorded, and handed to the caller unchanged (its body replayed from memory;
+    keep-alive and Connection: close behave as before)."""
+    conn_cls = http.client.HTTPConnection
+    if getattr(conn_cls, "_executord_contract", False):
+        return
+    orig_request, orig_getresponse = conn_cls.request, conn_cls.getresponse
+
+    def request(self, method, url, body=None, headers={}, **kw):  # noqa: B006 (http.client's signature)
+        ctype = next((v for k, v in (headers or {}).items() if k.lower() == "content-type"), None)
+        self._contract_req = (method, url, body if isinstance(body, (bytes, bytearray, str)) else None, ctype)
+        return orig_request(self, method, url, body, headers, **kw)
+
+    def getresponse(self):
+        r = orig_getresponse(self)
+        req = getattr(self, "_contract_req", None)
+        if req is None:
+            return r
+        self._contract_req = None
+        data = r.read()  # whole body (Content-Length or chunked); closes r.fp
+        # Replay it to the caller: read() / read(n) / readinto() work on the copy.
+        r.fp = io.BufferedReader(io.BytesIO(data))
+        r.length = len(data)
+        r.chunked = False
+        try:
+            contract_record(req[0], req[1], r.status, r.headers, data, req[2], req[3])
+        except Exception as e:  # never let recording break a test
+            print(f"executord_client: contract log write failed: {e!r}")
+        return r
+
+    conn_cls.request, conn_cls.getresponse = request, getresponse
+    conn_cls._executord_contract = True
+
+
+if CONTRACT_LOG:
+    _install_contract_recorder()
 
 
 def free_port():

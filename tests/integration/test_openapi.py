@@ -2,6 +2,8 @@
 tests/openapi has been `npm ci`-ed), complete for the contract, and in step with the live
 server (every documented route answers; every route the server answers is documented)."""
 
+import json
+import os
 import re
 import shutil
 import subprocess
@@ -197,8 +199,9 @@ def test_security_scheme(spec):
     bearer = [n for n, s in schemes.items() if s.get("type") == "http" and s.get("scheme") == "bearer"]
     assert bearer, schemes
     assert spec["security"] == [{bearer[0]: []}]
-    for path in ("/healthz", "/readyz"):
+    for path in ("/healthz", "/readyz", "/openapi.yaml", "/", "/ui/{file}"):
         assert spec["paths"][path]["get"]["security"] == [], f"{path} needs no token"
+    assert "security" not in spec["paths"]["/metrics"]["get"], "/metrics needs the token when one is configured"
 
 
 def test_request_schema_matches_contract(spec):
@@ -256,13 +259,21 @@ def spec_routes(spec):
     return {(path, method.upper()) for path, method, _, _ in operations(spec)}
 
 
+# Documented routes whose code may not be in every tree yet: each is skipped (not failed)
+# only while api/*.c has no route literal for it at all. /metrics: api/metrics.c.
+PENDING_ROUTES = {"/metrics"}
+
+
 def test_every_documented_route_answers(spec, client):
     job = client.run("def main():\n    return 1\n")
     routes = sorted(spec_routes(spec), key=lambda r: r[1] == "DELETE")  # DELETE last: it removes the job
     for path, method in routes:
-        concrete = path.replace("{id}", job["id"])
+        concrete = path.replace("{id}", job["id"]).replace("{file}", "index.html")
         body = {"script": "def main():\n    return 1\n"} if (path, method) == ("/v1/jobs", "POST") else None
         r = client.request(method, concrete, body)
+        if r.status == 404 and path in PENDING_ROUTES and path not in router_literals():
+            print(f"SKIPPED {method} {path}: documented, not implemented in api/*.c yet")
+            continue
         assert r.status != 404, f"{method} {path} is documented but the server answers 404"
         assert r.status != 405, f"{method} {path} is documented but the server answers 405"
         assert r.status < 500, f"{method} {path}: {r}"
@@ -420,3 +431,88 @@ def test_examples_match_their_schemas(spec):
                                  for e in schema_errors(spec, body["schema"], ex["value"])]
     assert checked >= 2
     assert not problems, problems
+
+
+# --- the real validator (tests/openapi: openapi-backend + Redocly) -------------------------
+
+OPENAPI_DIR = REPO / "tests" / "openapi"
+
+
+def node_tools():
+    node = shutil.which("node")
+    if not node or not (OPENAPI_DIR / "node_modules" / "openapi-backend").is_dir():
+        pytest.skip("run `npm ci` in tests/openapi to enable the contract checks")
+    return node
+
+
+def test_served_document_is_this_file(client):
+    """GET /openapi.yaml serves the document built into the binary: it must be this one."""
+    r = client.request("GET", "/openapi.yaml")
+    assert r.status == 200, r
+    assert r.headers.get("Content-Type", "").startswith("application/yaml"), r.headers
+    assert r.body == SPEC_PATH.read_bytes(), "the binary serves another openapi.yaml: rebuild it"
+
+
+def run_contract(tmp_path, entries):
+    node = node_tools()
+    log = tmp_path / "contract.jsonl"
+    log.write_text("".join(json.dumps(e) + "\n" for e in entries))
+    return subprocess.run([node, "contract.js", "--spec", str(SPEC_PATH), str(log)], cwd=OPENAPI_DIR,
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_contract_validator_can_fail(tmp_path):
+    """contract.js must reject what the spec does not allow (and accept what it does)."""
+    job = {"id": "00000000-0000-4000-8000-000000000000", "status": "queued", "backend": "pool",
+           "created_at": "2026-11-27T04:21:36.774Z", "started_at": None, "finished_at": None,
+           "queue_wait_ms": None, "run_ms": None, "result": None, "error": None, "exit_code": None,
+           "signal": None, "usage": None,
+           "limits": {"timeout_seconds": 30, "memory_mb": 512, "cpu_seconds": 60, "max_processes": 64,
+                      "max_file_size_mb": 64, "max_open_files": 256, "max_output_bytes": 1048576},
+           "labels": {}, "allow_network": False, "env_vars": [], "stdout_bytes": 0, "stderr_bytes": 0,
+           "stdout_truncated": False, "stderr_truncated": False, "script": "x", "inputs": {}}
+    dumps = json.dumps
+    jid = job["id"]
+
+    def entry(method, path, status, body, ctype="application/json", **kw):
+        return {"method": method, "path": path, "status": status, "content_type": ctype,
+                "headers": kw.get("headers", {}), "body": body if isinstance(body, str) else dumps(body),
+                "body_bytes": len(body if isinstance(body, str) else dumps(body)), "test": kw.get("test", "t")}
+
+    good = [entry("GET", f"/v1/jobs/{jid}", 200, job),
+            entry("GET", f"/v1/jobs/{jid}/logs?stream=stdout", 200, "out", "text/plain; charset=utf-8"),
+            entry("GET", "/nope", 404, {"error": {"code": "not_found", "message": "m"}}),
+            entry("PUT", "/v1/jobs", 405, {"error": {"code": "method_not_allowed", "message": "m"}},
+                  headers={"allow": "GET, POST"})]
+    r = run_contract(tmp_path, good)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+    bad = [
+        entry("GET", f"/v1/jobs/{jid}", 200, {**job, "error": "boom"}, test="error-not-object"),
+        entry("GET", f"/v1/jobs/{jid}", 200, {**job, "usage": {"wall_ms": 1}}, test="usage-incomplete"),
+        entry("GET", f"/v1/jobs/{jid}", 200, {**job, "status": "done"}, test="status-enum"),
+        entry("GET", f"/v1/jobs/{jid}", 200, {**job, "created_at": "yesterday"}, test="date-time-format"),
+        entry("GET", f"/v1/jobs/{jid}", 200, {k: v for k, v in job.items() if k != "script"}, test="missing-script"),
+        entry("GET", f"/v1/jobs/{jid}", 418, job, test="undocumented-status"),
+        entry("GET", f"/v1/jobs/{jid}", 200, "<html>", "text/html", test="undocumented-media"),
+        entry("GET", "/v1/jobs", 200, {"jobs": [], "next_cursor": 5}, test="cursor-type"),
+        entry("GET", "/nope", 200, "{}", test="unknown-path-200"),
+        entry("PUT", "/v1/jobs", 405, {"error": {"code": "method_not_allowed", "message": "m"}},
+              headers={"allow": "GET"}, test="allow-header"),
+        entry("DELETE", f"/v1/jobs/{jid}", 204, "x", "text/plain", test="body-on-204"),
+        entry("POST", "/v1/jobs", 422, {"error": {"code": "nope", "message": "m"}}, test="error-code-enum"),
+    ]
+    r = run_contract(tmp_path, bad)
+    assert r.returncode == 1, r.stdout + r.stderr
+    for e in bad:
+        assert f"test: {e['test']}\n" in r.stdout, f"contract.js accepted {e['test']}:\n{r.stdout}"
+    assert f"{len(bad)} failed" in r.stdout, r.stdout
+
+
+def test_lint_passes():
+    """Redocly CLI (recommended-strict) finds nothing in openapi.yaml."""
+    node_tools()
+    env = {**os.environ, "REDOCLY_TELEMETRY": "off", "REDOCLY_SUPPRESS_UPDATE_NOTICE": "true"}
+    r = subprocess.run([str(OPENAPI_DIR / "node_modules" / ".bin" / "redocly"), "lint", "--config", "redocly.yaml",
+                        str(SPEC_PATH)], cwd=OPENAPI_DIR, capture_output=True, text=True, timeout=120, env=env)
+    assert r.returncode == 0, r.stdout + r.stderr

@@ -290,10 +290,32 @@ static void wrong_method_gives_allow(void **state)
     }
 }
 
+static void dashboard_and_spec_routes(void **state)
+{
+    api_route_match m;
+    api_route_match_path("GET", "/", &m);
+    assert_int_equal(m.route, ROUTE_DASHBOARD);
+    assert_int_equal(m.endpoint, EP_DASHBOARD);
+    assert_string_equal(m.asset, "");
+    assert_false(m.needs_auth);
+    api_route_match_path("GET", "/ui/app.js", &m);
+    assert_int_equal(m.endpoint, EP_DASHBOARD);
+    assert_string_equal(m.asset, "app.js");
+    assert_false(m.needs_auth);
+    api_route_match_path("POST", "/ui/app.js", &m);
+    assert_int_equal(m.route, ROUTE_DASHBOARD);
+    assert_int_equal(m.endpoint, EP_NONE);
+    assert_string_equal(m.allow, "GET");
+    api_route_match_path("GET", "/openapi.yaml", &m);
+    assert_int_equal(m.endpoint, EP_OPENAPI);
+    assert_false(m.needs_auth);
+}
+
 static void unknown_paths_and_bad_ids(void **state)
 {
     const char *paths[] = {
-        "/", "", "/v1", "/v1/", "/v1/jobs/", "/v1/jobs//logs", "/v1/job", "/v2/jobs",
+        "", "//", "/ui", "/ui/", "/ui/a/b.js", "/ui/../x.js", "/ui/.x.js", "/ui/a.b.js", "/ui/x",
+        "/openapi.yml", "/metrics/", "/v1", "/v1/", "/v1/jobs/", "/v1/jobs//logs", "/v1/job", "/v2/jobs",
         "/healthz/", "/v1/jobs/" ID "/", "/v1/jobs/" ID "/log", "/v1/jobs/" ID "/logs/",
         "/v1/jobs/" ID "x", "/v1/jobs/0B7E3C1A-2F4D-4C5E-9A6B-7C8D9E0F1A2B", /* not canonical */
         "/v1/jobs/0b7e3c1a2f4d4c5e9a6b7c8d9e0f1a2b", "/v1/jobs/0b7e3c1a-2f4d-4c5e-9a6b-7c8d9e0f1a2",
@@ -339,6 +361,7 @@ int main(void)
         cmocka_unit_test(error_bodies),
         cmocka_unit_test(routes_match),
         cmocka_unit_test(wrong_method_gives_allow),
+        cmocka_unit_test(dashboard_and_spec_routes),
         cmocka_unit_test(unknown_paths_and_bad_ids),
         cmocka_unit_test(bearer_token),
     };

@@ -237,16 +237,18 @@ static void failed_migration_rolls_back(void **state)
 {
     fixture *f = *state;
     sqlite3 *db = raw_open(f);
+    /* The fixture's database is at the latest real version; two more follow it. */
+    int v = latest_version();
     const struct migration list[] = {
-        {1, "001_initial.sql", "SELECT 1"}, /* already recorded: must not run again */
-        {2, "002_ok.sql", "CREATE TABLE t2 (a INTEGER);"},
-        {3, "003_broken.sql", "CREATE TABLE t3 (a INTEGER); INSERT INTO nowhere VALUES (1);"},
+        {v, "latest.sql", "SELECT 1"}, /* already recorded: must not run again */
+        {v + 1, "next_ok.sql", "CREATE TABLE t2 (a INTEGER);"},
+        {v + 2, "next_broken.sql", "CREATE TABLE t3 (a INTEGER); INSERT INTO nowhere VALUES (1);"},
     };
     char err[512] = "";
     assert_int_equal(migrate_apply(db, list, 3, err, sizeof err), -1);
-    assert_non_null(strstr(err, "003_broken.sql"));
+    assert_non_null(strstr(err, "next_broken.sql"));
     assert_non_null(strstr(err, "nowhere"));
-    assert_int_equal(migrate_current_version(db), 2);
+    assert_int_equal(migrate_current_version(db), v + 1);
     assert_int_equal(raw_int(db, "SELECT count(*) FROM sqlite_master WHERE name = 't2'", NULL), 1);
     assert_int_equal(raw_int(db, "SELECT count(*) FROM sqlite_master WHERE name = 't3'", NULL), 0);
 
