@@ -78,7 +78,8 @@ static void check_route(const char *method, const char *path)
     }
     CHECK(m.allow != NULL);
     CHECK(strstr(path, "..") == NULL && strchr(path, '?') == NULL);
-    CHECK(m.needs_auth == !(m.route == ROUTE_HEALTHZ || m.route == ROUTE_READYZ));
+    CHECK(m.needs_auth == !(m.route == ROUTE_HEALTHZ || m.route == ROUTE_READYZ ||
+                            m.route == ROUTE_DASHBOARD || m.route == ROUTE_OPENAPI));
     if (m.endpoint != EP_NONE) {
         /* the method is one of the Allow header's tokens */
         size_t ml = strlen(method);
@@ -104,6 +105,15 @@ static void check_route(const char *method, const char *path)
         snprintf(expect, sizeof expect, "/v1/jobs/%s%s", m.job_id,
                  m.route == ROUTE_JOB ? "" : m.route == ROUTE_JOB_LOGS ? "/logs" : "/cancel");
         CHECK(strcmp(path, expect) == 0);
+        break;
+    case ROUTE_METRICS: CHECK(strcmp(path, "/metrics") == 0); break;
+    case ROUTE_OPENAPI: CHECK(strcmp(path, "/openapi.yaml") == 0); break;
+    case ROUTE_DASHBOARD:
+        /* the page itself, or one plain file name: never a path, never hidden */
+        snprintf(expect, sizeof expect, "%s%s", m.asset[0] ? "/ui/" : "/", m.asset);
+        CHECK(strcmp(path, expect) == 0);
+        CHECK(strchr(m.asset, '/') == NULL && m.asset[0] != '.');
+        CHECK(m.asset[0] == '\0' || strchr(m.asset, '.') == strrchr(m.asset, '.'));
         break;
     case ROUTE_NONE: break;
     }
