@@ -15,11 +15,11 @@
 
 #include "src/log.h"
 
-typedef enum opt_kind { OPT_STRING, OPT_PATH_OR_EMPTY, OPT_WHEN_EMPTY, OPT_LISTEN, OPT_INT, OPT_U64, OPT_SECONDS, OPT_LEVEL, OPT_BACKEND } opt_kind;
+typedef enum opt_kind { OPT_STRING, OPT_PATH_OR_EMPTY, OPT_WHEN_EMPTY, OPT_LISTEN, OPT_INT, OPT_U64, OPT_SECONDS, OPT_LEVEL, OPT_BACKEND, OPT_MODE } opt_kind;
 
 typedef struct option_def {
     const char *flag;    /* without the leading "--" */
-    const char *env;
+    const char *env;     /* NULL: command line only (OPT_MODE: a mode, not a setting) */
     opt_kind kind;
     const char *def;     /* embedded default, parsed like any other value */
     const char *help;
@@ -38,6 +38,7 @@ static const option_def options[] = {
     {"python", "EXECUTORD_PYTHON", OPT_STRING, "/usr/bin/python3", "Python interpreter that runs scripts", FIELD(python), 0, 0},
     {"api-token-file", "EXECUTORD_API_TOKEN_FILE", OPT_PATH_OR_EMPTY, "", "file holding the API bearer token (empty = no authentication)", FIELD(api_token_file), 0, 0},
     {"log-level", "EXECUTORD_LOG_LEVEL", OPT_LEVEL, "info", "debug, info, warn or error", FIELD(log_level), 0, 0},
+    {"healthcheck", NULL, OPT_MODE, "0", "instead of serving: GET /readyz of the instance at --listen (a wildcard host means loopback), print one line, exit 0 if ready (200), 1 if not (the container's HEALTHCHECK)", FIELD(healthcheck), 0, 0},
     {"max-body-bytes", "EXECUTORD_MAX_BODY_BYTES", OPT_U64, "2097152", "largest request body accepted (413 above)", FIELD(max_body_bytes), 1024, INT64_MAX},
     {"max-queued", "EXECUTORD_MAX_QUEUED", OPT_U64, "10000", "queued jobs at most (429 above)", FIELD(max_queued), 1, INT64_MAX},
     {"shutdown-grace-seconds", "EXECUTORD_SHUTDOWN_GRACE_SECONDS", OPT_SECONDS, "10", "on SIGTERM, how long running jobs may finish", FIELD(shutdown_grace_seconds), 0, 86400},
@@ -133,6 +134,8 @@ static const char *expectation(const option_def *o)
         return "a path, or empty";
     case OPT_WHEN_EMPTY:
         return "wait or cold";
+    case OPT_MODE:
+        return "no value";
     }
     return "a valid value";
 }
@@ -160,6 +163,10 @@ static int apply_value(config *c, const option_def *o, const char *value)
         if (strcmp(value, "wait") && strcmp(value, "cold"))
             return -1;
         snprintf(field, o->size, "%s", value);
+        return 0;
+    case OPT_MODE:
+        /* Only the embedded default ("0") and the bare flag ("1") reach here. */
+        *(int *)field = strcmp(value, "1") == 0;
         return 0;
     case OPT_INT: {
         int64_t v;
@@ -197,7 +204,10 @@ static void print_help(void)
            "Every option can also be set by the environment variable shown; a flag wins.\n\n");
     for (size_t i = 0; i < N_OPTIONS; i++) {
         const option_def *o = &options[i];
-        printf("  --%-26s %s\n  %-28s env %s, default \"%s\"\n", o->flag, o->help, "", o->env, o->def);
+        if (o->kind == OPT_MODE)
+            printf("  --%-26s %s\n", o->flag, o->help);
+        else
+            printf("  --%-26s %s\n  %-28s env %s, default \"%s\"\n", o->flag, o->help, "", o->env, o->def);
     }
     printf("  --%-26s %s\n  --%-26s %s\n", "help", "show this help and exit", "version",
            "show the version and exit");
@@ -273,7 +283,7 @@ int config_load(config *c, int argc, char **argv)
         }
     }
     for (size_t i = 0; i < N_OPTIONS; i++) {
-        const char *v = getenv(options[i].env);
+        const char *v = options[i].env ? getenv(options[i].env) : NULL;
         if (v && apply_value(c, &options[i], v) != 0) {
             fprintf(stderr, "executord: invalid %s=\"%s\": expected %s\n", options[i].env, v,
                     expectation(&options[i]));
@@ -302,7 +312,13 @@ int config_load(config *c, int argc, char **argv)
             return 2;
         }
         const char *value = eq ? eq + 1 : NULL;
-        if (!value) {
+        if (o->kind == OPT_MODE) {
+            if (value) {
+                fprintf(stderr, "executord: option --%s takes no value\n", o->flag);
+                return 2;
+            }
+            value = "1";
+        } else if (!value) {
             if (i + 1 >= argc) {
                 fprintf(stderr, "executord: option --%s needs a value: %s\n", o->flag, expectation(o));
                 return 2;
@@ -319,7 +335,9 @@ int config_load(config *c, int argc, char **argv)
         long n = sysconf(_SC_NPROCESSORS_ONLN);
         c->workers = n > 0 ? (int)n : 1;
     }
-    if (check_consistency(c) != 0 || read_token_file(c) != 0)
+    /* The health check needs no token (/readyz never asks for one) and must not fail on
+     * a token file it has no business reading. */
+    if (check_consistency(c) != 0 || (!c->healthcheck && read_token_file(c) != 0))
         return 2;
     return 0;
 }

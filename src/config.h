@@ -20,6 +20,7 @@ typedef struct config {
     char api_token_file[4096];   /* "" = no token */
     char api_token[512];         /* read from api_token_file at start-up */
     log_level log_level;
+    int healthcheck;             /* --healthcheck: check the instance at listen_*, then exit */
 
     uint64_t max_body_bytes;     /* 413 above */
     int64_t max_queued;          /* 429 above */

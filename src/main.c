@@ -1,10 +1,12 @@
-/* executord's entry point: load the configuration, open the store (recovering jobs a
- * dead instance left running), initialise the backends, start the scheduler and the HTTP
+/* executord's entry point: load the configuration (or run the --healthcheck mode), put a
+ * minimal init in front when PID 1 (src/pid1.c), open the store (recovering jobs a dead
+ * instance left running), initialise the backends, start the scheduler and the HTTP
  * server, then wait for SIGTERM/SIGINT and shut down gracefully. */
 #include <dirent.h>
 #include <errno.h>
 #include <limits.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,7 +15,9 @@
 #include "api/server.h"
 #include "src/backends.h"
 #include "src/config.h"
+#include "src/healthcheck.h"
 #include "src/log.h"
+#include "src/pid1.h"
 #include "src/retention.h"
 #include "src/scheduler.h"
 #include "src/store.h"
@@ -97,6 +101,19 @@ static store *open_store(const config *cfg)
     return st;
 }
 
+/* Docker reserves health-check exit status 2: in that mode every failure is 1. */
+static bool healthcheck_requested(int argc, char **argv)
+{
+    for (int i = 1; i < argc; i++)
+        if (strcmp(argv[i], "--healthcheck") == 0)
+            return true;
+    return false;
+}
+
+/* Bounded below Docker's default HEALTHCHECK --timeout (30s) and compose's usual 5s, so
+ * the reason is printed before the check is killed. */
+enum { HEALTHCHECK_TIMEOUT_MS = 4000 };
+
 int main(int argc, char **argv)
 {
     config cfg;
@@ -104,7 +121,12 @@ int main(int argc, char **argv)
     if (rc == 1)
         return 0;
     if (rc != 0)
-        return 2;
+        return healthcheck_requested(argc, argv) ? 1 : 2;
+    if (cfg.healthcheck)
+        return healthcheck_run(cfg.listen_host, cfg.listen_port, HEALTHCHECK_TIMEOUT_MS);
+    /* Before any thread or child exists: from here on this process is the service. */
+    if (pid1_init_if_needed(cfg.cgroup_root) != 0)
+        return 1;
     log_set_level(cfg.log_level);
 
     sigset_t sigs;

@@ -90,7 +90,8 @@ def main():
     time.sleep(0.5)
     return 1
 """})
-    r = client.wait_output(job["id"], "first line")
+    # print() under `python -u` writes the text and its newline in two writes: wait for both.
+    r = client.wait_output(job["id"], "first line\n")
     assert r.headers.get("X-Job-Status") == "running", r.headers
     assert r.body == b"first line\n", "partial output is visible before the job ends"
     assert r.headers.get("X-Output-Bytes") == "11"
