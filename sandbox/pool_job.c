@@ -1,7 +1,8 @@
-/* Supervision of one job in a warm sandbox (see pool_job.h). The loop mirrors
- * process.c's for cold jobs; the difference is that the tree already exists, so the
- * spec carries what exec would have set (environment, rlimits) and the kill goes to a
- * pidfd of the namespace's init plus the job's cgroup. */
+/* Supervision of one job in a warm sandbox (see pool_job.h). Its I/O goes through
+ * pump.c, as a cold job's does in process.c; what differs is that the tree already
+ * exists, so the spec carries what exec would have set (environment, rlimits), the exit
+ * arrives as a record from the sandbox's init, and the kill goes to a pidfd of that init
+ * plus the job's cgroup. */
 #include "sandbox/pool_job.h"
 
 #include <errno.h>
@@ -21,6 +22,7 @@
 #include <unistd.h>
 
 #include "sandbox/process.h"
+#include "sandbox/pump.h"
 #include "sandbox/result.h"
 #include "sandbox/rlimits.h"
 
@@ -28,20 +30,10 @@
 
 enum kill_reason { KILL_NONE = 0, KILL_TIMEOUT, KILL_CANCEL, KILL_SHUTDOWN, KILL_OUTPUT, KILL_RESULT };
 
-typedef struct stream {
-    int fd, id;
-    uint64_t bytes;
-    bool truncated;
-} stream;
-
 typedef struct run {
     const pool_job *j;
     sandbox_outcome *out;
-    uint64_t cap;
-    stream streams[2];
-    int spec_fd, result_fd;
-    char *spec, *result;
-    size_t spec_len, spec_off, result_len, result_size;
+    sandbox_pump io;      /* output, spec and result */
     enum kill_reason killed;
     int killed_stream;
     bool exited, have_exit;
@@ -54,14 +46,6 @@ static int64_t now_ns(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
-}
-
-static void close_fd(int *fd)
-{
-    if (*fd >= 0) {
-        close(*fd);
-        *fd = -1;
-    }
 }
 
 static int write_file(const char *dir, const char *file, const char *value, char *err, size_t errlen)
@@ -175,82 +159,15 @@ static void kill_tree(run *r, enum kill_reason why)
         sandbox_cgroup_job_kill(r->j->cg);
 }
 
-static void on_data(run *r, stream *s, const char *buf, size_t n)
+/* The pump passed a cap: the job dies, with the reason recorded once. */
+static void on_overflow(void *ctx, pump_overflow what, int stream_id)
 {
-    if (s->truncated)
+    run *r = ctx;
+    if (r->killed != KILL_NONE)
         return;
-    size_t keep = n;
-    if (s->bytes + n > r->cap) {
-        keep = (size_t)(r->cap - s->bytes);
-        s->truncated = true;
-    }
-    if (keep > 0 && r->j->io && r->j->io->on_output)
-        r->j->io->on_output(r->j->io->ctx, s->id, buf, keep);
-    s->bytes += keep;
-    if (s->truncated && r->killed == KILL_NONE) {
-        r->killed_stream = s->id;
-        kill_tree(r, KILL_OUTPUT);
-    }
-}
-
-static void read_stream(run *r, stream *s)
-{
-    char buf[65536];
-    for (int i = 0; i < 16; i++) {
-        ssize_t n = read(s->fd, buf, sizeof buf);
-        if (n > 0) {
-            on_data(r, s, buf, (size_t)n);
-            continue;
-        }
-        if (n < 0 && (errno == EAGAIN || errno == EINTR))
-            return;
-        close_fd(&s->fd);
-        return;
-    }
-}
-
-static void read_result(run *r)
-{
-    for (;;) {
-        if (r->result_len == r->result_size) {
-            size_t size = r->result_size ? r->result_size * 2 : 8192;
-            if (size > r->cap + 1)
-                size = r->cap + 1;
-            char *p = size > r->result_len ? realloc(r->result, size) : NULL;
-            if (!p) {
-                close_fd(&r->result_fd);
-                if (r->killed == KILL_NONE)
-                    kill_tree(r, KILL_RESULT);
-                return;
-            }
-            r->result = p;
-            r->result_size = size;
-        }
-        ssize_t n = read(r->result_fd, r->result + r->result_len, r->result_size - r->result_len);
-        if (n > 0) {
-            r->result_len += (size_t)n;
-            continue;
-        }
-        if (n < 0 && (errno == EAGAIN || errno == EINTR))
-            return;
-        close_fd(&r->result_fd);
-        return;
-    }
-}
-
-static void write_spec(run *r)
-{
-    while (r->spec_off < r->spec_len) {
-        ssize_t n = send(r->spec_fd, r->spec + r->spec_off, r->spec_len - r->spec_off, MSG_NOSIGNAL | MSG_DONTWAIT);
-        if (n > 0) {
-            r->spec_off += (size_t)n;
-            continue;
-        }
-        if (n < 0 && (errno == EAGAIN || errno == EINTR))
-            return;
-        break;
-    }
-    close_fd(&r->spec_fd);
+    if (what == PUMP_OUTPUT_OVER)
+        r->killed_stream = stream_id;
+    kill_tree(r, what == PUMP_OUTPUT_OVER ? KILL_OUTPUT : KILL_RESULT);
 }
 
 static void read_status(run *r)
@@ -284,16 +201,10 @@ static void supervise(run *r)
     int64_t hard_deadline = INT64_MAX;
     while (!r->exited) {
         struct pollfd pf[8];
-        int n = 0, i_pid, i_out[2] = {-1, -1}, i_spec = -1, i_res = -1, i_cancel = -1, i_stop = -1, i_st;
+        int n = 0, i_pid, i_cancel = -1, i_stop = -1, i_st;
         pf[i_pid = n++] = (struct pollfd){.fd = r->j->pidfd, .events = POLLIN};
         pf[i_st = n++] = (struct pollfd){.fd = r->j->status_fd, .events = POLLIN};
-        for (int i = 0; i < 2; i++)
-            if (r->streams[i].fd >= 0)
-                pf[i_out[i] = n++] = (struct pollfd){.fd = r->streams[i].fd, .events = POLLIN};
-        if (r->spec_fd >= 0)
-            pf[i_spec = n++] = (struct pollfd){.fd = r->spec_fd, .events = POLLOUT};
-        if (r->result_fd >= 0)
-            pf[i_res = n++] = (struct pollfd){.fd = r->result_fd, .events = POLLIN};
+        n = sandbox_pump_poll_fds(&r->io, pf, n);
         if (r->killed == KILL_NONE && spec->cancel_fd >= 0)
             pf[i_cancel = n++] = (struct pollfd){.fd = spec->cancel_fd, .events = POLLIN};
         if (r->killed == KILL_NONE && r->j->stop_fd >= 0)
@@ -325,19 +236,13 @@ static void supervise(run *r)
             hard_deadline = now_ns() + KILL_GRACE_NS;
             continue;
         }
-        for (int i = 0; i < 2; i++)
-            if (i_out[i] >= 0 && pf[i_out[i]].revents)
-                read_stream(r, &r->streams[i]);
-        if (i_spec >= 0 && pf[i_spec].revents)
-            write_spec(r);
-        if (i_res >= 0 && pf[i_res].revents)
-            read_result(r);
+        sandbox_pump_on_poll(&r->io, pf);
         if (pf[i_st].revents) {
             read_status(r);
             /* The job's process has exited and everything it wrote is in the pipes: the
              * answer need not wait for the namespaces' teardown (an RCU grace period or
              * more), which the init's own exit and the cleanup finish in the background. */
-            if (r->have_exit && r->result_fd < 0)
+            if (r->have_exit && r->io.result_fd < 0)
                 r->exited = true;
         }
         if (i_cancel >= 0 && pf[i_cancel].revents && r->killed == KILL_NONE) {
@@ -352,26 +257,13 @@ static void supervise(run *r)
             r->exited = true;
     }
     /* The namespace is gone: what is in the pipes is all there will be. */
-    for (int i = 0; i < 2; i++) {
-        while (r->streams[i].fd >= 0) {
-            struct pollfd p = {.fd = r->streams[i].fd, .events = POLLIN};
-            if (poll(&p, 1, 0) <= 0)
-                break;
-            read_stream(r, &r->streams[i]);
-        }
-    }
-    while (r->result_fd >= 0) {
-        read_result(r);
-        struct pollfd p = {.fd = r->result_fd, .events = POLLIN};
-        if (r->result_fd < 0 || poll(&p, 1, 0) <= 0)
-            break;
-    }
+    sandbox_pump_drain(&r->io);
     read_status(r);
 }
 
 static bool apply_result(run *r)
 {
-    return sandbox_apply_result(r->result, r->result_len, r->out);
+    return sandbox_apply_result(r->io.result, r->io.result_len, r->out);
 }
 
 static bool contains(const char *s, const char *needle)
@@ -406,12 +298,12 @@ static void decide(run *r, bool pids_hit)
         out->verdict = SANDBOX_OUTPUT_LIMIT;
         sandbox_outcome_set_error(out, "OutputLimitExceeded", "%s exceeded the output limit of %llu bytes",
                                   r->killed_stream == SANDBOX_STDERR ? "stderr" : "stdout",
-                                  (unsigned long long)r->cap);
+                                  (unsigned long long)r->io.cap);
         return;
     case KILL_RESULT:
         out->verdict = SANDBOX_FAILED;
         sandbox_outcome_set_error(out, "SandboxExecutionError", "Result exceeds the output limit of %llu bytes",
-                                  (unsigned long long)r->cap);
+                                  (unsigned long long)r->io.cap);
         return;
     case KILL_NONE:
         break;
@@ -473,11 +365,11 @@ void pool_job_run(const pool_job *j, sandbox_outcome *out)
     memset(&r, 0, sizeof r);
     r.j = j;
     r.out = out;
-    r.cap = spec->limits.max_output_bytes ? spec->limits.max_output_bytes : UINT64_MAX - 1;
-    r.streams[0] = (stream){.fd = j->out_r, .id = SANDBOX_STDOUT};
-    r.streams[1] = (stream){.fd = j->err_r, .id = SANDBOX_STDERR};
-    r.spec_fd = j->spec_fd;
-    r.result_fd = j->result_r;
+    sandbox_pump_init(&r.io, j->io, spec->limits.max_output_bytes, on_overflow, &r);
+    r.io.streams[0].fd = j->out_r;
+    r.io.streams[1].fd = j->err_r;
+    r.io.spec_fd = j->spec_fd;
+    r.io.result_fd = j->result_r;
     int64_t t0 = now_ns();
     char err[1024];
 
@@ -502,13 +394,13 @@ void pool_job_run(const pool_job *j, sandbox_outcome *out)
         rlim_t as = as_mb > (uint64_t)RLIM_INFINITY >> 20 ? RLIM_INFINITY : (rlim_t)(as_mb << 20);
         rl.items[rl.count++] = (rlimit_item){RLIMIT_AS, "setrlimit RLIMIT_AS", {as, as}};
     }
-    r.spec = build_spec(spec, &rl, &r.spec_len);
-    if (!r.spec) {
+    r.io.spec = build_spec(spec, &rl, &r.io.spec_len);
+    if (!r.io.spec) {
         out->verdict = SANDBOX_SETUP_ERROR;
         sandbox_outcome_set_error(out, "SandboxError", "encode spec: %s", strerror(ENOMEM));
         goto done;
     }
-    if (set_nonblock(r.streams[0].fd) || set_nonblock(r.streams[1].fd) || set_nonblock(r.result_fd)) {
+    if (set_nonblock(r.io.streams[0].fd) || set_nonblock(r.io.streams[1].fd) || set_nonblock(r.io.result_fd)) {
         out->verdict = SANDBOX_SETUP_ERROR;
         sandbox_outcome_set_error(out, "SandboxError", "fcntl O_NONBLOCK: %s", strerror(errno));
         goto done;
@@ -522,23 +414,15 @@ void pool_job_run(const pool_job *j, sandbox_outcome *out)
     if (j->cg)
         sandbox_cgroup_job_usage(j->cg, &out->usage, &pids_hit);
     if (j->lost)
-        *j->lost = !r.have_exit && r.killed == KILL_NONE && r.result_len == 0 && r.streams[0].bytes == 0 &&
-                   r.streams[1].bytes == 0 && out->usage.oom_kills <= 0;
+        *j->lost = !r.have_exit && r.killed == KILL_NONE && r.io.result_len == 0 && r.io.streams[0].bytes == 0 &&
+                   r.io.streams[1].bytes == 0 && out->usage.oom_kills <= 0;
     decide(&r, pids_hit);
 
 done:
     if (out->verdict == SANDBOX_SETUP_ERROR)
         kill_tree(&r, KILL_CANCEL);
-    out->stdout_bytes = r.streams[0].bytes;
-    out->stderr_bytes = r.streams[1].bytes;
-    out->stdout_truncated = r.streams[0].truncated;
-    out->stderr_truncated = r.streams[1].truncated;
+    sandbox_pump_report(&r.io, out);
     if (out->usage.wall_ms == 0)
         out->usage.wall_ms = (now_ns() - t0) / 1000000;
-    close_fd(&r.streams[0].fd);
-    close_fd(&r.streams[1].fd);
-    close_fd(&r.spec_fd);
-    close_fd(&r.result_fd);
-    free(r.spec);
-    free(r.result);
+    sandbox_pump_free(&r.io);
 }

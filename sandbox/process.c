@@ -29,6 +29,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "sandbox/pump.h"
 #include "sandbox/result.h"
 
 #ifndef CLOSE_RANGE_CLOEXEC
@@ -543,26 +544,12 @@ static _Noreturn void init_main(const child_plan *p)
 
 enum kill_reason { KILL_NONE = 0, KILL_TIMEOUT, KILL_CANCEL, KILL_SHUTDOWN, KILL_OUTPUT, KILL_RESULT };
 
-typedef struct stream {
-    int fd;
-    int id; /* SANDBOX_STDOUT / SANDBOX_STDERR */
-    uint64_t bytes;
-    bool truncated;
-} stream;
-
 typedef struct job_run {
     const proc_job *job;
     sandbox_outcome *out;
-    uint64_t cap;
     pid_t pid;
     int pidfd;
-    stream streams[2];
-    int spec_fd;
-    char *spec;
-    size_t spec_len, spec_off;
-    int result_fd;
-    char *result;
-    size_t result_len, result_size;
+    sandbox_pump io;      /* output, spec and result */
     int status_fd;
     enum kill_reason killed;
     int killed_stream;
@@ -635,93 +622,15 @@ static char *build_spec(const sandbox_spec *s, size_t *len)
     return spec;
 }
 
-/* Delivers a chunk of a stream under the cap; past it, the job dies. */
-static void on_stream_data(job_run *r, stream *s, const char *buf, size_t n)
+/* The pump passed a cap: the job dies, with the reason recorded once. */
+static void on_overflow(void *ctx, pump_overflow what, int stream_id)
 {
-    if (s->truncated)
-        return; /* after the cap: drained and dropped */
-    size_t keep = n;
-    if (s->bytes + n > r->cap) {
-        keep = (size_t)(r->cap - s->bytes);
-        s->truncated = true;
-    }
-    if (keep > 0 && r->job->io && r->job->io->on_output)
-        r->job->io->on_output(r->job->io->ctx, s->id, buf, keep);
-    s->bytes += keep;
-    if (s->truncated && r->killed == KILL_NONE) {
-        r->killed_stream = s->id;
-        kill_tree(r, KILL_OUTPUT);
-    }
-}
-
-/* Reads what is available. Returns false at EOF or on error (fd then closed). */
-static bool read_stream(job_run *r, stream *s)
-{
-    char buf[65536];
-    for (int i = 0; i < 16; i++) { /* bounded, so one flooding stream cannot starve others */
-        ssize_t n = read(s->fd, buf, sizeof buf);
-        if (n > 0) {
-            on_stream_data(r, s, buf, (size_t)n);
-            continue;
-        }
-        if (n < 0 && (errno == EAGAIN || errno == EINTR))
-            return true;
-        if (n < 0)
-            fprintf(stderr, "executord: sandbox: read output: %s\n", strerror(errno));
-        close_fd(&s->fd);
-        return false;
-    }
-    return true;
-}
-
-static void read_result(job_run *r)
-{
-    for (;;) {
-        if (r->result_len == r->result_size) {
-            size_t size = r->result_size ? r->result_size * 2 : 8192;
-            if (size > r->cap + 1)
-                size = r->cap + 1;
-            if (size <= r->result_len) { /* already holding cap+1 bytes: too big */
-                close_fd(&r->result_fd);
-                if (r->killed == KILL_NONE)
-                    kill_tree(r, KILL_RESULT);
-                return;
-            }
-            char *p = realloc(r->result, size);
-            if (!p) {
-                close_fd(&r->result_fd);
-                kill_tree(r, KILL_RESULT);
-                return;
-            }
-            r->result = p;
-            r->result_size = size;
-        }
-        ssize_t n = read(r->result_fd, r->result + r->result_len, r->result_size - r->result_len);
-        if (n > 0) {
-            r->result_len += (size_t)n;
-            continue;
-        }
-        if (n < 0 && (errno == EAGAIN || errno == EINTR))
-            return;
-        close_fd(&r->result_fd);
+    job_run *r = ctx;
+    if (r->killed != KILL_NONE)
         return;
-    }
-}
-
-static void write_spec(job_run *r)
-{
-    while (r->spec_off < r->spec_len) {
-        ssize_t n = send(r->spec_fd, r->spec + r->spec_off, r->spec_len - r->spec_off,
-                         MSG_NOSIGNAL | MSG_DONTWAIT);
-        if (n > 0) {
-            r->spec_off += (size_t)n;
-            continue;
-        }
-        if (n < 0 && (errno == EAGAIN || errno == EINTR))
-            return;
-        break; /* EPIPE and friends: the runner is gone; its exit tells the story */
-    }
-    close_fd(&r->spec_fd); /* EOF tells the runner the spec is complete */
+    if (what == PUMP_OUTPUT_OVER)
+        r->killed_stream = stream_id;
+    kill_tree(r, what == PUMP_OUTPUT_OVER ? KILL_OUTPUT : KILL_RESULT);
 }
 
 static void supervise(job_run *r)
@@ -734,16 +643,9 @@ static void supervise(job_run *r)
 
     while (!r->exited) {
         struct pollfd pf[7];
-        int idx_pid, idx_out[2] = {-1, -1}, idx_spec = -1, idx_res = -1, idx_cancel = -1,
-                     idx_shut = -1, n = 0;
+        int idx_pid, idx_cancel = -1, idx_shut = -1, n = 0;
         pf[idx_pid = n++] = (struct pollfd){.fd = r->pidfd, .events = POLLIN};
-        for (int i = 0; i < 2; i++)
-            if (r->streams[i].fd >= 0)
-                pf[idx_out[i] = n++] = (struct pollfd){.fd = r->streams[i].fd, .events = POLLIN};
-        if (r->spec_fd >= 0)
-            pf[idx_spec = n++] = (struct pollfd){.fd = r->spec_fd, .events = POLLOUT};
-        if (r->result_fd >= 0)
-            pf[idx_res = n++] = (struct pollfd){.fd = r->result_fd, .events = POLLIN};
+        n = sandbox_pump_poll_fds(&r->io, pf, n);
         if (r->killed == KILL_NONE && spec->cancel_fd >= 0)
             pf[idx_cancel = n++] = (struct pollfd){.fd = spec->cancel_fd, .events = POLLIN};
         if (r->killed == KILL_NONE && shutdown_efd >= 0)
@@ -780,13 +682,7 @@ static void supervise(job_run *r)
             r->exited = true;
             break;
         }
-        for (int i = 0; i < 2; i++)
-            if (idx_out[i] >= 0 && pf[idx_out[i]].revents)
-                read_stream(r, &r->streams[i]);
-        if (idx_spec >= 0 && pf[idx_spec].revents)
-            write_spec(r);
-        if (idx_res >= 0 && pf[idx_res].revents)
-            read_result(r);
+        sandbox_pump_on_poll(&r->io, pf);
         if (idx_cancel >= 0 && pf[idx_cancel].revents && r->killed == KILL_NONE)
             kill_tree(r, KILL_CANCEL);
         if (idx_shut >= 0 && pf[idx_shut].revents && r->killed == KILL_NONE)
@@ -796,20 +692,7 @@ static void supervise(job_run *r)
     }
     /* init is gone, and with it every process of the namespace: what is still in the
      * pipes is all there will be. */
-    for (int i = 0; i < 2; i++) {
-        while (r->streams[i].fd >= 0) {
-            struct pollfd pf = {.fd = r->streams[i].fd, .events = POLLIN};
-            if (poll(&pf, 1, 0) <= 0)
-                break;
-            read_stream(r, &r->streams[i]);
-        }
-    }
-    while (r->result_fd >= 0) {
-        read_result(r);
-        struct pollfd pf = {.fd = r->result_fd, .events = POLLIN};
-        if (r->result_fd < 0 || poll(&pf, 1, 0) <= 0)
-            break;
-    }
+    sandbox_pump_drain(&r->io);
 }
 
 static void fill_usage(sandbox_usage *u, const struct rusage *ru)
@@ -822,7 +705,7 @@ static void fill_usage(sandbox_usage *u, const struct rusage *ru)
 /* Interprets the runner's result document. Returns false when there is none usable. */
 static bool apply_result(job_run *r)
 {
-    return sandbox_apply_result(r->result, r->result_len, r->out);
+    return sandbox_apply_result(r->io.result, r->io.result_len, r->out);
 }
 
 static void decide(job_run *r, bool have_exit, const proc_record *exit_rec)
@@ -854,13 +737,13 @@ static void decide(job_run *r, bool have_exit, const proc_record *exit_rec)
         sandbox_outcome_set_error(out, "OutputLimitExceeded",
                                   "%s exceeded the output limit of %llu bytes",
                                   r->killed_stream == SANDBOX_STDERR ? "stderr" : "stdout",
-                                  (unsigned long long)r->cap);
+                                  (unsigned long long)r->io.cap);
         return;
     case KILL_RESULT:
         out->verdict = SANDBOX_FAILED;
         sandbox_outcome_set_error(out, "SandboxExecutionError",
                                   "Result exceeds the output limit of %llu bytes",
-                                  (unsigned long long)r->cap);
+                                  (unsigned long long)r->io.cap);
         return;
     case KILL_NONE:
         break;
@@ -950,11 +833,9 @@ int proc_run_job(const proc_job *job, sandbox_outcome *out)
     memset(&r, 0, sizeof r);
     r.job = job;
     r.out = out;
-    r.cap = spec->limits.max_output_bytes ? spec->limits.max_output_bytes : UINT64_MAX - 1;
+    sandbox_pump_init(&r.io, job->io, spec->limits.max_output_bytes, on_overflow, &r);
     r.pid = -1;
-    r.pidfd = r.spec_fd = r.result_fd = r.status_fd = -1;
-    r.streams[0] = (stream){.fd = -1, .id = SANDBOX_STDOUT};
-    r.streams[1] = (stream){.fd = -1, .id = SANDBOX_STDERR};
+    r.pidfd = r.status_fd = -1;
     int child_fds[FD_INIT_COUNT];
     for (int i = 0; i < FD_INIT_COUNT; i++)
         child_fds[i] = -1;
@@ -966,8 +847,8 @@ int proc_run_job(const proc_job *job, sandbox_outcome *out)
         sandbox_outcome_set_error(out, "Cancelled", "Job cancelled: executord is shutting down");
         return 0;
     }
-    r.spec = build_spec(spec, &r.spec_len);
-    if (!r.spec) {
+    r.io.spec = build_spec(spec, &r.io.spec_len);
+    if (!r.io.spec) {
         setup_error(out, "encode spec", errno ? errno : ENOMEM);
         goto done;
     }
@@ -982,20 +863,20 @@ int proc_run_job(const proc_job *job, sandbox_outcome *out)
             setup_error(out, "pipe2 output", errno);
             goto done;
         }
-        r.streams[i].fd = p[0];
+        r.io.streams[i].fd = p[0];
         child_fds[1 + i] = p[1];
     }
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
         setup_error(out, "socketpair spec", errno);
         goto done;
     }
-    r.spec_fd = sv[0];
+    r.io.spec_fd = sv[0];
     child_fds[3] = sv[1];
     if (pipe2(p, O_CLOEXEC) != 0) {
         setup_error(out, "pipe2 result", errno);
         goto done;
     }
-    r.result_fd = p[0];
+    r.io.result_fd = p[0];
     child_fds[4] = p[1];
     if (pipe2(p, O_CLOEXEC) != 0) {
         setup_error(out, "pipe2 status", errno);
@@ -1011,8 +892,8 @@ int proc_run_job(const proc_job *job, sandbox_outcome *out)
     }
     child_fds[FD_SYNC] = p[0];
     sync_w = p[1];
-    if (set_nonblock(r.streams[0].fd) || set_nonblock(r.streams[1].fd) ||
-        set_nonblock(r.result_fd) || set_nonblock(r.status_fd)) {
+    if (set_nonblock(r.io.streams[0].fd) || set_nonblock(r.io.streams[1].fd) ||
+        set_nonblock(r.io.result_fd) || set_nonblock(r.status_fd)) {
         setup_error(out, "fcntl O_NONBLOCK", errno);
         goto done;
     }
@@ -1124,22 +1005,14 @@ int proc_run_job(const proc_job *job, sandbox_outcome *out)
 done:
     if (job->hooks.collect_usage && r.pid > 0)
         job->hooks.collect_usage(job->hooks.ctx, &out->usage);
-    out->stdout_bytes = r.streams[0].bytes;
-    out->stderr_bytes = r.streams[1].bytes;
-    out->stdout_truncated = r.streams[0].truncated;
-    out->stderr_truncated = r.streams[1].truncated;
+    sandbox_pump_report(&r.io, out);
     if (out->usage.wall_ms == 0)
         out->usage.wall_ms = (now_ns() - t0) / 1000000;
     for (int i = 0; i < FD_INIT_COUNT; i++)
         close_fd(&child_fds[i]);
     close_fd(&sync_w);
-    close_fd(&r.streams[0].fd);
-    close_fd(&r.streams[1].fd);
-    close_fd(&r.spec_fd);
-    close_fd(&r.result_fd);
+    sandbox_pump_free(&r.io);
     close_fd(&r.status_fd);
     close_fd(&r.pidfd);
-    free(r.spec);
-    free(r.result);
     return 0;
 }
