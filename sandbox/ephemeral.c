@@ -40,7 +40,7 @@ static struct {
     char rootfs[PATH_MAX];
     struct sock_fprog seccomp;
     bool cgroups;
-    uint64_t tmp_bytes, shm_bytes, work_bytes; /* resolved once: getenv is not for workers */
+    uint64_t tmp_bytes, shm_bytes, work_bytes; /* resolved once, at init */
     char status[1200];
 } eph;
 
@@ -194,25 +194,6 @@ static void classify(sandbox_outcome *out, const sandbox_limits *lim, eph_job *j
 
 /* ---- init / run / shutdown ---- */
 
-static uint64_t env_u64(const char *name, uint64_t def)
-{
-    const char *v = getenv(name);
-    if (!v || !*v)
-        return def;
-    char *end;
-    errno = 0;
-    unsigned long long n = strtoull(v, &end, 10);
-    if (errno || *end)
-        return def;
-    return n;
-}
-
-static const char *env_str(const char *name, const char *def)
-{
-    const char *v = getenv(name);
-    return v ? v : def;
-}
-
 /* The interpreter must be reachable inside: under one of the bound runtime folders. */
 static int check_python(const char *py, char *why, size_t whylen)
 {
@@ -273,7 +254,7 @@ static int probe_namespaces(char *why, size_t whylen)
 static int eph_init(const sandbox_config *cfg, char *why, size_t whylen)
 {
     eph.ready = false;
-    snprintf(eph.rootfs, sizeof eph.rootfs, "%s", opts.rootfs ? opts.rootfs : env_str("EXECUTORD_SANDBOX_ROOTFS", ""));
+    snprintf(eph.rootfs, sizeof eph.rootfs, "%s", opts.rootfs ? opts.rootfs : "");
     size_t rl = strlen(eph.rootfs);
     while (rl > 0 && eph.rootfs[rl - 1] == '/')
         eph.rootfs[--rl] = '\0';
@@ -295,13 +276,12 @@ static int eph_init(const sandbox_config *cfg, char *why, size_t whylen)
         snprintf(why, whylen, "mkdir %s: %s", eph.base, strerror(errno));
         return -1;
     }
-    uid_t base = opts.uid_base ? opts.uid_base : (uid_t)env_u64("EXECUTORD_SANDBOX_UID_BASE", 2000000);
-    unsigned count = opts.uid_count ? opts.uid_count : (unsigned)env_u64("EXECUTORD_SANDBOX_UID_COUNT", 1024);
+    uid_t base = opts.uid_base ? opts.uid_base : 2000000;
+    unsigned count = opts.uid_count ? opts.uid_count : 1024;
     if (sandbox_userns_configure(base, count, why, whylen) != 0)
         return -1;
     /* Instances on one host share the default range: coordinate through flocks. */
-    const char *locks = opts.uid_lock_dir ? opts.uid_lock_dir
-                                          : env_str("EXECUTORD_SANDBOX_UID_LOCK_DIR", "/run/executord-uid-slots");
+    const char *locks = opts.uid_lock_dir ? opts.uid_lock_dir : "/run/executord-uid-slots";
     if (sandbox_userns_lock_dir(*locks ? locks : NULL, why, whylen) != 0)
         return -1;
     if (drop_service_groups(why, whylen) != 0 || probe_namespaces(why, whylen) != 0)
@@ -309,19 +289,14 @@ static int eph_init(const sandbox_config *cfg, char *why, size_t whylen)
     sandbox_seccomp_free(&eph.seccomp);
     if (sandbox_seccomp_build(&eph.seccomp, why, whylen) != 0)
         return -1;
-    eph.tmp_bytes = (opts.tmp_mb ? opts.tmp_mb : env_u64("EXECUTORD_SANDBOX_TMP_MB", 64)) << 20;
-    eph.shm_bytes = (opts.shm_mb ? opts.shm_mb : env_u64("EXECUTORD_SANDBOX_SHM_MB", 64)) << 20;
-    eph.work_bytes = (opts.work_mb ? opts.work_mb : env_u64("EXECUTORD_SANDBOX_WORK_MB", 128)) << 20;
-    if (!eph.tmp_bytes || !eph.shm_bytes || !eph.work_bytes) {
-        snprintf(why, whylen, "EXECUTORD_SANDBOX_{TMP,SHM,WORK}_MB must be positive");
-        return -1;
-    }
+    eph.tmp_bytes = (opts.tmp_mb ? opts.tmp_mb : 64) << 20;
+    eph.shm_bytes = (opts.shm_mb ? opts.shm_mb : 64) << 20;
+    eph.work_bytes = (opts.work_mb ? opts.work_mb : 128) << 20;
 
     cgroup_options co = {
-        .root = opts.cgroup_root ? opts.cgroup_root : env_str("EXECUTORD_CGROUP_ROOT", NULL),
+        .root = opts.cgroup_root,
         .self_path = opts.cgroup_self,
-        .cpu_quota_percent = opts.cpu_quota_percent ? opts.cpu_quota_percent
-                                                    : (unsigned)env_u64("EXECUTORD_SANDBOX_CPU_PERCENT", 100),
+        .cpu_quota_percent = opts.cpu_quota_percent ? opts.cpu_quota_percent : 100,
         .fake_fs = opts.cgroup_fake_fs,
     };
     char cgwhy[1024];

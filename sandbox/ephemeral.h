@@ -12,8 +12,8 @@
 
 extern const sandbox_backend sandbox_backend_ephemeral;
 
-/* Settings beyond sandbox_config. Every field has a default (0/NULL = default), and
- * each can also come from the environment at init (noted per field). */
+/* Settings beyond sandbox_config. Every field has a default (0/NULL = default); the
+ * service fills them from its configuration (the flag or variable noted per field). */
 typedef struct ephemeral_options {
     const char *rootfs;        /* EXECUTORD_SANDBOX_ROOTFS: runtime folder; "" = host / */
     const char *cgroup_root;   /* EXECUTORD_CGROUP_ROOT: default /sys/fs/cgroup */

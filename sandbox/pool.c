@@ -422,22 +422,10 @@ static void give_back(pool_warm *w)
 
 /* ---- the backend -------------------------------------------------------------------- */
 
-static uint64_t env_u64(const char *name, uint64_t def)
-{
-    const char *v = getenv(name);
-    if (!v || !*v)
-        return def;
-    char *end;
-    errno = 0;
-    unsigned long long n = strtoull(v, &end, 10);
-    return errno || *end ? def : n;
-}
-
 static int pool_init(const sandbox_config *cfg, char *why, size_t whylen)
 {
     pl.ready = false;
-    const char *rootfs = opts.rootfs ? opts.rootfs : getenv("EXECUTORD_SANDBOX_ROOTFS");
-    snprintf(pl.rootfs, sizeof pl.rootfs, "%s", rootfs ? rootfs : "");
+    snprintf(pl.rootfs, sizeof pl.rootfs, "%s", opts.rootfs ? opts.rootfs : "");
     size_t rl = strlen(pl.rootfs);
     while (rl > 0 && pl.rootfs[rl - 1] == '/')
         pl.rootfs[--rl] = '\0';
@@ -452,30 +440,23 @@ static int pool_init(const sandbox_config *cfg, char *why, size_t whylen)
     }
     /* Default: one warm sandbox per CPU, which is also the default number of workers. */
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-    pl.size = opts.size ? opts.size : (unsigned)env_u64("EXECUTORD_POOL_SIZE", cpus > 0 ? (uint64_t)cpus : 2);
+    pl.size = opts.size ? opts.size : cpus > 0 ? (unsigned)cpus : 2;
     if (pl.size == 0 || pl.size > POOL_SLOTS / 2)
         pl.size = pl.size ? POOL_SLOTS / 2 : 1;
-    const char *when = getenv("EXECUTORD_POOL_WHEN_EMPTY");
-    pl.cold_when_empty = opts.cold_when_empty || (when && strcmp(when, "cold") == 0);
-    pl.recycle_jobs = opts.recycle_jobs ? opts.recycle_jobs : (unsigned)env_u64("EXECUTORD_POOL_RECYCLE_JOBS", 1000);
-    pl.recycle_seconds =
-        opts.recycle_seconds ? opts.recycle_seconds : (unsigned)env_u64("EXECUTORD_POOL_RECYCLE_SECONDS", 600);
-    pl.refill_threads = opts.refill_threads ? opts.refill_threads
-                                            : (unsigned)env_u64("EXECUTORD_POOL_REFILL_THREADS", 2);
-    if (pl.refill_threads == 0 || pl.refill_threads > 8)
-        pl.refill_threads = 2;
-    pl.uid_base = opts.uid_base ? opts.uid_base : (uid_t)env_u64("EXECUTORD_POOL_UID_BASE", 3000000);
+    pl.cold_when_empty = opts.cold_when_empty;
+    pl.recycle_jobs = opts.recycle_jobs ? opts.recycle_jobs : 1000;
+    pl.recycle_seconds = opts.recycle_seconds ? opts.recycle_seconds : 600;
+    pl.refill_threads = opts.refill_threads ? opts.refill_threads : 2;
+    if (pl.refill_threads > 8)
+        pl.refill_threads = 8;
+    pl.uid_base = opts.uid_base ? opts.uid_base : 3000000;
     if (pl.uid_base == 0 || (uint64_t)pl.uid_base + BLOCKS * POOL_BLOCK_UIDS >= UINT32_MAX - 1) {
         snprintf(why, whylen, "invalid pool uid base %u", (unsigned)pl.uid_base);
         return -1;
     }
-    pl.tmp_bytes = (opts.tmp_mb ? opts.tmp_mb : env_u64("EXECUTORD_SANDBOX_TMP_MB", 64)) << 20;
-    pl.shm_bytes = (opts.shm_mb ? opts.shm_mb : env_u64("EXECUTORD_SANDBOX_SHM_MB", 64)) << 20;
-    pl.work_bytes = (opts.work_mb ? opts.work_mb : env_u64("EXECUTORD_SANDBOX_WORK_MB", 128)) << 20;
-    if (!pl.tmp_bytes || !pl.shm_bytes || !pl.work_bytes) {
-        snprintf(why, whylen, "EXECUTORD_SANDBOX_{TMP,SHM,WORK}_MB must be positive");
-        return -1;
-    }
+    pl.tmp_bytes = (opts.tmp_mb ? opts.tmp_mb : 64) << 20;
+    pl.shm_bytes = (opts.shm_mb ? opts.shm_mb : 64) << 20;
+    pl.work_bytes = (opts.work_mb ? opts.work_mb : 128) << 20;
     if (workdir_prepare_root(cfg->work_root, why, whylen) != 0)
         return -1;
     int n = snprintf(pl.base, sizeof pl.base, "%s/.pool-root", cfg->work_root);
@@ -515,10 +496,8 @@ static int pool_init(const sandbox_config *cfg, char *why, size_t whylen)
     char cgwhy[1024] = "";
     if (sandbox_cgroup_mode() == CGROUP_NONE) {
         cgroup_options co = {
-            .root = opts.cgroup_root ? opts.cgroup_root : getenv("EXECUTORD_CGROUP_ROOT"),
-            .cpu_quota_percent = opts.cpu_quota_percent
-                                     ? opts.cpu_quota_percent
-                                     : (unsigned)env_u64("EXECUTORD_SANDBOX_CPU_PERCENT", 100),
+            .root = opts.cgroup_root,
+            .cpu_quota_percent = opts.cpu_quota_percent ? opts.cpu_quota_percent : 100,
         };
         pl.own_cgroups = sandbox_cgroup_init(&co, cgwhy, sizeof cgwhy) == 0;
     }
@@ -540,9 +519,7 @@ static int pool_init(const sandbox_config *cfg, char *why, size_t whylen)
     if (lock_dirfd >= 0)
         close(lock_dirfd);
     lock_dirfd = -1;
-    const char *locks = getenv("EXECUTORD_SANDBOX_UID_LOCK_DIR");
-    if (!locks)
-        locks = "/run/executord-uid-slots";
+    const char *locks = opts.uid_lock_dir ? opts.uid_lock_dir : "/run/executord-uid-slots";
     if (*locks) {
         if (mkdir(locks, 0700) != 0 && errno != EEXIST) {
             snprintf(why, whylen, "mkdir %s: %s", locks, strerror(errno));

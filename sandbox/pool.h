@@ -16,7 +16,8 @@
 
 extern const sandbox_backend sandbox_backend_pool;
 
-/* Settings; 0/NULL = default, and each can also come from the environment at init. */
+/* Settings; 0/NULL = default. The service fills them from its configuration (the flag's
+ * variable is noted per field). */
 typedef struct pool_options {
     unsigned size;             /* EXECUTORD_POOL_SIZE: warm sandboxes kept ready (CPUs) */
     bool cold_when_empty;      /* EXECUTORD_POOL_WHEN_EMPTY=cold|wait (wait): no warm one
@@ -24,7 +25,9 @@ typedef struct pool_options {
     unsigned recycle_jobs;     /* EXECUTORD_POOL_RECYCLE_JOBS: zygote replaced after (1000) */
     unsigned recycle_seconds;  /* EXECUTORD_POOL_RECYCLE_SECONDS: ... or after (600) */
     uid_t uid_base;            /* EXECUTORD_POOL_UID_BASE: first host uid (3000000) */
-    unsigned refill_threads;   /* EXECUTORD_POOL_REFILL_THREADS (2) */
+    const char *uid_lock_dir;  /* EXECUTORD_SANDBOX_UID_LOCK_DIR: flocks shared by the
+                                * instances of a host (/run/executord-uid-slots; ""=off) */
+    unsigned refill_threads;   /* threads preparing warm sandboxes (2, at most 8) */
     uint64_t tmp_mb;           /* EXECUTORD_SANDBOX_TMP_MB: /tmp size (64), as ephemeral */
     uint64_t shm_mb;           /* EXECUTORD_SANDBOX_SHM_MB: /dev/shm size (64) */
     uint64_t work_mb;          /* EXECUTORD_SANDBOX_WORK_MB: /work size (128) */

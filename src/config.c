@@ -46,6 +46,7 @@ static const option_def options[] = {
     {"sandbox-rootfs", "EXECUTORD_SANDBOX_ROOTFS", OPT_PATH_OR_EMPTY, "", "runtime folder bound read-only into sandboxes (an unpacked python:slim image, say; empty = the host's /usr, /lib, /bin, /sbin)", FIELD(sandbox_rootfs), 0, 0},
     {"sandbox-uid-base", "EXECUTORD_SANDBOX_UID_BASE", OPT_U64, "2000000", "first host uid of the per-job sandbox uids (two per concurrent job)", FIELD(sandbox_uid_base), 1, 4000000000LL},
     {"sandbox-uid-count", "EXECUTORD_SANDBOX_UID_COUNT", OPT_U64, "1024", "concurrent sandbox uid slots", FIELD(sandbox_uid_count), 1, 1 << 20},
+    {"sandbox-uid-lock-dir", "EXECUTORD_SANDBOX_UID_LOCK_DIR", OPT_PATH_OR_EMPTY, "/run/executord-uid-slots", "folder of the flocks by which the instances of a host share the sandbox and pool uid ranges (empty = no coordination: one instance per range)", FIELD(sandbox_uid_lock_dir), 0, 0},
     {"sandbox-tmp-mb", "EXECUTORD_SANDBOX_TMP_MB", OPT_U64, "64", "size of a sandbox's /tmp", FIELD(sandbox_tmp_mb), 1, 1 << 20},
     {"sandbox-shm-mb", "EXECUTORD_SANDBOX_SHM_MB", OPT_U64, "64", "size of a sandbox's /dev/shm", FIELD(sandbox_shm_mb), 1, 1 << 20},
     {"sandbox-work-mb", "EXECUTORD_SANDBOX_WORK_MB", OPT_U64, "128", "size of a sandbox's /work", FIELD(sandbox_work_mb), 1, 1 << 20},

@@ -30,6 +30,7 @@ typedef struct config {
     /* the sandboxes (ephemeral, pool) */
     char sandbox_rootfs[4096];     /* "" = the host's /usr, /lib, /bin, ... */
     uint64_t sandbox_uid_base;     /* first host uid of the per-job uid slots */
+    char sandbox_uid_lock_dir[4096]; /* "" = instances do not coordinate uid slots */
     uint64_t sandbox_uid_count;    /* slots (two host ids each) */
     uint64_t sandbox_tmp_mb;       /* /tmp tmpfs size */
     uint64_t sandbox_shm_mb;       /* /dev/shm tmpfs size */
