@@ -37,12 +37,20 @@ static bool media_type_accepted(const char *value)
     return n > la + ls && strncmp(type, app, la) == 0 && strcmp(type + n - ls, suffix) == 0;
 }
 
+/* Seconds a client is asked to wait before resubmitting to an instance that is stopping. */
+#define SHUTDOWN_RETRY_AFTER_S 5
+
 static api_result precheck_submission(api_request *rq, api_response *rs)
 {
     const config *cfg = rq->srv->cfg;
-    if (atomic_load(&rq->srv->refusing))
-        return api_respond_errorf(rs, 503, "shutting_down",
-                                  "the service is shutting down and accepts no new jobs");
+    if (atomic_load(&rq->srv->refusing)) {
+        api_respond_errorf(rs, 503, "shutting_down",
+                           "the service is shutting down and accepts no new jobs");
+        /* A restarted instance (or another behind the same address) usually answers by
+         * then; the job was not stored, so the retry is safe. */
+        api_response_header(rs, MHD_HTTP_HEADER_RETRY_AFTER, "%d", SHUTDOWN_RETRY_AFTER_S);
+        return API_RESPOND;
+    }
     const char *ctype = api_header(rq, MHD_HTTP_HEADER_CONTENT_TYPE);
     if (ctype && !media_type_accepted(ctype))
         return api_respond_errorf(rs, 415, "unsupported_media_type",

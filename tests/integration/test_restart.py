@@ -132,6 +132,7 @@ def test_sigterm_refuses_new_jobs_and_stops_jobs_past_grace(make_server):
     time.sleep(0.3)
     r = c.post_job({"script": "def main():\n    return 1\n"})
     assert r.status == 503 and r.error["code"] == "shutting_down", r
+    assert r.headers.get("Retry-After") == "5", "a client may resubmit after a restart"
     assert c.get_job(job["id"]).status == 200, "reads keep working during the grace period"
     ready = c.request("GET", "/readyz")
     assert ready.status == 503 and ready.error["code"] in ("not_ready", "shutting_down"), ready

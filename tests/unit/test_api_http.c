@@ -428,6 +428,8 @@ static void submission_refusals(void **state)
     http(f->port, "POST", "/v1/jobs", NULL, "{\"script\":\"x\"}", &r);
     assert_int_equal(r.status, 503);
     assert_string_equal(error_code(&r), "shutting_down");
+    assert_true(header(&r, "Retry-After", v, sizeof v));
+    assert_string_equal(v, "5");
     reply_free(&r);
     http(f->port, "GET", "/v1/jobs", NULL, NULL, &r);
     assert_int_equal(r.status, 200);
