@@ -154,6 +154,18 @@ def test_idempotency_repeat_after_job_finished(client):
     assert again.json()["result"] == "once"
 
 
+def test_idempotency_key_is_freed_with_its_job(client):
+    """As documented: a key lives as long as its job; after DELETE it makes a new job."""
+    key = f"k-{uuid.uuid4()}"
+    body = {"script": "def main():\n    return 'x'\n"}
+    first = client.post_job(body, headers={"Idempotency-Key": key}, wait=30)
+    assert first.status == 201 and first.json()["status"] == "succeeded", first
+    assert client.delete(first.json()["id"]).status == 204
+    again = client.post_job(body, headers={"Idempotency-Key": key}, wait=30)
+    assert again.status == 201, again
+    assert again.json()["id"] != first.json()["id"]
+
+
 @pytest.mark.parametrize("key", ["", "x" * 201, "bad\u00e9key"])
 def test_idempotency_key_invalid(client, key):
     r = client.post_job({"script": "def main():\n    return 1\n"},
