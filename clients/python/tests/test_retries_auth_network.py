@@ -82,7 +82,8 @@ def test_queue_full_gives_up_after_max_retries(exd_make_server):
 def test_shutting_down_503_is_retried(exd_make_server):
     srv = exd_make_server("--workers", "1", "--shutdown-grace-seconds", "20")
     raw = srv.client()
-    blocker = raw.submit({"script": SLEEPER, "inputs": {"s": 4}})
+    # Long enough for both retries, each at least the 5 s the service asks for.
+    blocker = raw.submit({"script": SLEEPER, "inputs": {"s": 15}})
     raw.wait_status(blocker["id"], {"running"})
     srv.proc.send_signal(signal.SIGTERM)  # stops taking jobs; the running one may finish
     deadline = time.monotonic() + 10
@@ -94,6 +95,7 @@ def test_shutting_down_503_is_retried(exd_make_server):
     with pytest.raises(ExecutorUnavailableError) as ei:
         client.run_python("def main():\n    return 1\n")
     assert [reason for _, reason, _ in rec.calls] == ["HTTP 503", "HTTP 503"]
+    assert all(delay >= 5 for _, _, delay in rec.calls), rec.calls  # its Retry-After
     assert ei.value.http_status == 503 and ei.value.code == "shutting_down"
     assert srv.stop(grace=30) == 0
 
