@@ -94,6 +94,36 @@ static int probe_namespaces(char *why, size_t whylen)
     return 0;
 }
 
+/* As root, every job's work folder is handed to the job's own host uid (chown), which
+ * takes CAP_CHOWN: a service without it (a container given only SETUID and SETGID) must
+ * report direct unavailable rather than fail every job. Tried once on a scratch folder. */
+static int probe_work_folder_handover(const char *root, char *why, size_t whylen)
+{
+    if (geteuid() != 0)
+        return 0; /* unprivileged: jobs run as the service's own uid, nothing to hand over */
+    char dir[PATH_MAX];
+    int n = snprintf(dir, sizeof dir, "%s/.direct-probe-XXXXXX", root);
+    if (n < 0 || (size_t)n >= sizeof dir) {
+        snprintf(why, whylen, "work folder path too long");
+        return -1;
+    }
+    if (!mkdtemp(dir)) {
+        snprintf(why, whylen, "mkdtemp %s: %s", dir, strerror(errno));
+        return -1;
+    }
+    int rc = 0;
+    if (chown(dir, 65534, 65534) != 0) {
+        snprintf(why, whylen, "cannot hand a job its work folder (chown to the job's uid: %s; "
+                 "direct needs CAP_CHOWN)", strerror(errno));
+        rc = -1;
+    }
+    if (rmdir(dir) != 0 && rc == 0) {
+        snprintf(why, whylen, "rmdir %s: %s", dir, strerror(errno));
+        rc = -1;
+    }
+    return rc;
+}
+
 static int direct_init(const sandbox_config *cfg, char *why, size_t whylen)
 {
     const char *py = cfg && cfg->python_path ? cfg->python_path : "/usr/bin/python3";
@@ -113,7 +143,7 @@ static int direct_init(const sandbox_config *cfg, char *why, size_t whylen)
         snprintf(why, whylen, "setgroups(0) to keep host groups out of jobs: %s", strerror(errno));
         return -1;
     }
-    if (probe_namespaces(why, whylen) != 0)
+    if (probe_namespaces(why, whylen) != 0 || probe_work_folder_handover(cfg->work_root, why, whylen) != 0)
         return -1;
     free(python_path);
     free(work_root);

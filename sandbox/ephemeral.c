@@ -4,6 +4,7 @@
 #include "sandbox/ephemeral.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <grp.h>
 #include <inttypes.h>
 #include <limits.h>
@@ -234,21 +235,51 @@ static int drop_service_groups(char *why, size_t whylen)
 
 /* Proves the namespaces can be created here, so an unusable backend is reported at
  * start-up instead of failing every job. */
+/* Builds the namespaces once and maps a job's uids into them, so a host that cannot
+ * (no user namespaces, or no CAP_SETUID/CAP_SETGID for other uids' maps) is reported at
+ * start-up instead of failing every job. The child waits until the maps are written. */
 static int probe_namespaces(char *why, size_t whylen)
 {
     unsigned long flags = CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS |
                           CLONE_NEWNET | CLONE_NEWCGROUP;
+    int hold[2];
+    if (pipe2(hold, O_CLOEXEC) != 0) {
+        snprintf(why, whylen, "pipe2: %s", strerror(errno));
+        return -1;
+    }
     long pid = syscall(SYS_clone, flags | SIGCHLD, 0L, 0L, 0L, 0L);
     if (pid < 0) {
         snprintf(why, whylen, "clone (user/PID/mount/IPC/UTS/net/cgroup namespaces): %s", strerror(errno));
+        close(hold[0]);
+        close(hold[1]);
         return -1;
     }
-    if (pid == 0)
-        _exit(0);
+    if (pid == 0) {
+        char c;
+        close(hold[1]);
+        while (read(hold[0], &c, 1) < 0 && errno == EINTR) {
+        }
+        _exit(0); /* EOF: the parent is done */
+    }
+    close(hold[0]);
+    int rc = 0;
+    uid_t slot;
+    bool have_slot = sandbox_userns_acquire(&slot) == 0;
+    char err[256];
+    if (!have_slot) {
+        snprintf(why, whylen, "no free sandbox uid: %s", strerror(errno));
+        rc = -1;
+    } else if (sandbox_userns_write_maps((pid_t)pid, slot, err, sizeof err) != 0) {
+        snprintf(why, whylen, "mapping a job's uids: %s", err);
+        rc = -1;
+    }
+    close(hold[1]);
     int st;
     while (waitpid((pid_t)pid, &st, __WALL) < 0 && errno == EINTR) {
     }
-    return 0;
+    if (have_slot)
+        sandbox_userns_release(slot); /* its only user, the probe, is gone */
+    return rc;
 }
 
 static int eph_init(const sandbox_config *cfg, char *why, size_t whylen)

@@ -2,7 +2,8 @@
 # Installs what is missing, builds (gcc; clang as a warnings check; clang with ASan+UBSan),
 # then runs every test: the cmocka unit tests, bounded fuzzing, the integration suite with
 # every response checked against openapi.yaml (plus the spec's lint), the Python client's
-# tests, the dashboard in headless Chromium, the attack suite against the real binary, and
+# tests, the dashboard in headless Chromium, the attack suite against the real binary, the
+# Dockerfile replayed and run (tests/container), and
 # the unit, integration, client and attack suites again under the sanitizers. Needs root
 # (the sandboxes do). Screenshots of the dashboard test: build/test-artifacts/e2e.
 set -euo pipefail
@@ -40,6 +41,8 @@ echo "== dashboard end to end (headless Chromium)"
 tests/e2e/run.sh
 echo "== attack suite (real sandboxes: ephemeral and pool)"
 EXECUTORD_SECURITY_BACKENDS=ephemeral,pool /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/security
+echo "== container image (the Dockerfile replayed in debootstrap'd Debian 12 roots, then run)"
+tests/container/run.sh
 
 echo "== unit tests and integration suite under ASan + UBSan (LeakSanitizer on the service)"
 export ASAN_OPTIONS=halt_on_error=1:detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
