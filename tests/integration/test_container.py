@@ -53,6 +53,7 @@ class Launched:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
+                self.errfile.close()
                 raise RuntimeError(f"exited {self.proc.returncode} during start-up:\n{self.tail()}")
             if b"listening on" in self.log.read_bytes():
                 break
