@@ -6,7 +6,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
-#include <inttypes.h>
 #include <limits.h>
 #include <pthread.h>
 #include <sched.h>
@@ -29,6 +28,7 @@
 #include "sandbox/mnt.h"
 #include "sandbox/net.h"
 #include "sandbox/process.h"
+#include "sandbox/result.h"
 #include "sandbox/seccomp.h"
 #include "sandbox/userns.h"
 #include "sandbox/workdir.h"
@@ -154,13 +154,8 @@ static void hook_collect_usage(void *ctx, sandbox_usage *u)
 
 /* ---- outcome classification ---- */
 
-static bool contains(const char *s, const char *needle)
-{
-    return s && strstr(s, needle);
-}
-
-/* Names the limit a failed job ran into. The runner already maps MemoryError and EFBIG;
- * here come the kernel's OOM kill (visible only in the cgroup) and the process limit. */
+/* Names the limit a failed job ran into; the kernel's OOM kill is visible only in the
+ * cgroup. */
 static void classify(sandbox_outcome *out, const sandbox_limits *lim, eph_job *j)
 {
     if (out->verdict != SANDBOX_FAILED)
@@ -169,28 +164,8 @@ static void classify(sandbox_outcome *out, const sandbox_limits *lim, eph_job *j
     sandbox_usage scratch = out->usage;
     if (j->cg)
         sandbox_cgroup_job_usage(j->cg, &scratch, &pids_hit);
-    if (out->usage.oom_kills > 0 || (out->signal == SIGKILL && scratch.oom_kills > 0)) {
-        sandbox_outcome_set_error(out, "MemoryLimitExceeded",
-                                  "Memory limit of %" PRIu64 " MB exceeded (killed by the kernel's OOM killer)",
-                                  lim->memory_mb);
-        return;
-    }
-    if (contains(out->error_type, "MemoryLimitExceeded")) {
-        sandbox_outcome_set_error(out, "MemoryLimitExceeded", "MemoryError: memory limit of %" PRIu64 " MB exceeded",
-                                  lim->memory_mb);
-        return;
-    }
-    bool fork_failed = contains(out->error_message, "[Errno 11]") &&
-                       (pids_hit || contains(out->error_traceback, "fork") ||
-                        contains(out->error_traceback, "_execute_child") ||
-                        contains(out->error_traceback, "spawn"));
-    if (fork_failed) {
-        char *orig = out->error_message ? strdup(out->error_message) : NULL;
-        sandbox_outcome_set_error(out, "ResourceLimitExceeded",
-                                  "Process limit of %" PRIu64 " (max_processes) exceeded: %s",
-                                  lim->max_processes, orig ? orig : "fork failed");
-        free(orig);
-    }
+    bool oom_killed = out->usage.oom_kills > 0 || (out->signal == SIGKILL && scratch.oom_kills > 0);
+    sandbox_outcome_name_limit(out, lim, oom_killed, pids_hit);
 }
 
 /* ---- init / run / shutdown ---- */

@@ -28,13 +28,11 @@
 
 #define KILL_GRACE_NS (2 * 1000000000LL)
 
-enum kill_reason { KILL_NONE = 0, KILL_TIMEOUT, KILL_CANCEL, KILL_SHUTDOWN, KILL_OUTPUT, KILL_RESULT };
-
 typedef struct run {
     const pool_job *j;
     sandbox_outcome *out;
     sandbox_pump io;      /* output, spec and result */
-    enum kill_reason killed;
+    sandbox_kill killed;
     int killed_stream;
     bool exited, have_exit;
     int status;
@@ -149,9 +147,9 @@ static char *build_spec(const sandbox_spec *s, const rlimit_set *rl, size_t *len
     return text;
 }
 
-static void kill_tree(run *r, enum kill_reason why)
+static void kill_tree(run *r, sandbox_kill why)
 {
-    if (r->killed == KILL_NONE)
+    if (r->killed == SANDBOX_KILL_NONE)
         r->killed = why;
     if (syscall(SYS_pidfd_send_signal, r->j->pidfd, SIGKILL, NULL, 0) != 0 && errno != ESRCH)
         fprintf(stderr, "executord: pool: pidfd_send_signal: %s\n", strerror(errno));
@@ -163,11 +161,11 @@ static void kill_tree(run *r, enum kill_reason why)
 static void on_overflow(void *ctx, pump_overflow what, int stream_id)
 {
     run *r = ctx;
-    if (r->killed != KILL_NONE)
+    if (r->killed != SANDBOX_KILL_NONE)
         return;
     if (what == PUMP_OUTPUT_OVER)
         r->killed_stream = stream_id;
-    kill_tree(r, what == PUMP_OUTPUT_OVER ? KILL_OUTPUT : KILL_RESULT);
+    kill_tree(r, what == PUMP_OUTPUT_OVER ? SANDBOX_KILL_OUTPUT : SANDBOX_KILL_RESULT);
 }
 
 static void read_status(run *r)
@@ -205,17 +203,17 @@ static void supervise(run *r)
         pf[i_pid = n++] = (struct pollfd){.fd = r->j->pidfd, .events = POLLIN};
         pf[i_st = n++] = (struct pollfd){.fd = r->j->status_fd, .events = POLLIN};
         n = sandbox_pump_poll_fds(&r->io, pf, n);
-        if (r->killed == KILL_NONE && spec->cancel_fd >= 0)
+        if (r->killed == SANDBOX_KILL_NONE && spec->cancel_fd >= 0)
             pf[i_cancel = n++] = (struct pollfd){.fd = spec->cancel_fd, .events = POLLIN};
-        if (r->killed == KILL_NONE && r->j->stop_fd >= 0)
+        if (r->killed == SANDBOX_KILL_NONE && r->j->stop_fd >= 0)
             pf[i_stop = n++] = (struct pollfd){.fd = r->j->stop_fd, .events = POLLIN};
-        int64_t wake = r->killed == KILL_NONE ? deadline : hard_deadline;
+        int64_t wake = r->killed == SANDBOX_KILL_NONE ? deadline : hard_deadline;
         int timeout_ms = -1;
         if (wake != INT64_MAX) {
             int64_t left = wake - now_ns();
             if (left <= 0) {
-                if (r->killed == KILL_NONE) {
-                    kill_tree(r, KILL_TIMEOUT);
+                if (r->killed == SANDBOX_KILL_NONE) {
+                    kill_tree(r, SANDBOX_KILL_TIMEOUT);
                     hard_deadline = now_ns() + KILL_GRACE_NS;
                 } else {
                     /* init is not gone after SIGKILL: nothing more to wait for. */
@@ -232,7 +230,7 @@ static void supervise(run *r)
             if (errno == EINTR)
                 continue;
             fprintf(stderr, "executord: pool: poll: %s\n", strerror(errno));
-            kill_tree(r, KILL_CANCEL);
+            kill_tree(r, SANDBOX_KILL_CANCEL);
             hard_deadline = now_ns() + KILL_GRACE_NS;
             continue;
         }
@@ -245,12 +243,12 @@ static void supervise(run *r)
             if (r->have_exit && r->io.result_fd < 0)
                 r->exited = true;
         }
-        if (i_cancel >= 0 && pf[i_cancel].revents && r->killed == KILL_NONE) {
-            kill_tree(r, KILL_CANCEL);
+        if (i_cancel >= 0 && pf[i_cancel].revents && r->killed == SANDBOX_KILL_NONE) {
+            kill_tree(r, SANDBOX_KILL_CANCEL);
             hard_deadline = now_ns() + KILL_GRACE_NS;
         }
-        if (i_stop >= 0 && pf[i_stop].revents && r->killed == KILL_NONE) {
-            kill_tree(r, KILL_SHUTDOWN);
+        if (i_stop >= 0 && pf[i_stop].revents && r->killed == SANDBOX_KILL_NONE) {
+            kill_tree(r, SANDBOX_KILL_SHUTDOWN);
             hard_deadline = now_ns() + KILL_GRACE_NS;
         }
         if (pf[i_pid].revents)
@@ -266,11 +264,6 @@ static bool apply_result(run *r)
     return sandbox_apply_result(r->io.result, r->io.result_len, r->out);
 }
 
-static bool contains(const char *s, const char *needle)
-{
-    return s && strstr(s, needle);
-}
-
 static void decide(run *r, bool pids_hit)
 {
     sandbox_outcome *out = r->out;
@@ -280,82 +273,17 @@ static void decide(run *r, bool pids_hit)
         out->exit_code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
         out->signal = WIFSIGNALED(st) ? WTERMSIG(st) : 0;
     }
-    switch (r->killed) {
-    case KILL_TIMEOUT:
-        out->verdict = SANDBOX_TIMED_OUT;
-        sandbox_outcome_set_error(out, "SandboxTimeoutError", "Script execution timed out after %.15g seconds",
-                                  lim->timeout_seconds);
+    if (sandbox_outcome_killed(out, r->killed, lim, r->killed_stream, r->io.cap))
         return;
-    case KILL_CANCEL:
-        out->verdict = SANDBOX_CANCELLED;
-        sandbox_outcome_set_error(out, "Cancelled", "Job cancelled");
-        return;
-    case KILL_SHUTDOWN:
-        out->verdict = SANDBOX_CANCELLED;
-        sandbox_outcome_set_error(out, "Cancelled", "Job cancelled: executord is shutting down");
-        return;
-    case KILL_OUTPUT:
-        out->verdict = SANDBOX_OUTPUT_LIMIT;
-        sandbox_outcome_set_error(out, "OutputLimitExceeded", "%s exceeded the output limit of %llu bytes",
-                                  r->killed_stream == SANDBOX_STDERR ? "stderr" : "stdout",
-                                  (unsigned long long)r->io.cap);
-        return;
-    case KILL_RESULT:
-        out->verdict = SANDBOX_FAILED;
-        sandbox_outcome_set_error(out, "SandboxExecutionError", "Result exceeds the output limit of %llu bytes",
-                                  (unsigned long long)r->io.cap);
-        return;
-    case KILL_NONE:
-        break;
-    }
     bool have_result = apply_result(r);
-    if (!have_result) {
-        out->verdict = SANDBOX_FAILED;
-        int64_t cpu_ms = out->usage.cpu_user_ms + out->usage.cpu_system_ms;
-        if (!r->have_exit)
-            sandbox_outcome_set_error(out, "SandboxExecutionError",
-                                      "Process tree ended without reporting the runner's exit");
-        else if (WIFSIGNALED(st) && (WTERMSIG(st) == SIGXCPU ||
-                                     (WTERMSIG(st) == SIGKILL && lim->cpu_seconds > 0 &&
-                                      cpu_ms >= (int64_t)lim->cpu_seconds * 1000)))
-            sandbox_outcome_set_error(out, "ResourceLimitExceeded",
-                                      "CPU time limit of %llu seconds exceeded (killed by %s)",
-                                      (unsigned long long)lim->cpu_seconds, proc_signal_name(WTERMSIG(st)));
-        else if (WIFSIGNALED(st) && WTERMSIG(st) == SIGXFSZ)
-            sandbox_outcome_set_error(out, "ResourceLimitExceeded",
-                                      "File size limit of %llu MB exceeded (killed by SIGXFSZ)",
-                                      (unsigned long long)lim->max_file_size_mb);
-        else if (WIFSIGNALED(st))
-            sandbox_outcome_set_error(out, "SandboxExecutionError",
-                                      "Process killed by signal %s without returning a result",
-                                      proc_signal_name(WTERMSIG(st)));
-        else
-            sandbox_outcome_set_error(out, "SandboxExecutionError",
-                                      "Process exited with code %d without returning a result", WEXITSTATUS(st));
-    }
-    if (out->verdict != SANDBOX_FAILED)
-        return;
-    /* As ephemeral classifies: the kernel's OOM kill, MemoryError, the process limit. */
-    if (out->usage.oom_kills > 0 && (!have_result || out->signal == SIGKILL || contains(out->error_type, "Memory"))) {
-        sandbox_outcome_set_error(out, "MemoryLimitExceeded",
-                                  "Memory limit of %" PRIu64 " MB exceeded (killed by the kernel's OOM killer)",
-                                  lim->memory_mb);
-        return;
-    }
-    if (contains(out->error_type, "MemoryLimitExceeded")) {
-        sandbox_outcome_set_error(out, "MemoryLimitExceeded", "MemoryError: memory limit of %" PRIu64 " MB exceeded",
-                                  lim->memory_mb);
-        return;
-    }
-    bool fork_failed = contains(out->error_message, "[Errno 11]") &&
-                       (pids_hit || contains(out->error_traceback, "fork") ||
-                        contains(out->error_traceback, "_execute_child") || contains(out->error_traceback, "spawn"));
-    if (fork_failed) {
-        char *orig = out->error_message ? strdup(out->error_message) : NULL;
-        sandbox_outcome_set_error(out, "ResourceLimitExceeded", "Process limit of %" PRIu64 " (max_processes) exceeded: %s",
-                                  lim->max_processes, orig ? orig : "fork failed");
-        free(orig);
-    }
+    if (!have_result)
+        sandbox_outcome_no_result(out, lim, r->have_exit, st);
+    /* The cgroup's OOM count covers the whole sandbox: it names the failure when the job
+     * was killed or died without a result, or its own error already says memory. */
+    bool oom_killed = out->usage.oom_kills > 0 &&
+                      (!have_result || out->signal == SIGKILL ||
+                       (out->error_type && strstr(out->error_type, "Memory")));
+    sandbox_outcome_name_limit(out, lim, oom_killed, pids_hit);
 }
 
 void pool_job_run(const pool_job *j, sandbox_outcome *out)
@@ -414,13 +342,13 @@ void pool_job_run(const pool_job *j, sandbox_outcome *out)
     if (j->cg)
         sandbox_cgroup_job_usage(j->cg, &out->usage, &pids_hit);
     if (j->lost)
-        *j->lost = !r.have_exit && r.killed == KILL_NONE && r.io.result_len == 0 && r.io.streams[0].bytes == 0 &&
+        *j->lost = !r.have_exit && r.killed == SANDBOX_KILL_NONE && r.io.result_len == 0 && r.io.streams[0].bytes == 0 &&
                    r.io.streams[1].bytes == 0 && out->usage.oom_kills <= 0;
     decide(&r, pids_hit);
 
 done:
     if (out->verdict == SANDBOX_SETUP_ERROR)
-        kill_tree(&r, KILL_CANCEL);
+        kill_tree(&r, SANDBOX_KILL_CANCEL);
     sandbox_pump_report(&r.io, out);
     if (out->usage.wall_ms == 0)
         out->usage.wall_ms = (now_ns() - t0) / 1000000;

@@ -542,8 +542,6 @@ static _Noreturn void init_main(const child_plan *p)
 
 /* ---- service side ---------------------------------------------------------------- */
 
-enum kill_reason { KILL_NONE = 0, KILL_TIMEOUT, KILL_CANCEL, KILL_SHUTDOWN, KILL_OUTPUT, KILL_RESULT };
-
 typedef struct job_run {
     const proc_job *job;
     sandbox_outcome *out;
@@ -551,7 +549,7 @@ typedef struct job_run {
     int pidfd;
     sandbox_pump io;      /* output, spec and result */
     int status_fd;
-    enum kill_reason killed;
+    sandbox_kill killed;
     int killed_stream;
     int64_t hard_kill_at; /* when the graceful kill request gives way to SIGKILL */
     bool hard_killed;
@@ -582,9 +580,9 @@ static void hard_kill(job_run *r)
 
 /* Asks init to kill and reap the tree (usage stays accounted); if it has not finished
  * within KILL_GRACE_NS, supervise() falls back to hard_kill. */
-static void kill_tree(job_run *r, enum kill_reason why)
+static void kill_tree(job_run *r, sandbox_kill why)
 {
-    if (r->killed != KILL_NONE)
+    if (r->killed != SANDBOX_KILL_NONE)
         return;
     r->killed = why;
     r->hard_kill_at = now_ns() + KILL_GRACE_NS;
@@ -626,11 +624,11 @@ static char *build_spec(const sandbox_spec *s, size_t *len)
 static void on_overflow(void *ctx, pump_overflow what, int stream_id)
 {
     job_run *r = ctx;
-    if (r->killed != KILL_NONE)
+    if (r->killed != SANDBOX_KILL_NONE)
         return;
     if (what == PUMP_OUTPUT_OVER)
         r->killed_stream = stream_id;
-    kill_tree(r, what == PUMP_OUTPUT_OVER ? KILL_OUTPUT : KILL_RESULT);
+    kill_tree(r, what == PUMP_OUTPUT_OVER ? SANDBOX_KILL_OUTPUT : SANDBOX_KILL_RESULT);
 }
 
 static void supervise(job_run *r)
@@ -646,13 +644,13 @@ static void supervise(job_run *r)
         int idx_pid, idx_cancel = -1, idx_shut = -1, n = 0;
         pf[idx_pid = n++] = (struct pollfd){.fd = r->pidfd, .events = POLLIN};
         n = sandbox_pump_poll_fds(&r->io, pf, n);
-        if (r->killed == KILL_NONE && spec->cancel_fd >= 0)
+        if (r->killed == SANDBOX_KILL_NONE && spec->cancel_fd >= 0)
             pf[idx_cancel = n++] = (struct pollfd){.fd = spec->cancel_fd, .events = POLLIN};
-        if (r->killed == KILL_NONE && shutdown_efd >= 0)
+        if (r->killed == SANDBOX_KILL_NONE && shutdown_efd >= 0)
             pf[idx_shut = n++] = (struct pollfd){.fd = shutdown_efd, .events = POLLIN};
 
         int64_t wake = INT64_MAX;
-        if (r->killed == KILL_NONE)
+        if (r->killed == SANDBOX_KILL_NONE)
             wake = deadline;
         else if (!r->hard_killed)
             wake = r->hard_kill_at;
@@ -660,8 +658,8 @@ static void supervise(job_run *r)
         if (wake != INT64_MAX) {
             int64_t left = wake - now_ns();
             if (left <= 0) {
-                if (r->killed == KILL_NONE)
-                    kill_tree(r, KILL_TIMEOUT);
+                if (r->killed == SANDBOX_KILL_NONE)
+                    kill_tree(r, SANDBOX_KILL_TIMEOUT);
                 else
                     hard_kill(r);
                 continue;
@@ -674,7 +672,7 @@ static void supervise(job_run *r)
             if (errno == EINTR)
                 continue;
             fprintf(stderr, "executord: sandbox: poll: %s\n", strerror(errno));
-            kill_tree(r, KILL_CANCEL); /* cannot supervise: fail closed */
+            kill_tree(r, SANDBOX_KILL_CANCEL); /* cannot supervise: fail closed */
             hard_kill(r);
             struct pollfd p1 = {.fd = r->pidfd, .events = POLLIN};
             while (poll(&p1, 1, -1) < 0 && errno == EINTR) {
@@ -683,10 +681,10 @@ static void supervise(job_run *r)
             break;
         }
         sandbox_pump_on_poll(&r->io, pf);
-        if (idx_cancel >= 0 && pf[idx_cancel].revents && r->killed == KILL_NONE)
-            kill_tree(r, KILL_CANCEL);
-        if (idx_shut >= 0 && pf[idx_shut].revents && r->killed == KILL_NONE)
-            kill_tree(r, KILL_SHUTDOWN);
+        if (idx_cancel >= 0 && pf[idx_cancel].revents && r->killed == SANDBOX_KILL_NONE)
+            kill_tree(r, SANDBOX_KILL_CANCEL);
+        if (idx_shut >= 0 && pf[idx_shut].revents && r->killed == SANDBOX_KILL_NONE)
+            kill_tree(r, SANDBOX_KILL_SHUTDOWN);
         if (pf[idx_pid].revents)
             r->exited = true;
     }
@@ -711,72 +709,14 @@ static bool apply_result(job_run *r)
 static void decide(job_run *r, bool have_exit, const proc_record *exit_rec)
 {
     sandbox_outcome *out = r->out;
-    const sandbox_limits *lim = &r->job->spec->limits;
     int st = exit_rec->status;
     if (have_exit) {
         out->exit_code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
         out->signal = WIFSIGNALED(st) ? WTERMSIG(st) : 0;
     }
-    switch (r->killed) {
-    case KILL_TIMEOUT:
-        out->verdict = SANDBOX_TIMED_OUT;
-        sandbox_outcome_set_error(out, "SandboxTimeoutError",
-                                  "Script execution timed out after %.15g seconds",
-                                  lim->timeout_seconds);
-        return;
-    case KILL_CANCEL:
-        out->verdict = SANDBOX_CANCELLED;
-        sandbox_outcome_set_error(out, "Cancelled", "Job cancelled");
-        return;
-    case KILL_SHUTDOWN:
-        out->verdict = SANDBOX_CANCELLED;
-        sandbox_outcome_set_error(out, "Cancelled", "Job cancelled: executord is shutting down");
-        return;
-    case KILL_OUTPUT:
-        out->verdict = SANDBOX_OUTPUT_LIMIT;
-        sandbox_outcome_set_error(out, "OutputLimitExceeded",
-                                  "%s exceeded the output limit of %llu bytes",
-                                  r->killed_stream == SANDBOX_STDERR ? "stderr" : "stdout",
-                                  (unsigned long long)r->io.cap);
-        return;
-    case KILL_RESULT:
-        out->verdict = SANDBOX_FAILED;
-        sandbox_outcome_set_error(out, "SandboxExecutionError",
-                                  "Result exceeds the output limit of %llu bytes",
-                                  (unsigned long long)r->io.cap);
-        return;
-    case KILL_NONE:
-        break;
-    }
-    if (apply_result(r))
-        return;
-    out->verdict = SANDBOX_FAILED;
-    int64_t cpu_ms = out->usage.cpu_user_ms + out->usage.cpu_system_ms;
-    if (!have_exit) {
-        sandbox_outcome_set_error(out, "SandboxExecutionError",
-                                  "Process tree ended without reporting the runner's exit");
-    } else if (WIFSIGNALED(st) &&
-               (WTERMSIG(st) == SIGXCPU ||
-                (WTERMSIG(st) == SIGKILL && lim->cpu_seconds > 0 &&
-                 cpu_ms >= (int64_t)lim->cpu_seconds * 1000))) {
-        /* SIGKILL past the limit is the kernel's hard-limit backstop (SIGXCPU caught). */
-        sandbox_outcome_set_error(out, "ResourceLimitExceeded",
-                                  "CPU time limit of %llu seconds exceeded (killed by %s)",
-                                  (unsigned long long)lim->cpu_seconds,
-                                  proc_signal_name(WTERMSIG(st)));
-    } else if (WIFSIGNALED(st) && WTERMSIG(st) == SIGXFSZ) {
-        sandbox_outcome_set_error(out, "ResourceLimitExceeded",
-                                  "File size limit of %llu MB exceeded (killed by SIGXFSZ)",
-                                  (unsigned long long)lim->max_file_size_mb);
-    } else if (WIFSIGNALED(st)) {
-        sandbox_outcome_set_error(out, "SandboxExecutionError",
-                                  "Process killed by signal %s without returning a result",
-                                  proc_signal_name(WTERMSIG(st)));
-    } else {
-        sandbox_outcome_set_error(out, "SandboxExecutionError",
-                                  "Process exited with code %d without returning a result",
-                                  WEXITSTATUS(st));
-    }
+    const sandbox_limits *lim = &r->job->spec->limits;
+    if (!sandbox_outcome_killed(out, r->killed, lim, r->killed_stream, r->io.cap) && !apply_result(r))
+        sandbox_outcome_no_result(out, lim, have_exit, st);
 }
 
 /* Reads init's records; returns true when an exit record arrived. */
