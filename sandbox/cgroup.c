@@ -358,6 +358,12 @@ int sandbox_cgroup_job_create(const char *job_id, const sandbox_limits *lim, cgr
     return 0;
 }
 
+int sandbox_cgroup_job_set_limits(cgroup_job *j, const sandbox_limits *lim, char *err, size_t errlen)
+{
+    return state.mode == CGROUP_V2 ? cgroup2_job_set_limits(&state, j, lim, err, errlen)
+                                   : cgroup1_job_set_limits(&state, j, lim, err, errlen);
+}
+
 int sandbox_cgroup_job_attach(cgroup_job *j, pid_t pid, char *err, size_t errlen)
 {
     return state.mode == CGROUP_V2 ? cgroup2_job_attach(&state, j, pid, err, errlen)

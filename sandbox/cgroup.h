@@ -42,6 +42,9 @@ typedef struct cgroup_job cgroup_job;
  * "step: strerror" in err. */
 int sandbox_cgroup_job_create(const char *job_id, const sandbox_limits *lim, cgroup_job **out,
                               char *err, size_t errlen);
+/* Applies a job's memory and process limits to a cgroup created without them (a pool's
+ * warm sandbox, prepared before its job was known). 0, or -1 with err. */
+int sandbox_cgroup_job_set_limits(cgroup_job *j, const sandbox_limits *lim, char *err, size_t errlen);
 /* Moves pid (the job's init, not yet released) into the job's cgroup(s). */
 int sandbox_cgroup_job_attach(cgroup_job *j, pid_t pid, char *err, size_t errlen);
 /* cgroup v2 on a real cgroupfs: an fd of the job's cgroup folder for clone3's
@@ -116,6 +119,9 @@ void cg_remove_leftovers(const cgroup_state *s, const char *dir,
 int cgroup1_detect(cgroup_state *s, const char *self_path, char *why, size_t whylen);
 int cgroup1_job_create(const cgroup_state *s, const char *name, const sandbox_limits *lim,
                        cgroup_job *j, char *err, size_t errlen);
+/* Memory (swap included) and process limits of lim (0 = leave as is); sets limits_memory. */
+int cgroup1_job_set_limits(const cgroup_state *s, cgroup_job *j, const sandbox_limits *lim, char *err,
+                           size_t errlen);
 int cgroup1_job_attach(const cgroup_state *s, cgroup_job *j, pid_t pid, char *err, size_t errlen);
 void cgroup1_job_kill(const cgroup_state *s, cgroup_job *j);
 void cgroup1_job_usage(const cgroup_state *s, cgroup_job *j, sandbox_usage *u, bool *pids_hit);
@@ -126,6 +132,8 @@ void cgroup1_kill_dir(const cgroup_state *s, const char *freezer_dir);
 int cgroup2_detect(cgroup_state *s, const char *self_path, char *why, size_t whylen);
 int cgroup2_job_create(const cgroup_state *s, const char *name, const sandbox_limits *lim,
                        cgroup_job *j, char *err, size_t errlen);
+int cgroup2_job_set_limits(const cgroup_state *s, cgroup_job *j, const sandbox_limits *lim, char *err,
+                           size_t errlen);
 int cgroup2_job_attach(const cgroup_state *s, cgroup_job *j, pid_t pid, char *err, size_t errlen);
 void cgroup2_job_kill(const cgroup_state *s, cgroup_job *j);
 void cgroup2_job_usage(const cgroup_state *s, cgroup_job *j, sandbox_usage *u, bool *pids_hit);

@@ -82,6 +82,21 @@ int cgroup1_job_create(const cgroup_state *s, const char *name, const sandbox_li
             return -1;
         j->npaths = c + 1;
     }
+    if (cgroup1_job_set_limits(s, j, lim, err, errlen) != 0)
+        return -1;
+    if (s->cpu_quota_percent > 0) {
+        char v[64];
+        cg_fmt(v, sizeof v, "%u", s->cpu_quota_percent * 1000);
+        if (cg_write(s, j->path[CG1_CPU], "cpu.cfs_period_us", "100000", err, errlen) != 0 ||
+            cg_write(s, j->path[CG1_CPU], "cpu.cfs_quota_us", v, err, errlen) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+int cgroup1_job_set_limits(const cgroup_state *s, cgroup_job *j, const sandbox_limits *lim, char *err,
+                           size_t errlen)
+{
     char v[64];
     if (lim->memory_mb > 0) {
         cg_fmt(v, sizeof v, "%" PRIu64, lim->memory_mb * 1024 * 1024);
@@ -96,12 +111,6 @@ int cgroup1_job_create(const cgroup_state *s, const char *name, const sandbox_li
         /* +1: the sandbox's init lives in the cgroup too. */
         cg_fmt(v, sizeof v, "%" PRIu64, lim->max_processes + 1);
         if (cg_write(s, j->path[CG1_PIDS], "pids.max", v, err, errlen) != 0)
-            return -1;
-    }
-    if (s->cpu_quota_percent > 0) {
-        cg_fmt(v, sizeof v, "%u", s->cpu_quota_percent * 1000);
-        if (cg_write(s, j->path[CG1_CPU], "cpu.cfs_period_us", "100000", err, errlen) != 0 ||
-            cg_write(s, j->path[CG1_CPU], "cpu.cfs_quota_us", v, err, errlen) != 0)
             return -1;
     }
     return 0;

@@ -110,6 +110,20 @@ int cgroup2_job_create(const cgroup_state *s, const char *name, const sandbox_li
     if (cg_mkdir(j->path[0], err, errlen) != 0)
         return -1;
     j->npaths = 1;
+    if (cgroup2_job_set_limits(s, j, lim, err, errlen) != 0)
+        return -1;
+    if (s->cpu_quota_percent > 0) {
+        char v[64];
+        cg_fmt(v, sizeof v, "%u 100000", s->cpu_quota_percent * 1000);
+        if (cg_write(s, j->path[0], "cpu.max", v, err, errlen) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+int cgroup2_job_set_limits(const cgroup_state *s, cgroup_job *j, const sandbox_limits *lim, char *err,
+                           size_t errlen)
+{
     char v[64];
     if (lim->memory_mb > 0) {
         cg_fmt(v, sizeof v, "%" PRIu64, lim->memory_mb * 1024 * 1024);
@@ -122,11 +136,6 @@ int cgroup2_job_create(const cgroup_state *s, const char *name, const sandbox_li
     if (lim->max_processes > 0) {
         cg_fmt(v, sizeof v, "%" PRIu64, lim->max_processes + 1); /* +1: the sandbox's init */
         if (cg_write(s, j->path[0], "pids.max", v, err, errlen) != 0)
-            return -1;
-    }
-    if (s->cpu_quota_percent > 0) {
-        cg_fmt(v, sizeof v, "%u 100000", s->cpu_quota_percent * 1000);
-        if (cg_write(s, j->path[0], "cpu.max", v, err, errlen) != 0)
             return -1;
     }
     return 0;

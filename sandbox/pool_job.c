@@ -46,69 +46,6 @@ static int64_t now_ns(void)
     return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
 
-static int write_file(const char *dir, const char *file, const char *value, char *err, size_t errlen)
-{
-    char path[4300];
-    snprintf(path, sizeof path, "%s/%s", dir, file);
-    int fd = open(path, O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
-    if (fd < 0) {
-        snprintf(err, errlen, "open %s: %s", path, strerror(errno));
-        return -1;
-    }
-    size_t len = strlen(value);
-    ssize_t n = write(fd, value, len);
-    int saved = errno;
-    close(fd);
-    if (n != (ssize_t)len) {
-        snprintf(err, errlen, "write %s to %s: %s", value, path, n < 0 ? strerror(saved) : "short write");
-        return -1;
-    }
-    return 0;
-}
-
-static bool exists(const char *dir, const char *file)
-{
-    char path[4300];
-    snprintf(path, sizeof path, "%s/%s", dir, file);
-    return access(path, F_OK) == 0;
-}
-
-int pool_cgroup_set_limits(cgroup_job *cg, const sandbox_limits *l, bool *memory_limited, char *err,
-                           size_t errlen)
-{
-    *memory_limited = false;
-    if (!cg)
-        return 0;
-    char v[64];
-    bool v2 = sandbox_cgroup_mode() == CGROUP_V2;
-    const char *mem = v2 ? cg->path[0] : cg->path[CG1_MEMORY];
-    const char *pids = v2 ? cg->path[0] : cg->path[CG1_PIDS];
-    if (l->memory_mb > 0) {
-        snprintf(v, sizeof v, "%" PRIu64, l->memory_mb * 1024 * 1024);
-        if (v2) {
-            if (write_file(mem, "memory.max", v, err, errlen) != 0)
-                return -1;
-            if (exists(mem, "memory.swap.max") && write_file(mem, "memory.swap.max", "0", err, errlen) != 0)
-                return -1;
-        } else {
-            /* From unlimited: the plain limit first, memsw never below it. */
-            if (write_file(mem, "memory.limit_in_bytes", v, err, errlen) != 0)
-                return -1;
-            if (exists(mem, "memory.memsw.limit_in_bytes") &&
-                write_file(mem, "memory.memsw.limit_in_bytes", v, err, errlen) != 0)
-                return -1;
-        }
-        *memory_limited = true;
-    }
-    if (l->max_processes > 0) {
-        /* +1: the sandbox's init (pid 1) lives in the cgroup too. */
-        snprintf(v, sizeof v, "%" PRIu64, l->max_processes + 1);
-        if (write_file(pids, "pids.max", v, err, errlen) != 0)
-            return -1;
-    }
-    return 0;
-}
-
 /* {"script","inputs","limits","env","rlimits"}: what exec and setrlimit would have
  * given a cold runner, applied by the warm runner before the script runs. */
 static char *build_spec(const sandbox_spec *s, const rlimit_set *rl, size_t *len)
@@ -301,12 +238,12 @@ void pool_job_run(const pool_job *j, sandbox_outcome *out)
     int64_t t0 = now_ns();
     char err[1024];
 
-    bool memory_limited = false;
-    if (pool_cgroup_set_limits(j->cg, &spec->limits, &memory_limited, err, sizeof err) != 0) {
+    if (j->cg && sandbox_cgroup_job_set_limits(j->cg, &spec->limits, err, sizeof err) != 0) {
         out->verdict = SANDBOX_SETUP_ERROR;
         sandbox_outcome_set_error(out, "SandboxError", "%s", err);
         goto done;
     }
+    bool memory_limited = sandbox_cgroup_job_limits_memory(j->cg);
     rlimit_set rl;
     sandbox_limits rlim = spec->limits;
     if (memory_limited)

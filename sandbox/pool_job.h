@@ -28,10 +28,4 @@ typedef struct pool_job {
 /* Runs the job to completion; *out was initialised by the caller. */
 void pool_job_run(const pool_job *j, sandbox_outcome *out);
 
-/* Writes the job's memory and process limits into a warm sandbox's cgroup (created
- * unlimited ahead of demand). *memory_limited says whether memory is enforced there.
- * Returns 0 or -1 with "step: strerror" in err. */
-int pool_cgroup_set_limits(cgroup_job *cg, const sandbox_limits *l, bool *memory_limited, char *err,
-                           size_t errlen);
-
 #endif

@@ -88,6 +88,27 @@ static void test_job_limits_are_written(void **state)
         assert_false(fake_exists("%s/executord-%d/job-0b5e-job", controllers[i], pid));
 }
 
+/* A pool's warm sandbox: created unlimited, its job's limits applied later. */
+static void test_limits_set_after_creation(void **state)
+{
+    make_v1(true);
+    char why[1024], err[512];
+    assert_int_equal(init_fake(why, sizeof why), 0);
+    cgroup_job *j = NULL;
+    sandbox_limits none;
+    memset(&none, 0, sizeof none);
+    assert_int_equal(sandbox_cgroup_job_create("warm1", &none, &j, err, sizeof err), 0);
+    int pid = (int)getpid();
+    assert_false(sandbox_cgroup_job_limits_memory(j));
+    sandbox_limits l = limits();
+    assert_int_equal(sandbox_cgroup_job_set_limits(j, &l, err, sizeof err), 0);
+    assert_true(sandbox_cgroup_job_limits_memory(j));
+    assert_string_equal(fake_read("memory/executord-%d/job-warm1/memory.limit_in_bytes", pid), "134217728");
+    assert_string_equal(fake_read("memory/executord-%d/job-warm1/memory.memsw.limit_in_bytes", pid), "134217728");
+    assert_string_equal(fake_read("pids/executord-%d/job-warm1/pids.max", pid), "11"); /* + init */
+    assert_int_equal(sandbox_cgroup_job_destroy(j, err, sizeof err), 0);
+}
+
 static void test_job_name_is_checked(void **state)
 {
     make_v1(true);
@@ -226,6 +247,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_detects_v1_with_memsw, fake_setup, fake_teardown),
         cmocka_unit_test_setup_teardown(test_job_limits_are_written, fake_setup, fake_teardown),
+        cmocka_unit_test_setup_teardown(test_limits_set_after_creation, fake_setup, fake_teardown),
         cmocka_unit_test_setup_teardown(test_job_name_is_checked, fake_setup, fake_teardown),
         cmocka_unit_test_setup_teardown(test_usage_is_read, fake_setup, fake_teardown),
         cmocka_unit_test_setup_teardown(test_kill_uses_freezer_and_kills_members, fake_setup, fake_teardown),

@@ -113,6 +113,28 @@ static void test_job_limits_are_written(void **state)
     assert_false(fake_exists("executord-%d/job-6f1c2a", pid));
 }
 
+/* A pool's warm sandbox: created unlimited, its job's limits applied later. */
+static void test_limits_set_after_creation(void **state)
+{
+    make_v2("", "cpu memory pids\n");
+    char why[1024], err[512];
+    assert_int_equal(init_fake(why, sizeof why), 0);
+    cgroup_job *j = NULL;
+    sandbox_limits none;
+    memset(&none, 0, sizeof none);
+    assert_int_equal(sandbox_cgroup_job_create("warm1", &none, &j, err, sizeof err), 0);
+    int pid = (int)getpid();
+    assert_false(sandbox_cgroup_job_limits_memory(j));
+    assert_false(fake_exists("executord-%d/job-warm1/memory.max", pid));
+    sandbox_limits l = limits();
+    assert_int_equal(sandbox_cgroup_job_set_limits(j, &l, err, sizeof err), 0);
+    assert_true(sandbox_cgroup_job_limits_memory(j));
+    assert_string_equal(fake_read("executord-%d/job-warm1/memory.max", pid), "268435456");
+    assert_string_equal(fake_read("executord-%d/job-warm1/memory.swap.max", pid), "0");
+    assert_string_equal(fake_read("executord-%d/job-warm1/pids.max", pid), "33"); /* + init */
+    assert_int_equal(sandbox_cgroup_job_destroy(j, err, sizeof err), 0);
+}
+
 static void test_usage_is_read(void **state)
 {
     make_v2("", "cpu memory pids\n");
@@ -235,6 +257,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_missing_controllers_give_reason, fake_setup, fake_teardown),
         cmocka_unit_test_setup_teardown(test_controller_names_match_whole_words, fake_setup, fake_teardown),
         cmocka_unit_test_setup_teardown(test_job_limits_are_written, fake_setup, fake_teardown),
+        cmocka_unit_test_setup_teardown(test_limits_set_after_creation, fake_setup, fake_teardown),
         cmocka_unit_test_setup_teardown(test_usage_is_read, fake_setup, fake_teardown),
         cmocka_unit_test_setup_teardown(test_usage_missing_files_stay_unmeasured, fake_setup, fake_teardown),
         cmocka_unit_test_setup_teardown(test_kill_writes_cgroup_kill, fake_setup, fake_teardown),
