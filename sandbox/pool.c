@@ -157,6 +157,31 @@ static void warm_free(pool_warm *w)
     pthread_mutex_unlock(&mu);
 }
 
+/* Called with mu held: sleeps until something changes (a broadcast on cv) or ms pass. */
+static void wait_for_news_ms(long ms)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_nsec += ms * 1000000;
+    ts.tv_sec += ts.tv_nsec / 1000000000;
+    ts.tv_nsec %= 1000000000;
+    pthread_cond_timedwait(&cv, &mu, &ts);
+}
+
+/* Called with mu held: destroys one used or broken warm sandbox, outside the lock.
+ * Returns false when there was none. */
+static bool free_one_garbage(void)
+{
+    if (!garbage)
+        return false;
+    pool_warm *w = garbage;
+    garbage = w->next;
+    pthread_mutex_unlock(&mu);
+    warm_free(w);
+    pthread_mutex_lock(&mu);
+    return true;
+}
+
 /* ---- background threads ------------------------------------------------------------- */
 
 static zygote *current_zygote(void)
@@ -181,24 +206,11 @@ static void *refill_main(void *arg)
     lower_priority();
     pthread_mutex_lock(&mu);
     while (!stopping) {
-        if (garbage) {
-            pool_warm *w = garbage;
-            garbage = w->next;
-            pthread_mutex_unlock(&mu);
-            warm_free(w);
-            pthread_mutex_lock(&mu);
+        if (free_one_garbage())
             continue;
-        }
         zygote *z = current_zygote();
         if (!z || n_ready + n_preparing >= pl.size || z->inflight >= POOL_SLOTS) {
-            struct timespec ts;
-            clock_gettime(CLOCK_REALTIME, &ts);
-            ts.tv_nsec += 200 * 1000000;
-            if (ts.tv_nsec >= 1000000000) {
-                ts.tv_sec++;
-                ts.tv_nsec -= 1000000000;
-            }
-            pthread_cond_timedwait(&cv, &mu, &ts);
+            wait_for_news_ms(200);
             continue;
         }
         unsigned slot = z->next_slot;
@@ -343,22 +355,9 @@ static void *manager_main(void *arg)
                 continue;
             }
         }
-        if (garbage) {
-            pool_warm *w = garbage;
-            garbage = w->next;
-            pthread_mutex_unlock(&mu);
-            warm_free(w);
-            pthread_mutex_lock(&mu);
+        if (free_one_garbage())
             continue;
-        }
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_nsec += 100 * 1000000;
-        if (ts.tv_nsec >= 1000000000) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000;
-        }
-        pthread_cond_timedwait(&cv, &mu, &ts);
+        wait_for_news_ms(100);
     }
     pthread_mutex_unlock(&mu);
     return NULL;
@@ -394,14 +393,7 @@ static pool_warm *take_warm(int cancel_fd, bool *cancelled)
             pthread_mutex_unlock(&mu);
             return NULL;
         }
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_nsec += 50 * 1000000;
-        if (ts.tv_nsec >= 1000000000) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000;
-        }
-        pthread_cond_timedwait(&cv, &mu, &ts);
+        wait_for_news_ms(50);
         if (cancel_fd >= 0 && pool_wait_readable(cancel_fd, 0) > 0) {
             *cancelled = true;
             pthread_mutex_unlock(&mu);
