@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "api/auth.h"
 #include "src/backends.h"
 
 api_result api_health_healthz(api_request *rq, api_response *rs)
@@ -12,16 +13,18 @@ api_result api_health_healthz(api_request *rq, api_response *rs)
     return api_respond_json(rs, 200, json_pack("{s:s}", "status", "ok"));
 }
 
-/* Each backend: name, available, and why not (or, when available, a caveat). Shown by
- * /v1/backends and /readyz, so an operator sees e.g. a fallback to rlimits. */
-static json_t *backends_json(const api_backend_checks *checks)
+/* Each backend: name, whether jobs may name it (--backends), available, and why not (or,
+ * when available, a caveat). Shown by /v1/backends and /readyz, so an operator sees e.g. a
+ * fallback to rlimits. */
+static json_t *backends_json(const config *cfg, const api_backend_checks *checks)
 {
     json_t *list = json_array();
     for (const char *const *name = checks->names; *name; name++) {
         const char *why = NULL;
         bool ok = checks->available(*name, &why);
         const char *note = ok && checks->note ? checks->note(*name) : NULL;
-        json_t *entry = json_pack("{s:s, s:b, s:s?, s:s?}", "name", *name, "available", ok, "reason",
+        json_t *entry = json_pack("{s:s, s:b, s:b, s:s?, s:s?}", "name", *name, "enabled",
+                                  config_backend_enabled(cfg, *name), "available", ok, "reason",
                                   ok ? NULL : (why ? why : "unknown reason"), "note", note);
         char *state = checks->state_json ? checks->state_json(*name) : NULL;
         json_t *parsed = state ? json_loads(state, 0, NULL) : NULL;
@@ -33,6 +36,8 @@ static json_t *backends_json(const api_backend_checks *checks)
     return list;
 }
 
+/* /readyz answers probes that carry no token: without one it says ready or not and why,
+ * but not the backends' state and counters (operational data, like /metrics). */
 api_result api_health_readyz(api_request *rq, api_response *rs)
 {
     api_server *srv = rq->srv;
@@ -45,15 +50,17 @@ api_result api_health_readyz(api_request *rq, api_response *rs)
     if (!srv->backends->available(srv->cfg->backend, &bwhy))
         return api_respond_errorf(rs, 503, "not_ready", "default backend '%s' is not available: %s",
                                   srv->cfg->backend, bwhy ? bwhy : "unknown reason");
+    if (!api_auth_ok(srv->cfg->api_token, api_header(rq, MHD_HTTP_HEADER_AUTHORIZATION)))
+        return api_respond_json(rs, 200, json_pack("{s:s}", "status", "ready"));
     return api_respond_json(rs, 200,
                             json_pack("{s:s, s:s, s:s, s:o}", "status", "ready", "store", "ok",
                                       "default_backend", srv->cfg->backend, "backends",
-                                      backends_json(srv->backends)));
+                                      backends_json(srv->cfg, srv->backends)));
 }
 
 api_result api_health_backends(api_request *rq, api_response *rs)
 {
     return api_respond_json(rs, 200,
                             json_pack("{s:s, s:o}", "default", rq->srv->cfg->backend, "backends",
-                                      backends_json(rq->srv->backends)));
+                                      backends_json(rq->srv->cfg, rq->srv->backends)));
 }

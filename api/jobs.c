@@ -306,6 +306,9 @@ static api_result logs_stream(api_request *rq, api_response *rs, const job *j, i
                                      : respond_store_error(rs, rq->srv, "reading output");
     }
     api_respond_text(rs, 200, data, len);
+    /* A script's output opened as a page: no script, form, plugin or same-origin access
+     * even if a browser were to render it (nosniff is on every answer, server.c). */
+    api_response_header(rs, "Content-Security-Policy", "sandbox");
     api_response_header(rs, "X-Job-Status", "%s", job_status_name(j->status));
     api_response_header(rs, "X-Output-Bytes", "%" PRIu64, total);
     return API_RESPOND;

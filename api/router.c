@@ -1,6 +1,7 @@
-/* Dispatch by endpoint and the checks every request passes before its handler: unknown
- * path 404, wrong method 405 with Allow, missing or wrong token 401, and for submissions
- * the shutdown, media-type and size rules that can be decided from the headers alone. */
+/* Dispatch by endpoint and the checks every request passes before its handler: a Host
+ * that does not name us 421, unknown path 404, wrong method 405 with Allow, a browser
+ * request from another origin 403, missing or wrong token 401, and for submissions the
+ * shutdown, media-type and size rules that can be decided from the headers alone. */
 #include "api/router.h"
 
 #include <ctype.h>
@@ -14,10 +15,12 @@
 #include "api/http.h"
 #include "api/jobs.h"
 #include "api/metrics.h"
+#include "api/origin.h"
 #include "api/static.h"
 
-/* application/json, application/<x>+json, or application/x-www-form-urlencoded (what
- * `curl -d` sends); parameters such as charset are ignored. */
+/* application/json or application/<x>+json; parameters such as charset are ignored.
+ * Never a type a web page may send without a CORS preflight (form-urlencoded,
+ * multipart/form-data, text/plain): the body is JSON, and only JSON is read as JSON. */
 static bool media_type_accepted(const char *value)
 {
     char type[128];
@@ -29,8 +32,7 @@ static bool media_type_accepted(const char *value)
     while (n > 0 && (type[n - 1] == ' ' || type[n - 1] == '\t'))
         n--;
     type[n] = '\0';
-    if (strcmp(type, "application/json") == 0 ||
-        strcmp(type, "application/x-www-form-urlencoded") == 0)
+    if (strcmp(type, "application/json") == 0)
         return true;
     static const char app[] = "application/", suffix[] = "+json";
     size_t la = sizeof app - 1, ls = sizeof suffix - 1;
@@ -52,9 +54,9 @@ static api_result precheck_submission(api_request *rq, api_response *rs)
         return API_RESPOND;
     }
     const char *ctype = api_header(rq, MHD_HTTP_HEADER_CONTENT_TYPE);
-    if (ctype && !media_type_accepted(ctype))
+    if (!ctype || !media_type_accepted(ctype))
         return api_respond_errorf(rs, 415, "unsupported_media_type",
-                                  "Content-Type must be application/json");
+                                  "Content-Type must be application/json (curl: --json '{...}')");
     const char *clen = api_header(rq, MHD_HTTP_HEADER_CONTENT_LENGTH);
     if (clen) {
         char *end = NULL;
@@ -70,6 +72,12 @@ static api_result precheck_submission(api_request *rq, api_response *rs)
 api_result api_router_precheck(api_request *rq, api_response *rs)
 {
     const api_route_match *m = &rq->match;
+    const config *cfg = rq->srv->cfg;
+    const char *host = api_header(rq, MHD_HTTP_HEADER_HOST);
+    if (!api_host_allowed(cfg, host))
+        return api_respond_errorf(rs, 421, "host_not_allowed",
+                                  "this service does not answer to the host name in the Host header; "
+                                  "the operator can allow it with --allowed-host NAME");
     if (m->route == ROUTE_NONE)
         return api_respond_errorf(rs, 404, "not_found", "no such resource");
     if (m->endpoint == EP_NONE) {
@@ -78,8 +86,12 @@ api_result api_router_precheck(api_request *rq, api_response *rs)
         api_response_header(rs, MHD_HTTP_HEADER_ALLOW, "%s", m->allow);
         return API_RESPOND;
     }
-    if (m->needs_auth &&
-        !api_auth_ok(rq->srv->cfg->api_token, api_header(rq, MHD_HTTP_HEADER_AUTHORIZATION))) {
+    /* Before the token check: a page must not even learn whether its guess was right. */
+    if (m->needs_auth && api_cross_origin(host, api_header(rq, "Origin"), api_header(rq, "Sec-Fetch-Site")))
+        return api_respond_errorf(rs, 403, "cross_origin",
+                                  "requests from another web origin are refused: the API answers its "
+                                  "own dashboard and clients that are not browsers");
+    if (m->needs_auth && !api_auth_ok(cfg->api_token, api_header(rq, MHD_HTTP_HEADER_AUTHORIZATION))) {
         api_respond_errorf(rs, 401, "unauthorized",
                            "a valid token is required: Authorization: Bearer <token>");
         api_response_header(rs, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer");

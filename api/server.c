@@ -60,8 +60,11 @@ static enum MHD_Result send_response(api_request *rq, api_response *rs)
         api_response_free(rs);
         return MHD_NO;
     }
+    /* nosniff on every answer: a browser must never render job output it was told is text
+     * or JSON as anything else. */
     bool ok = MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, rs->content_type) == MHD_YES &&
-              MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store") == MHD_YES;
+              MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store") == MHD_YES &&
+              MHD_add_response_header(r, "X-Content-Type-Options", "nosniff") == MHD_YES;
     for (int i = 0; ok && i < rs->n_headers; i++)
         ok = MHD_add_response_header(r, rs->headers[i].name, rs->headers[i].value) == MHD_YES;
     enum MHD_Result q = ok ? MHD_queue_response(rq->conn, rs->status, r) : MHD_NO;

@@ -39,7 +39,6 @@ api_result api_static_get(api_request *rq, api_response *rs, const char *name)
         return api_respond_errorf(rs, 404, "not_found", "no such resource");
     respond_copy(rs, a->data, a->len, a->content_type);
     api_response_header(rs, "Content-Security-Policy", "%s", DASHBOARD_CSP);
-    api_response_header(rs, "X-Content-Type-Options", "nosniff");
     api_response_header(rs, "Referrer-Policy", "no-referrer");
     return API_RESPOND;
 }
@@ -47,6 +46,5 @@ api_result api_static_get(api_request *rq, api_response *rs, const char *name)
 api_result api_static_openapi(api_request *rq, api_response *rs)
 {
     respond_copy(rs, api_openapi_yaml, strlen(api_openapi_yaml), "application/yaml; charset=utf-8");
-    api_response_header(rs, "X-Content-Type-Options", "nosniff");
     return API_RESPOND;
 }

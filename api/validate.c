@@ -280,6 +280,11 @@ static int parse_backend(const config *cfg, const api_backend_checks *checks, co
         invalid(err, "backend", "unknown backend '%s' (known: %s)", shown, known);
         return -1;
     }
+    if (!config_backend_enabled(cfg, name)) {
+        invalid(err, "backend", "backend '%s' is not enabled on this instance (enabled: %s; the "
+                "operator chooses them with --backends)", name, cfg->backends);
+        return -1;
+    }
     const char *why = NULL;
     if (!checks->available(name, &why)) {
         invalid(err, "backend", "backend '%s' is not available: %s", name,

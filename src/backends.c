@@ -23,13 +23,37 @@ static int n_states;
  * them gets "not available" rather than "unknown backend". */
 static const char *const known_names[] = {"direct", "ephemeral", "pool"};
 
-void backends_init(const sandbox_config *cfg)
+static bool in_list(const char *list, const char *name)
+{
+    size_t len = strlen(name);
+    for (const char *p = list; *p; p += *p == ',') {
+        size_t n = strcspn(p, ",");
+        if (n == len && strncmp(p, name, len) == 0)
+            return true;
+        p += n;
+    }
+    return false;
+}
+
+/* A backend is started when enabled, or when an enabled one runs jobs through it. */
+static bool needed(const char *enabled, const char *name)
+{
+    return in_list(enabled, name) || (strcmp(name, "ephemeral") == 0 && in_list(enabled, "pool"));
+}
+
+void backends_init(const sandbox_config *cfg, const char *enabled)
 {
     n_states = 0;
     for (const sandbox_backend *const *b = sandbox_backends_all(); *b && n_states < MAX_BACKENDS; b++) {
         backend_state *s = &states[n_states++];
         s->backend = *b;
         s->why[0] = '\0';
+        if (!needed(enabled, (*b)->name)) {
+            s->available = false;
+            snprintf(s->why, sizeof s->why, "not enabled on this instance (--backends)");
+            log_info("backend %s: not enabled (--backends %s)", (*b)->name, enabled);
+            continue;
+        }
         s->available = (*b)->init(cfg, s->why, sizeof s->why) == 0;
         if (s->available && s->why[0])
             log_warn("backend %s: available with a caveat: %s", (*b)->name, s->why);

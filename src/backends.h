@@ -7,8 +7,10 @@
 
 #include "sandbox/sandbox.h"
 
-/* Initialises every compiled-in backend; logs each one's state. */
-void backends_init(const sandbox_config *cfg);
+/* Initialises the compiled-in backends named in enabled ("pool,ephemeral", --backends)
+ * and those they build on (the pool starts cold jobs through ephemeral); the others are
+ * recorded as not enabled. Logs each one's state. */
+void backends_init(const sandbox_config *cfg, const char *enabled);
 void backends_shutdown(void);
 /* The backend when it is available, else NULL. */
 const sandbox_backend *backends_get(const char *name);

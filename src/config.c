@@ -11,11 +11,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
+#include <arpa/inet.h>
 
 #include "src/log.h"
 
-typedef enum opt_kind { OPT_STRING, OPT_PATH_OR_EMPTY, OPT_WHEN_EMPTY, OPT_LISTEN, OPT_INT, OPT_U64, OPT_SECONDS, OPT_LEVEL, OPT_BACKEND, OPT_MODE } opt_kind;
+typedef enum opt_kind { OPT_STRING, OPT_PATH_OR_EMPTY, OPT_WHEN_EMPTY, OPT_LISTEN, OPT_INT, OPT_U64, OPT_SECONDS, OPT_LEVEL, OPT_BACKEND, OPT_MODE, OPT_FLAG, OPT_HOSTS, OPT_BACKENDS } opt_kind;
 
 typedef struct option_def {
     const char *flag;    /* without the leading "--" */
@@ -36,7 +38,10 @@ static const option_def options[] = {
     {"backend", "EXECUTORD_BACKEND", OPT_BACKEND, "pool", "default backend for jobs that name none (pool, ephemeral, direct)", FIELD(backend), 0, 0},
     {"workers", "EXECUTORD_WORKERS", OPT_INT, "0", "jobs run at once (0 = number of CPUs)", FIELD(workers), 0, 1024},
     {"python", "EXECUTORD_PYTHON", OPT_STRING, "/usr/bin/python3", "Python interpreter that runs scripts", FIELD(python), 0, 0},
-    {"api-token-file", "EXECUTORD_API_TOKEN_FILE", OPT_PATH_OR_EMPTY, "", "file holding the API bearer token (empty = no authentication)", FIELD(api_token_file), 0, 0},
+    {"backends", "EXECUTORD_BACKENDS", OPT_BACKENDS, "pool,ephemeral", "backends jobs may use, comma-separated (direct isolates no filesystem or network: add it only for trusted scripts)", FIELD(backends), 0, 0},
+    {"api-token-file", "EXECUTORD_API_TOKEN_FILE", OPT_PATH_OR_EMPTY, "", "file holding the API bearer token (empty = a token generated at first start in <data-dir>/api-token)", FIELD(api_token_file), 0, 0},
+    {"insecure-no-auth", "EXECUTORD_INSECURE_NO_AUTH", OPT_FLAG, "0", "INSECURE: serve the API without a token (refused unless --listen is a loopback address)", FIELD(insecure_no_auth), 0, 0},
+    {"allowed-host", "EXECUTORD_ALLOWED_HOSTS", OPT_HOSTS, "", "a name clients may send in the Host header besides loopback names and the listen address (repeatable; the variable takes a comma-separated list; '*' accepts any name and needs a token)", FIELD(allowed_hosts), 0, 0},
     {"log-level", "EXECUTORD_LOG_LEVEL", OPT_LEVEL, "info", "debug, info, warn or error", FIELD(log_level), 0, 0},
     {"healthcheck", NULL, OPT_MODE, "0", "instead of serving: GET /readyz of the instance at --listen (a wildcard host means loopback), print one line, exit 0 if ready (200), 1 if not (the container's HEALTHCHECK)", FIELD(healthcheck), 0, 0},
     {"max-body-bytes", "EXECUTORD_MAX_BODY_BYTES", OPT_U64, "2097152", "largest request body accepted (413 above)", FIELD(max_body_bytes), 1024, INT64_MAX},
@@ -137,8 +142,78 @@ static const char *expectation(const option_def *o)
         return "wait or cold";
     case OPT_MODE:
         return "no value";
+    case OPT_FLAG:
+        return "1, 0, true, false, yes or no";
+    case OPT_HOSTS:
+        return "host names or addresses (letters, digits, '.', '-', ':'; or '*')";
+    case OPT_BACKENDS:
+        return "a comma-separated list of direct, ephemeral, pool, each at most once";
     }
     return "a valid value";
+}
+
+static bool backend_name_known(const char *name, size_t len)
+{
+    static const char *const names[] = {"direct", "ephemeral", "pool"};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        if (strlen(names[i]) == len && strncmp(names[i], name, len) == 0)
+            return true;
+    return false;
+}
+
+static int parse_flag(const char *s, int *out)
+{
+    if (!strcmp(s, "1") || !strcasecmp(s, "true") || !strcasecmp(s, "yes"))
+        *out = 1;
+    else if (!strcmp(s, "0") || !strcasecmp(s, "false") || !strcasecmp(s, "no"))
+        *out = 0;
+    else
+        return -1;
+    return 0;
+}
+
+/* "pool,ephemeral": known names, each once, at least one; kept as given. */
+static int parse_backends(const char *s, char *field, size_t size)
+{
+    if (!*s || strlen(s) >= size)
+        return -1;
+    for (const char *p = s; *p;) {
+        size_t len = strcspn(p, ",");
+        if (!backend_name_known(p, len))
+            return -1;
+        for (const char *q = s; q < p; q += strcspn(q, ",") + 1)
+            if (strcspn(q, ",") == len && strncmp(q, p, len) == 0)
+                return -1; /* named twice */
+        p += len;
+        if (*p == ',' && *++p == '\0')
+            return -1; /* trailing comma */
+    }
+    memcpy(field, s, strlen(s) + 1);
+    return 0;
+}
+
+/* One or more comma-separated names; each lower-cased (Host is case-insensitive) and
+ * checked for the characters a host name or an address literal can hold. */
+static int add_allowed_hosts(config *c, const char *s)
+{
+    for (const char *p = s; *p;) {
+        size_t len = strcspn(p, ",");
+        if (len == 0 || len >= sizeof c->allowed_hosts[0] || c->n_allowed_hosts >= CONFIG_MAX_ALLOWED_HOSTS)
+            return -1;
+        char *h = c->allowed_hosts[c->n_allowed_hosts];
+        for (size_t i = 0; i < len; i++) {
+            unsigned char ch = (unsigned char)p[i];
+            if (!isalnum(ch) && ch != '.' && ch != '-' && ch != ':' && !(ch == '*' && len == 1))
+                return -1;
+            h[i] = (char)tolower(ch);
+        }
+        h[len] = '\0';
+        c->n_allowed_hosts++;
+        p += len;
+        if (*p == ',' && *++p == '\0')
+            return -1;
+    }
+    return 0;
 }
 
 static int apply_value(config *c, const option_def *o, const char *value)
@@ -165,6 +240,12 @@ static int apply_value(config *c, const option_def *o, const char *value)
             return -1;
         snprintf(field, o->size, "%s", value);
         return 0;
+    case OPT_FLAG:
+        return parse_flag(value, (int *)field);
+    case OPT_HOSTS:
+        return add_allowed_hosts(c, value);
+    case OPT_BACKENDS:
+        return parse_backends(value, field, o->size);
     case OPT_MODE:
         /* Only the embedded default ("0") and the bare flag ("1") reach here. */
         *(int *)field = strcmp(value, "1") == 0;
@@ -207,6 +288,8 @@ static void print_help(void)
         const option_def *o = &options[i];
         if (o->kind == OPT_MODE)
             printf("  --%-26s %s\n", o->flag, o->help);
+        else if (o->kind == OPT_FLAG)
+            printf("  --%-26s %s\n  %-28s env %s=1\n", o->flag, o->help, "", o->env);
         else
             printf("  --%-26s %s\n  %-28s env %s, default \"%s\"\n", o->flag, o->help, "", o->env, o->def);
     }
@@ -274,6 +357,63 @@ static int check_consistency(const config *c)
     return 0;
 }
 
+bool config_host_is_loopback(const char *host)
+{
+    if (strcasecmp(host, "localhost") == 0)
+        return true;
+    struct in_addr a4;
+    if (inet_pton(AF_INET, host, &a4) == 1)
+        return (ntohl(a4.s_addr) >> 24) == 127;
+    struct in6_addr a6;
+    if (inet_pton(AF_INET6, host, &a6) != 1)
+        return false;
+    if (IN6_IS_ADDR_LOOPBACK(&a6))
+        return true;
+    return IN6_IS_ADDR_V4MAPPED(&a6) && a6.s6_addr[12] == 127;
+}
+
+bool config_backend_enabled(const config *c, const char *name)
+{
+    size_t len = strlen(name);
+    for (const char *p = c->backends; *p; p += *p == ',') {
+        size_t n = strcspn(p, ",");
+        if (n == len && strncmp(p, name, len) == 0)
+            return true;
+        p += n;
+    }
+    return false;
+}
+
+/* The rules that keep a default install safe: weaker settings are refused unless they
+ * cannot expose the API beyond this machine. */
+static int check_security(const config *c)
+{
+    if (c->insecure_no_auth && c->api_token_file[0]) {
+        fprintf(stderr, "executord: --insecure-no-auth and --api-token-file contradict each other: choose one\n");
+        return -1;
+    }
+    if (c->insecure_no_auth && !config_host_is_loopback(c->listen_host)) {
+        fprintf(stderr, "executord: refusing --insecure-no-auth on %s: without a token anyone who can reach "
+                        "that address could run code here; listen on a loopback address "
+                        "(--listen 127.0.0.1:PORT) or drop --insecure-no-auth (a token is then generated)\n",
+                c->listen_host);
+        return -1;
+    }
+    for (int i = 0; i < c->n_allowed_hosts; i++) {
+        if (strcmp(c->allowed_hosts[i], "*") == 0 && c->insecure_no_auth) {
+            fprintf(stderr, "executord: refusing --allowed-host '*' with --insecure-no-auth: accepting any "
+                            "Host name leaves the token as the only protection against DNS rebinding\n");
+            return -1;
+        }
+    }
+    if (!config_backend_enabled(c, c->backend)) {
+        fprintf(stderr, "executord: the default backend '%s' (--backend) is not in --backends %s\n",
+                c->backend, c->backends);
+        return -1;
+    }
+    return 0;
+}
+
 int config_load(config *c, int argc, char **argv)
 {
     memset(c, 0, sizeof *c);
@@ -291,6 +431,7 @@ int config_load(config *c, int argc, char **argv)
             return 2;
         }
     }
+    bool hosts_from_flags = false;
     for (int i = 1; i < argc; i++) {
         const char *arg = argv[i];
         if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0) {
@@ -313,7 +454,14 @@ int config_load(config *c, int argc, char **argv)
             return 2;
         }
         const char *value = eq ? eq + 1 : NULL;
-        if (o->kind == OPT_MODE) {
+        if (o->kind == OPT_HOSTS && !hosts_from_flags) {
+            /* The flags replace the variable's list rather than adding to it. */
+            c->n_allowed_hosts = 0;
+            hosts_from_flags = true;
+        }
+        if (o->kind == OPT_FLAG && !value) {
+            value = "1";
+        } else if (o->kind == OPT_MODE) {
             if (value) {
                 fprintf(stderr, "executord: option --%s takes no value\n", o->flag);
                 return 2;
@@ -326,7 +474,7 @@ int config_load(config *c, int argc, char **argv)
             }
             value = argv[++i];
         }
-        if (apply_value(c, o, value) != 0) {
+        if ((o->kind == OPT_HOSTS && !*value) || apply_value(c, o, value) != 0) {
             fprintf(stderr, "executord: invalid value \"%s\" for --%s: expected %s\n", value, o->flag,
                     expectation(o));
             return 2;
@@ -338,7 +486,8 @@ int config_load(config *c, int argc, char **argv)
     }
     /* The health check needs no token (/readyz never asks for one) and must not fail on
      * a token file it has no business reading. */
-    if (check_consistency(c) != 0 || (!c->healthcheck && read_token_file(c) != 0))
+    if (check_consistency(c) != 0 || check_security(c) != 0 ||
+        (!c->healthcheck && read_token_file(c) != 0))
         return 2;
     return 0;
 }
@@ -346,11 +495,13 @@ int config_load(config *c, int argc, char **argv)
 void config_describe(const config *c, char *buf, size_t len)
 {
     snprintf(buf, len,
-             "listen=%s:%d data_dir=%s backend=%s workers=%d python=%s auth=%s log_level=%s "
+             "listen=%s:%d data_dir=%s backend=%s backends=%s workers=%d python=%s auth=%s "
+             "allowed_hosts=%d log_level=%s "
              "max_body_bytes=%llu max_queued=%lld grace=%gs retention=%llds "
              "default_timeout=%gs max_timeout=%gs default_memory_mb=%llu max_output_bytes=%llu",
-             c->listen_host, c->listen_port, c->data_dir, c->backend, c->workers, c->python,
-             c->api_token[0] ? "token" : "none", log_level_name(c->log_level),
+             c->listen_host, c->listen_port, c->data_dir, c->backend, c->backends, c->workers, c->python,
+             c->insecure_no_auth ? "NONE" : c->api_token_file[0] ? "token-file" : "generated-token",
+             c->n_allowed_hosts, log_level_name(c->log_level),
              (unsigned long long)c->max_body_bytes, (long long)c->max_queued, c->shutdown_grace_seconds,
              (long long)c->retention_seconds, c->default_limits.timeout_seconds,
              c->max_limits.timeout_seconds, (unsigned long long)c->default_limits.memory_mb,

@@ -3,10 +3,13 @@
 #ifndef EXECUTORD_CONFIG_H
 #define EXECUTORD_CONFIG_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include "sandbox/sandbox.h"
+
+#define CONFIG_MAX_ALLOWED_HOSTS 16
 
 typedef enum log_level { LOG_DEBUG = 0, LOG_INFO, LOG_WARN, LOG_ERROR } log_level;
 
@@ -17,8 +20,12 @@ typedef struct config {
     char backend[16];            /* default backend for jobs that name none */
     int workers;
     char python[4096];
-    char api_token_file[4096];   /* "" = no token */
-    char api_token[512];         /* read from api_token_file at start-up */
+    char api_token_file[4096];   /* "" = the generated <data_dir>/api-token (src/token.c) */
+    char api_token[512];         /* read from api_token_file, or generated, at start-up */
+    int insecure_no_auth;        /* --insecure-no-auth: no token (loopback listeners only) */
+    char allowed_hosts[CONFIG_MAX_ALLOWED_HOSTS][256]; /* --allowed-host, besides loopback */
+    int n_allowed_hosts;
+    char backends[64];           /* --backends: the comma-separated enabled backends */
     log_level log_level;
     int healthcheck;             /* --healthcheck: check the instance at listen_*, then exit */
 
@@ -52,6 +59,13 @@ typedef struct config {
 /* Parses env and argv into *c. Returns 0 to run, 1 when --help/--version printed and the
  * process should exit 0, 2 on a bad flag or value (one line already on stderr). */
 int config_load(config *c, int argc, char **argv);
+
+/* True when name is in --backends. */
+bool config_backend_enabled(const config *c, const char *name);
+
+/* True when host (a name or a numeric address, without brackets) is loopback:
+ * "localhost", 127.0.0.0/8, ::1 or ::ffff:127.0.0.0/104. */
+bool config_host_is_loopback(const char *host);
 
 /* One line describing the effective configuration (token redacted), for the start-up log. */
 void config_describe(const config *c, char *buf, size_t len);

@@ -22,6 +22,7 @@
 #include "src/scheduler.h"
 #include "src/store.h"
 #include "src/timeutil.h"
+#include "src/token.h"
 #include "sandbox/ephemeral.h"
 #include "sandbox/pool.h"
 #include "sandbox/workdir.h"
@@ -101,6 +102,37 @@ static store *open_store(const config *cfg)
     return st;
 }
 
+/* Authentication is on unless the operator said --insecure-no-auth (config.c allows that
+ * on loopback listeners only). The token's location is logged, never the token. */
+static int prepare_authentication(config *cfg)
+{
+    char path[4200], err[4400];
+    if (token_prepare(cfg, path, sizeof path, err, sizeof err) != 0) {
+        log_error("API token: %s", err);
+        return -1;
+    }
+    if (cfg->insecure_no_auth)
+        log_warn("INSECURE: --insecure-no-auth: the API needs no token; any local process or user can "
+                 "run code through it");
+    else if (path[0])
+        log_info("API token: %s (send it as \"Authorization: Bearer <token>\")", path);
+    else
+        log_info("API token: from %s", cfg->api_token_file);
+    return 0;
+}
+
+static void warn_about_weak_settings(const config *cfg)
+{
+    if (config_backend_enabled(cfg, "direct") && !config_host_is_loopback(cfg->listen_host))
+        log_warn("the 'direct' backend (no filesystem or network isolation) is enabled on %s, a "
+                 "non-loopback listener: any token holder can run code with this host's files and "
+                 "network", cfg->listen_host);
+    for (int i = 0; i < cfg->n_allowed_hosts; i++)
+        if (strcmp(cfg->allowed_hosts[i], "*") == 0)
+            log_warn("--allowed-host '*': any Host name is accepted; the token is the only protection "
+                     "against DNS rebinding");
+}
+
 /* Docker reserves health-check exit status 2: in that mode every failure is 1. */
 static bool healthcheck_requested(int argc, char **argv)
 {
@@ -153,6 +185,9 @@ int main(int argc, char **argv)
         return 1;
     }
     remove_stale_work_folders(work_root);
+    if (prepare_authentication(&cfg) != 0)
+        return 1;
+    warn_about_weak_settings(&cfg);
 
     store *st = open_store(&cfg);
     if (!st)
@@ -186,7 +221,7 @@ int main(int argc, char **argv)
     };
     pool_configure(&popt);
     sandbox_config scfg = {.python_path = cfg.python, .work_root = work_root};
-    backends_init(&scfg);
+    backends_init(&scfg, cfg.backends);
     const char *why = NULL;
     if (!backends_available(cfg.backend, &why)) {
         log_error("the default backend '%s' is not available: %s (choose another with --backend; "

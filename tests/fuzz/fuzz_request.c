@@ -50,6 +50,7 @@ static void fill_config(config *cfg, bool default_pool)
 {
     memset(cfg, 0, sizeof *cfg);
     snprintf(cfg->backend, sizeof cfg->backend, "%s", default_pool ? "pool" : "direct");
+    snprintf(cfg->backends, sizeof cfg->backends, "direct,ephemeral,pool");
     cfg->max_body_bytes = 1 << 20;
     cfg->max_queued = 100;
     cfg->default_limits = (sandbox_limits){30, 512, 60, 64, 64, 256, 1048576};

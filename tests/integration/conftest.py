@@ -26,7 +26,9 @@ def _check_binary():
 def server(tmp_path_factory):
     _check_binary()
     base = tmp_path_factory.mktemp("shared")
-    s = Server(base / "data", args=["--workers", "4"], log_path=base / "executord.stderr.log")
+    # Tests of the direct backend share this instance: it enables direct explicitly.
+    s = Server(base / "data", args=["--workers", "4", "--backends", "pool,ephemeral,direct"],
+               log_path=base / "executord.stderr.log")
     s.start()
     yield s
     s.stop()

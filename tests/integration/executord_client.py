@@ -190,9 +190,12 @@ class Client:
         hdrs = {}
         if self.token is not None:
             hdrs["Authorization"] = f"Bearer {self.token}"
+        if body is not None:
+            # What every real client sends (curl --json, the Python client); a test of
+            # other types passes its own Content-Type (None: none at all).
+            hdrs["Content-Type"] = "application/json"
         if body is not None and not isinstance(body, (bytes, str)):
             body = json.dumps(body).encode()
-            hdrs["Content-Type"] = "application/json"
         if isinstance(body, str):
             body = body.encode()
         hdrs.update(headers or {})
@@ -286,12 +289,16 @@ class Server:
     port unless one is given); stderr goes to <log_path> for post-mortems."""
 
     def __init__(self, data_dir, args=(), env=None, log_path=None, token=None, listen=True):
+        """token: the one given by --api-token-file in args; None = the token executord
+        generates in <data_dir>/api-token, read after each start (or none at all with
+        --insecure-no-auth)."""
         self.data_dir = Path(data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.args = list(args)
         self.extra_env = dict(env or {})
         self.log_path = Path(log_path) if log_path else self.data_dir.parent / (self.data_dir.name + ".stderr.log")
         self.token = token
+        self.given_token = token
         self.listen = listen
         self.proc = None
         self.port = None
@@ -312,6 +319,8 @@ class Server:
         cmd += ["--data-dir", str(self.data_dir)] + self.args
         if FORCED_BACKEND and not any(a.startswith("--backend") for a in self.args):
             cmd += ["--backend", FORCED_BACKEND]
+        if self.uses_direct(cmd) and not any(a.startswith("--backends") for a in cmd):
+            cmd += ["--backends", "pool,ephemeral,direct"]  # direct is an explicit opt-in
         self.starts += 1
         with open(self.log_path, "ab") as log:
             log.write(f"\n===== start #{self.starts}: {' '.join(cmd)}\n".encode())
@@ -327,10 +336,23 @@ class Server:
             with open(self.log_path, "rb") as f:
                 f.seek(offset)
                 if b"listening on" in f.read():
+                    self.token = self.given_token if self.given_token is not None else self.generated_token()
                     return self
             time.sleep(0.02)
         self.kill()
         raise RuntimeError(f"executord did not log 'listening on' within {timeout}s:\n{self.log_tail()}")
+
+    @staticmethod
+    def uses_direct(cmd):
+        return any(a == "--backend=direct" or (a == "direct" and i > 0 and cmd[i - 1] == "--backend")
+                   for i, a in enumerate(cmd))
+
+    def generated_token(self):
+        """The token executord created in the data folder, None when it serves without one."""
+        try:
+            return (self.data_dir / "api-token").read_text().strip()
+        except FileNotFoundError:
+            return None
 
     def log_tail(self, n=4000):
         try:
@@ -380,6 +402,11 @@ class Server:
             if at >= 0:
                 report = text[max(0, at - 200):at + 6000].decode("utf-8", "replace")
                 raise AssertionError(f"sanitizer report in {self.log_path}:\n{report}")
+
+
+def auth_header(server):
+    """The Authorization header line for raw-socket tests (empty when no token is needed)."""
+    return f"Authorization: Bearer {server.token}\r\n".encode() if server.token else b""
 
 
 def processes_with_arg(arg):

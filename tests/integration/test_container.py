@@ -46,7 +46,10 @@ class Launched:
         self.log = self.dir / "executord.stderr.log"
         self.port = free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith("EXECUTORD_")}
-        cmd = prefix + [BIN, "--listen", f"127.0.0.1:{self.port}", "--data-dir", str(self.data)] + list(args)
+        args = list(args)
+        if Server.uses_direct(args) and "--backends" not in args:
+            args += ["--backends", "pool,ephemeral,direct"]  # direct is an explicit opt-in
+        cmd = prefix + [BIN, "--listen", f"127.0.0.1:{self.port}", "--data-dir", str(self.data)] + args
         self.errfile = open(self.log, "ab")
         self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                      stderr=self.errfile, env=env)
@@ -61,7 +64,8 @@ class Launched:
         else:
             self.stop()
             raise RuntimeError(f"never listened:\n{self.tail()}")
-        self.client = Client(self.port)
+        self.token = (self.data / "api-token").read_text().strip()
+        self.client = Client(self.port, token=self.token)
 
     def tail(self):
         return self.log.read_bytes()[-3000:].decode("utf-8", "replace")
@@ -198,7 +202,7 @@ def cap_mask(caps):
 def test_container_capabilities_suffice(tmp_path):
     caps = container_caps()
     assert set(caps) <= set(CAP_BITS), f"unknown capability in deploy/docker/capabilities: {caps}"
-    srv = Launched(tmp_path, setpriv(caps), ["--workers", "2", "--pool-size", "1"])
+    srv = Launched(tmp_path, setpriv(caps), ["--workers", "2", "--pool-size", "1", "--backends", "pool,ephemeral,direct"])
     try:
         status = proc_status(srv.proc.pid)
         assert int(status["CapBnd"], 16) == cap_mask(caps), status["CapBnd"]

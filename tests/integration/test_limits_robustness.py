@@ -11,6 +11,8 @@ import time
 
 import pytest
 
+from executord_client import auth_header
+
 
 def test_cpu_limit(client):
     t0 = time.monotonic()
@@ -100,6 +102,7 @@ def test_keep_alive_connection_serves_several_requests(server):
             ("GET", "/v1/backends", None, 200),
         ]:
             headers = {"Content-Type": "application/json"} if body is not None else {}
+            headers["Authorization"] = f"Bearer {server.token}"
             conn.request(method, path, body=body, headers=headers)
             r = conn.getresponse()
             data = r.read()
@@ -135,12 +138,13 @@ def test_client_disconnect_while_waiting(server, client):
     job = client.submit({"script": "import time\ndef main():\n    time.sleep(1.5)\n    return 'still ran'\n"})
     for _ in range(5):
         s = socket.create_connection(("127.0.0.1", server.port))
-        s.sendall(f"GET /v1/jobs/{job['id']}?wait=30 HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        s.sendall(f"GET /v1/jobs/{job['id']}?wait=30 HTTP/1.1\r\nHost: localhost\r\n".encode()
+                  + auth_header(server) + b"\r\n")
         time.sleep(0.05)
         s.close()
     body = json.dumps({"script": "def main():\n    return 1\n"}).encode()
     s = socket.create_connection(("127.0.0.1", server.port))
-    s.sendall(b"POST /v1/jobs?wait=30 HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+    s.sendall(b"POST /v1/jobs?wait=30 HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n" + auth_header(server) +
               b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
     s.close()
     done = client.wait_final(job["id"], timeout=20)
@@ -153,7 +157,7 @@ def test_slow_body_upload(server, client):
     body = json.dumps({"script": "def main():\n    return 'slow'\n"}).encode()
     s = socket.create_connection(("127.0.0.1", server.port), timeout=20)
     try:
-        s.sendall(b"POST /v1/jobs?wait=20 HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        s.sendall(b"POST /v1/jobs?wait=20 HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n" + auth_header(server) +
                   b"Connection: close\r\nContent-Length: %d\r\n\r\n" % len(body))
         for i in range(0, len(body), 10):
             s.sendall(body[i:i + 10])
@@ -309,7 +313,7 @@ def test_chunked_body_under_limit_accepted(server):
     s = socket.create_connection(("127.0.0.1", server.port), timeout=20)
     try:
         half = len(body) // 2
-        s.sendall(b"POST /v1/jobs?wait=20 HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        s.sendall(b"POST /v1/jobs?wait=20 HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n" + auth_header(server) +
                   b"Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
                   + b"%x\r\n%s\r\n" % (half, body[:half])
                   + b"%x\r\n%s\r\n" % (len(body) - half, body[half:]) + b"0\r\n\r\n")

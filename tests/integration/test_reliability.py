@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from executord_client import EXPECT_SANITIZER
+from executord_client import EXPECT_SANITIZER, auth_header
 
 QUICK = "def main():\n    return 1\n"
 # uid ranges of this file's servers, away from executord's defaults, the attack suite's
@@ -219,7 +219,8 @@ def test_1000_submissions_and_100_long_polls(make_server):
         for attempt in range(2):  # a keep-alive connection the server closed: reconnect once
             try:
                 h = conn()
-                h.request("POST", "/v1/jobs", body=body, headers={"Content-Type": "application/json"})
+                h.request("POST", "/v1/jobs", body=body,
+                          headers={"Content-Type": "application/json", "Authorization": f"Bearer {srv.token}"})
                 r = h.getresponse()
                 data = r.read()
                 break
@@ -327,7 +328,7 @@ def test_slow_clients_are_timed_out_without_starving_others(make_server):
 
     def slowloris():
         s = connect()
-        head = b"POST /v1/jobs HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nX-Pad: "
+        head = b"POST /v1/jobs HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nX-Pad: "
         try:
             for b in head:
                 s.send(bytes([b]))
@@ -340,8 +341,8 @@ def test_slow_clients_are_timed_out_without_starving_others(make_server):
 
     def stalled_body():
         s = connect()
-        s.sendall(b"POST /v1/jobs HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                  b"Content-Length: 1000\r\n\r\n" + b'{"script":')
+        s.sendall(b"POST /v1/jobs HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+                  + auth_header(srv) + b"Content-Length: 1000\r\n\r\n" + b'{"script":')
 
     threads = []
     for k in range(50):
@@ -521,8 +522,8 @@ def test_huge_body_refused_early_nothing_stored(hostile):
     s = socket.create_connection(("127.0.0.1", hostile.port), timeout=10)
     t0 = time.monotonic()
     try:
-        s.sendall(b"POST /v1/jobs HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                  b"Content-Length: 100000000\r\n\r\n")
+        s.sendall(b"POST /v1/jobs HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+                  + auth_header(hostile) + b"Content-Length: 100000000\r\n\r\n")
         chunk = b'{"script": "' + b"#" * 65536
         sent = 0
         s.setblocking(False)

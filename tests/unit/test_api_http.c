@@ -42,6 +42,9 @@ static void fill_config(config *c)
     snprintf(c->listen_host, sizeof c->listen_host, "127.0.0.1");
     c->listen_port = 0;
     snprintf(c->backend, sizeof c->backend, "direct");
+    snprintf(c->backends, sizeof c->backends, "direct,ephemeral,pool");
+    snprintf(c->allowed_hosts[0], sizeof c->allowed_hosts[0], "exec.example.com");
+    c->n_allowed_hosts = 1;
     c->workers = 1;
     snprintf(c->python, sizeof c->python, "/usr/bin/python3");
     c->max_body_bytes = 4096;
@@ -81,7 +84,7 @@ static int start_server(fixture *f, const char *token)
 static int group_setup(void **state)
 {
     sandbox_config scfg = {.python_path = "/usr/bin/python3", .work_root = "/tmp"};
-    backends_init(&scfg);
+    backends_init(&scfg, "direct,ephemeral,pool");
     return backends_available("direct", NULL) ? 0 : -1;
 }
 
@@ -343,7 +346,7 @@ static void submission_refusals(void **state)
 
     /* Content-Length above the limit: answered from the headers, body never sent */
     int fd = connect_to(f->port);
-    const char *big = "POST /v1/jobs HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+    const char *big = "POST /v1/jobs HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
                       "Content-Length: 1000000\r\n\r\n";
     send_all(fd, big, strlen(big));
     read_reply(fd, &r);
@@ -355,7 +358,7 @@ static void submission_refusals(void **state)
 
     /* chunked body that grows past the limit */
     fd = connect_to(f->port);
-    const char *chunked = "POST /v1/jobs HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+    const char *chunked = "POST /v1/jobs HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n"
                           "Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n";
     send_all(fd, chunked, strlen(chunked));
     char chunk[1100];
@@ -435,6 +438,98 @@ static void submission_refusals(void **state)
     assert_int_equal(r.status, 200);
     assert_int_equal(json_array_size(json_object_get(r.json, "jobs")), 3);
     reply_free(&r);
+}
+
+/* Sends one complete request as written (its own Host, Origin, ...) and reads the reply. */
+static int raw_status(int port, const char *request, char *code, size_t codelen)
+{
+    int fd = connect_to(port);
+    send_all(fd, request, strlen(request));
+    reply r;
+    read_reply(fd, &r);
+    close(fd);
+    int status = r.status;
+    if (code) {
+        const char *c = r.json ? error_code(&r) : NULL;
+        snprintf(code, codelen, "%s", c ? c : "");
+    }
+    reply_free(&r);
+    return status;
+}
+
+/* DNS rebinding and cross-site requests: a Host that does not name us gets 421 on every
+ * route; a browser request from another origin gets 403 on the API; a body a page can
+ * send without a preflight (form, text, no type) gets 415. */
+static void browser_and_host_refusals(void **state)
+{
+    fixture *f = *state;
+    char code[64];
+    static const char *const ours[] = {"localhost", "LOCALHOST:8080", "127.0.0.1", "127.1.2.3:80",
+                                       "[::1]:8080", "exec.example.com", "192.0.2.7:8080", "localhost."};
+    for (size_t i = 0; i < sizeof ours / sizeof ours[0]; i++) {
+        char rq[256];
+        snprintf(rq, sizeof rq, "GET /v1/jobs HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n", ours[i]);
+        assert_int_equal(raw_status(f->port, rq, code, sizeof code), 200);
+    }
+    static const char *const theirs[] = {"evil.example", "evil.example:8080", "localhost.evil.example",
+                                         "127.0.0.1.nip.io", "exec.example.com.evil", "a b", "::1"};
+    static const char *const paths[] = {"/v1/jobs", "/healthz", "/", "/metrics", "/nope"};
+    for (size_t i = 0; i < sizeof theirs / sizeof theirs[0]; i++) {
+        for (size_t k = 0; k < sizeof paths / sizeof paths[0]; k++) {
+            char rq[256];
+            snprintf(rq, sizeof rq, "GET %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n", paths[k],
+                     theirs[i]);
+            assert_int_equal(raw_status(f->port, rq, code, sizeof code), 421);
+            assert_string_equal(code, "host_not_allowed");
+        }
+    }
+
+    struct { const char *headers; int status; } origins[] = {
+        {"Origin: http://localhost\r\nSec-Fetch-Site: same-origin\r\n", 200},
+        {"Origin: https://localhost:443\r\n", 200},
+        {"Sec-Fetch-Site: none\r\n", 200},
+        {"Origin: http://localhost:8081\r\n", 403},
+        {"Origin: http://127.0.0.1\r\n", 403},
+        {"Origin: null\r\n", 403},
+        {"Origin: http://evil.example\r\n", 403},
+        {"Origin: file://\r\n", 403},
+        {"Sec-Fetch-Site: cross-site\r\n", 403},
+        {"Sec-Fetch-Site: same-site\r\n", 403},
+    };
+    static const char *const api[] = {"GET /v1/jobs", "GET /metrics", "GET /v1/backends",
+                                      "POST /v1/jobs/00000000-0000-4000-8000-000000000000/cancel"};
+    for (size_t i = 0; i < sizeof origins / sizeof origins[0]; i++) {
+        for (size_t k = 0; k < sizeof api / sizeof api[0]; k++) {
+            char rq[512];
+            snprintf(rq, sizeof rq, "%s HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n%s\r\n", api[k],
+                     origins[i].headers);
+            int want = origins[i].status == 200 && k == 3 ? 404 : origins[i].status;
+            assert_int_equal(raw_status(f->port, rq, code, sizeof code), want);
+            if (want == 403)
+                assert_string_equal(code, "cross_origin");
+        }
+    }
+    /* The dashboard's files and the probes carry no data: a cross-origin GET is harmless. */
+    assert_int_equal(raw_status(f->port, "GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n"
+                                         "Origin: http://evil.example\r\n\r\n", NULL, 0), 200);
+
+    static const char *const types[] = {"Content-Type: application/x-www-form-urlencoded\r\n",
+                                        "Content-Type: text/plain;charset=UTF-8\r\n",
+                                        "Content-Type: multipart/form-data; boundary=x\r\n", ""};
+    for (size_t i = 0; i < sizeof types / sizeof types[0]; i++) {
+        char rq[512];
+        const char *body = "{\"script\":\"def main(): return 1\"}";
+        snprintf(rq, sizeof rq, "POST /v1/jobs HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n%s"
+                 "Content-Length: %zu\r\n\r\n%s", types[i], strlen(body), body);
+        assert_int_equal(raw_status(f->port, rq, code, sizeof code), 415);
+        assert_string_equal(code, "unsupported_media_type");
+    }
+    char rq[512];
+    const char *body = "{\"script\":\"def main(): return 1\"}";
+    snprintf(rq, sizeof rq, "POST /v1/jobs HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n"
+             "Content-Type: application/vnd.executord+json; charset=utf-8\r\nContent-Length: %zu\r\n\r\n%s",
+             strlen(body), body);
+    assert_int_equal(raw_status(f->port, rq, code, sizeof code), 201);
 }
 
 static void submit_idempotency_and_location(void **state)
@@ -691,6 +786,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(routes_and_methods, setup, teardown),
         cmocka_unit_test_setup_teardown(token_required, setup_token, teardown),
         cmocka_unit_test_setup_teardown(submission_refusals, setup, teardown),
+        cmocka_unit_test_setup_teardown(browser_and_host_refusals, setup, teardown),
         cmocka_unit_test_setup_teardown(submit_idempotency_and_location, setup, teardown),
         cmocka_unit_test_setup_teardown(wait_times_out_with_the_current_state, setup, teardown),
         cmocka_unit_test_setup_teardown(cancel_wakes_waiters, setup, teardown),

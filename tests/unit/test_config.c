@@ -31,6 +31,9 @@ static int setup(void **state)
     unsetenv("EXECUTORD_LISTEN");
     unsetenv("EXECUTORD_WORKERS");
     unsetenv("EXECUTORD_DEFAULT_MEMORY_MB");
+    unsetenv("EXECUTORD_ALLOWED_HOSTS");
+    unsetenv("EXECUTORD_INSECURE_NO_AUTH");
+    unsetenv("EXECUTORD_BACKENDS");
     return 0;
 }
 
@@ -48,6 +51,10 @@ static void defaults_are_embedded(void **state)
     assert_true(c.default_limits.timeout_seconds == 30.0);
     assert_int_equal(c.default_limits.max_output_bytes, 1048576);
     assert_string_equal(c.api_token, "");
+    assert_int_equal(c.insecure_no_auth, 0);
+    assert_string_equal(c.backends, "pool,ephemeral");
+    assert_false(config_backend_enabled(&c, "direct"));
+    assert_int_equal(c.n_allowed_hosts, 0);
 }
 
 static void environment_overrides_default_and_flag_overrides_environment(void **state)
@@ -128,6 +135,69 @@ static void token_file_is_read_without_trailing_newline(void **state)
     assert_int_equal(load(&c, 3, missing), 2);
 }
 
+/* The weaker settings are explicit and refused where they would expose the API. */
+static void insecure_settings_are_refused_beyond_loopback(void **state)
+{
+    config c;
+    const char *lo[] = {"executord", "--insecure-no-auth", "--listen", "127.0.0.2:1"};
+    assert_int_equal(load(&c, 4, lo), 0);
+    assert_int_equal(c.insecure_no_auth, 1);
+    const char *lo6[] = {"executord", "--insecure-no-auth", "--listen", "[::1]:1"};
+    assert_int_equal(load(&c, 4, lo6), 0);
+    const char *name[] = {"executord", "--insecure-no-auth", "--listen", "localhost:1"};
+    assert_int_equal(load(&c, 4, name), 0);
+    static const char *const exposed[] = {"0.0.0.0:1", "[::]:1", "192.0.2.1:1", "example.com:1",
+                                          "[::ffff:10.0.0.1]:1"};
+    for (size_t i = 0; i < sizeof exposed / sizeof exposed[0]; i++) {
+        const char *argv[] = {"executord", "--insecure-no-auth", "--listen", exposed[i]};
+        assert_int_equal(load(&c, 4, argv), 2);
+    }
+    setenv("EXECUTORD_INSECURE_NO_AUTH", "1", 1);
+    const char *env_exposed[] = {"executord", "--listen", "0.0.0.0:1"};
+    assert_int_equal(load(&c, 3, env_exposed), 2);
+    const char *flag_off[] = {"executord", "--listen", "0.0.0.0:1", "--insecure-no-auth=0"};
+    assert_int_equal(load(&c, 4, flag_off), 0);
+    unsetenv("EXECUTORD_INSECURE_NO_AUTH");
+    const char *both[] = {"executord", "--insecure-no-auth", "--api-token-file", "/dev/null"};
+    assert_int_equal(load(&c, 4, both), 2);
+    const char *star[] = {"executord", "--insecure-no-auth", "--allowed-host", "*"};
+    assert_int_equal(load(&c, 4, star), 2);
+    const char *star_token[] = {"executord", "--allowed-host", "*"};
+    assert_int_equal(load(&c, 3, star_token), 0);
+}
+
+static void backends_and_allowed_hosts_are_parsed(void **state)
+{
+    config c;
+    const char *all[] = {"executord", "--backends", "direct,pool,ephemeral", "--backend", "direct"};
+    assert_int_equal(load(&c, 5, all), 0);
+    assert_true(config_backend_enabled(&c, "direct") && config_backend_enabled(&c, "pool"));
+    assert_false(config_backend_enabled(&c, "poo"));
+    static const char *const bad[] = {"", "pool,", ",pool", "pool,pool", "docker", "pool,,ephemeral", "Pool"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        const char *argv[] = {"executord", "--backends", bad[i]};
+        assert_int_equal(load(&c, 3, argv), 2);
+    }
+    const char *outside[] = {"executord", "--backend", "direct"};
+    assert_int_equal(load(&c, 3, outside), 2); /* the default backend must be enabled */
+
+    setenv("EXECUTORD_ALLOWED_HOSTS", "a.example,B.example", 1);
+    const char *none[] = {"executord"};
+    assert_int_equal(load(&c, 1, none), 0);
+    assert_int_equal(c.n_allowed_hosts, 2);
+    assert_string_equal(c.allowed_hosts[1], "b.example");
+    const char *flags[] = {"executord", "--allowed-host", "c.example", "--allowed-host=d.example"};
+    assert_int_equal(load(&c, 4, flags), 0);
+    assert_int_equal(c.n_allowed_hosts, 2); /* the flags replace the variable's list */
+    assert_string_equal(c.allowed_hosts[0], "c.example");
+    unsetenv("EXECUTORD_ALLOWED_HOSTS");
+    static const char *const bad_hosts[] = {"", "a b", "a/b", "x*", "a,", "**"};
+    for (size_t i = 0; i < sizeof bad_hosts / sizeof bad_hosts[0]; i++) {
+        const char *argv[] = {"executord", "--allowed-host", bad_hosts[i]};
+        assert_int_equal(load(&c, 3, argv), 2);
+    }
+}
+
 static void help_and_version_ask_to_exit_zero(void **state)
 {
     config c;
@@ -153,6 +223,8 @@ int main(void)
         cmocka_unit_test_setup(default_above_maximum_is_refused, setup),
         cmocka_unit_test_setup(token_file_is_read_without_trailing_newline, setup),
         cmocka_unit_test_setup(help_and_version_ask_to_exit_zero, setup),
+        cmocka_unit_test_setup(insecure_settings_are_refused_beyond_loopback, setup),
+        cmocka_unit_test_setup(backends_and_allowed_hosts_are_parsed, setup),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

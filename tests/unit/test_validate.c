@@ -38,6 +38,7 @@ static int setup(void **state)
 {
     memset(&cfg, 0, sizeof cfg);
     snprintf(cfg.backend, sizeof cfg.backend, "direct");
+    snprintf(cfg.backends, sizeof cfg.backends, "direct,ephemeral,pool");
     cfg.max_body_bytes = 1 << 20;
     cfg.max_queued = 100;
     cfg.default_limits = (sandbox_limits){30, 512, 60, 64, 64, 256, 1048576};
@@ -239,9 +240,24 @@ static void backend_rules(void **state)
     const char *body = "{\"script\":\"x\",\"backend\":\"gvisor\"}";
     assert_int_equal(api_parse_job_request(&cfg, &wider, body, strlen(body), NULL, &j, &e), -1);
     assert_string_equal(e.field, "backend");
-    assert_non_null(strstr(e.message, "backend 'gvisor' is not available"));
+    assert_non_null(strstr(e.message, "backend 'gvisor' is not enabled on this instance"));
     assert_int_equal(api_parse_job_request(&cfg, &checks, body, strlen(body), NULL, &j, &e), -1);
     assert_non_null(strstr(e.message, "unknown backend 'gvisor'"));
+
+    /* --backends: a known, available backend outside the list is refused, naming the list */
+    snprintf(cfg.backends, sizeof cfg.backends, "pool,ephemeral");
+    body = "{\"script\":\"x\",\"backend\":\"direct\"}";
+    assert_int_equal(api_parse_job_request(&cfg, &checks, body, strlen(body), NULL, &j, &e), -1);
+    assert_string_equal(e.field, "backend");
+    assert_non_null(strstr(e.message, "backend 'direct' is not enabled on this instance (enabled: pool,ephemeral"));
+    /* enabled but not available here: the availability reason */
+    body = "{\"script\":\"x\",\"backend\":\"ephemeral\"}";
+    assert_int_equal(api_parse_job_request(&cfg, &checks, body, strlen(body), NULL, &j, &e), -1);
+    assert_non_null(strstr(e.message, "backend 'ephemeral' is not available"));
+    snprintf(cfg.backends, sizeof cfg.backends, "pool,ephemeral,direct");
+    body = "{\"script\":\"x\",\"backend\":\"direct\"}";
+    assert_int_equal(api_parse_job_request(&cfg, &checks, body, strlen(body), NULL, &j, &e), 0);
+    job_free(&j);
 }
 
 static void timeout_rules(void **state)
