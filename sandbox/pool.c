@@ -436,8 +436,8 @@ static int pool_init(const sandbox_config *cfg, char *why, size_t whylen)
     if (pl.size == 0 || pl.size > POOL_SLOTS / 2)
         pl.size = pl.size ? POOL_SLOTS / 2 : 1;
     pl.cold_when_empty = opts.cold_when_empty;
-    pl.recycle_jobs = opts.recycle_jobs ? opts.recycle_jobs : 1000;
-    pl.recycle_seconds = opts.recycle_seconds ? opts.recycle_seconds : 600;
+    pl.recycle_jobs = opts.recycle_jobs ? opts.recycle_jobs : 100;
+    pl.recycle_seconds = opts.recycle_seconds ? opts.recycle_seconds : 300;
     pl.refill_threads = opts.refill_threads ? opts.refill_threads : 2;
     if (pl.refill_threads > 8)
         pl.refill_threads = 8;

@@ -192,6 +192,12 @@ def test_every_contract_status_code_documented(spec):
     assert "409" in spec["paths"]["/v1/jobs/{id}"]["delete"]["responses"]
     assert "409" in spec["paths"]["/v1/jobs/{id}/cancel"]["post"]["responses"]
     assert "503" in spec["paths"]["/readyz"]["get"]["responses"]
+    # every route answers 421 to a Host that is not ours; every route behind the token 403
+    # to another web origin
+    for path, method, op, _ in operations(spec):
+        assert "421" in op["responses"], (method, path)
+        if op.get("security", spec.get("security")):
+            assert "403" in op["responses"], (method, path)
 
 
 def test_security_scheme(spec):
@@ -247,7 +253,7 @@ def test_job_schema_matches_contract(spec):
     assert codes == {"malformed_json", "invalid_body", "invalid_parameter", "unauthorized", "not_found",
                      "method_not_allowed", "job_finished", "job_not_finished", "idempotency_conflict",
                      "body_too_large", "unsupported_media_type", "invalid_field", "queue_full", "not_ready",
-                     "shutting_down", "internal"}
+                     "shutting_down", "internal", "cross_origin", "host_not_allowed"}
     post_desc = spec["paths"]["/v1/jobs"]["post"]["description"]
     for t in err_types:
         assert t in post_desc, f"{t} is not explained to users"
