@@ -44,6 +44,18 @@
 
 static void mhd_log(void *cls, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
 
+/* What any client can make MHD say about its own connection (it went away, it sent
+ * garbage): one line per connection, so at warn a flood of connections, or the evictions
+ * that answer it, would flood the log as well. */
+static const char *const client_noise[] = {
+    "Socket has been disconnected when reading request",
+    "Connection socket is closed when reading request",
+    "Connection was closed by remote side with incomplete request",
+    "Failed to send ",
+    "Error processing request",
+    "Received HTTP/1.1 request without `Host' header",
+};
+
 static void mhd_log(void *cls, const char *fmt, va_list ap)
 {
     char line[512];
@@ -51,6 +63,12 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
     size_t n = strlen(line);
     while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
         line[--n] = '\0';
+    for (size_t i = 0; i < sizeof client_noise / sizeof client_noise[0]; i++) {
+        if (strncmp(line, client_noise[i], strlen(client_noise[i])) == 0) {
+            log_debug("http: %s", line);
+            return;
+        }
+    }
     log_warn("http: %s", line);
 }
 
