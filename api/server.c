@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -20,8 +21,19 @@
 
 #define THREAD_POOL_SIZE 4
 #define CONNECTION_TIMEOUT_S 30
-#define CONNECTION_LIMIT 1000
-#define LISTEN_BACKLOG 511
+/* Connections: MHD turns away whoever comes beyond its limit, so the limit is kept well
+ * above the number of connections with an incomplete request that are tolerated (beyond
+ * that the oldest of them are evicted, api/deadline.h): an eviction always makes room
+ * before MHD would refuse a newcomer, and the difference is room for requests in progress
+ * (long polls above all). Each connection is a descriptor, so RLIMIT_NOFILE bounds both. */
+#define CONNECTION_LIMIT_MAX 4096u
+#define INCOMPLETE_LIMIT_MAX 1024u
+/* Descriptors kept for everything but connections: the store, jobs' pipes, the pool. */
+#define FD_RESERVE 256u
+/* The kernel caps it at net.core.somaxconn (4096 since Linux 5.4). Connections waiting to
+ * be accepted wait in this queue; when it is full, a newcomer's SYN is dropped and its
+ * retry comes a second later. */
+#define LISTEN_BACKLOG 4096
 /* After a body passed the limit we keep reading (to be able to answer 413) but only
  * this much more; a client streaming beyond it is disconnected. */
 #define DISCARD_LIMIT (16u << 20)
@@ -32,6 +44,18 @@
 
 static void mhd_log(void *cls, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
 
+/* What any client can make MHD say about its own connection (it went away, it sent
+ * garbage): one line per connection, so at warn a flood of connections, or the evictions
+ * that answer it, would flood the log as well. */
+static const char *const client_noise[] = {
+    "Socket has been disconnected when reading request",
+    "Connection socket is closed when reading request",
+    "Connection was closed by remote side with incomplete request",
+    "Failed to send ",
+    "Error processing request",
+    "Received HTTP/1.1 request without `Host' header",
+};
+
 static void mhd_log(void *cls, const char *fmt, va_list ap)
 {
     char line[512];
@@ -39,6 +63,12 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
     size_t n = strlen(line);
     while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
         line[--n] = '\0';
+    for (size_t i = 0; i < sizeof client_noise / sizeof client_noise[0]; i++) {
+        if (strncmp(line, client_noise[i], strlen(client_noise[i])) == 0) {
+            log_debug("http: %s", line);
+            return;
+        }
+    }
     log_warn("http: %s", line);
 }
 
@@ -209,6 +239,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         *upload_data_size = 0;
         return accept_body(rq, upload_data, n) ? MHD_YES : MHD_NO;
     }
+    /* The final call: the whole request is in. */
+    api_deadline_request_received(srv->deadline, conn);
     if (rq->status != 0)
         return MHD_YES; /* answered already (a refusal on the headers) */
     if (rq->early) {
@@ -235,7 +267,9 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 {
     api_server *srv = cls;
     api_request *rq = *con_cls;
-    api_deadline_next_request(srv->deadline, conn);
+    /* Otherwise the connection is closing: it waits for no next request. */
+    if (toe == MHD_REQUEST_TERMINATED_COMPLETED_OK)
+        api_deadline_next_request(srv->deadline, conn);
     if (!rq)
         return;
     api_waiters_forget(srv->waiters, &rq->waiter);
@@ -309,6 +343,53 @@ static int bound_port(struct MHD_Daemon *d, int fd)
     return -1;
 }
 
+/* --- connection limits ----------------------------------------------------------- */
+
+typedef struct conn_limits {
+    unsigned connections; /* MHD_OPTION_CONNECTION_LIMIT */
+    unsigned incomplete;  /* connections with an incomplete request, at most */
+} conn_limits;
+
+/* Raises the soft RLIMIT_NOFILE to what the connection limit wants (at most the hard
+ * limit: many hosts default to a soft 1024) and derives the limits from what it is then. */
+static conn_limits connection_limits(void)
+{
+    const rlim_t want = CONNECTION_LIMIT_MAX + FD_RESERVE;
+    struct rlimit rl;
+    rlim_t fds = 1024; /* what a process usually gets, if even asking fails */
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0) {
+        log_warn("http: getrlimit RLIMIT_NOFILE: %s", strerror(errno));
+    } else {
+        fds = rl.rlim_cur;
+        if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < want) {
+            struct rlimit raised = {.rlim_cur = rl.rlim_max < want ? rl.rlim_max : want, .rlim_max = rl.rlim_max};
+            if (setrlimit(RLIMIT_NOFILE, &raised) == 0)
+                fds = raised.rlim_cur;
+            else
+                log_warn("http: setrlimit RLIMIT_NOFILE to %llu: %s", (unsigned long long)raised.rlim_cur,
+                         strerror(errno));
+        }
+    }
+    conn_limits l;
+    if (fds >= want)
+        l.connections = CONNECTION_LIMIT_MAX;
+    else if (fds >= 2 * FD_RESERVE)
+        l.connections = (unsigned)(fds - FD_RESERVE);
+    else
+        l.connections = (unsigned)(fds / 2);
+    if (l.connections < THREAD_POOL_SIZE)
+        l.connections = THREAD_POOL_SIZE; /* MHD gives each thread a share; none may get 0 */
+    l.incomplete = l.connections / 2 < INCOMPLETE_LIMIT_MAX ? l.connections / 2 : INCOMPLETE_LIMIT_MAX;
+    if (l.incomplete == 0)
+        l.incomplete = 1;
+    if (l.connections < CONNECTION_LIMIT_MAX)
+        log_warn("http: RLIMIT_NOFILE allows %llu descriptors: serving at most %u connections, %u of them "
+                 "with an incomplete request (raise the hard limit to %llu for %u)",
+                 (unsigned long long)fds, l.connections, l.incomplete, (unsigned long long)want,
+                 CONNECTION_LIMIT_MAX);
+    return l;
+}
+
 /* --- the server ------------------------------------------------------------------- */
 
 api_server *api_server_start(const config *cfg, store *st, scheduler *sch, char *err, size_t errlen)
@@ -328,7 +409,9 @@ api_server *api_server_start(const config *cfg, store *st, scheduler *sch, char 
     atomic_init(&srv->refusing, false);
     atomic_init(&srv->waiting_requests, 0);
     srv->waiters = api_waiters_create(err, errlen);
-    srv->deadline = srv->waiters ? api_deadline_start(HEADER_DEADLINE_MS, err, errlen) : NULL;
+    conn_limits limits = connection_limits();
+    metrics_http_connections_evicted(0);
+    srv->deadline = srv->waiters ? api_deadline_start(HEADER_DEADLINE_MS, limits.incomplete, err, errlen) : NULL;
     if (!srv->deadline) {
         api_waiters_destroy(srv->waiters);
         free(srv);
@@ -345,7 +428,7 @@ api_server *api_server_start(const config *cfg, store *st, scheduler *sch, char 
         MHD_OPTION_LISTEN_SOCKET, (MHD_socket)fd,
         MHD_OPTION_THREAD_POOL_SIZE, (unsigned int)THREAD_POOL_SIZE,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)CONNECTION_TIMEOUT_S,
-        MHD_OPTION_CONNECTION_LIMIT, (unsigned int)CONNECTION_LIMIT,
+        MHD_OPTION_CONNECTION_LIMIT, limits.connections,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
         MHD_OPTION_UNESCAPE_CALLBACK, unescape_keep_nul, NULL,
         MHD_OPTION_NOTIFY_CONNECTION, api_deadline_notify, srv->deadline,

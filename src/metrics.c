@@ -294,6 +294,13 @@ metrics_family metrics_http_requests = {
     .label_names = {"method", "route", "code"},
 };
 
+metrics_family metrics_http_evictions = {
+    .name = "executord_http_connections_evicted_total",
+    .help = "Connections with an incomplete request (headers or body still coming, or idle) closed, "
+            "oldest first, because too many were open.",
+    .kind = METRICS_COUNTER,
+};
+
 metrics_family metrics_setup_failures = {
     .name = "executord_sandbox_setup_failures_total",
     .help = "Jobs whose sandbox could not be set up (the script never ran), by backend.",
@@ -331,7 +338,7 @@ metrics_family metrics_run_time = {
 };
 
 static metrics_family *const registry[] = {
-    &metrics_http_requests, &metrics_jobs_finished, &metrics_setup_failures,
+    &metrics_http_requests, &metrics_http_evictions, &metrics_jobs_finished, &metrics_setup_failures,
     &metrics_queue_wait, &metrics_run_time,
 };
 
@@ -353,6 +360,11 @@ void metrics_http_request(const char *method, const char *route, unsigned int co
     snprintf(code_text, sizeof code_text, "%u", code);
     const char *values[] = {method_label(method), route ? route : "other", code_text};
     metrics_counter_add(&metrics_http_requests, values, 1);
+}
+
+void metrics_http_connections_evicted(uint64_t n)
+{
+    metrics_counter_add(&metrics_http_evictions, NULL, n);
 }
 
 void metrics_job_finished(const char *backend, const char *status, int64_t created_ms,

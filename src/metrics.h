@@ -84,6 +84,9 @@ uint64_t metrics_counter_value(metrics_family *f, const char *const *values);
 
 /* One answered HTTP request: route is the route pattern ("/v1/jobs/{id}", "other"). */
 void metrics_http_request(const char *method, const char *route, unsigned int code);
+/* n connections with an incomplete request were closed to make room (api/deadline.h);
+ * n = 0 makes the counter exist before the first. */
+void metrics_http_connections_evicted(uint64_t n);
 /* A job a worker ran reached its final state (times in Unix ms). */
 void metrics_job_finished(const char *backend, const char *status, int64_t created_ms,
                           int64_t started_ms, int64_t finished_ms);
@@ -98,6 +101,7 @@ void metrics_write_registry(metrics_buf *b);
 
 /* The registry's families, exposed for tests. */
 extern metrics_family metrics_http_requests;
+extern metrics_family metrics_http_evictions;
 extern metrics_family metrics_setup_failures;
 extern metrics_family metrics_jobs_finished;
 extern metrics_family metrics_queue_wait;
