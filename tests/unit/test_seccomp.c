@@ -8,6 +8,7 @@
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -116,17 +117,22 @@ static int group_teardown(void **state)
     return 0;
 }
 
-/* Runs fn in a child under the filter; returns its wait status. */
-static int in_filtered_child(void (*fn)(int fd), int *fd_out)
+/* Runs fn in a child under the filter (or without it); returns its wait status. */
+static int in_child(void (*fn)(int fd), int *fd_out, bool filtered)
 {
     int p[2];
     assert_int_equal(pipe(p), 0);
     pid_t pid = fork();
     assert_true(pid >= 0);
     if (pid == 0) {
+        /* cmocka's handlers would turn a crash of the child into a second test run. */
+        signal(SIGSEGV, SIG_DFL);
+        signal(SIGBUS, SIG_DFL);
+        signal(SIGILL, SIG_DFL);
+        signal(SIGFPE, SIG_DFL);
         close(p[0]);
         const char *step = NULL;
-        if (sandbox_seccomp_apply(&prog, &step) != 0)
+        if (filtered && sandbox_seccomp_apply(&prog, &step) != 0)
             _exit(100);
         fn(p[1]);
         _exit(0);
@@ -136,6 +142,11 @@ static int in_filtered_child(void (*fn)(int fd), int *fd_out)
     assert_int_equal(waitpid(pid, &st, 0), pid);
     *fd_out = p[0];
     return st;
+}
+
+static int in_filtered_child(void (*fn)(int fd), int *fd_out)
+{
+    return in_child(fn, fd_out, true);
 }
 
 static void run_probes(int fd)
@@ -213,13 +224,27 @@ static void i386_call(int fd)
     _exit(0);
 }
 
-static void test_foreign_architectures_are_killed(void **state)
+static void test_x32_calls_are_killed(void **state)
 {
     int fd;
     int st = in_filtered_child(x32_call, &fd);
     close(fd);
     assert_true(WIFSIGNALED(st));
     assert_int_equal(WTERMSIG(st), SIGSYS);
+}
+
+static void test_i386_calls_are_killed(void **state)
+{
+    int fd;
+    /* Some hosts (kernels without IA32 emulation, some hypervisors) fault on int 0x80
+     * before any filter runs: the test then proves nothing and says so. */
+    int st = in_child(i386_call, &fd, false);
+    close(fd);
+    if (WIFSIGNALED(st)) {
+        print_message("int 0x80 dies with signal %d without a filter on this host: not tested\n",
+                      WTERMSIG(st));
+        skip();
+    }
     st = in_filtered_child(i386_call, &fd);
     close(fd);
     assert_true(WIFSIGNALED(st));
@@ -246,7 +271,8 @@ int main(void)
         cmocka_unit_test(test_filter_is_exported),
         cmocka_unit_test(test_denied_calls_get_eperm),
         cmocka_unit_test(test_fork_and_exec_still_work),
-        cmocka_unit_test(test_foreign_architectures_are_killed),
+        cmocka_unit_test(test_x32_calls_are_killed),
+        cmocka_unit_test(test_i386_calls_are_killed),
     };
     return cmocka_run_group_tests_name("seccomp", tests, group_setup, group_teardown);
 }
