@@ -1,6 +1,6 @@
-/* The sandbox's system-call filter: default allow, a deny list answering EPERM, and
- * foreign architectures (i386, x32) killed. Built once in the parent with libseccomp;
- * loaded in the child with plain prctl calls, which are async-signal-safe. */
+/* The sandbox's system-call filter: an allow-list, ENOSYS for other calls, EPERM for the
+ * known-dangerous, foreign architectures (i386, x32) killed. Built once in the parent with
+ * libseccomp; both backends' sandboxes load that program with plain (async-signal-safe) prctl. */
 #ifndef EXECUTORD_SANDBOX_SECCOMP_H
 #define EXECUTORD_SANDBOX_SECCOMP_H
 
