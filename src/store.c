@@ -3,11 +3,15 @@
  * used by one thread at a time under its own mutex, so reads never wait behind an fsync. */
 #include "src/store.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <sqlite3.h>
 
@@ -377,6 +381,52 @@ static store_rc status_of(conn *c, const char *id, job_status *status)
     return r;
 }
 
+/* ---- secrets at rest ------------------------------------------------------------ */
+
+/* The database and its -wal and -shm hold job requests (env_vars values while a job may
+ * run): owner-only. SQLite creates -wal and -shm with the database file's mode, so creating
+ * the database 0600 (whatever the umask, which sandboxes inherit and we leave alone) covers
+ * them; files left by an older build, 0644, are tightened here before SQLite opens them. */
+static int restrict_db_files(const char *path, char *err, size_t errlen)
+{
+    static const char *const suffixes[] = {"", "-wal", "-shm", "-journal"};
+    for (size_t i = 0; i < sizeof suffixes / sizeof suffixes[0]; i++) {
+        char p[4200];
+        if ((size_t)snprintf(p, sizeof p, "%s%s", path, suffixes[i]) >= sizeof p) {
+            snprintf(err, errlen, "database path %s: too long", path);
+            return -1;
+        }
+        /* O_NONBLOCK: a FIFO planted under that name must not hang the start. */
+        int flags = O_RDONLY | O_CLOEXEC | O_NONBLOCK | (i == 0 ? O_CREAT : 0);
+        int fd = open(p, flags, 0600);
+        if (fd < 0) {
+            if (errno == ENOENT && i > 0)
+                continue;
+            snprintf(err, errlen, "opening %s: %s", p, strerror(errno));
+            return -1;
+        }
+        struct stat st;
+        int rc = fstat(fd, &st);
+        const char *what = "fstat";
+        if (rc == 0 && !S_ISREG(st.st_mode)) {
+            close(fd);
+            snprintf(err, errlen, "%s: not a regular file", p);
+            return -1;
+        }
+        if (rc == 0 && (st.st_mode & 07777) != 0600) {
+            what = "fchmod 0600";
+            rc = fchmod(fd, 0600);
+        }
+        int saved = errno;
+        close(fd);
+        if (rc != 0) {
+            snprintf(err, errlen, "%s %s: %s", what, p, strerror(saved));
+            return -1;
+        }
+    }
+    return 0;
+}
+
 /* ---- open / close -------------------------------------------------------------- */
 
 static int conn_open(conn *c, const char *path, bool writer, char *err, size_t errlen)
@@ -396,11 +446,14 @@ static int conn_open(conn *c, const char *path, bool writer, char *err, size_t e
     if (sqlite3_busy_timeout(c->db, BUSY_TIMEOUT_MS) != SQLITE_OK)
         goto fail;
     /* WAL: readers see the last commit while a writer works. FULL: a commit is fsynced
-     * before we answer, so an accepted job survives a power cut. */
+     * before we answer, so an accepted job survives a power cut. secure_delete: deleted
+     * content (a job's old row after an UPDATE rewrote it, freed pages) is overwritten
+     * with zeros, not left in the file's free space. */
     static const char *const pragmas[] = {
         "PRAGMA journal_mode=WAL",
         "PRAGMA synchronous=FULL",
         "PRAGMA foreign_keys=ON",
+        "PRAGMA secure_delete=ON",
     };
     for (size_t i = 0; i < sizeof pragmas / sizeof pragmas[0]; i++) {
         sqlite3_stmt *st = NULL;
@@ -447,6 +500,10 @@ store *store_open(const char *path, char *err, size_t errlen)
         return NULL;
     }
     bool memory = strcmp(path, ":memory:") == 0 || path[0] == '\0';
+    if (!memory && restrict_db_files(path, err, errlen) != 0) {
+        free(s);
+        return NULL;
+    }
     if (conn_open(&s->writer, path, true, err, errlen) != 0) {
         conn_close(&s->writer);
         free(s);

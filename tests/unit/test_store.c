@@ -7,10 +7,12 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <sqlite3.h>
@@ -88,6 +90,13 @@ static int64_t raw_int(sqlite3 *db, const char *sql, const char *arg)
     int64_t v = sqlite3_column_int64(st, 0);
     sqlite3_finalize(st);
     return v;
+}
+
+static void raw_exec(sqlite3 *db, const char *sql)
+{
+    char *msg = NULL;
+    if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK)
+        fail_msg("%s: %s", sql, msg ? msg : "?");
 }
 
 static void make_job(job *j, const char *labels_json)
@@ -982,6 +991,65 @@ static void delete_finished_before_cutoff(void **state)
     assert_int_equal(status_of(f->s, queued), JOB_QUEUED);
 }
 
+/* ---- secrets at rest ------------------------------------------------------------ */
+
+static void expect_mode(const fixture *f, const char *suffix, mode_t mode)
+{
+    char p[160];
+    snprintf(p, sizeof p, "%s%s", f->path, suffix);
+    struct stat st;
+    if (stat(p, &st) != 0)
+        fail_msg("stat %s: %s", p, strerror(errno));
+    if ((st.st_mode & 07777) != mode)
+        fail_msg("%s has mode %04o, not %04o", p, (unsigned)(st.st_mode & 07777), (unsigned)mode);
+}
+
+/* The database, WAL and shared-memory files are owner-only, new or left by an older build. */
+static void db_files_are_owner_only(void **state)
+{
+    fixture *f = *state;
+    mode_t old_umask = umask(022);
+    store_close(f->s);
+    remove_db_files(f);
+    char err[512] = "";
+    f->s = store_open(f->path, err, sizeof err);
+    assert_non_null(f->s);
+    add_job(f->s, NULL, NULL); /* the WAL exists once something was written */
+    expect_mode(f, "", 0600);
+    expect_mode(f, "-wal", 0600);
+    expect_mode(f, "-shm", 0600);
+    store_close(f->s);
+
+    /* As a 0644 build left them: an open connection keeps -wal and -shm in place. */
+    char p[160];
+    assert_int_equal(chmod(f->path, 0644), 0);
+    sqlite3 *db = raw_open(f);
+    raw_exec(db, "UPDATE jobs SET backend = 'pool'");
+    const char *suffixes[] = {"-wal", "-shm"};
+    for (int i = 0; i < 2; i++) {
+        snprintf(p, sizeof p, "%s%s", f->path, suffixes[i]);
+        assert_int_equal(chmod(p, 0644), 0);
+    }
+    f->s = store_open(f->path, err, sizeof err);
+    assert_non_null(f->s);
+    sqlite3_close(db);
+    expect_mode(f, "", 0600);
+    expect_mode(f, "-wal", 0600);
+    expect_mode(f, "-shm", 0600);
+
+    /* Something that is not a regular file under the database's name is refused. */
+    store_close(f->s);
+    remove_db_files(f);
+    assert_int_equal(mkfifo(f->path, 0600), 0);
+    f->s = store_open(f->path, err, sizeof err);
+    assert_null(f->s);
+    assert_non_null(strstr(err, "not a regular file"));
+    unlink(f->path);
+    f->s = store_open(f->path, err, sizeof err);
+    assert_non_null(f->s);
+    umask(old_umask);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1004,6 +1072,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(pagination_is_stable_under_inserts, setup, teardown),
         cmocka_unit_test_setup_teardown(status_and_label_filters, setup, teardown),
         cmocka_unit_test_setup_teardown(delete_finished_before_cutoff, setup, teardown),
+        cmocka_unit_test_setup_teardown(db_files_are_owner_only, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
