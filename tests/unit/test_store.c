@@ -1,6 +1,7 @@
 /* The SQLite job store against a real database file in a fresh temp folder per test:
  * migrations, state transitions, idempotency, the queue bound, output offsets, cursor
- * pagination under concurrent inserts, filters and retention. */
+ * pagination under concurrent inserts, filters and retention; and what the files keep of
+ * secrets (env values after a job ends, requests, freed space, the WAL, file modes). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -8,11 +9,13 @@
 #include <cmocka.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <sqlite3.h>
@@ -993,6 +996,217 @@ static void delete_finished_before_cutoff(void **state)
 
 /* ---- secrets at rest ------------------------------------------------------------ */
 
+/* Simulates an SQLite built without SQLITE_SECURE_DELETE (upstream's default; Debian's
+ * build turns it on): every connection opened while this is registered starts with
+ * secure_delete off, so only the store's own PRAGMA can zero what it frees. */
+static int secure_delete_off(sqlite3 *db, char **err, const void *api)
+{
+    (void)api;
+    return sqlite3_exec(db, "PRAGMA secure_delete=OFF", NULL, NULL, err);
+}
+
+static int setup_upstream_sqlite(void **state)
+{
+    if (sqlite3_auto_extension((void (*)(void))secure_delete_off) != SQLITE_OK)
+        return -1;
+    return setup(state);
+}
+
+static int teardown_upstream_sqlite(void **state)
+{
+    int rc = teardown(state);
+    sqlite3_reset_auto_extension();
+    return rc;
+}
+
+/* The whole file, malloc'd (NULL with *len 0 when it does not exist). */
+static char *slurp(const char *path, size_t *len)
+{
+    *len = 0;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        assert_int_equal(errno, ENOENT);
+        return NULL;
+    }
+    struct stat st;
+    assert_int_equal(fstat(fd, &st), 0);
+    char *buf = malloc((size_t)st.st_size + 1);
+    assert_non_null(buf);
+    size_t got = 0;
+    while (got < (size_t)st.st_size) {
+        ssize_t n = read(fd, buf + got, (size_t)st.st_size - got);
+        assert_true(n >= 0);
+        if (n == 0)
+            break;
+        got += (size_t)n;
+    }
+    close(fd);
+    *len = got;
+    return buf;
+}
+
+/* Whether any of the database's files (database, WAL, shared memory) holds these bytes. */
+static bool files_hold(const fixture *f, const char *needle)
+{
+    const char *suffixes[] = {"", "-wal", "-shm", "-journal"};
+    bool found = false;
+    for (int i = 0; i < 4 && !found; i++) {
+        char p[160];
+        snprintf(p, sizeof p, "%s%s", f->path, suffixes[i]);
+        size_t len;
+        char *data = slurp(p, &len);
+        found = data && memmem(data, len, needle, strlen(needle)) != NULL;
+        free(data);
+    }
+    return found;
+}
+
+typedef struct secret_job {
+    char id[JOB_ID_LEN + 1];
+    char secret[64];
+} secret_job;
+
+/* A queued job whose env carries a secret of its own (and one empty value). */
+static void add_secret_job(store *s, secret_job *sj, const char *tag)
+{
+    job j;
+    make_job(&j, NULL);
+    snprintf(sj->secret, sizeof sj->secret, "%s-%08lx%08lx", tag, (unsigned long)random(),
+             (unsigned long)random());
+    char env[160];
+    snprintf(env, sizeof env, "{\"API_KEY\":\"%s\",\"MODE\":\"\"}", sj->secret);
+    free(j.env_json);
+    j.env_json = strdup(env);
+    assert_int_equal(store_insert_job(s, &j, 0, NULL), STORE_OK);
+    memcpy(sj->id, j.id, sizeof sj->id);
+    job_free(&j);
+}
+
+static void expect_env(store *s, const char *id, const char *env_json)
+{
+    job g;
+    job_init(&g);
+    assert_int_equal(store_get_job(s, id, &g), STORE_OK);
+    assert_string_equal(g.env_json, env_json);
+    job_free(&g);
+}
+
+#define ERASED_ENV "{\"API_KEY\":null,\"MODE\":null}"
+
+/* Kept while the job may run, gone from the row and from every file the moment it is
+ * final, by each path that ends a job. */
+static void env_values_erased_on_every_final_transition(void **state)
+{
+    fixture *f = *state;
+    srandom((unsigned)getpid() ^ (unsigned)time(NULL));
+
+    /* A job without env_vars ends without emptying the WAL (no per-job checkpoint). */
+    char plain[JOB_ID_LEN + 1];
+    job pj;
+    make_job(&pj, NULL);
+    free(pj.env_json);
+    pj.env_json = strdup("{}");
+    assert_int_equal(store_insert_job(f->s, &pj, 0, NULL), STORE_OK);
+    memcpy(plain, pj.id, sizeof plain);
+    job_free(&pj);
+    claim_expect(f->s, plain);
+    finish_as(f->s, plain, JOB_SUCCEEDED, 1700000002000);
+    expect_env(f->s, plain, "{}");
+    char wal[160];
+    snprintf(wal, sizeof wal, "%s-wal", f->path);
+    struct stat st;
+    assert_int_equal(stat(wal, &st), 0);
+    assert_true(st.st_size > 0);
+
+    enum { OK, FAILED, TIMED_OUT, CANCELLED_RUNNING, STAYS_RUNNING, LOST, STAYS_QUEUED,
+           CANCELLED_QUEUED, CANCELLED_QUEUED_NO_OUT, N };
+    static const char *const tags[N] = {"ok", "failed", "timedout", "cancelrun", "running",
+                                        "lost", "queued", "cancelq", "cancelq2"};
+    secret_job jobs[N];
+    for (int i = 0; i < N; i++)
+        add_secret_job(f->s, &jobs[i], tags[i]);
+    for (int i = OK; i <= LOST; i++)
+        claim_expect(f->s, jobs[i].id);
+    /* The scan can see them: while a job may run, its values are there. */
+    for (int i = 0; i < N; i++)
+        assert_true(files_hold(f, jobs[i].secret));
+
+    const job_status finals[] = {JOB_SUCCEEDED, JOB_FAILED, JOB_TIMED_OUT, JOB_CANCELLED};
+    for (int i = OK; i <= CANCELLED_RUNNING; i++) {
+        finish_as(f->s, jobs[i].id, finals[i], 1700000003000);
+        expect_env(f->s, jobs[i].id, ERASED_ENV);
+        assert_false(files_hold(f, jobs[i].secret));
+    }
+
+    job out;
+    job_init(&out);
+    assert_int_equal(store_cancel_queued(f->s, jobs[CANCELLED_QUEUED].id, 1700000004000, &out),
+                     STORE_OK);
+    assert_string_equal(out.env_json, ERASED_ENV); /* what the API answers with */
+    job_free(&out);
+    assert_false(files_hold(f, jobs[CANCELLED_QUEUED].secret));
+    assert_int_equal(
+        store_cancel_queued(f->s, jobs[CANCELLED_QUEUED_NO_OUT].id, 1700000004000, NULL),
+        STORE_OK);
+    expect_env(f->s, jobs[CANCELLED_QUEUED_NO_OUT].id, ERASED_ENV);
+    assert_false(files_hold(f, jobs[CANCELLED_QUEUED_NO_OUT].secret));
+
+    /* Still queued or running: intact, in the row and so in the files. */
+    char kept[160];
+    for (int i = STAYS_RUNNING; i <= STAYS_QUEUED; i++) {
+        snprintf(kept, sizeof kept, "{\"API_KEY\":\"%s\",\"MODE\":\"\"}", jobs[i].secret);
+        expect_env(f->s, jobs[i].id, kept);
+        assert_true(files_hold(f, jobs[i].secret));
+    }
+
+    /* A crash: the next start ends the running jobs as ExecutorLost, values erased. */
+    store_close(f->s);
+    char err[256];
+    f->s = store_open(f->path, err, sizeof err);
+    assert_non_null(f->s);
+    assert_int_equal(store_recover_running(f->s, 1700000005000), 2);
+    for (int i = STAYS_RUNNING; i <= LOST; i++) {
+        expect_env(f->s, jobs[i].id, ERASED_ENV);
+        assert_false(files_hold(f, jobs[i].secret));
+    }
+    /* A queued job survives the restart with its values, and runs with them. */
+    snprintf(kept, sizeof kept, "{\"API_KEY\":\"%s\",\"MODE\":\"\"}", jobs[STAYS_QUEUED].secret);
+    job run;
+    job_init(&run);
+    assert_int_equal(store_claim_next(f->s, 1700000006000, &run), STORE_OK);
+    assert_string_equal(run.id, jobs[STAYS_QUEUED].id);
+    assert_string_equal(run.env_json, kept);
+    job_free(&run);
+    assert_true(files_hold(f, jobs[STAYS_QUEUED].secret));
+    finish_as(f->s, jobs[STAYS_QUEUED].id, JOB_SUCCEEDED, 1700000007000);
+    assert_false(files_hold(f, jobs[STAYS_QUEUED].secret));
+    for (int i = 0; i < N; i++)
+        assert_false(files_hold(f, jobs[i].secret));
+}
+
+/* A crash between a job's erasing commit and the checkpoint after it leaves old frames in
+ * the WAL: the next start empties it. */
+static void start_empties_a_wal_left_with_old_values(void **state)
+{
+    fixture *f = *state;
+    secret_job sj;
+    add_secret_job(f->s, &sj, "crash");
+    /* Another connection keeps the WAL from being checkpointed away when the store
+     * closes, as a crash would; through it the erasing commit lands without the store's
+     * checkpoint. */
+    sqlite3 *db = raw_open(f);
+    raw_exec(db, "UPDATE jobs SET status = 'cancelled', finished_at_ms = 1, env_json = '{}'");
+    store_close(f->s);
+    f->s = NULL;
+    assert_true(files_hold(f, sj.secret));
+
+    char err[256];
+    f->s = store_open(f->path, err, sizeof err);
+    assert_non_null(f->s);
+    assert_false(files_hold(f, sj.secret));
+    sqlite3_close(db);
+}
+
 static void expect_mode(const fixture *f, const char *suffix, mode_t mode)
 {
     char p[160];
@@ -1072,6 +1286,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(pagination_is_stable_under_inserts, setup, teardown),
         cmocka_unit_test_setup_teardown(status_and_label_filters, setup, teardown),
         cmocka_unit_test_setup_teardown(delete_finished_before_cutoff, setup, teardown),
+        cmocka_unit_test_setup_teardown(env_values_erased_on_every_final_transition,
+                                        setup_upstream_sqlite, teardown_upstream_sqlite),
+        cmocka_unit_test_setup_teardown(start_empties_a_wal_left_with_old_values,
+                                        setup_upstream_sqlite, teardown_upstream_sqlite),
         cmocka_unit_test_setup_teardown(db_files_are_owner_only, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
