@@ -15,6 +15,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <nettle/sha2.h>
 #include <sqlite3.h>
 
 #include "src/log.h"
@@ -28,6 +29,7 @@
 enum stmt_id {
     ST_GET_BY_ID,
     ST_GET_BY_KEY,
+    ST_DIGEST_BY_KEY,
     ST_COUNT_STATUS,
     ST_INSERT_JOB,
     ST_INSERT_LABELS,
@@ -64,26 +66,28 @@ enum stmt_id {
  * still sit in old WAL frames (see scrub_wal). */
 #define HAD_ENV "env_json <> '{}'"
 
-/* Column order is the order read_job() expects; the list form leaves script and
- * request_json out (NULL) to keep pages small. */
-#define JOB_COLUMNS_(script, request)                                                       \
+/* Column order is the order read_job() expects; the list form leaves script out (NULL) to
+ * keep pages small. The request itself is never stored, only its digest (request_sha256),
+ * which only the idempotency check reads. */
+#define JOB_COLUMNS_(script)                                                                \
     "seq, id, status, backend, created_at_ms, started_at_ms, finished_at_ms, " script       \
     ", inputs_json, env_json, labels_json, allow_network, timeout_seconds, memory_mb, "     \
     "cpu_seconds, max_processes, max_file_size_mb, max_open_files, max_output_bytes, "      \
-    "idempotency_key, " request ", result_json, error_type, error_message, error_traceback, " \
+    "idempotency_key, result_json, error_type, error_message, error_traceback, "            \
     "exit_code, signal, usage_json, stdout_bytes, stderr_bytes, stdout_truncated, "         \
     "stderr_truncated"
-#define JOB_COLUMNS JOB_COLUMNS_("script", "request_json")
-#define JOB_LIST_COLUMNS JOB_COLUMNS_("NULL", "NULL")
+#define JOB_COLUMNS JOB_COLUMNS_("script")
+#define JOB_LIST_COLUMNS JOB_COLUMNS_("NULL")
 
 static const char *const stmt_sql[ST_LIST0] = {
     [ST_GET_BY_ID] = "SELECT " JOB_COLUMNS " FROM jobs WHERE id = ?1",
     [ST_GET_BY_KEY] = "SELECT " JOB_COLUMNS " FROM jobs WHERE idempotency_key = ?1",
+    [ST_DIGEST_BY_KEY] = "SELECT request_sha256 FROM jobs WHERE idempotency_key = ?1",
     [ST_COUNT_STATUS] = "SELECT count(*) FROM jobs WHERE status = ?1",
     [ST_INSERT_JOB] =
         "INSERT INTO jobs (id, status, backend, created_at_ms, script, inputs_json, env_json,"
         " labels_json, allow_network, timeout_seconds, memory_mb, cpu_seconds, max_processes,"
-        " max_file_size_mb, max_open_files, max_output_bytes, idempotency_key, request_json)"
+        " max_file_size_mb, max_open_files, max_output_bytes, idempotency_key, request_sha256)"
         " VALUES (?1, 'queued', ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15,"
         " ?16, ?17)",
     /* Keys come decoded from json_each, so "a.b" or "a\"b" are stored as written. */
@@ -321,22 +325,23 @@ static store_rc read_job(sqlite3_stmt *st, job *j)
     j->limits.max_file_size_mb = col_u64(st, 16);
     j->limits.max_open_files = col_u64(st, 17);
     j->limits.max_output_bytes = col_u64(st, 18);
-    j->has_exit_code = sqlite3_column_type(st, 25) != SQLITE_NULL;
-    j->exit_code = j->has_exit_code ? sqlite3_column_int(st, 25) : -1;
-    j->signal = sqlite3_column_int(st, 26);
-    j->stdout_bytes = col_u64(st, 28);
-    j->stderr_bytes = col_u64(st, 29);
-    j->stdout_truncated = sqlite3_column_int(st, 30) != 0;
-    j->stderr_truncated = sqlite3_column_int(st, 31) != 0;
+    j->has_exit_code = sqlite3_column_type(st, 24) != SQLITE_NULL;
+    j->exit_code = j->has_exit_code ? sqlite3_column_int(st, 24) : -1;
+    j->signal = sqlite3_column_int(st, 25);
+    j->stdout_bytes = col_u64(st, 27);
+    j->stderr_bytes = col_u64(st, 28);
+    j->stdout_truncated = sqlite3_column_int(st, 29) != 0;
+    j->stderr_truncated = sqlite3_column_int(st, 30) != 0;
 
+    /* request_json stays NULL: only its digest is stored. */
     struct {
         int col;
         char **dst;
     } texts[] = {
-        {7, &j->script},         {8, &j->inputs_json},      {9, &j->env_json},
-        {10, &j->labels_json},   {19, &j->idempotency_key}, {20, &j->request_json},
-        {21, &j->result_json},   {22, &j->error_type},      {23, &j->error_message},
-        {24, &j->error_traceback}, {27, &j->usage_json},
+        {7, &j->script},          {8, &j->inputs_json},     {9, &j->env_json},
+        {10, &j->labels_json},    {19, &j->idempotency_key}, {20, &j->result_json},
+        {21, &j->error_type},     {22, &j->error_message},  {23, &j->error_traceback},
+        {26, &j->usage_json},
     };
     for (size_t i = 0; i < sizeof texts / sizeof texts[0]; i++) {
         if (col_dup(st, texts[i].col, texts[i].dst) != 0) {
@@ -403,6 +408,40 @@ static store_rc status_of(conn *c, const char *id, job_status *status)
 }
 
 /* ---- secrets at rest ------------------------------------------------------------ */
+
+/* Lowercase hex SHA-256 of the bytes (nettle: already linked through libmicrohttpd's
+ * GnuTLS, so no new dependency and no home-made hash). */
+static void sha256_hex(const void *data, size_t len, char out[2 * SHA256_DIGEST_SIZE + 1])
+{
+    static const char hex[] = "0123456789abcdef";
+    uint8_t d[SHA256_DIGEST_SIZE];
+    struct sha256_ctx ctx;
+    sha256_init(&ctx);
+    sha256_update(&ctx, len, data);
+    sha256_digest(&ctx, sizeof d, d);
+    for (size_t i = 0; i < sizeof d; i++) {
+        out[2 * i] = hex[d[i] >> 4];
+        out[2 * i + 1] = hex[d[i] & 15];
+    }
+    out[2 * SHA256_DIGEST_SIZE] = '\0';
+}
+
+/* executord_sha256(text) in SQL, for migration 003 to digest the requests it drops. */
+static void sql_sha256(sqlite3_context *ctx, int argc, sqlite3_value **argv)
+{
+    if (argc != 1 || sqlite3_value_type(argv[0]) == SQLITE_NULL) {
+        sqlite3_result_null(ctx);
+        return;
+    }
+    const unsigned char *t = sqlite3_value_text(argv[0]);
+    if (!t) {
+        sqlite3_result_error_nomem(ctx);
+        return;
+    }
+    char hex[2 * SHA256_DIGEST_SIZE + 1];
+    sha256_hex(t, (size_t)sqlite3_value_bytes(argv[0]), hex);
+    sqlite3_result_text(ctx, hex, -1, SQLITE_TRANSIENT);
+}
 
 /* The database and its -wal and -shm hold job requests (env_vars values while a job may
  * run): owner-only. SQLite creates -wal and -shm with the database file's mode, so creating
@@ -473,6 +512,36 @@ static void scrub_wal(store *s)
     s->scrub_pending = false;
 }
 
+/* Once after migration 003: rewrites the whole file, so space freed by older builds
+ * (without secure_delete) keeps no old env values or requests. The marker is dropped only
+ * after the VACUUM worked, so a failure (a full disk) is retried at the next start. */
+static int vacuum_if_pending(conn *c, char *err, size_t errlen)
+{
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(c->db, "SELECT count(*) FROM sqlite_master WHERE type = 'table'"
+                                  " AND name = 'vacuum_pending'", -1, &st, NULL) != SQLITE_OK)
+        goto fail;
+    int rc = sqlite3_step(st);
+    int pending = rc == SQLITE_ROW ? sqlite3_column_int(st, 0) : -1;
+    sqlite3_finalize(st);
+    if (pending < 0)
+        goto fail;
+    if (pending == 0)
+        return 0;
+    if (exec(c, "VACUUM") != SQLITE_OK) {
+        snprintf(err, errlen, "VACUUM after migration 003 (it needs free space about the size of"
+                 " the database): %s", sqlite3_errmsg(c->db));
+        return -1;
+    }
+    /* The WAL written before the VACUUM may hold old pages: store_open empties it next. */
+    if (exec(c, "DROP TABLE vacuum_pending") != SQLITE_OK)
+        goto fail;
+    return 0;
+fail:
+    snprintf(err, errlen, "scrubbing the database after migration 003: %s", sqlite3_errmsg(c->db));
+    return -1;
+}
+
 /* ---- open / close -------------------------------------------------------------- */
 
 static int conn_open(conn *c, const char *path, bool writer, char *err, size_t errlen)
@@ -522,6 +591,10 @@ static int conn_open(conn *c, const char *path, bool writer, char *err, size_t e
     }
     if (!writer && exec(c, "PRAGMA query_only=ON") != SQLITE_OK)
         goto fail;
+    if (writer && sqlite3_create_function(c->db, "executord_sha256", 1,
+                                          SQLITE_UTF8 | SQLITE_DETERMINISTIC | SQLITE_DIRECTONLY,
+                                          NULL, sql_sha256, NULL, NULL) != SQLITE_OK)
+        goto fail;
     return 0;
 fail:
     snprintf(err, errlen, "configuring database %s: %s", path, sqlite3_errmsg(c->db));
@@ -556,7 +629,8 @@ store *store_open(const char *path, char *err, size_t errlen)
         return NULL;
     }
     /* Migrate before the reader connects, so it sees the final schema. */
-    if (migrate_apply(s->writer.db, migrations, migrations_count, err, errlen) < 0) {
+    if (migrate_apply(s->writer.db, migrations, migrations_count, err, errlen) < 0 ||
+        vacuum_if_pending(&s->writer, err, errlen) != 0) {
         conn_close(&s->writer);
         free(s);
         return NULL;
@@ -615,27 +689,47 @@ int store_ping(store *s, char *err, size_t errlen)
 
 /* ---- jobs ---------------------------------------------------------------------- */
 
-static bool same_request(const char *a, const char *b)
+/* The digest stored for a request: what idempotency compares instead of the request,
+ * which carries env_vars values. NULL (no key, so no request) stays NULL. */
+static const char *request_digest(const job *j, char buf[2 * SHA256_DIGEST_SIZE + 1])
+{
+    if (!j->request_json)
+        return NULL;
+    sha256_hex(j->request_json, strlen(j->request_json), buf);
+    return buf;
+}
+
+static bool same_digest(const char *a, const char *b)
 {
     if (!a || !b)
         return a == b;
     return strcmp(a, b) == 0;
 }
 
-/* The job that holds j's idempotency key decides: EXISTS (same body) or CONFLICT.
- * STORE_NOT_FOUND when the key is unused. Caller holds the writer inside a transaction. */
-static store_rc check_idempotency(conn *c, const job *j, job *existing)
+/* The job that holds j's idempotency key decides: EXISTS (the digest of the same body) or
+ * CONFLICT. STORE_NOT_FOUND when the key is unused. Caller holds the writer inside a
+ * transaction. */
+static store_rc check_idempotency(conn *c, const job *j, const char *digest, job *existing)
 {
-    job found;
-    job_init(&found);
-    store_rc r = get_job_locked(c, ST_GET_BY_KEY, j->idempotency_key, &found);
-    if (r != STORE_OK)
-        return r;
-    r = same_request(found.request_json, j->request_json) ? STORE_EXISTS : STORE_CONFLICT;
+    sqlite3_stmt *st = stmt(c, ST_DIGEST_BY_KEY);
+    if (!st)
+        return STORE_ERROR;
+    store_rc r;
+    int rc = bind_text(st, 1, j->idempotency_key);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW)
+        r = same_digest((const char *)sqlite3_column_text(st, 0), digest) ? STORE_EXISTS
+                                                                         : STORE_CONFLICT;
+    else if (rc == SQLITE_DONE)
+        r = STORE_NOT_FOUND;
+    else
+        r = db_error(c, "reading the request digest");
+    done(st);
     if (r == STORE_EXISTS && existing) {
-        *existing = found;
-    } else {
-        job_free(&found);
+        store_rc g = get_job_locked(c, ST_GET_BY_KEY, j->idempotency_key, existing);
+        if (g != STORE_OK)
+            r = g == STORE_NOT_FOUND ? STORE_ERROR : g; /* same transaction: cannot vanish */
     }
     return r;
 }
@@ -654,7 +748,7 @@ static store_rc count_status_locked(conn *c, job_status st_, int64_t *n)
     return r;
 }
 
-static int bind_insert(sqlite3_stmt *st, const job *j)
+static int bind_insert(sqlite3_stmt *st, const job *j, const char *digest)
 {
     const sandbox_limits *l = &j->limits;
     int rc = SQLITE_OK;
@@ -679,18 +773,18 @@ static int bind_insert(sqlite3_stmt *st, const job *j)
     B(bind_u64(st, 14, l->max_open_files));
     B(bind_u64(st, 15, l->max_output_bytes));
     B(bind_text(st, 16, j->idempotency_key));
-    B(bind_text(st, 17, j->request_json));
+    B(bind_text(st, 17, digest));
 #undef B
     return rc;
 }
 
 /* Inside the write transaction: the job row, then its labels. */
-static store_rc insert_rows(conn *c, job *j)
+static store_rc insert_rows(conn *c, job *j, const char *digest)
 {
     sqlite3_stmt *st = stmt(c, ST_INSERT_JOB);
     if (!st)
         return STORE_ERROR;
-    int rc = bind_insert(st, j);
+    int rc = bind_insert(st, j, digest);
     if (rc == SQLITE_OK)
         rc = sqlite3_step(st);
     store_rc r = STORE_OK;
@@ -727,13 +821,15 @@ store_rc store_insert_job(store *s, job *j, int64_t max_queued, job *existing)
     }
     if (!j->created_at_ms)
         j->created_at_ms = time_now_ms();
+    char buf[2 * SHA256_DIGEST_SIZE + 1];
+    const char *digest = request_digest(j, buf);
     conn *c = &s->writer;
     lock(c);
     store_rc r = begin_write(c);
     if (r != STORE_OK)
         goto out;
     if (j->idempotency_key) {
-        r = check_idempotency(c, j, existing);
+        r = check_idempotency(c, j, digest, existing);
         if (r != STORE_NOT_FOUND)
             goto end; /* EXISTS, CONFLICT or ERROR: nothing to write */
     }
@@ -748,13 +844,13 @@ store_rc store_insert_job(store *s, job *j, int64_t max_queued, job *existing)
             goto end;
         }
     }
-    r = insert_rows(c, j);
+    r = insert_rows(c, j, digest);
     if (r == STORE_CONFLICT) {
         /* The key exists after all: answer as if we had seen it first. */
         rollback(c);
         if ((r = begin_write(c)) != STORE_OK)
             goto out;
-        r = check_idempotency(c, j, existing);
+        r = check_idempotency(c, j, digest, existing);
         if (r == STORE_NOT_FOUND)
             r = STORE_ERROR; /* another UNIQUE column failed; its message is recorded */
         goto end;

@@ -30,7 +30,8 @@ int store_ping(store *s, char *err, size_t errlen); /* 0 when a trivial query wo
 
 /* Inserts a queued job (j->id, created_at_ms, request fields set by the caller; j->seq is
  * filled in). When j->idempotency_key is set and already used: STORE_EXISTS with the
- * existing job in *existing if j->request_json matches, else STORE_CONFLICT.
+ * existing job in *existing if the SHA-256 of j->request_json is the one stored with it,
+ * else STORE_CONFLICT. Only that digest is stored, never the request.
  * STORE_FULL when max_queued > 0 and that many jobs are already queued. */
 store_rc store_insert_job(store *s, job *j, int64_t max_queued, job *existing);
 
@@ -88,7 +89,8 @@ typedef struct job_list {
 } job_list;
 
 /* Newest first. before_seq = 0 starts at the newest; otherwise only jobs with seq < before_seq.
- * Items carry every field except script and request_json (lists stay small). */
+ * Items carry every field except script (lists stay small). No job read back carries
+ * request_json. */
 store_rc store_list_jobs(store *s, const store_filter *f, int64_t before_seq, size_t limit,
                          job_list *out);
 void job_list_free(job_list *l);

@@ -102,6 +102,20 @@ static void raw_exec(sqlite3 *db, const char *sql)
         fail_msg("%s: %s", sql, msg ? msg : "?");
 }
 
+static char *raw_text(sqlite3 *db, const char *sql, const char *arg)
+{
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
+        fail_msg("prepare %s: %s", sql, sqlite3_errmsg(db));
+    if (arg)
+        sqlite3_bind_text(st, 1, arg, -1, SQLITE_TRANSIENT);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    const char *t = (const char *)sqlite3_column_text(st, 0);
+    char *v = t ? strdup(t) : NULL;
+    sqlite3_finalize(st);
+    return v;
+}
+
 static void make_job(job *j, const char *labels_json)
 {
     job_init(j);
@@ -304,7 +318,7 @@ static void insert_and_get_round_trip(void **state)
     assert_int_equal(g.limits.max_open_files, 256);
     assert_int_equal(g.limits.max_output_bytes, 1048576);
     assert_string_equal(g.idempotency_key, "key-1");
-    assert_string_equal(g.request_json, "{\"script\":\"x\"}");
+    assert_null(g.request_json); /* only its digest is kept */
     assert_null(g.result_json);
     assert_null(g.error_type);
     assert_false(g.has_exit_code);
@@ -574,7 +588,7 @@ static void idempotency_key_reuse(void **state)
     assert_int_equal(insert_keyed(f->s, "k1", "{\"script\":\"a\"}", 0, &ex, first), STORE_OK);
     assert_int_equal(insert_keyed(f->s, "k1", "{\"script\":\"a\"}", 0, &ex, id), STORE_EXISTS);
     assert_string_equal(ex.id, first);
-    assert_string_equal(ex.request_json, "{\"script\":\"a\"}");
+    assert_null(ex.request_json);
     assert_non_null(ex.script);
     job_free(&ex);
     assert_int_equal(insert_keyed(f->s, "k1", "{\"script\":\"b\"}", 0, &ex, id), STORE_CONFLICT);
@@ -1207,6 +1221,130 @@ static void start_empties_a_wal_left_with_old_values(void **state)
     sqlite3_close(db);
 }
 
+/* Idempotency keeps the request's SHA-256, not the request (which carries env values). */
+static void request_digest_stored_not_request(void **state)
+{
+    fixture *f = *state;
+    char id[JOB_ID_LEN + 1], again[JOB_ID_LEN + 1];
+    /* The standard test vector: the digest is a real SHA-256 of exactly the body's bytes. */
+    assert_int_equal(insert_keyed(f->s, "vector", "abc", 0, NULL, id), STORE_OK);
+    sqlite3 *db = raw_open(f);
+    sqlite3_stmt *st = NULL;
+    assert_int_equal(sqlite3_prepare_v2(db, "SELECT request_sha256 FROM jobs WHERE id = ?1", -1,
+                                        &st, NULL), SQLITE_OK);
+    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    assert_string_equal((const char *)sqlite3_column_text(st, 0),
+                        "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+    sqlite3_finalize(st);
+    assert_int_equal(raw_int(db, "SELECT count(*) FROM pragma_table_info('jobs')"
+                                 " WHERE name = 'request_json'", NULL), 0);
+    /* No key, no request: no digest. */
+    char plain[JOB_ID_LEN + 1];
+    add_job(f->s, NULL, plain);
+    assert_int_equal(raw_int(db, "SELECT count(*) FROM jobs WHERE id = ?1"
+                                 " AND request_sha256 IS NULL", plain), 1);
+    sqlite3_close(db);
+
+    /* A value only the request holds is in no file, even while its job is queued. */
+    char body[160], secret[64];
+    snprintf(secret, sizeof secret, "request-only-%08lx%08lx", (unsigned long)random(),
+             (unsigned long)random());
+    snprintf(body, sizeof body, "{\"env_vars\":{\"K\":\"%s\"},\"script\":\"a\"}", secret);
+    assert_int_equal(insert_keyed(f->s, "k", body, 0, NULL, id), STORE_OK);
+    assert_false(files_hold(f, secret));
+
+    /* Same body: the same job; another body: conflict. */
+    job ex;
+    job_init(&ex);
+    assert_int_equal(insert_keyed(f->s, "k", body, 0, &ex, again), STORE_EXISTS);
+    assert_string_equal(ex.id, id);
+    job_free(&ex);
+    body[strlen(body) - 2] = 'b';
+    assert_int_equal(insert_keyed(f->s, "k", body, 0, &ex, again), STORE_CONFLICT);
+}
+
+#define V2_JOB(id, status, finished, env, key, request)                                     \
+    "INSERT INTO jobs (id, status, backend, created_at_ms, finished_at_ms, script,"         \
+    " env_json, timeout_seconds, memory_mb, cpu_seconds, max_processes, max_file_size_mb,"  \
+    " max_open_files, max_output_bytes, idempotency_key, request_json) VALUES ('" id "', '" \
+    status "', 'pool', 1, " finished ", 's', '" env "', 30, 512, 60, 64, 64, 256, 1048576, " \
+    key ", " request ")"
+#define REQ_A "{\"env_vars\":{\"TOKEN\":\"v2-final-secret\"},\"script\":\"a\"}"
+#define REQ_B "{\"env_vars\":{\"TOKEN\":\"v2-queued-secret\"},\"script\":\"b\"}"
+
+/* A database written by the previous version (schema 2, requests stored whole, values
+ * kept after the end, freed space not zeroed) is converted on open. */
+static void migration_from_v2_erases_and_digests(void **state)
+{
+    fixture *f = *state;
+    store_close(f->s);
+    f->s = NULL;
+    remove_db_files(f);
+
+    sqlite3 *db = raw_open(f);
+    raw_exec(db, "PRAGMA journal_mode=WAL");
+    char err[512] = "";
+    assert_int_equal(migrate_apply(db, migrations, 2, err, sizeof err), 2);
+    raw_exec(db, V2_JOB("a", "succeeded", "2", "{\"TOKEN\":\"v2-final-secret\"}", "'ka'",
+                        "'" REQ_A "'"));
+    raw_exec(db, V2_JOB("b", "queued", "NULL", "{\"TOKEN\":\"v2-queued-secret\"}", "'kb'",
+                        "'" REQ_B "'"));
+    raw_exec(db, V2_JOB("c", "cancelled", "3", "{\"X\":\"v2-cancelled-secret\"}", "NULL", "NULL"));
+    /* Deleted by retention before this version: a large env spills into overflow pages,
+     * which go to the free list as they were, where no row rewrite reaches them. */
+    raw_exec(db, V2_JOB("d", "failed", "4",
+                        "{\"X\":\"v2-deleted-secret' || hex(zeroblob(3000)) || '\"}", "NULL",
+                        "NULL"));
+    raw_exec(db, "DELETE FROM jobs WHERE id = 'd'");
+    sqlite3_close(db);
+    /* As the old build left it: the deleted row's bytes are still in the free space. */
+    assert_true(files_hold(f, "v2-deleted-secret"));
+    assert_true(files_hold(f, "v2-final-secret"));
+
+    f->s = store_open(f->path, err, sizeof err);
+    assert_non_null(f->s);
+    assert_int_equal(store_schema_version(f->s), latest_version());
+
+    db = raw_open(f);
+    assert_int_equal(raw_int(db, "SELECT count(*) FROM pragma_table_info('jobs')"
+                                 " WHERE name = 'request_json'", NULL), 0);
+    assert_int_equal(raw_int(db, "SELECT count(*) FROM sqlite_master"
+                                 " WHERE name = 'vacuum_pending'", NULL), 0);
+    char *digest = raw_text(db, "SELECT request_sha256 FROM jobs WHERE id = ?1", "a");
+    assert_string_equal(digest, "5199b0faf92807301e31bb41c6d1622802a7a027803809c4312e51b4c536e97c");
+    free(digest);
+    digest = raw_text(db, "SELECT request_sha256 FROM jobs WHERE id = ?1", "c");
+    assert_null(digest);
+    char *env = raw_text(db, "SELECT env_json FROM jobs WHERE id = ?1", "a");
+    assert_string_equal(env, "{\"TOKEN\":null}");
+    free(env);
+    env = raw_text(db, "SELECT env_json FROM jobs WHERE id = ?1", "c");
+    assert_string_equal(env, "{\"X\":null}");
+    free(env);
+    env = raw_text(db, "SELECT env_json FROM jobs WHERE id = ?1", "b");
+    assert_string_equal(env, "{\"TOKEN\":\"v2-queued-secret\"}"); /* may still run */
+    free(env);
+    sqlite3_close(db);
+
+    assert_false(files_hold(f, "v2-final-secret"));
+    assert_false(files_hold(f, "v2-cancelled-secret"));
+    assert_false(files_hold(f, "v2-deleted-secret"));
+    assert_true(files_hold(f, "v2-queued-secret"));
+
+    /* Idempotency over the converted rows answers as before. */
+    job ex;
+    job_init(&ex);
+    char id[JOB_ID_LEN + 1];
+    assert_int_equal(insert_keyed(f->s, "ka", REQ_A, 0, &ex, id), STORE_EXISTS);
+    assert_string_equal(ex.id, "a");
+    job_free(&ex);
+    assert_int_equal(insert_keyed(f->s, "kb", REQ_B, 0, &ex, id), STORE_EXISTS);
+    assert_string_equal(ex.id, "b");
+    job_free(&ex);
+    assert_int_equal(insert_keyed(f->s, "ka", REQ_B, 0, &ex, id), STORE_CONFLICT);
+}
+
 static void expect_mode(const fixture *f, const char *suffix, mode_t mode)
 {
     char p[160];
@@ -1289,6 +1427,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(env_values_erased_on_every_final_transition,
                                         setup_upstream_sqlite, teardown_upstream_sqlite),
         cmocka_unit_test_setup_teardown(start_empties_a_wal_left_with_old_values,
+                                        setup_upstream_sqlite, teardown_upstream_sqlite),
+        cmocka_unit_test_setup_teardown(request_digest_stored_not_request, setup, teardown),
+        cmocka_unit_test_setup_teardown(migration_from_v2_erases_and_digests,
                                         setup_upstream_sqlite, teardown_upstream_sqlite),
         cmocka_unit_test_setup_teardown(db_files_are_owner_only, setup, teardown),
     };
