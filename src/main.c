@@ -15,6 +15,7 @@
 #include "api/server.h"
 #include "src/backends.h"
 #include "src/config.h"
+#include "src/datadir.h"
 #include "src/healthcheck.h"
 #include "src/log.h"
 #include "src/pid1.h"
@@ -26,23 +27,6 @@
 #include "sandbox/ephemeral.h"
 #include "sandbox/pool.h"
 #include "sandbox/workdir.h"
-
-/* The data folder holds the database and the work folders: 0700 keeps every other
- * user, jobs included, out of all of it (jobs never reach it by path: see
- * sandbox/direct.c). The umask is left alone: sandboxes inherit it. */
-static int make_data_dir(const char *path)
-{
-    if (mkdir(path, 0700) != 0 && errno != EEXIST) {
-        log_error("mkdir %s: %s", path, strerror(errno));
-        return -1;
-    }
-    struct stat st;
-    if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode)) {
-        log_error("%s: not a folder", path);
-        return -1;
-    }
-    return 0;
-}
 
 /* Work folders left by a dead instance: no job runs yet, so every entry is stale. */
 static void remove_stale_work_folders(const char *work_root)
@@ -169,8 +153,10 @@ int main(int argc, char **argv)
     log_info("executord %s starting: %s", EXECUTORD_VERSION, desc);
 
     char err[512];
-    if (make_data_dir(cfg.data_dir) != 0)
+    if (datadir_prepare(cfg.data_dir, err, sizeof err) != 0) {
+        log_error("%s", err);
         return 1;
+    }
     /* Absolute from here on: sandboxes mount paths below it from other namespaces. */
     char abs_data_dir[PATH_MAX];
     if (!realpath(cfg.data_dir, abs_data_dir)) {

@@ -1,16 +1,24 @@
 /* The durable job store on SQLite (WAL, synchronous=FULL: a returned insert is on disk).
  * Two connections to one file: a writer for every change and a reader for look-ups, each
- * used by one thread at a time under its own mutex, so reads never wait behind an fsync. */
+ * used by one thread at a time under its own mutex, so reads never wait behind an fsync.
+ * Also what the files keep of secrets: env_vars values only while a job may run, owner-only
+ * files, freed space zeroed and the WAL emptied once a job that carried them has ended. */
 #include "src/store.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
+#include <nettle/sha2.h>
 #include <sqlite3.h>
 
+#include "src/log.h"
 #include "src/migrate.h"
 #include "src/migrations.h"
 #include "src/timeutil.h"
@@ -21,6 +29,7 @@
 enum stmt_id {
     ST_GET_BY_ID,
     ST_GET_BY_KEY,
+    ST_DIGEST_BY_KEY,
     ST_COUNT_STATUS,
     ST_INSERT_JOB,
     ST_INSERT_LABELS,
@@ -45,26 +54,40 @@ enum stmt_id {
 
 #define FINAL_STATUSES "('succeeded', 'failed', 'timed_out', 'cancelled')"
 
-/* Column order is the order read_job() expects; the list form leaves script and
- * request_json out (NULL) to keep pages small. */
-#define JOB_COLUMNS_(script, request)                                                       \
+/* What a job's env_json becomes when it reaches a final status, in the same UPDATE: the
+ * names stay (GET shows them), the values, which may be secrets, do not:
+ * {"API_KEY": null}. Anything but a JSON object (never stored) becomes {}. The same
+ * expression is in migrations/003_secrets_at_rest.sql. */
+#define ENV_ERASED                                                                          \
+    "CASE WHEN json_valid(env_json) THEN CASE WHEN json_type(env_json) = 'object'"          \
+    " THEN (SELECT json_group_object(key, NULL) FROM json_each(env_json)) ELSE '{}' END"   \
+    " ELSE '{}' END"
+/* Returned by the statements that erase: 1 when the job had env_vars, whose values then
+ * still sit in old WAL frames (see scrub_wal). */
+#define HAD_ENV "env_json <> '{}'"
+
+/* Column order is the order read_job() expects; the list form leaves script out (NULL) to
+ * keep pages small. The request itself is never stored, only its digest (request_sha256),
+ * which only the idempotency check reads. */
+#define JOB_COLUMNS_(script)                                                                \
     "seq, id, status, backend, created_at_ms, started_at_ms, finished_at_ms, " script       \
     ", inputs_json, env_json, labels_json, allow_network, timeout_seconds, memory_mb, "     \
     "cpu_seconds, max_processes, max_file_size_mb, max_open_files, max_output_bytes, "      \
-    "idempotency_key, " request ", result_json, error_type, error_message, error_traceback, " \
+    "idempotency_key, result_json, error_type, error_message, error_traceback, "            \
     "exit_code, signal, usage_json, stdout_bytes, stderr_bytes, stdout_truncated, "         \
     "stderr_truncated"
-#define JOB_COLUMNS JOB_COLUMNS_("script", "request_json")
-#define JOB_LIST_COLUMNS JOB_COLUMNS_("NULL", "NULL")
+#define JOB_COLUMNS JOB_COLUMNS_("script")
+#define JOB_LIST_COLUMNS JOB_COLUMNS_("NULL")
 
 static const char *const stmt_sql[ST_LIST0] = {
     [ST_GET_BY_ID] = "SELECT " JOB_COLUMNS " FROM jobs WHERE id = ?1",
     [ST_GET_BY_KEY] = "SELECT " JOB_COLUMNS " FROM jobs WHERE idempotency_key = ?1",
+    [ST_DIGEST_BY_KEY] = "SELECT request_sha256 FROM jobs WHERE idempotency_key = ?1",
     [ST_COUNT_STATUS] = "SELECT count(*) FROM jobs WHERE status = ?1",
     [ST_INSERT_JOB] =
         "INSERT INTO jobs (id, status, backend, created_at_ms, script, inputs_json, env_json,"
         " labels_json, allow_network, timeout_seconds, memory_mb, cpu_seconds, max_processes,"
-        " max_file_size_mb, max_open_files, max_output_bytes, idempotency_key, request_json)"
+        " max_file_size_mb, max_open_files, max_output_bytes, idempotency_key, request_sha256)"
         " VALUES (?1, 'queued', ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15,"
         " ?16, ?17)",
     /* Keys come decoded from json_each, so "a.b" or "a\"b" are stored as written. */
@@ -79,9 +102,11 @@ static const char *const stmt_sql[ST_LIST0] = {
         "UPDATE jobs SET status = ?2, finished_at_ms = ?3, result_json = ?4, error_type = ?5,"
         " error_message = ?6, error_traceback = ?7, exit_code = ?8, signal = ?9,"
         " usage_json = ?10, stdout_bytes = ?11, stderr_bytes = ?12, stdout_truncated = ?13,"
-        " stderr_truncated = ?14 WHERE id = ?1 AND status = 'running'",
+        " stderr_truncated = ?14, env_json = " ENV_ERASED
+        " WHERE id = ?1 AND status = 'running' RETURNING " HAD_ENV,
     [ST_CANCEL] = "UPDATE jobs SET status = 'cancelled', finished_at_ms = ?2,"
-                  " error_type = 'Cancelled', error_message = 'Job cancelled before it started'"
+                  " error_type = 'Cancelled', error_message = 'Job cancelled before it started',"
+                  " env_json = " ENV_ERASED
                   " WHERE id = ?1 AND status = 'queued' RETURNING " JOB_COLUMNS,
     [ST_STATUS_OF] = "SELECT status FROM jobs WHERE id = ?1",
     [ST_DELETE_OUTPUT] = "DELETE FROM job_output WHERE job_id = ?1",
@@ -89,7 +114,8 @@ static const char *const stmt_sql[ST_LIST0] = {
     [ST_RECOVER] = "UPDATE jobs SET status = 'failed', finished_at_ms = ?1,"
                    " error_type = 'ExecutorLost',"
                    " error_message = 'executord stopped while the job was running',"
-                   " error_traceback = NULL, result_json = NULL WHERE status = 'running'",
+                   " error_traceback = NULL, result_json = NULL, env_json = " ENV_ERASED
+                   " WHERE status = 'running' RETURNING " HAD_ENV,
     /* The newest chunk ends where the stream ends: one index seek, not a sum. */
     [ST_OUTPUT_END] = "SELECT start_offset + length(data) FROM job_output"
                       " WHERE job_id = ?1 AND stream = ?2 ORDER BY start_offset DESC LIMIT 1",
@@ -129,6 +155,9 @@ struct store {
     conn writer;
     conn reader_storage;
     conn *reader; /* &reader_storage, or &writer for an in-memory database */
+    /* Under writer.mu: a job's env values were erased but the WAL could not be emptied;
+     * retried when the next job ends. */
+    bool scrub_pending;
 };
 
 static __thread char tls_error[1024];
@@ -296,22 +325,23 @@ static store_rc read_job(sqlite3_stmt *st, job *j)
     j->limits.max_file_size_mb = col_u64(st, 16);
     j->limits.max_open_files = col_u64(st, 17);
     j->limits.max_output_bytes = col_u64(st, 18);
-    j->has_exit_code = sqlite3_column_type(st, 25) != SQLITE_NULL;
-    j->exit_code = j->has_exit_code ? sqlite3_column_int(st, 25) : -1;
-    j->signal = sqlite3_column_int(st, 26);
-    j->stdout_bytes = col_u64(st, 28);
-    j->stderr_bytes = col_u64(st, 29);
-    j->stdout_truncated = sqlite3_column_int(st, 30) != 0;
-    j->stderr_truncated = sqlite3_column_int(st, 31) != 0;
+    j->has_exit_code = sqlite3_column_type(st, 24) != SQLITE_NULL;
+    j->exit_code = j->has_exit_code ? sqlite3_column_int(st, 24) : -1;
+    j->signal = sqlite3_column_int(st, 25);
+    j->stdout_bytes = col_u64(st, 27);
+    j->stderr_bytes = col_u64(st, 28);
+    j->stdout_truncated = sqlite3_column_int(st, 29) != 0;
+    j->stderr_truncated = sqlite3_column_int(st, 30) != 0;
 
+    /* request_json stays NULL: only its digest is stored. */
     struct {
         int col;
         char **dst;
     } texts[] = {
-        {7, &j->script},         {8, &j->inputs_json},      {9, &j->env_json},
-        {10, &j->labels_json},   {19, &j->idempotency_key}, {20, &j->request_json},
-        {21, &j->result_json},   {22, &j->error_type},      {23, &j->error_message},
-        {24, &j->error_traceback}, {27, &j->usage_json},
+        {7, &j->script},          {8, &j->inputs_json},     {9, &j->env_json},
+        {10, &j->labels_json},    {19, &j->idempotency_key}, {20, &j->result_json},
+        {21, &j->error_type},     {22, &j->error_message},  {23, &j->error_traceback},
+        {26, &j->usage_json},
     };
     for (size_t i = 0; i < sizeof texts / sizeof texts[0]; i++) {
         if (col_dup(st, texts[i].col, texts[i].dst) != 0) {
@@ -377,6 +407,141 @@ static store_rc status_of(conn *c, const char *id, job_status *status)
     return r;
 }
 
+/* ---- secrets at rest ------------------------------------------------------------ */
+
+/* Lowercase hex SHA-256 of the bytes (nettle: already linked through libmicrohttpd's
+ * GnuTLS, so no new dependency and no home-made hash). */
+static void sha256_hex(const void *data, size_t len, char out[2 * SHA256_DIGEST_SIZE + 1])
+{
+    static const char hex[] = "0123456789abcdef";
+    uint8_t d[SHA256_DIGEST_SIZE];
+    struct sha256_ctx ctx;
+    sha256_init(&ctx);
+    sha256_update(&ctx, len, data);
+    sha256_digest(&ctx, sizeof d, d);
+    for (size_t i = 0; i < sizeof d; i++) {
+        out[2 * i] = hex[d[i] >> 4];
+        out[2 * i + 1] = hex[d[i] & 15];
+    }
+    out[2 * SHA256_DIGEST_SIZE] = '\0';
+}
+
+/* executord_sha256(text) in SQL, for migration 003 to digest the requests it drops. */
+static void sql_sha256(sqlite3_context *ctx, int argc, sqlite3_value **argv)
+{
+    if (argc != 1 || sqlite3_value_type(argv[0]) == SQLITE_NULL) {
+        sqlite3_result_null(ctx);
+        return;
+    }
+    const unsigned char *t = sqlite3_value_text(argv[0]);
+    if (!t) {
+        sqlite3_result_error_nomem(ctx);
+        return;
+    }
+    char hex[2 * SHA256_DIGEST_SIZE + 1];
+    sha256_hex(t, (size_t)sqlite3_value_bytes(argv[0]), hex);
+    sqlite3_result_text(ctx, hex, -1, SQLITE_TRANSIENT);
+}
+
+/* The database and its -wal and -shm hold job requests (env_vars values while a job may
+ * run): owner-only. SQLite creates -wal and -shm with the database file's mode, so creating
+ * the database 0600 (whatever the umask, which sandboxes inherit and we leave alone) covers
+ * them; files left by an older build, 0644, are tightened here before SQLite opens them. */
+static int restrict_db_files(const char *path, char *err, size_t errlen)
+{
+    static const char *const suffixes[] = {"", "-wal", "-shm", "-journal"};
+    for (size_t i = 0; i < sizeof suffixes / sizeof suffixes[0]; i++) {
+        char p[4200];
+        if ((size_t)snprintf(p, sizeof p, "%s%s", path, suffixes[i]) >= sizeof p) {
+            snprintf(err, errlen, "database path %s: too long", path);
+            return -1;
+        }
+        /* O_NONBLOCK: a FIFO planted under that name must not hang the start. */
+        int flags = O_RDONLY | O_CLOEXEC | O_NONBLOCK | (i == 0 ? O_CREAT : 0);
+        int fd = open(p, flags, 0600);
+        if (fd < 0) {
+            if (errno == ENOENT && i > 0)
+                continue;
+            snprintf(err, errlen, "opening %s: %s", p, strerror(errno));
+            return -1;
+        }
+        struct stat st;
+        int rc = fstat(fd, &st);
+        const char *what = "fstat";
+        if (rc == 0 && !S_ISREG(st.st_mode)) {
+            close(fd);
+            snprintf(err, errlen, "%s: not a regular file", p);
+            return -1;
+        }
+        if (rc == 0 && (st.st_mode & 07777) != 0600) {
+            what = "fchmod 0600";
+            rc = fchmod(fd, 0600);
+        }
+        int saved = errno;
+        close(fd);
+        if (rc != 0) {
+            snprintf(err, errlen, "%s %s: %s", what, p, strerror(saved));
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* Empties the WAL after a job's env values were erased. Every UPDATE of the job's row while
+ * it was queued or running (insert, claim, output byte counts) appended an image of its
+ * page, secrets included, to the WAL; the erasing UPDATE only appends one more. A TRUNCATE
+ * checkpoint copies the newest images into the database file (overwriting its page that
+ * held them) and cuts the WAL to zero bytes. It costs fsyncs and waits for readers (measured
+ * here: a finish takes 0.9 ms with it against 0.25 ms without), so it runs only when a job
+ * that carried env_vars ends, after a failed attempt, and at every start (a crash between
+ * the erasing commit and the checkpoint); not for every job. Caller holds the writer's
+ * mutex (or is store_open), outside a transaction. */
+static void scrub_wal(store *s)
+{
+    conn *c = &s->writer;
+    int rc = sqlite3_wal_checkpoint_v2(c->db, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
+    if (rc != SQLITE_OK) {
+        /* The job's new state is committed; only the old copies linger. */
+        if (!s->scrub_pending)
+            log_warn("job store: cannot empty the WAL after erasing a job's env values: %s "
+                     "(sqlite error %d); retried when the next job ends",
+                     sqlite3_errmsg(c->db), rc);
+        s->scrub_pending = true;
+        return;
+    }
+    s->scrub_pending = false;
+}
+
+/* Once after migration 003: rewrites the whole file, so space freed by older builds
+ * (without secure_delete) keeps no old env values or requests. The marker is dropped only
+ * after the VACUUM worked, so a failure (a full disk) is retried at the next start. */
+static int vacuum_if_pending(conn *c, char *err, size_t errlen)
+{
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(c->db, "SELECT count(*) FROM sqlite_master WHERE type = 'table'"
+                                  " AND name = 'vacuum_pending'", -1, &st, NULL) != SQLITE_OK)
+        goto fail;
+    int rc = sqlite3_step(st);
+    int pending = rc == SQLITE_ROW ? sqlite3_column_int(st, 0) : -1;
+    sqlite3_finalize(st);
+    if (pending < 0)
+        goto fail;
+    if (pending == 0)
+        return 0;
+    if (exec(c, "VACUUM") != SQLITE_OK) {
+        snprintf(err, errlen, "VACUUM after migration 003 (it needs free space about the size of"
+                 " the database): %s", sqlite3_errmsg(c->db));
+        return -1;
+    }
+    /* The WAL written before the VACUUM may hold old pages: store_open empties it next. */
+    if (exec(c, "DROP TABLE vacuum_pending") != SQLITE_OK)
+        goto fail;
+    return 0;
+fail:
+    snprintf(err, errlen, "scrubbing the database after migration 003: %s", sqlite3_errmsg(c->db));
+    return -1;
+}
+
 /* ---- open / close -------------------------------------------------------------- */
 
 static int conn_open(conn *c, const char *path, bool writer, char *err, size_t errlen)
@@ -396,11 +561,14 @@ static int conn_open(conn *c, const char *path, bool writer, char *err, size_t e
     if (sqlite3_busy_timeout(c->db, BUSY_TIMEOUT_MS) != SQLITE_OK)
         goto fail;
     /* WAL: readers see the last commit while a writer works. FULL: a commit is fsynced
-     * before we answer, so an accepted job survives a power cut. */
+     * before we answer, so an accepted job survives a power cut. secure_delete: deleted
+     * content (a job's old row after an UPDATE rewrote it, freed pages) is overwritten
+     * with zeros, not left in the file's free space. */
     static const char *const pragmas[] = {
         "PRAGMA journal_mode=WAL",
         "PRAGMA synchronous=FULL",
         "PRAGMA foreign_keys=ON",
+        "PRAGMA secure_delete=ON",
     };
     for (size_t i = 0; i < sizeof pragmas / sizeof pragmas[0]; i++) {
         sqlite3_stmt *st = NULL;
@@ -422,6 +590,10 @@ static int conn_open(conn *c, const char *path, bool writer, char *err, size_t e
             goto fail;
     }
     if (!writer && exec(c, "PRAGMA query_only=ON") != SQLITE_OK)
+        goto fail;
+    if (writer && sqlite3_create_function(c->db, "executord_sha256", 1,
+                                          SQLITE_UTF8 | SQLITE_DETERMINISTIC | SQLITE_DIRECTONLY,
+                                          NULL, sql_sha256, NULL, NULL) != SQLITE_OK)
         goto fail;
     return 0;
 fail:
@@ -447,17 +619,23 @@ store *store_open(const char *path, char *err, size_t errlen)
         return NULL;
     }
     bool memory = strcmp(path, ":memory:") == 0 || path[0] == '\0';
+    if (!memory && restrict_db_files(path, err, errlen) != 0) {
+        free(s);
+        return NULL;
+    }
     if (conn_open(&s->writer, path, true, err, errlen) != 0) {
         conn_close(&s->writer);
         free(s);
         return NULL;
     }
     /* Migrate before the reader connects, so it sees the final schema. */
-    if (migrate_apply(s->writer.db, migrations, migrations_count, err, errlen) < 0) {
+    if (migrate_apply(s->writer.db, migrations, migrations_count, err, errlen) < 0 ||
+        vacuum_if_pending(&s->writer, err, errlen) != 0) {
         conn_close(&s->writer);
         free(s);
         return NULL;
     }
+    scrub_wal(s);
     if (memory) {
         s->reader = &s->writer;
     } else {
@@ -511,27 +689,47 @@ int store_ping(store *s, char *err, size_t errlen)
 
 /* ---- jobs ---------------------------------------------------------------------- */
 
-static bool same_request(const char *a, const char *b)
+/* The digest stored for a request: what idempotency compares instead of the request,
+ * which carries env_vars values. NULL (no key, so no request) stays NULL. */
+static const char *request_digest(const job *j, char buf[2 * SHA256_DIGEST_SIZE + 1])
+{
+    if (!j->request_json)
+        return NULL;
+    sha256_hex(j->request_json, strlen(j->request_json), buf);
+    return buf;
+}
+
+static bool same_digest(const char *a, const char *b)
 {
     if (!a || !b)
         return a == b;
     return strcmp(a, b) == 0;
 }
 
-/* The job that holds j's idempotency key decides: EXISTS (same body) or CONFLICT.
- * STORE_NOT_FOUND when the key is unused. Caller holds the writer inside a transaction. */
-static store_rc check_idempotency(conn *c, const job *j, job *existing)
+/* The job that holds j's idempotency key decides: EXISTS (the digest of the same body) or
+ * CONFLICT. STORE_NOT_FOUND when the key is unused. Caller holds the writer inside a
+ * transaction. */
+static store_rc check_idempotency(conn *c, const job *j, const char *digest, job *existing)
 {
-    job found;
-    job_init(&found);
-    store_rc r = get_job_locked(c, ST_GET_BY_KEY, j->idempotency_key, &found);
-    if (r != STORE_OK)
-        return r;
-    r = same_request(found.request_json, j->request_json) ? STORE_EXISTS : STORE_CONFLICT;
+    sqlite3_stmt *st = stmt(c, ST_DIGEST_BY_KEY);
+    if (!st)
+        return STORE_ERROR;
+    store_rc r;
+    int rc = bind_text(st, 1, j->idempotency_key);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW)
+        r = same_digest((const char *)sqlite3_column_text(st, 0), digest) ? STORE_EXISTS
+                                                                         : STORE_CONFLICT;
+    else if (rc == SQLITE_DONE)
+        r = STORE_NOT_FOUND;
+    else
+        r = db_error(c, "reading the request digest");
+    done(st);
     if (r == STORE_EXISTS && existing) {
-        *existing = found;
-    } else {
-        job_free(&found);
+        store_rc g = get_job_locked(c, ST_GET_BY_KEY, j->idempotency_key, existing);
+        if (g != STORE_OK)
+            r = g == STORE_NOT_FOUND ? STORE_ERROR : g; /* same transaction: cannot vanish */
     }
     return r;
 }
@@ -550,7 +748,7 @@ static store_rc count_status_locked(conn *c, job_status st_, int64_t *n)
     return r;
 }
 
-static int bind_insert(sqlite3_stmt *st, const job *j)
+static int bind_insert(sqlite3_stmt *st, const job *j, const char *digest)
 {
     const sandbox_limits *l = &j->limits;
     int rc = SQLITE_OK;
@@ -575,18 +773,18 @@ static int bind_insert(sqlite3_stmt *st, const job *j)
     B(bind_u64(st, 14, l->max_open_files));
     B(bind_u64(st, 15, l->max_output_bytes));
     B(bind_text(st, 16, j->idempotency_key));
-    B(bind_text(st, 17, j->request_json));
+    B(bind_text(st, 17, digest));
 #undef B
     return rc;
 }
 
 /* Inside the write transaction: the job row, then its labels. */
-static store_rc insert_rows(conn *c, job *j)
+static store_rc insert_rows(conn *c, job *j, const char *digest)
 {
     sqlite3_stmt *st = stmt(c, ST_INSERT_JOB);
     if (!st)
         return STORE_ERROR;
-    int rc = bind_insert(st, j);
+    int rc = bind_insert(st, j, digest);
     if (rc == SQLITE_OK)
         rc = sqlite3_step(st);
     store_rc r = STORE_OK;
@@ -623,13 +821,15 @@ store_rc store_insert_job(store *s, job *j, int64_t max_queued, job *existing)
     }
     if (!j->created_at_ms)
         j->created_at_ms = time_now_ms();
+    char buf[2 * SHA256_DIGEST_SIZE + 1];
+    const char *digest = request_digest(j, buf);
     conn *c = &s->writer;
     lock(c);
     store_rc r = begin_write(c);
     if (r != STORE_OK)
         goto out;
     if (j->idempotency_key) {
-        r = check_idempotency(c, j, existing);
+        r = check_idempotency(c, j, digest, existing);
         if (r != STORE_NOT_FOUND)
             goto end; /* EXISTS, CONFLICT or ERROR: nothing to write */
     }
@@ -644,13 +844,13 @@ store_rc store_insert_job(store *s, job *j, int64_t max_queued, job *existing)
             goto end;
         }
     }
-    r = insert_rows(c, j);
+    r = insert_rows(c, j, digest);
     if (r == STORE_CONFLICT) {
         /* The key exists after all: answer as if we had seen it first. */
         rollback(c);
         if ((r = begin_write(c)) != STORE_OK)
             goto out;
-        r = check_idempotency(c, j, existing);
+        r = check_idempotency(c, j, digest, existing);
         if (r == STORE_NOT_FOUND)
             r = STORE_ERROR; /* another UNIQUE column failed; its message is recorded */
         goto end;
@@ -730,11 +930,18 @@ store_rc store_finish_job(store *s, const job *j)
 #undef B
     if (rc == SQLITE_OK)
         rc = sqlite3_step(st);
+    bool finished = rc == SQLITE_ROW, had_env = finished && sqlite3_column_int(st, 0) != 0;
+    if (finished)
+        rc = sqlite3_step(st); /* completes the UPDATE ... RETURNING */
     if (rc != SQLITE_DONE) {
         r = db_error(c, "finishing job");
         goto out;
     }
-    if (sqlite3_changes(c->db) == 1) {
+    done(st);
+    st = NULL;
+    if (finished) {
+        if (had_env || s->scrub_pending)
+            scrub_wal(s);
         r = STORE_OK;
         goto out;
     }
@@ -755,14 +962,29 @@ store_rc store_cancel_queued(store *s, const char *id, int64_t now_ms, job *out)
     conn *c = &s->writer;
     lock(c);
     store_rc r = STORE_ERROR;
+    /* The cancelled row is read even when the caller does not want it: its (erased)
+     * env_json tells whether the job had env values to scrub from the WAL. */
+    job cancelled;
+    job_init(&cancelled);
     sqlite3_stmt *st = stmt(c, ST_CANCEL);
     if (st) {
         int rc = bind_text(st, 1, id);
         if (rc == SQLITE_OK)
             rc = sqlite3_bind_int64(st, 2, now_ms ? now_ms : time_now_ms());
-        r = rc == SQLITE_OK ? step_job(c, st, out, "cancelling job") : db_error(c, "binding");
+        r = rc == SQLITE_OK ? step_job(c, st, &cancelled, "cancelling job")
+                            : db_error(c, "binding");
     }
     done(st);
+    if (r == STORE_OK) {
+        bool had_env = cancelled.env_json && strcmp(cancelled.env_json, "{}") != 0;
+        if (had_env || s->scrub_pending)
+            scrub_wal(s);
+        if (out) {
+            *out = cancelled;
+            job_init(&cancelled);
+        }
+    }
+    job_free(&cancelled);
     if (r == STORE_NOT_FOUND) {
         /* Not queued: tell apart "no such job" from "already running or final", and give
          * the caller the job as it is. */
@@ -830,15 +1052,24 @@ int store_recover_running(store *s, int64_t now_ms)
     conn *c = &s->writer;
     lock(c);
     int n = -1;
+    bool had_env = false;
     sqlite3_stmt *st = stmt(c, ST_RECOVER);
     if (st) {
-        if (sqlite3_bind_int64(st, 1, now_ms ? now_ms : time_now_ms()) == SQLITE_OK &&
-            sqlite3_step(st) == SQLITE_DONE)
-            n = sqlite3_changes(c->db);
+        int rc = sqlite3_bind_int64(st, 1, now_ms ? now_ms : time_now_ms());
+        int rows = 0;
+        while (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+            rows++;
+            had_env |= sqlite3_column_int(st, 0) != 0;
+            rc = SQLITE_OK;
+        }
+        if (rc == SQLITE_DONE)
+            n = rows;
         else
             db_error(c, "recovering running jobs");
     }
     done(st);
+    if (n >= 0 && (had_env || s->scrub_pending))
+        scrub_wal(s);
     unlock(c);
     return n;
 }

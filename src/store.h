@@ -1,5 +1,6 @@
-/* The durable job store: SQLite in WAL mode, schema from the numbered migrations,
- * jobs and their output chunks. Thread-safe: one connection guarded by a mutex. */
+/* The durable job store: SQLite in WAL mode, schema from the numbered migrations, jobs
+ * and their output chunks; a job's env_vars values only while it may run (every call that
+ * makes it final erases them, names kept, and scrubs them from the files). Thread-safe. */
 #ifndef EXECUTORD_STORE_H
 #define EXECUTORD_STORE_H
 
@@ -29,7 +30,8 @@ int store_ping(store *s, char *err, size_t errlen); /* 0 when a trivial query wo
 
 /* Inserts a queued job (j->id, created_at_ms, request fields set by the caller; j->seq is
  * filled in). When j->idempotency_key is set and already used: STORE_EXISTS with the
- * existing job in *existing if j->request_json matches, else STORE_CONFLICT.
+ * existing job in *existing if the SHA-256 of j->request_json is the one stored with it,
+ * else STORE_CONFLICT. Only that digest is stored, never the request.
  * STORE_FULL when max_queued > 0 and that many jobs are already queued. */
 store_rc store_insert_job(store *s, job *j, int64_t max_queued, job *existing);
 
@@ -38,18 +40,19 @@ store_rc store_get_job(store *s, const char *id, job *out);
 /* Atomically takes the oldest queued job, marks it running with started_at_ms. */
 store_rc store_claim_next(store *s, int64_t started_at_ms, job *out);
 
-/* Records the final state (status, finished_at_ms and outcome fields of j). Only a
- * running job can be finished; else STORE_CONFLICT. */
+/* Records the final state (status, finished_at_ms and outcome fields of j) and erases the
+ * job's env values. Only a running job can be finished; else STORE_CONFLICT. */
 store_rc store_finish_job(store *s, const job *j);
 
-/* queued -> cancelled (finished now). STORE_CONFLICT when the job is not queued. */
+/* queued -> cancelled (finished now, env values erased). STORE_CONFLICT when the job is
+ * not queued. */
 store_rc store_cancel_queued(store *s, const char *id, int64_t now_ms, job *out);
 
 /* Deletes a finished job and its output. STORE_CONFLICT when not finished. */
 store_rc store_delete_job(store *s, const char *id);
 
-/* At start-up: every job left running by a dead instance ends failed/ExecutorLost.
- * Returns how many, or -1. */
+/* At start-up: every job left running by a dead instance ends failed/ExecutorLost, env
+ * values erased. Returns how many, or -1. */
 int store_recover_running(store *s, int64_t now_ms);
 
 int64_t store_count_status(store *s, job_status st); /* -1 on error */
@@ -86,7 +89,8 @@ typedef struct job_list {
 } job_list;
 
 /* Newest first. before_seq = 0 starts at the newest; otherwise only jobs with seq < before_seq.
- * Items carry every field except script and request_json (lists stay small). */
+ * Items carry every field except script (lists stay small). No job read back carries
+ * request_json. */
 store_rc store_list_jobs(store *s, const store_filter *f, int64_t before_seq, size_t limit,
                          job_list *out);
 void job_list_free(job_list *l);

@@ -1,16 +1,21 @@
 /* The SQLite job store against a real database file in a fresh temp folder per test:
  * migrations, state transitions, idempotency, the queue bound, output offsets, cursor
- * pagination under concurrent inserts, filters and retention. */
+ * pagination under concurrent inserts, filters and retention; and what the files keep of
+ * secrets (env values after a job ends, requests, freed space, the WAL, file modes). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <sqlite3.h>
@@ -86,6 +91,27 @@ static int64_t raw_int(sqlite3 *db, const char *sql, const char *arg)
         sqlite3_bind_text(st, 1, arg, -1, SQLITE_TRANSIENT);
     assert_int_equal(sqlite3_step(st), SQLITE_ROW);
     int64_t v = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    return v;
+}
+
+static void raw_exec(sqlite3 *db, const char *sql)
+{
+    char *msg = NULL;
+    if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK)
+        fail_msg("%s: %s", sql, msg ? msg : "?");
+}
+
+static char *raw_text(sqlite3 *db, const char *sql, const char *arg)
+{
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
+        fail_msg("prepare %s: %s", sql, sqlite3_errmsg(db));
+    if (arg)
+        sqlite3_bind_text(st, 1, arg, -1, SQLITE_TRANSIENT);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    const char *t = (const char *)sqlite3_column_text(st, 0);
+    char *v = t ? strdup(t) : NULL;
     sqlite3_finalize(st);
     return v;
 }
@@ -292,7 +318,7 @@ static void insert_and_get_round_trip(void **state)
     assert_int_equal(g.limits.max_open_files, 256);
     assert_int_equal(g.limits.max_output_bytes, 1048576);
     assert_string_equal(g.idempotency_key, "key-1");
-    assert_string_equal(g.request_json, "{\"script\":\"x\"}");
+    assert_null(g.request_json); /* only its digest is kept */
     assert_null(g.result_json);
     assert_null(g.error_type);
     assert_false(g.has_exit_code);
@@ -562,7 +588,7 @@ static void idempotency_key_reuse(void **state)
     assert_int_equal(insert_keyed(f->s, "k1", "{\"script\":\"a\"}", 0, &ex, first), STORE_OK);
     assert_int_equal(insert_keyed(f->s, "k1", "{\"script\":\"a\"}", 0, &ex, id), STORE_EXISTS);
     assert_string_equal(ex.id, first);
-    assert_string_equal(ex.request_json, "{\"script\":\"a\"}");
+    assert_null(ex.request_json);
     assert_non_null(ex.script);
     job_free(&ex);
     assert_int_equal(insert_keyed(f->s, "k1", "{\"script\":\"b\"}", 0, &ex, id), STORE_CONFLICT);
@@ -982,6 +1008,400 @@ static void delete_finished_before_cutoff(void **state)
     assert_int_equal(status_of(f->s, queued), JOB_QUEUED);
 }
 
+/* ---- secrets at rest ------------------------------------------------------------ */
+
+/* Simulates an SQLite built without SQLITE_SECURE_DELETE (upstream's default; Debian's
+ * build turns it on): every connection opened while this is registered starts with
+ * secure_delete off, so only the store's own PRAGMA can zero what it frees. */
+static int secure_delete_off(sqlite3 *db, char **err, const void *api)
+{
+    (void)api;
+    return sqlite3_exec(db, "PRAGMA secure_delete=OFF", NULL, NULL, err);
+}
+
+static int setup_upstream_sqlite(void **state)
+{
+    if (sqlite3_auto_extension((void (*)(void))secure_delete_off) != SQLITE_OK)
+        return -1;
+    return setup(state);
+}
+
+static int teardown_upstream_sqlite(void **state)
+{
+    int rc = teardown(state);
+    sqlite3_reset_auto_extension();
+    return rc;
+}
+
+/* The whole file, malloc'd (NULL with *len 0 when it does not exist). */
+static char *slurp(const char *path, size_t *len)
+{
+    *len = 0;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        assert_int_equal(errno, ENOENT);
+        return NULL;
+    }
+    struct stat st;
+    assert_int_equal(fstat(fd, &st), 0);
+    char *buf = malloc((size_t)st.st_size + 1);
+    assert_non_null(buf);
+    size_t got = 0;
+    while (got < (size_t)st.st_size) {
+        ssize_t n = read(fd, buf + got, (size_t)st.st_size - got);
+        assert_true(n >= 0);
+        if (n == 0)
+            break;
+        got += (size_t)n;
+    }
+    close(fd);
+    *len = got;
+    return buf;
+}
+
+/* Whether any of the database's files (database, WAL, shared memory) holds these bytes. */
+static bool files_hold(const fixture *f, const char *needle)
+{
+    const char *suffixes[] = {"", "-wal", "-shm", "-journal"};
+    bool found = false;
+    for (int i = 0; i < 4 && !found; i++) {
+        char p[160];
+        snprintf(p, sizeof p, "%s%s", f->path, suffixes[i]);
+        size_t len;
+        char *data = slurp(p, &len);
+        found = data && memmem(data, len, needle, strlen(needle)) != NULL;
+        free(data);
+    }
+    return found;
+}
+
+typedef struct secret_job {
+    char id[JOB_ID_LEN + 1];
+    char secret[64];
+} secret_job;
+
+/* A queued job whose env carries a secret of its own (and one empty value). */
+static void add_secret_job(store *s, secret_job *sj, const char *tag)
+{
+    job j;
+    make_job(&j, NULL);
+    snprintf(sj->secret, sizeof sj->secret, "%s-%08lx%08lx", tag, (unsigned long)random(),
+             (unsigned long)random());
+    char env[160];
+    snprintf(env, sizeof env, "{\"API_KEY\":\"%s\",\"MODE\":\"\"}", sj->secret);
+    free(j.env_json);
+    j.env_json = strdup(env);
+    assert_int_equal(store_insert_job(s, &j, 0, NULL), STORE_OK);
+    memcpy(sj->id, j.id, sizeof sj->id);
+    job_free(&j);
+}
+
+static void expect_env(store *s, const char *id, const char *env_json)
+{
+    job g;
+    job_init(&g);
+    assert_int_equal(store_get_job(s, id, &g), STORE_OK);
+    assert_string_equal(g.env_json, env_json);
+    job_free(&g);
+}
+
+#define ERASED_ENV "{\"API_KEY\":null,\"MODE\":null}"
+
+/* Kept while the job may run, gone from the row and from every file the moment it is
+ * final, by each path that ends a job. */
+static void env_values_erased_on_every_final_transition(void **state)
+{
+    fixture *f = *state;
+    srandom((unsigned)getpid() ^ (unsigned)time(NULL));
+
+    /* A job without env_vars ends without emptying the WAL (no per-job checkpoint). */
+    char plain[JOB_ID_LEN + 1];
+    job pj;
+    make_job(&pj, NULL);
+    free(pj.env_json);
+    pj.env_json = strdup("{}");
+    assert_int_equal(store_insert_job(f->s, &pj, 0, NULL), STORE_OK);
+    memcpy(plain, pj.id, sizeof plain);
+    job_free(&pj);
+    claim_expect(f->s, plain);
+    finish_as(f->s, plain, JOB_SUCCEEDED, 1700000002000);
+    expect_env(f->s, plain, "{}");
+    char wal[160];
+    snprintf(wal, sizeof wal, "%s-wal", f->path);
+    struct stat st;
+    assert_int_equal(stat(wal, &st), 0);
+    assert_true(st.st_size > 0);
+
+    enum { OK, FAILED, TIMED_OUT, CANCELLED_RUNNING, STAYS_RUNNING, LOST, STAYS_QUEUED,
+           CANCELLED_QUEUED, CANCELLED_QUEUED_NO_OUT, N };
+    static const char *const tags[N] = {"ok", "failed", "timedout", "cancelrun", "running",
+                                        "lost", "queued", "cancelq", "cancelq2"};
+    secret_job jobs[N];
+    for (int i = 0; i < N; i++)
+        add_secret_job(f->s, &jobs[i], tags[i]);
+    for (int i = OK; i <= LOST; i++)
+        claim_expect(f->s, jobs[i].id);
+    /* The scan can see them: while a job may run, its values are there. */
+    for (int i = 0; i < N; i++)
+        assert_true(files_hold(f, jobs[i].secret));
+
+    const job_status finals[] = {JOB_SUCCEEDED, JOB_FAILED, JOB_TIMED_OUT, JOB_CANCELLED};
+    for (int i = OK; i <= CANCELLED_RUNNING; i++) {
+        finish_as(f->s, jobs[i].id, finals[i], 1700000003000);
+        expect_env(f->s, jobs[i].id, ERASED_ENV);
+        assert_false(files_hold(f, jobs[i].secret));
+    }
+
+    job out;
+    job_init(&out);
+    assert_int_equal(store_cancel_queued(f->s, jobs[CANCELLED_QUEUED].id, 1700000004000, &out),
+                     STORE_OK);
+    assert_string_equal(out.env_json, ERASED_ENV); /* what the API answers with */
+    job_free(&out);
+    assert_false(files_hold(f, jobs[CANCELLED_QUEUED].secret));
+    assert_int_equal(
+        store_cancel_queued(f->s, jobs[CANCELLED_QUEUED_NO_OUT].id, 1700000004000, NULL),
+        STORE_OK);
+    expect_env(f->s, jobs[CANCELLED_QUEUED_NO_OUT].id, ERASED_ENV);
+    assert_false(files_hold(f, jobs[CANCELLED_QUEUED_NO_OUT].secret));
+
+    /* Still queued or running: intact, in the row and so in the files. */
+    char kept[160];
+    for (int i = STAYS_RUNNING; i <= STAYS_QUEUED; i++) {
+        snprintf(kept, sizeof kept, "{\"API_KEY\":\"%s\",\"MODE\":\"\"}", jobs[i].secret);
+        expect_env(f->s, jobs[i].id, kept);
+        assert_true(files_hold(f, jobs[i].secret));
+    }
+
+    /* A crash: the next start ends the running jobs as ExecutorLost, values erased. */
+    store_close(f->s);
+    char err[256];
+    f->s = store_open(f->path, err, sizeof err);
+    assert_non_null(f->s);
+    assert_int_equal(store_recover_running(f->s, 1700000005000), 2);
+    for (int i = STAYS_RUNNING; i <= LOST; i++) {
+        expect_env(f->s, jobs[i].id, ERASED_ENV);
+        assert_false(files_hold(f, jobs[i].secret));
+    }
+    /* A queued job survives the restart with its values, and runs with them. */
+    snprintf(kept, sizeof kept, "{\"API_KEY\":\"%s\",\"MODE\":\"\"}", jobs[STAYS_QUEUED].secret);
+    job run;
+    job_init(&run);
+    assert_int_equal(store_claim_next(f->s, 1700000006000, &run), STORE_OK);
+    assert_string_equal(run.id, jobs[STAYS_QUEUED].id);
+    assert_string_equal(run.env_json, kept);
+    job_free(&run);
+    assert_true(files_hold(f, jobs[STAYS_QUEUED].secret));
+    finish_as(f->s, jobs[STAYS_QUEUED].id, JOB_SUCCEEDED, 1700000007000);
+    assert_false(files_hold(f, jobs[STAYS_QUEUED].secret));
+    for (int i = 0; i < N; i++)
+        assert_false(files_hold(f, jobs[i].secret));
+}
+
+/* A crash between a job's erasing commit and the checkpoint after it leaves old frames in
+ * the WAL: the next start empties it. */
+static void start_empties_a_wal_left_with_old_values(void **state)
+{
+    fixture *f = *state;
+    secret_job sj;
+    add_secret_job(f->s, &sj, "crash");
+    /* Another connection keeps the WAL from being checkpointed away when the store
+     * closes, as a crash would; through it the erasing commit lands without the store's
+     * checkpoint. */
+    sqlite3 *db = raw_open(f);
+    raw_exec(db, "UPDATE jobs SET status = 'cancelled', finished_at_ms = 1, env_json = '{}'");
+    store_close(f->s);
+    f->s = NULL;
+    assert_true(files_hold(f, sj.secret));
+
+    char err[256];
+    f->s = store_open(f->path, err, sizeof err);
+    assert_non_null(f->s);
+    assert_false(files_hold(f, sj.secret));
+    sqlite3_close(db);
+}
+
+/* Idempotency keeps the request's SHA-256, not the request (which carries env values). */
+static void request_digest_stored_not_request(void **state)
+{
+    fixture *f = *state;
+    char id[JOB_ID_LEN + 1], again[JOB_ID_LEN + 1];
+    /* The standard test vector: the digest is a real SHA-256 of exactly the body's bytes. */
+    assert_int_equal(insert_keyed(f->s, "vector", "abc", 0, NULL, id), STORE_OK);
+    sqlite3 *db = raw_open(f);
+    sqlite3_stmt *st = NULL;
+    assert_int_equal(sqlite3_prepare_v2(db, "SELECT request_sha256 FROM jobs WHERE id = ?1", -1,
+                                        &st, NULL), SQLITE_OK);
+    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    assert_string_equal((const char *)sqlite3_column_text(st, 0),
+                        "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+    sqlite3_finalize(st);
+    assert_int_equal(raw_int(db, "SELECT count(*) FROM pragma_table_info('jobs')"
+                                 " WHERE name = 'request_json'", NULL), 0);
+    /* No key, no request: no digest. */
+    char plain[JOB_ID_LEN + 1];
+    add_job(f->s, NULL, plain);
+    assert_int_equal(raw_int(db, "SELECT count(*) FROM jobs WHERE id = ?1"
+                                 " AND request_sha256 IS NULL", plain), 1);
+    sqlite3_close(db);
+
+    /* A value only the request holds is in no file, even while its job is queued. */
+    char body[160], secret[64];
+    snprintf(secret, sizeof secret, "request-only-%08lx%08lx", (unsigned long)random(),
+             (unsigned long)random());
+    snprintf(body, sizeof body, "{\"env_vars\":{\"K\":\"%s\"},\"script\":\"a\"}", secret);
+    assert_int_equal(insert_keyed(f->s, "k", body, 0, NULL, id), STORE_OK);
+    assert_false(files_hold(f, secret));
+
+    /* Same body: the same job; another body: conflict. */
+    job ex;
+    job_init(&ex);
+    assert_int_equal(insert_keyed(f->s, "k", body, 0, &ex, again), STORE_EXISTS);
+    assert_string_equal(ex.id, id);
+    job_free(&ex);
+    body[strlen(body) - 2] = 'b';
+    assert_int_equal(insert_keyed(f->s, "k", body, 0, &ex, again), STORE_CONFLICT);
+}
+
+#define V2_JOB(id, status, finished, env, key, request)                                     \
+    "INSERT INTO jobs (id, status, backend, created_at_ms, finished_at_ms, script,"         \
+    " env_json, timeout_seconds, memory_mb, cpu_seconds, max_processes, max_file_size_mb,"  \
+    " max_open_files, max_output_bytes, idempotency_key, request_json) VALUES ('" id "', '" \
+    status "', 'pool', 1, " finished ", 's', '" env "', 30, 512, 60, 64, 64, 256, 1048576, " \
+    key ", " request ")"
+#define REQ_A "{\"env_vars\":{\"TOKEN\":\"v2-final-secret\"},\"script\":\"a\"}"
+#define REQ_B "{\"env_vars\":{\"TOKEN\":\"v2-queued-secret\"},\"script\":\"b\"}"
+
+/* A database written by the previous version (schema 2, requests stored whole, values
+ * kept after the end, freed space not zeroed) is converted on open. */
+static void migration_from_v2_erases_and_digests(void **state)
+{
+    fixture *f = *state;
+    store_close(f->s);
+    f->s = NULL;
+    remove_db_files(f);
+
+    sqlite3 *db = raw_open(f);
+    raw_exec(db, "PRAGMA journal_mode=WAL");
+    char err[512] = "";
+    assert_int_equal(migrate_apply(db, migrations, 2, err, sizeof err), 2);
+    raw_exec(db, V2_JOB("a", "succeeded", "2", "{\"TOKEN\":\"v2-final-secret\"}", "'ka'",
+                        "'" REQ_A "'"));
+    raw_exec(db, V2_JOB("b", "queued", "NULL", "{\"TOKEN\":\"v2-queued-secret\"}", "'kb'",
+                        "'" REQ_B "'"));
+    raw_exec(db, V2_JOB("c", "cancelled", "3", "{\"X\":\"v2-cancelled-secret\"}", "NULL", "NULL"));
+    /* Deleted by retention before this version: a large env spills into overflow pages,
+     * which go to the free list as they were, where no row rewrite reaches them. */
+    raw_exec(db, V2_JOB("d", "failed", "4",
+                        "{\"X\":\"v2-deleted-secret' || hex(zeroblob(3000)) || '\"}", "NULL",
+                        "NULL"));
+    raw_exec(db, "DELETE FROM jobs WHERE id = 'd'");
+    sqlite3_close(db);
+    /* As the old build left it: the deleted row's bytes are still in the free space. */
+    assert_true(files_hold(f, "v2-deleted-secret"));
+    assert_true(files_hold(f, "v2-final-secret"));
+
+    f->s = store_open(f->path, err, sizeof err);
+    assert_non_null(f->s);
+    assert_int_equal(store_schema_version(f->s), latest_version());
+
+    db = raw_open(f);
+    assert_int_equal(raw_int(db, "SELECT count(*) FROM pragma_table_info('jobs')"
+                                 " WHERE name = 'request_json'", NULL), 0);
+    assert_int_equal(raw_int(db, "SELECT count(*) FROM sqlite_master"
+                                 " WHERE name = 'vacuum_pending'", NULL), 0);
+    char *digest = raw_text(db, "SELECT request_sha256 FROM jobs WHERE id = ?1", "a");
+    assert_string_equal(digest, "5199b0faf92807301e31bb41c6d1622802a7a027803809c4312e51b4c536e97c");
+    free(digest);
+    digest = raw_text(db, "SELECT request_sha256 FROM jobs WHERE id = ?1", "c");
+    assert_null(digest);
+    char *env = raw_text(db, "SELECT env_json FROM jobs WHERE id = ?1", "a");
+    assert_string_equal(env, "{\"TOKEN\":null}");
+    free(env);
+    env = raw_text(db, "SELECT env_json FROM jobs WHERE id = ?1", "c");
+    assert_string_equal(env, "{\"X\":null}");
+    free(env);
+    env = raw_text(db, "SELECT env_json FROM jobs WHERE id = ?1", "b");
+    assert_string_equal(env, "{\"TOKEN\":\"v2-queued-secret\"}"); /* may still run */
+    free(env);
+    sqlite3_close(db);
+
+    assert_false(files_hold(f, "v2-final-secret"));
+    assert_false(files_hold(f, "v2-cancelled-secret"));
+    assert_false(files_hold(f, "v2-deleted-secret"));
+    assert_true(files_hold(f, "v2-queued-secret"));
+
+    /* Idempotency over the converted rows answers as before. */
+    job ex;
+    job_init(&ex);
+    char id[JOB_ID_LEN + 1];
+    assert_int_equal(insert_keyed(f->s, "ka", REQ_A, 0, &ex, id), STORE_EXISTS);
+    assert_string_equal(ex.id, "a");
+    job_free(&ex);
+    assert_int_equal(insert_keyed(f->s, "kb", REQ_B, 0, &ex, id), STORE_EXISTS);
+    assert_string_equal(ex.id, "b");
+    job_free(&ex);
+    assert_int_equal(insert_keyed(f->s, "ka", REQ_B, 0, &ex, id), STORE_CONFLICT);
+}
+
+static void expect_mode(const fixture *f, const char *suffix, mode_t mode)
+{
+    char p[160];
+    snprintf(p, sizeof p, "%s%s", f->path, suffix);
+    struct stat st;
+    if (stat(p, &st) != 0)
+        fail_msg("stat %s: %s", p, strerror(errno));
+    if ((st.st_mode & 07777) != mode)
+        fail_msg("%s has mode %04o, not %04o", p, (unsigned)(st.st_mode & 07777), (unsigned)mode);
+}
+
+/* The database, WAL and shared-memory files are owner-only, new or left by an older build. */
+static void db_files_are_owner_only(void **state)
+{
+    fixture *f = *state;
+    mode_t old_umask = umask(022);
+    store_close(f->s);
+    remove_db_files(f);
+    char err[512] = "";
+    f->s = store_open(f->path, err, sizeof err);
+    assert_non_null(f->s);
+    add_job(f->s, NULL, NULL); /* the WAL exists once something was written */
+    expect_mode(f, "", 0600);
+    expect_mode(f, "-wal", 0600);
+    expect_mode(f, "-shm", 0600);
+    store_close(f->s);
+
+    /* As a 0644 build left them: an open connection keeps -wal and -shm in place. */
+    char p[160];
+    assert_int_equal(chmod(f->path, 0644), 0);
+    sqlite3 *db = raw_open(f);
+    raw_exec(db, "UPDATE jobs SET backend = 'pool'");
+    const char *suffixes[] = {"-wal", "-shm"};
+    for (int i = 0; i < 2; i++) {
+        snprintf(p, sizeof p, "%s%s", f->path, suffixes[i]);
+        assert_int_equal(chmod(p, 0644), 0);
+    }
+    f->s = store_open(f->path, err, sizeof err);
+    assert_non_null(f->s);
+    sqlite3_close(db);
+    expect_mode(f, "", 0600);
+    expect_mode(f, "-wal", 0600);
+    expect_mode(f, "-shm", 0600);
+
+    /* Something that is not a regular file under the database's name is refused. */
+    store_close(f->s);
+    remove_db_files(f);
+    assert_int_equal(mkfifo(f->path, 0600), 0);
+    f->s = store_open(f->path, err, sizeof err);
+    assert_null(f->s);
+    assert_non_null(strstr(err, "not a regular file"));
+    unlink(f->path);
+    f->s = store_open(f->path, err, sizeof err);
+    assert_non_null(f->s);
+    umask(old_umask);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1004,6 +1424,14 @@ int main(void)
         cmocka_unit_test_setup_teardown(pagination_is_stable_under_inserts, setup, teardown),
         cmocka_unit_test_setup_teardown(status_and_label_filters, setup, teardown),
         cmocka_unit_test_setup_teardown(delete_finished_before_cutoff, setup, teardown),
+        cmocka_unit_test_setup_teardown(env_values_erased_on_every_final_transition,
+                                        setup_upstream_sqlite, teardown_upstream_sqlite),
+        cmocka_unit_test_setup_teardown(start_empties_a_wal_left_with_old_values,
+                                        setup_upstream_sqlite, teardown_upstream_sqlite),
+        cmocka_unit_test_setup_teardown(request_digest_stored_not_request, setup, teardown),
+        cmocka_unit_test_setup_teardown(migration_from_v2_erases_and_digests,
+                                        setup_upstream_sqlite, teardown_upstream_sqlite),
+        cmocka_unit_test_setup_teardown(db_files_are_owner_only, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
