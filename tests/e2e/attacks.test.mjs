@@ -146,14 +146,15 @@ ${fields.map(([n, v]) => `<input type="hidden" name="${esc(n)}" value="${esc(v)}
 </form>
 <script>document.forms[0].submit()</script>`;
   // text/plain encodes "name=value\r\n": a name ending in an open string and a value
-  // closing it make the body {"script":"…","pad":"="} — JSON, if anything took it as such.
-  const jsonName = JOB.slice(0, -1) + ',"pad":"';
+  // closing it make the body {"script":"…","labels":{"attack":"browser","pad":"="}} — a
+  // valid job, if anything took text/plain as JSON.
+  const jsonName = JOB.slice(0, -2) + ',"pad":"';
   return {
     '/': '<!doctype html><title>a web page</title><p>Nothing to see here.</p><iframe name="sink"></iframe>',
     '/form-urlencoded': form('application/x-www-form-urlencoded', [['script', 'def main():\n    return "pwned"\n']]),
     '/form-text-plain': `<!doctype html><title>outer</title><iframe name="sink" src="about:blank"></iframe>
 <form method="POST" action="${esc(target)}/v1/jobs" enctype="text/plain" target="sink">
-<input type="hidden" name="${esc(jsonName)}" value='"}'>
+<input type="hidden" name="${esc(jsonName)}" value='"}}'>
 </form>
 <script>document.forms[0].submit()</script>`,
     '/form-multipart': form('multipart/form-data', [['script', 'def main():\n    return "pwned"\n']]),
