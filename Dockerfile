@@ -66,7 +66,9 @@ STOPSIGNAL SIGTERM
 ENTRYPOINT ["/usr/local/bin/executord"]
 
 # Run (each privilege is explained in README "Container"; the capability list is
-# deploy/docker/capabilities):
+# deploy/docker/capabilities). No token file is configured: executord generates its API
+# token in the volume at first start (docker exec executord cat /var/lib/executord/api-token);
+# `direct` is not enabled (EXECUTORD_BACKENDS and the CHOWN capability to use it):
 #   docker run -d --name executord -p 8080:8080 -v executord-data:/var/lib/executord \
 #     --cap-drop ALL --cap-add SETUID --cap-add SETGID \
 #     --security-opt seccomp=deploy/docker/seccomp.json \

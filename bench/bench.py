@@ -109,16 +109,52 @@ def machine():
 # ---- executord ----------------------------------------------------------------------
 
 
+def knows_flag(binary, flag):
+    """Whether `binary --help` lists `flag` (a --compare binary may predate it)."""
+    try:
+        out = subprocess.run([str(binary), "--help"], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return re.search(rf"^\s*{re.escape(flag)}\b", out, re.M) is not None
+
+
 class Server:
+    """executord with its default authentication: the token it generates in its data
+    folder (or the --api-token-file given with --server-arg) is read after start and sent
+    with every request. The benchmark measures `direct` too, which is an opt-in."""
+
     def __init__(self, binary, workers, extra_args):
         self.data = tempfile.mkdtemp(prefix="executord-bench-")
         self.stderr = open(os.path.join(self.data, "stderr.log"), "w+b")
-        args = [str(binary), "--listen", "127.0.0.1:0", "--data-dir", os.path.join(self.data, "data")]
+        data_dir = os.path.join(self.data, "data")
+        args = [str(binary), "--listen", "127.0.0.1:0", "--data-dir", data_dir]
         if workers:
             args += ["--workers", str(workers)]
+        if not any(a.startswith("--backends") for a in extra_args) and knows_flag(binary, "--backends"):
+            args += ["--backends", ",".join(BACKEND_ORDER)]
         args += extra_args
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=self.stderr)
         self.port = self._wait_port()
+        self.token = self._token(extra_args, data_dir)
+
+    @staticmethod
+    def _token(extra_args, data_dir):
+        """The token to send: --api-token-file's, else the generated one; None when the
+        binary serves without one (--insecure-no-auth, or a binary older than tokens)."""
+        path = os.path.join(data_dir, "api-token")
+        for i, a in enumerate(extra_args):
+            if a.startswith("--api-token-file="):
+                path = a.split("=", 1)[1]
+            elif a == "--api-token-file" and i + 1 < len(extra_args):
+                path = extra_args[i + 1]
+        try:
+            with open(path) as f:
+                return f.read().strip() or None
+        except FileNotFoundError:
+            return None
+
+    def headers(self):
+        return {"Authorization": f"Bearer {self.token}"} if self.token else {}
 
     def _wait_port(self):
         deadline = time.monotonic() + 30
@@ -139,9 +175,12 @@ class Server:
     def get(self, path):
         c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
         try:
-            c.request("GET", path)
+            c.request("GET", path, headers=self.headers())
             r = c.getresponse()
-            return r.status, json.loads(r.read() or b"null")
+            body = r.read()
+            if r.status != 200:
+                raise SystemExit(f"GET {path}: HTTP {r.status}: {body[:400]!r}")
+            return r.status, json.loads(body or b"null")
         finally:
             c.close()
 
@@ -160,8 +199,9 @@ class Server:
 class JobClient:
     """One keep-alive connection; submit() runs the trivial job and returns seconds."""
 
-    def __init__(self, port, backend):
-        self.port, self.backend = port, backend
+    def __init__(self, server, backend):
+        self.port, self.backend = server.port, backend
+        self.headers = {"Content-Type": "application/json", **server.headers()}
         self.body = json.dumps({"script": TRIVIAL, "backend": backend}).encode()
         self.conn = None
 
@@ -171,8 +211,7 @@ class JobClient:
                 self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
             t0 = time.perf_counter()
             try:
-                self.conn.request("POST", "/v1/jobs?wait=30", body=self.body,
-                                  headers={"Content-Type": "application/json"})
+                self.conn.request("POST", "/v1/jobs?wait=30", body=self.body, headers=self.headers)
                 r = self.conn.getresponse()
                 data = r.read()
             except (http.client.HTTPException, OSError):
@@ -305,9 +344,9 @@ def run(args, servers, m, conc):
             offered = {x["name"] for x in other.get("backends", []) if x.get("available")}
         for b in backends:
             if not label or b in offered:
-                figures.append((f"{b} ({label})" if label else b, b, srv.port))
+                figures.append((f"{b} ({label})" if label else b, b, srv))
     names = [f[0] for f in figures]
-    clients = {name: JobClient(port, b) for name, b, port in figures}
+    clients = {name: JobClient(srv, b) for name, b, srv in figures}
     log("== warm-up")
     for _ in range(args.warmup):
         bare_once(python)
@@ -334,9 +373,9 @@ def run(args, servers, m, conc):
             ratios[name].append(statistics.median(round_lat[name]) / bare_p50)
         # Throughput at `conc`: bare, each figure, bare again.
         r_bare = [rate(lambda: (lambda: bare_once(python), lambda: None), conc, args.rate_seconds)]
-        for name, b, port in figures:
-            def worker(b=b, port=port):
-                c = JobClient(port, b)
+        for name, b, srv in figures:
+            def worker(b=b, srv=srv):
+                c = JobClient(srv, b)
                 return c.submit, c.close
             rates[name].append(rate(worker, conc, args.rate_seconds))
         r_bare.append(rate(lambda: (lambda: bare_once(python), lambda: None), conc, args.rate_seconds))

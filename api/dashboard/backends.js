@@ -1,5 +1,7 @@
 // The header panel: each backend, whether it is available (and why not / its caveat) and
 // the warm pool's state. Refreshed every 5 s; the submit form reads the same data.
+// A backend the operator did not enable (--backends; `enabled: false`) is shown as
+// "not enabled", in grey: a choice of the instance, not a fault.
 import { api } from './api.js';
 import { h, clear } from './dom.js';
 import { poller } from './poll.js';
@@ -32,28 +34,35 @@ function poolState(state) {
   return 'empty';
 }
 
+/** Whether jobs may name this backend here (servers without the field enable all). */
+export function backendEnabled(b) {
+  return b.enabled !== false;
+}
+
 function render(data) {
   const list = document.getElementById('backends-list');
   clear(list, data.backends.map((b) => {
-    const detail = b.available ? b.note : b.reason;
-    const state = b.state ? poolState(b.state) : '';
+    const enabled = backendEnabled(b);
+    const avail = !enabled ? 'not enabled' : b.available ? 'available' : 'unavailable';
+    const detail = !enabled ? null : b.available ? b.note : b.reason;
+    const state = enabled && b.state ? poolState(b.state) : '';
     const title = [
-      `${b.name}: ${b.available ? 'available' : 'unavailable'}`,
-      detail,
+      `${b.name}: ${avail}`,
+      enabled ? detail : b.reason || 'not enabled on this instance (--backends)',
       b.state?.last_failure ? `last failure: ${b.state.last_failure}` : null,
       b.state?.caveat,
     ].filter(Boolean).join('\n');
     return h('div', {
-      class: `backend ${b.available ? 'is-up' : 'is-down'}${b.note ? ' has-note' : ''}`,
-      dataset: { backend: b.name, available: String(!!b.available), state },
+      class: `backend ${!enabled ? 'is-off' : b.available ? 'is-up' : 'is-down'}${enabled && b.note ? ' has-note' : ''}`,
+      dataset: { backend: b.name, enabled: String(enabled), available: String(!!b.available), state },
       title,
     },
       h('span', { class: 'dot', 'aria-hidden': 'true' }),
       h('span', { class: 'backend-name' }, b.name),
       b.name === data.default ? h('span', { class: 'tag' }, 'default') : null,
-      h('span', { class: 'backend-avail' }, b.available ? 'available' : 'unavailable'),
-      b.state ? h('span', { class: `pool-state pool-${state}` }, state) : null,
-      b.state ? h('span', { class: 'backend-stats' }, poolSummary(b.state)) : null,
+      h('span', { class: 'backend-avail' }, avail),
+      state ? h('span', { class: `pool-state pool-${state}` }, state) : null,
+      state ? h('span', { class: 'backend-stats' }, poolSummary(b.state)) : null,
       detail ? h('span', { class: 'backend-detail' }, detail) : null,
     );
   }));

@@ -3,7 +3,7 @@
 // shown above the form and, for 422, next to the field they name.
 import { api, ApiError } from './api.js';
 import { h, clear } from './dom.js';
-import { onBackends } from './backends.js';
+import { onBackends, backendEnabled } from './backends.js';
 import { takeDraft } from './draft.js';
 
 const EXAMPLE = `import time
@@ -211,15 +211,18 @@ export function submitView(root) {
   };
   const unsub = onBackends((data) => {
     backends = data;
-    const sig = JSON.stringify([data.default, data.backends.map((b) => [b.name, b.available])]);
+    // Backends not enabled on this instance (--backends) are no choice at all: left out.
+    const offered = data.backends.filter(backendEnabled);
+    const sig = JSON.stringify([data.default, offered.map((b) => [b.name, b.available])]);
     if (sig !== signature) {          // rebuild the choices only when they change
       signature = sig;
       const keep = backend.value || draft?.backend || '';
       clear(backend,
         h('option', { value: '' }, `service default (${data.default})`),
-        data.backends.map((b) => h('option', { value: b.name, disabled: !b.available },
+        offered.map((b) => h('option', { value: b.name, disabled: !b.available },
           `${b.name}${b.available ? '' : ` — unavailable: ${b.reason || 'unknown'}`}`)));
-      backend.value = keep;
+      // A job run again on a backend no longer offered falls back to the default.
+      backend.value = offered.some((b) => b.name === keep) ? keep : '';
     }
     updateHint();
   });

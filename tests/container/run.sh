@@ -22,7 +22,9 @@
 # Phases (timed): bases, build (tests/container/dockerfile.py: every instruction of the
 # Dockerfile, unknown ones fail), inspect (ldd, size), run (ns-root.sh: Docker-like mounts,
 # pivot_root, the capability set of deploy/docker/capabilities + no_new_privs), health
-# check, HTTP probe (probe.py), stop signal, --healthcheck on a closed port.
+# check, HTTP probe (probe.py; the API token executord generated in the volume), stop
+# signal, a second start on the same volume with EXECUTORD_BACKENDS=pool,ephemeral,direct
+# (same token; direct enabled), --healthcheck on a closed port.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -177,6 +179,7 @@ print("image_env=(" + " ".join(shlex.quote(f"{k}={v}") for k, v in env.items()) 
 print("image_listen=" + shlex.quote(env.get("EXECUTORD_LISTEN", "")))
 print("grace=%d" % int(float(env.get("EXECUTORD_SHUTDOWN_GRACE_SECONDS", "10"))))
 print("default_backend=" + shlex.quote(env.get("EXECUTORD_BACKEND", "pool")))
+print("data_dir=" + shlex.quote(env.get("EXECUTORD_DATA_DIR", "./executord-data")))
 EOF
 )"
 [ ${#hc_cmd[@]} -gt 0 ] || { echo "container: the image has no HEALTHCHECK" >&2; exit 1; }
@@ -214,7 +217,6 @@ phase "run (start, health check)"
 # may be taken by other servers on this machine and 0.0.0.0 would expose the service on
 # the host's interfaces. The wildcard form is checked with the health check below.
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-run_env=("${image_env[@]}" "EXECUTORD_LISTEN=127.0.0.1:$port")
 caps=${CONTAINER_CAPS:-$(sed 's/#.*//' "$repo/deploy/docker/capabilities" | tr -s ' \n' ',' | sed 's/^,//; s/,$//')}
 [ "$caps" != all ] || caps=""   # CONTAINER_CAPS=all: keep every capability (no setpriv)
 vol_args=()
@@ -223,18 +225,50 @@ for v in "${volumes[@]}"; do
   mkdir -p "$d"
   vol_args+=(--volume "$d:$v")
 done
-log=$work/executord.log
-echo "container: starting ${argv[*]} as PID 1 (caps ${caps:-all}${caps:+, no_new_privs}; volume ${volumes[*]} = $work/volume*; EXECUTORD_LISTEN=127.0.0.1:$port)"
-unshare --pid --fork --mount --uts --ipc --cgroup --propagation private --kill-child -- \
-  "$here/ns-root.sh" run "$rt" "${vol_args[@]}" --caps "$caps" --hostname executord-test -- \
-  /usr/bin/env -i -C "$workdir" "${run_env[@]}" "${argv[@]}" > "$log" 2>&1 &
-upid=$!
-for _ in $(seq 1 100); do
-  pid1=$(pgrep -P "$upid" || true)
-  [ -z "$pid1" ] || break
-  sleep 0.1
-done
-[ -n "$pid1" ] || { cat "$log" >&2; echo "container: no PID 1 appeared" >&2; exit 1; }
+# start_container LOG [VAR=VALUE...]: the ENTRYPOINT as PID 1 of new namespaces, with the
+# image's environment (plus the given variables) and the volume; waits until the HEALTHCHECK
+# passes and checks PID 1. Sets upid (unshare), pid1, service, log, run_env.
+start_container() {
+  log=$1; shift
+  run_env=("${image_env[@]}" "EXECUTORD_LISTEN=127.0.0.1:$port" "$@")
+  echo "container: starting ${argv[*]} as PID 1 (caps ${caps:-all}${caps:+, no_new_privs}; volume ${volumes[*]} = $work/volume*; EXECUTORD_LISTEN=127.0.0.1:$port${*:+; $*})"
+  unshare --pid --fork --mount --uts --ipc --cgroup --propagation private --kill-child -- \
+    "$here/ns-root.sh" run "$rt" "${vol_args[@]}" --caps "$caps" --hostname executord-test -- \
+    /usr/bin/env -i -C "$workdir" "${run_env[@]}" "${argv[@]}" > "$log" 2>&1 &
+  upid=$!
+  for _ in $(seq 1 100); do
+    pid1=$(pgrep -P "$upid" || true)
+    [ -z "$pid1" ] || break
+    sleep 0.1
+  done
+  [ -n "$pid1" ] || { cat "$log" >&2; echo "container: no PID 1 appeared" >&2; exit 1; }
+
+  local deadline t_hc
+  deadline=$(( $(date +%s) + hc_start_period + hc_retries * hc_interval ))
+  t_hc=$(date +%s)
+  until hc "${run_env[@]}" > "$work/hc.out" 2>&1; do
+    if ! kill -0 "$upid" 2>/dev/null; then cat "$log" >&2; echo "container: executord exited during start-up" >&2; exit 1; fi
+    if [ "$(date +%s)" -ge "$deadline" ]; then
+      cat "$work/hc.out" "$log" >&2; echo "container: never healthy" >&2; exit 1
+    fi
+    sleep 1
+  done
+  echo "container: healthy after $(( $(date +%s) - t_hc ))s: $(cat "$work/hc.out")"
+  hc "${run_env[@]}" "EXECUTORD_LISTEN=0.0.0.0:$port" > "$work/hc.out" 2>&1 \
+    || { cat "$work/hc.out" >&2; echo "container: health check with a wildcard EXECUTORD_LISTEN failed" >&2; exit 1; }
+  echo "container: wildcard listen: $(cat "$work/hc.out")"
+
+  # PID 1 is executord's own init (src/pid1.c), the service its child.
+  local nspid comm
+  nspid=$(awk '/^NSpid:/ {print $NF}' "/proc/$pid1/status")
+  comm=$(cat "/proc/$pid1/comm")
+  service=$(pgrep -P "$pid1" | head -1 || true)
+  [ "$nspid" = 1 ] && [ "$comm" = executord-init ] && [ -n "$service" ] && [ "$(cat "/proc/$service/comm")" = executord ] \
+    || { echo "container: PID 1 is '$comm' (namespace pid $nspid), service '${service:+$(cat /proc/$service/comm)}'" >&2; exit 1; }
+  echo "container: PID 1 = executord-init (host pid $pid1), service = executord (host pid $service)"
+  grep -q '^CapBnd:.*' "/proc/$service/status"
+  echo "container: service $(grep -E '^(CapEff|CapBnd|NoNewPrivs)' "/proc/$service/status" | tr -s '\t\n' ' ')"
+}
 
 # Docker runs the HEALTHCHECK command in the container (docker exec): here nsenter into
 # PID 1's namespaces and root, with the image's environment. Polled every second (Docker:
@@ -243,52 +277,47 @@ hc() {
   timeout "$hc_timeout" nsenter --target "$pid1" --mount --pid --uts --ipc --root --wd -- \
     /usr/bin/env -i "$@" "${hc_cmd[@]}"
 }
-deadline=$(( $(date +%s) + hc_start_period + hc_retries * hc_interval ))
-t_hc=$(date +%s)
-until hc "${run_env[@]}" > "$work/hc.out" 2>&1; do
-  if ! kill -0 "$upid" 2>/dev/null; then cat "$log" >&2; echo "container: executord exited during start-up" >&2; exit 1; fi
-  if [ "$(date +%s)" -ge "$deadline" ]; then
-    cat "$work/hc.out" "$log" >&2; echo "container: never healthy" >&2; exit 1
-  fi
-  sleep 1
-done
-echo "container: healthy after $(( $(date +%s) - t_hc ))s: $(cat "$work/hc.out")"
-hc "${run_env[@]}" "EXECUTORD_LISTEN=0.0.0.0:$port" > "$work/hc.out" 2>&1 \
-  || { cat "$work/hc.out" >&2; echo "container: health check with a wildcard EXECUTORD_LISTEN failed" >&2; exit 1; }
-echo "container: wildcard listen: $(cat "$work/hc.out")"
 
-# PID 1 is executord's own init (src/pid1.c), the service its child.
-nspid=$(awk '/^NSpid:/ {print $NF}' "/proc/$pid1/status")
-comm=$(cat "/proc/$pid1/comm")
-service=$(pgrep -P "$pid1" | head -1 || true)
-[ "$nspid" = 1 ] && [ "$comm" = executord-init ] && [ -n "$service" ] && [ "$(cat "/proc/$service/comm")" = executord ] \
-  || { echo "container: PID 1 is '$comm' (namespace pid $nspid), service '${service:+$(cat /proc/$service/comm)}'" >&2; exit 1; }
-echo "container: PID 1 = executord-init (host pid $pid1), service = executord (host pid $service)"
-grep -q '^CapBnd:.*' "/proc/$service/status"
-echo "container: service $(grep -E '^(CapEff|CapBnd|NoNewPrivs)' "/proc/$service/status" | tr -s '\t\n' ' ')"
+# stop_container: the STOPSIGNAL to PID 1; the container must exit 0 within the grace
+# period (+5 s) and have logged the shutdown. Sets stop_ms.
+stop_container() {
+  local t0 rc=0
+  t0=$(date +%s%N)
+  kill -"$stopsignal" "$pid1"
+  for _ in $(seq 1 $(( (grace + 5) * 10 ))); do
+    kill -0 "$upid" 2>/dev/null || break
+    sleep 0.1
+  done
+  if kill -0 "$upid" 2>/dev/null; then
+    tail -20 "$log" >&2; echo "container: still running $((grace + 5))s after signal $stopsignal" >&2; exit 1
+  fi
+  wait "$upid" || rc=$?
+  upid="" pid1=""
+  stop_ms=$(( ($(date +%s%N) - t0) / 1000000 ))
+  if [ "$rc" -ne 0 ]; then tail -30 "$log" >&2; echo "container: exit status $rc after signal $stopsignal" >&2; exit 1; fi
+  grep -q "received" "$log" || { tail -20 "$log" >&2; echo "container: no shutdown logged" >&2; exit 1; }
+}
+
+# The image sets no --api-token-file: executord generates its token in the data volume at
+# first start, and keeps it across restarts.
+data_volume=$work/volume$(printf '%s' "$data_dir" | tr '/' '_')
+[ -d "$data_volume" ] || { echo "container: EXECUTORD_DATA_DIR=$data_dir is not a VOLUME (${volumes[*]})" >&2; exit 1; }
+token_file=$data_volume/api-token
+start_container "$work/executord.log"
+[ -f "$token_file" ] || { echo "container: no API token generated in the volume ($token_file)" >&2; exit 1; }
+grep -q "API token: $data_dir/api-token" "$log" || { cat "$log" >&2; echo "container: the token's location is not logged" >&2; exit 1; }
+cp "$token_file" "$work/token.first"
+echo "container: API token generated in the volume: $data_dir/api-token ($(stat -c %a "$token_file"))"
 
 # ---- HTTP probe --------------------------------------------------------------------------
 phase "jobs over HTTP"
-PROBE_CAPS="${caps:-all}" fg python3 "$here/probe.py" "$port" "$image_python" "$default_backend" --sleeper-out "$work/running-job"
+PROBE_CAPS="${caps:-all}" fg python3 "$here/probe.py" "$port" "$image_python" "$default_backend" \
+  --token-file "$token_file" --sleeper-out "$work/running-job"
 
 # ---- stop -------------------------------------------------------------------------------
 phase "stop signal"
-t0=$(date +%s%N)
-kill -"$stopsignal" "$pid1"
-rc=0
-for _ in $(seq 1 $(( (grace + 5) * 10 ))); do
-  kill -0 "$upid" 2>/dev/null || break
-  sleep 0.1
-done
-if kill -0 "$upid" 2>/dev/null; then
-  tail -20 "$log" >&2; echo "container: still running $((grace + 5))s after signal $stopsignal" >&2; exit 1
-fi
-wait "$upid" || rc=$?
-upid="" pid1=""
-ms=$(( ($(date +%s%N) - t0) / 1000000 ))
-if [ "$rc" -ne 0 ]; then tail -30 "$log" >&2; echo "container: exit status $rc after signal $stopsignal" >&2; exit 1; fi
-grep -q "received" "$log" || { tail -20 "$log" >&2; echo "container: no shutdown logged" >&2; exit 1; }
-echo "container: signal $stopsignal -> exit 0 after ${ms}ms (grace ${grace}s; a 2 s job was running)"
+stop_container
+echo "container: signal $stopsignal -> exit 0 after ${stop_ms}ms (grace ${grace}s; a 2 s job was running)"
 # The job store is in the volume, and the job running at the signal finished in the grace period.
 db=$(ls "$work"/volume*/executord.db 2>/dev/null | head -1)
 [ -n "$db" ] || { echo "container: no executord.db in the volume" >&2; exit 1; }
@@ -296,6 +325,17 @@ status=$(python3 -c 'import sqlite3, sys; print(sqlite3.connect(sys.argv[1]).exe
 [ "$status" = succeeded ] || { echo "container: the job running at the stop signal ended $status" >&2; exit 1; }
 echo "container: the volume holds the job store; the job running at the signal: $status"
 grep -E "rlimits only|cgroup" "$log" | head -3 | sed 's/^/  log: /' || true
+
+# direct isolates no filesystem or network: an operator enables it explicitly. Started again
+# on the same volume with it enabled: the token is the one generated at first start.
+phase "direct enabled (restart)"
+start_container "$work/executord-direct.log" EXECUTORD_BACKENDS=pool,ephemeral,direct
+cmp -s "$token_file" "$work/token.first" || { echo "container: the API token changed across a restart" >&2; exit 1; }
+echo "container: the same API token after a restart"
+PROBE_CAPS="${caps:-all}" fg python3 "$here/probe.py" "$port" "$image_python" "$default_backend" \
+  --token-file "$token_file" --direct
+stop_container
+echo "container: signal $stopsignal -> exit 0 after ${stop_ms}ms"
 
 phase "healthcheck on a closed port"
 set +e

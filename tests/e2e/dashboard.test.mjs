@@ -236,11 +236,22 @@ try {
     for (const b of api.backends) {
       const chip = page.locator(`#backends-list .backend[data-backend="${b.name}"]`);
       assert.equal(await chip.count(), 1, `the backends panel lists ${b.name}`);
+      assert.equal(typeof b.enabled, 'boolean', `GET /v1/backends says whether ${b.name} is enabled`);
+      assert.equal(await chip.getAttribute('data-enabled'), String(b.enabled), `${b.name} enabled`);
       assert.equal(await chip.getAttribute('data-available'), String(b.available), `${b.name} availability`);
       const t = await chip.textContent();
-      assert.equal(await chip.locator('.backend-avail').textContent(), b.available ? 'available' : 'unavailable',
-        `${b.name} says whether it is available`);
-      if (!b.available) assert.ok(t.includes(b.reason), `${b.name} shows why it is unavailable`);
+      assert.equal(await chip.locator('.backend-avail').textContent(),
+        !b.enabled ? 'not enabled' : b.available ? 'available' : 'unavailable',
+        `${b.name} says whether it is enabled and available`);
+      const cls = await chip.getAttribute('class');
+      if (!b.enabled) {
+        // not enabled (--backends) is the operator's choice, not a fault: grey, not red
+        assert.match(cls, /\bis-off\b/, `${b.name} is shown as not enabled`);
+        assert.doesNotMatch(cls, /\bis-down\b/, `${b.name} is not shown as broken`);
+        assert.match(await chip.getAttribute('title'), /--backends/, `${b.name} says how to enable it`);
+      } else if (!b.available) {
+        assert.ok(t.includes(b.reason), `${b.name} shows why it is unavailable`);
+      }
       if (b.note) assert.ok(t.includes(b.note), `${b.name} shows its note`);
       if (b.name === api.default) assert.match(t, /default/, `${b.name} is marked as the default`);
       if (b.state && b.state.size != null) {
@@ -250,6 +261,21 @@ try {
       }
     }
     assert.equal(await page.locator('#backends-list .backend').count(), api.backends.length);
+    // run.sh starts executord with the default --backends (pool,ephemeral): direct is listed,
+    // not enabled
+    assert.equal(api.backends.find((b) => b.name === 'direct')?.enabled, false, 'direct is not enabled by default');
+  });
+
+  await step('form-backend-choices', async () => {
+    const api = await apiCall('GET', '/v1/backends');
+    await openForm();
+    const options = await page.$$eval('#f-backend option', (os) => os.map((o) => ({ value: o.value, disabled: o.disabled })));
+    assert.equal(options[0].value, '', 'the first choice is the service default');
+    assert.deepEqual(options.slice(1).map((o) => o.value), api.backends.filter((b) => b.enabled).map((b) => b.name),
+      'the form offers the enabled backends only');
+    for (const b of api.backends.filter((x) => x.enabled)) {
+      assert.equal(options.find((o) => o.value === b.name).disabled, !b.available, `${b.name} can be picked iff available`);
+    }
   });
 
   await step('form-client-validation', async () => {

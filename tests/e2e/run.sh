@@ -2,10 +2,13 @@
 # End-to-end test of the web dashboard: starts the real executord (with an API token, so the
 # token flow is exercised) on a free port with a temporary data folder, drives the dashboard
 # in headless Chromium (playwright-core, the system's /usr/bin/chromium), stops the server.
+# Then the browser attacks (attacks.test.mjs): pages of other loopback origins, and a DNS
+# rebinding name, try to make the browser run or read jobs — against executord with its
+# generated token and with --insecure-no-auth; every attempt must be refused, nothing stored.
 #
 #   tests/e2e/run.sh
 #   EXECUTORD_BIN=path/to/executord   the binary (default: build/executord)
-#   E2E_ARTIFACTS=dir                 screenshots and the server log (default: build/test-artifacts/e2e)
+#   E2E_ARTIFACTS=dir                 screenshots and the server logs (default: build/test-artifacts/e2e)
 #   CHROMIUM_BIN=path                 the browser (default: /usr/bin/chromium)
 set -euo pipefail
 
@@ -69,3 +72,8 @@ echo "e2e: executord pid $pid on 127.0.0.1:$port"
 
 E2E_BASE_URL="http://127.0.0.1:$port" E2E_TOKEN="$token" E2E_ARTIFACTS="$artifacts" \
   CHROMIUM_BIN="$chromium" node "$here/dashboard.test.mjs"
+
+# Browser attacks (attacks.test.mjs starts its own executord twice: with the generated
+# token, and with --insecure-no-auth).
+env "${unset_env[@]}" EXECUTORD_BIN="$bin" E2E_ARTIFACTS="$artifacts" CHROMIUM_BIN="$chromium" \
+  node "$here/attacks.test.mjs"

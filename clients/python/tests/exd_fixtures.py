@@ -34,6 +34,12 @@ def url_of(server):
     return f"http://127.0.0.1:{server.port}"
 
 
+def client_of(server, **kwargs):
+    """A client of `server` holding its token: the one executord generated in the data
+    folder at start (Server reads it), or the one given with --api-token-file."""
+    return ExecutorClient(url_of(server), token=server.token, **kwargs)
+
+
 @pytest.fixture(scope="module")
 def exd_server(tmp_path_factory):
     """One shared executord per test module."""
@@ -47,12 +53,13 @@ def exd_server(tmp_path_factory):
 
 @pytest.fixture
 def exd_client(exd_server):
-    return ExecutorClient(url_of(exd_server), request_timeout=30, backoff=0.1, max_backoff=1)
+    return client_of(exd_server, request_timeout=30, backoff=0.1, max_backoff=1)
 
 
 @pytest.fixture
 def exd_make_server(tmp_path):
-    """exd_make_server(*flags, token=None) -> a started Server, stopped after the test."""
+    """exd_make_server(*flags, token=None) -> a started Server, stopped after the test
+    (token: the content of the --api-token-file among the flags; None = the generated one)."""
     check_binary()
     servers = []
 

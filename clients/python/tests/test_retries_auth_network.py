@@ -9,7 +9,7 @@ import uuid
 
 import pytest
 
-from exd_fixtures import exd_make_server, exd_server, url_of  # noqa: F401 (fixtures)
+from exd_fixtures import client_of, exd_make_server, exd_server, url_of  # noqa: F401 (fixtures)
 from executord import (
     ExecutorAuthError,
     ExecutorClient,
@@ -47,7 +47,7 @@ def test_queue_full_is_retried_and_the_script_runs_once(exd_make_server):
 
     rec = Recorder()
     tag = uuid.uuid4().hex
-    client = ExecutorClient(url_of(srv), max_retries=30, backoff=0.1, max_backoff=0.5, on_retry=rec)
+    client = client_of(srv, max_retries=30, backoff=0.1, max_backoff=0.5, on_retry=rec)
     t0 = time.monotonic()
     got = client.run_python("def main():\n    print('ran')\n    return 'once'\n", labels={"probe": tag})
     assert got == "once"
@@ -69,7 +69,7 @@ def test_queue_full_gives_up_after_max_retries(exd_make_server):
     raw.wait_status(blocker["id"], {"running"})
     filler = raw.submit({"script": SLEEPER, "inputs": {"s": 0.1}})
     rec = Recorder()
-    client = ExecutorClient(url_of(srv), max_retries=2, backoff=0.05, on_retry=rec)
+    client = client_of(srv, max_retries=2, backoff=0.05, on_retry=rec)
     with pytest.raises(ExecutorUnavailableError) as ei:
         client.run_python("def main():\n    return 1\n")
     assert isinstance(ei.value, SandboxExecutionError)
@@ -91,7 +91,7 @@ def test_shutting_down_503_is_retried(exd_make_server):
         assert time.monotonic() < deadline, "never saw 503 while shutting down"
         time.sleep(0.05)
     rec = Recorder()
-    client = ExecutorClient(url_of(srv), max_retries=2, backoff=0.05, on_retry=rec)
+    client = client_of(srv, max_retries=2, backoff=0.05, on_retry=rec)
     with pytest.raises(ExecutorUnavailableError) as ei:
         client.run_python("def main():\n    return 1\n")
     assert [reason for _, reason, _ in rec.calls] == ["HTTP 503", "HTTP 503"]
@@ -200,7 +200,8 @@ def test_dropped_response_is_retried_without_running_twice(exd_server):
     try:
         rec = Recorder()
         tag = uuid.uuid4().hex
-        client = ExecutorClient(f"http://127.0.0.1:{proxy.port}", backoff=0.05, on_retry=rec)
+        client = ExecutorClient(f"http://127.0.0.1:{proxy.port}", token=exd_server.token,
+                                backoff=0.05, on_retry=rec)
         script = "def main(x):\n    print('side effect')\n    return x + 1\n"
         assert client.run_python(script, inputs={"x": 6}, labels={"probe": tag}) == 7
     finally:
@@ -209,7 +210,7 @@ def test_dropped_response_is_retried_without_running_twice(exd_server):
     posts = [r for r in proxy.requests if r[0] == "POST" and r[1].startswith("/v1/jobs")]
     assert len(posts) == 2, proxy.requests          # the service got the POST twice ...
     assert posts[0][2] and posts[0][2] == posts[1][2]  # ... with one Idempotency-Key ...
-    direct = ExecutorClient(url_of(exd_server))
+    direct = client_of(exd_server)
     jobs = jobs_labelled(direct, "probe", tag)
     assert len(jobs) == 1, jobs                      # ... and one job exists
     assert direct.logs(jobs[0]["id"])["stdout"] == "side effect\n"
@@ -219,7 +220,7 @@ def test_dropped_response_is_retried_without_running_twice(exd_server):
 def test_each_call_uses_a_new_idempotency_key(exd_server):
     """Two identical calls are two runs (the key is per call, not per script)."""
     tag = uuid.uuid4().hex
-    client = ExecutorClient(url_of(exd_server))
+    client = client_of(exd_server)
     for _ in range(2):
         assert client.run_python("def main():\n    return 1\n", labels={"probe": tag}) == 1
     assert len(jobs_labelled(client, "probe", tag)) == 2
@@ -232,7 +233,7 @@ def test_overall_wait_is_bounded_and_cancels_the_job(exd_make_server):
     raw = srv.client()
     blocker = raw.submit({"script": SLEEPER, "inputs": {"s": 30}, "timeout_seconds": 60})
     raw.wait_status(blocker["id"], {"running"})
-    client = ExecutorClient(url_of(srv), wait_margin=1.5)
+    client = client_of(srv, wait_margin=1.5)
     t0 = time.monotonic()
     with pytest.raises(SandboxTimeoutError) as ei:
         client.run_python("def main():\n    return 1\n", timeout_seconds=1)
@@ -265,6 +266,24 @@ def test_token_is_required(exd_make_server, tmp_path):
     assert len(raw.list(limit=200).json()["jobs"]) == 1  # only the authorised run ran
 
 
+def test_generated_token_is_required(exd_make_server):
+    """Without --api-token-file executord generates a token in its data folder (0600) at
+    first start and keeps it across restarts: a client must send it."""
+    srv = exd_make_server("--workers", "1")
+    path = srv.data_dir / "api-token"
+    token = path.read_text().strip()
+    assert len(token) == 64 and path.stat().st_mode & 0o777 == 0o600
+    script = "def main():\n    return 'authorised'\n"
+    assert ExecutorClient(url_of(srv), token=token).run_python(script) == "authorised"
+    with pytest.raises(ExecutorAuthError) as ei:
+        ExecutorClient(url_of(srv)).run_python(script)
+    assert ei.value.http_status == 401
+    srv.stop()
+    srv.start()
+    assert path.read_text().strip() == token
+    assert [j["status"] for j in ExecutorClient(url_of(srv), token=token).list_jobs()["jobs"]] == ["succeeded"]
+
+
 # --------------------------------------------------------------------------- network
 
 NET_PROBE = ("import socket\n"
@@ -277,7 +296,7 @@ NET_PROBE = ("import socket\n"
 
 
 def test_allow_network_false_blocks_network(exd_server):
-    client = ExecutorClient(url_of(exd_server))
+    client = client_of(exd_server)
     available = {b["name"] for b in client.backends()["backends"] if b["available"]}
     backend = next((b for b in ("pool", "ephemeral") if b in available), None)
     if backend is None:

@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 
-from exd_fixtures import exd_client, exd_server  # noqa: F401 (fixtures)
+from exd_fixtures import client_of, exd_client, exd_make_server, exd_server  # noqa: F401 (fixtures)
 from executord import (
     ExecutorClient,
     ExecutorUnavailableError,
@@ -17,7 +17,7 @@ from executord import (
     SandboxTimeoutError,
     SandboxValidationError,
 )
-from executord_client import free_port
+from executord_client import FORCED_BACKEND, free_port
 
 UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 
@@ -257,3 +257,21 @@ def test_lower_level_helpers(exd_client):
     assert exd_client.wait(long["id"], timeout=30)["status"] == "cancelled"
     assert exd_client.ready()
     assert {b["name"] for b in exd_client.backends()["backends"]} >= {"direct"}
+
+
+def test_direct_backend_is_an_explicit_opt_in(exd_client, exd_make_server):
+    """direct isolates no filesystem or network: a job naming it is refused (422 on
+    `backend`) unless the operator lists it in --backends."""
+    entry = {b["name"]: b for b in exd_client.backends()["backends"]}["direct"]
+    if FORCED_BACKEND == "direct":  # the harness enabled it to run the suite on it
+        assert entry["enabled"] is True
+    else:
+        assert entry["enabled"] is False and entry["available"] is False
+        assert "--backends" in entry["reason"]
+        with pytest.raises(SandboxValidationError) as ei:
+            exd_client.run_python("def main():\n    return 1\n", backend="direct")
+        assert ei.value.http_status == 422 and ei.value.field == "backend"
+    srv = exd_make_server("--backends", "pool,ephemeral,direct")
+    client = client_of(srv)
+    assert {b["name"]: b for b in client.backends()["backends"]}["direct"]["enabled"] is True
+    assert client.run_python("def main():\n    return 'direct'\n", backend="direct") == "direct"
