@@ -802,8 +802,7 @@ static void test_setup_errors_fail_closed(void **state)
 {
     sandbox_spec spec = {.job_id = "x", .script = "def main():\n    return 1\n",
                          .inputs_json = "{}", .limits = default_limits(), .cancel_fd = -1};
-    char *env[] = {"PATH=/bin", NULL};
-    proc_job job = {.spec = &spec, .python = "/nonexistent/python", .cwd = "/", .envp = env};
+    proc_job job = {.spec = &spec, .python = "/nonexistent/python", .cwd = "/", .home = "/"};
     if (geteuid() != 0) { /* unprivileged: a PID namespace needs a user namespace */
         job.hooks.clone_flags = CLONE_NEWUSER;
         job.hooks.parent_setup = map_ids;
