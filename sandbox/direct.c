@@ -177,7 +177,6 @@ static int direct_run(const sandbox_spec *spec, const sandbox_io *io, sandbox_ou
     direct_ctx ctx = {.uid = geteuid(), .gid = getegid(), .workdir = workdir};
     uid_t slot = 0;
     bool have_slot = false;
-    char **env = NULL;
     if (geteuid() == 0) {
         if (sandbox_userns_acquire(&slot) != 0) {
             out->verdict = SANDBOX_SETUP_ERROR;
@@ -194,28 +193,20 @@ static int direct_run(const sandbox_spec *spec, const sandbox_io *io, sandbox_ou
             goto cleanup;
         }
     }
-    env = proc_build_env(workdir, spec->env);
-    if (!env) {
-        out->verdict = SANDBOX_SETUP_ERROR;
-        sandbox_outcome_set_error(out, "SandboxError", "environment: %s", strerror(ENOMEM));
-    } else {
-        unsigned long flags = direct_clone_flags();
-        proc_job job = {
-            .spec = spec,
-            .io = io,
-            .python = python_path,
-            .cwd = NULL, /* entered by direct_child_setup */
-            .envp = env,
-            .hooks = {
-                .clone_flags = flags,
-                .ctx = &ctx,
-                .parent_setup = direct_parent_setup,
-                .child_setup = direct_child_setup,
-            },
-        };
-        proc_run_job(&job, out);
-        proc_free_env(env);
-    }
+    proc_job job = {
+        .spec = spec,
+        .io = io,
+        .python = python_path,
+        .cwd = NULL, /* entered by direct_child_setup */
+        .home = workdir,
+        .hooks = {
+            .clone_flags = direct_clone_flags(),
+            .ctx = &ctx,
+            .parent_setup = direct_parent_setup,
+            .child_setup = direct_child_setup,
+        },
+    };
+    proc_run_job(&job, out);
 cleanup:
     /* The tree is dead, so nothing can race the removal; a failure is logged, not the
      * job's fault. */

@@ -375,18 +375,12 @@ static int eph_run(const sandbox_spec *spec, const sandbox_io *io, sandbox_outco
     }
     mnt_options mo;
     fill_mnt_options(&mo, spec);
-    char **env = NULL;
     if (sandbox_mnt_plan_build(&j.plan, &mo, err, sizeof err) != 0) {
         setup_failed(out, "", err);
         goto release;
     }
     if (eph.cgroups && sandbox_cgroup_job_create(job_id, &spec->limits, &j.cg, err, sizeof err) != 0) {
         setup_failed(out, "", err);
-        goto release;
-    }
-    env = proc_build_env("/work", spec->env);
-    if (!env) {
-        setup_failed(out, "environment: ", strerror(ENOMEM));
         goto release;
     }
     /* Second wall: no locked memory, a bounded stack. */
@@ -412,7 +406,7 @@ static int eph_run(const sandbox_spec *spec, const sandbox_io *io, sandbox_outco
         .io = io,
         .python = eph.python,
         .cwd = "/work",
-        .envp = env,
+        .home = "/work",
         .runner_from_source = eph.rootfs[0] != '\0', /* another interpreter inside */
         .hooks = {
             .clone_flags = CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS |
@@ -434,7 +428,6 @@ static int eph_run(const sandbox_spec *spec, const sandbox_io *io, sandbox_outco
     classify(out, &spec->limits, &j);
 
 release:
-    proc_free_env(env);
     if (j.cg && sandbox_cgroup_job_destroy(j.cg, err, sizeof err) != 0)
         fprintf(stderr, "executord: ephemeral: job %s: removing cgroup: %s\n", job_id, err);
     sandbox_mnt_plan_free(&j.plan);

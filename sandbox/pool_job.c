@@ -1,14 +1,13 @@
 /* Supervision of one job in a warm sandbox (see pool_job.h). Its I/O goes through
- * pump.c, as a cold job's does in process.c; what differs is that the tree already
- * exists, so the spec carries what exec would have set (environment, rlimits), the exit
- * arrives as a record from the sandbox's init, and the kill goes to a pidfd of that init
- * plus the job's cgroup. */
+ * pump.c and its spec is process.c's, as a cold job's are; what differs is that the tree
+ * already exists, so the spec also carries the rlimits a cold runner gets before exec,
+ * the exit arrives as a record from the sandbox's init, and the kill goes to a pidfd of
+ * that init plus the job's cgroup. */
 #include "sandbox/pool_job.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
-#include <jansson.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -44,44 +43,6 @@ static int64_t now_ns(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
-}
-
-/* {"script","inputs","limits","env","rlimits"}: what exec and setrlimit would have
- * given a cold runner, applied by the warm runner before the script runs. */
-static char *build_spec(const sandbox_spec *s, const rlimit_set *rl, size_t *len)
-{
-    json_t *env = json_array();
-    char **e = proc_build_env("/work", s->env);
-    for (size_t i = 0; e && env && e[i]; i++)
-        json_array_append_new(env, json_string(e[i]));
-    bool env_ok = e != NULL;
-    proc_free_env(e);
-    json_t *rls = json_array();
-    for (int i = 0; rls && i < rl->count; i++) {
-        const struct rlimit *r = &rl->items[i].lim;
-        json_array_append_new(rls, json_pack("[i, I, I]", rl->items[i].resource,
-                                             r->rlim_cur == RLIM_INFINITY ? (json_int_t)-1 : (json_int_t)r->rlim_cur,
-                                             r->rlim_max == RLIM_INFINITY ? (json_int_t)-1 : (json_int_t)r->rlim_max));
-    }
-    json_error_t jerr;
-    json_t *inputs = json_loads(s->inputs_json && *s->inputs_json ? s->inputs_json : "{}",
-                                JSON_DECODE_ANY | JSON_ALLOW_NUL, &jerr);
-    json_t *doc = NULL;
-    if (env && rls && inputs && env_ok)
-        doc = json_pack("{s:s, s:O, s:{s:I, s:I, s:I, s:f}, s:O, s:O}", "script", s->script ? s->script : "",
-                        "inputs", inputs, "limits", "cpu_seconds", (json_int_t)s->limits.cpu_seconds, "memory_mb",
-                        (json_int_t)s->limits.memory_mb, "max_file_size_mb", (json_int_t)s->limits.max_file_size_mb,
-                        "timeout_seconds", s->limits.timeout_seconds, "env", env, "rlimits", rls);
-    json_decref(env);
-    json_decref(rls);
-    json_decref(inputs);
-    if (!doc)
-        return NULL;
-    char *text = json_dumps(doc, JSON_COMPACT | JSON_ENCODE_ANY);
-    json_decref(doc);
-    if (text)
-        *len = strlen(text);
-    return text;
 }
 
 static void kill_tree(run *r, sandbox_kill why)
@@ -259,10 +220,11 @@ void pool_job_run(const pool_job *j, sandbox_outcome *out)
         rlim_t as = as_mb > (uint64_t)RLIM_INFINITY >> 20 ? RLIM_INFINITY : (rlim_t)(as_mb << 20);
         rl.items[rl.count++] = (rlimit_item){RLIMIT_AS, "setrlimit RLIMIT_AS", {as, as}};
     }
-    r.io.spec = build_spec(spec, &rl, &r.io.spec_len);
+    /* The warm runner applies these rlimits itself: its process exists already. */
+    r.io.spec = proc_build_spec(spec, "/work", &rl, &r.io.spec_len);
     if (!r.io.spec) {
         out->verdict = SANDBOX_SETUP_ERROR;
-        sandbox_outcome_set_error(out, "SandboxError", "encode spec: %s", strerror(ENOMEM));
+        sandbox_outcome_set_error(out, "SandboxError", "encode spec: %s", strerror(errno));
         goto done;
     }
     if (set_nonblock(r.io.streams[0].fd) || set_nonblock(r.io.streams[1].fd) || set_nonblock(r.io.result_fd)) {

@@ -102,12 +102,7 @@ def _drop_privileges(bpf):
 
 
 def _job_hook(spec):
-    env = {}
-    for item in spec.get("env") or ():
-        k, _, v = item.partition("=")
-        env[k] = v
-    os.environ.clear()
-    os.environ.update(env)
+    # The runner has set the job's environment already (as for a cold job).
     for res, soft, hard in spec.get("rlimits") or ():
         resource.setrlimit(res, (soft, hard))
 

@@ -131,48 +131,134 @@ static int set_nonblock(int fd)
     return 0;
 }
 
-char **proc_build_env(const char *home, const char *const *user_env)
+/* The variables every job's environment starts from; HOME is added per job. */
+static const char env_path[] = "PATH=/usr/local/bin:/usr/bin:/bin";
+static const char env_lang[] = "LANG=C.UTF-8";
+
+/* Whether the job's own variables set base's name ("NAME=..."), replacing it. */
+static bool user_env_sets(const char *const *user_env, const char *base)
 {
-    size_t nuser = 0;
-    while (user_env && user_env[nuser])
-        nuser++;
-    char **env = calloc(nuser + 4, sizeof *env);
-    if (!env)
-        return NULL;
-    const char *base[3] = {"PATH=/usr/local/bin:/usr/bin:/bin", NULL, "LANG=C.UTF-8"};
+    size_t namelen = strcspn(base, "=") + 1; /* "NAME=" */
+    for (size_t i = 0; user_env && user_env[i]; i++)
+        if (strncmp(user_env[i], base, namelen) == 0)
+            return true;
+    return false;
+}
+
+/* Appends one "NAME=VALUE" to a JSON array; jansson refuses text that is not UTF-8. */
+static int env_append(json_t *env, const char *item)
+{
+    json_t *s = json_string(item);
+    if (!s) {
+        errno = EINVAL;
+        return -1;
+    }
+    if (json_array_append_new(env, s) != 0) {
+        errno = ENOMEM;
+        return -1;
+    }
+    return 0;
+}
+
+/* The job's environment as a JSON array of "NAME=VALUE" (see proc_build_spec). */
+static json_t *env_json(const char *home, const char *const *user_env)
+{
+    json_t *env = json_array();
     char *home_var = NULL;
-    if (asprintf(&home_var, "HOME=%s", home) < 0) {
-        free(env);
-        return NULL;
+    if (!env || asprintf(&home_var, "HOME=%s", home ? home : "/") < 0) {
+        home_var = NULL;
+        errno = ENOMEM;
+        goto fail;
     }
-    base[1] = home_var;
-    size_t n = 0;
-    for (int i = 0; i < 3; i++) {
-        size_t namelen = strcspn(base[i], "=") + 1; /* "NAME=" */
-        bool overridden = false;
-        for (size_t j = 0; j < nuser && !overridden; j++)
-            overridden = strncmp(user_env[j], base[i], namelen) == 0;
-        if (!overridden && !(env[n++] = strdup(base[i])))
-            goto oom;
-    }
-    for (size_t j = 0; j < nuser; j++)
-        if (!(env[n++] = strdup(user_env[j])))
-            goto oom;
+    const char *base[] = {env_path, home_var, env_lang};
+    for (size_t i = 0; i < sizeof base / sizeof base[0]; i++)
+        if (!user_env_sets(user_env, base[i]) && env_append(env, base[i]) != 0)
+            goto fail;
+    for (size_t i = 0; user_env && user_env[i]; i++)
+        if (env_append(env, user_env[i]) != 0)
+            goto fail;
     free(home_var);
     return env;
-oom:
+fail:
     free(home_var);
-    proc_free_env(env);
+    json_decref(env);
     return NULL;
 }
 
-void proc_free_env(char **env)
+static json_t *rlimits_json(const rlimit_set *rl)
 {
-    if (!env)
-        return;
-    for (size_t i = 0; env[i]; i++)
-        free(env[i]);
-    free(env);
+    json_t *arr = json_array();
+    for (int i = 0; arr && i < rl->count; i++) {
+        const struct rlimit *r = &rl->items[i].lim;
+        json_t *item = json_pack("[i, I, I]", rl->items[i].resource,
+                                 r->rlim_cur == RLIM_INFINITY ? (json_int_t)-1 : (json_int_t)r->rlim_cur,
+                                 r->rlim_max == RLIM_INFINITY ? (json_int_t)-1 : (json_int_t)r->rlim_max);
+        if (!item || json_array_append_new(arr, item) != 0) {
+            json_decref(arr);
+            return NULL;
+        }
+    }
+    return arr;
+}
+
+char *proc_build_spec(const sandbox_spec *s, const char *home, const rlimit_set *rl, size_t *len)
+{
+    json_t *script = json_string(s->script ? s->script : "");
+    if (!script) {
+        errno = EINVAL; /* not UTF-8 (allocation failures aside) */
+        return NULL;
+    }
+    json_t *env = env_json(home, s->env);
+    if (!env) {
+        json_decref(script);
+        return NULL;
+    }
+    json_t *rls = NULL;
+    if (rl && !(rls = rlimits_json(rl))) {
+        json_decref(script);
+        json_decref(env);
+        errno = ENOMEM;
+        return NULL;
+    }
+    /* "o" steals script and env, also when the pack fails. */
+    json_t *doc = json_pack("{s:o, s:{s:I, s:I, s:I, s:f}, s:o}", "script", script, "limits", "cpu_seconds",
+                            (json_int_t)s->limits.cpu_seconds, "memory_mb", (json_int_t)s->limits.memory_mb,
+                            "max_file_size_mb", (json_int_t)s->limits.max_file_size_mb, "timeout_seconds",
+                            s->limits.timeout_seconds, "env", env);
+    if (rls && (!doc || json_object_set_new(doc, "rlimits", rls) != 0)) {
+        if (!doc)
+            json_decref(rls); /* set_new frees it itself on failure */
+        json_decref(doc);
+        doc = NULL;
+    }
+    char *rest = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
+    json_decref(doc);
+    if (!rest) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    /* The inputs are spliced in as the JSON text the core already validated, rather than
+     * parsed and encoded again (they may be megabytes): {"inputs":<text>, + the rest. */
+    static const char head[] = "{\"inputs\":";
+    const char *inputs = s->inputs_json && *s->inputs_json ? s->inputs_json : "{}";
+    size_t ilen = strlen(inputs), rlen = strlen(rest); /* rest is "{...}", never "{}" */
+    char *text = malloc(sizeof head - 1 + ilen + rlen + 1);
+    if (!text) {
+        free(rest);
+        errno = ENOMEM;
+        return NULL;
+    }
+    size_t n = 0;
+    memcpy(text + n, head, sizeof head - 1);
+    n += sizeof head - 1;
+    memcpy(text + n, inputs, ilen);
+    n += ilen;
+    text[n++] = ',';
+    memcpy(text + n, rest + 1, rlen); /* with its NUL */
+    n += rlen - 1;
+    free(rest);
+    *len = n;
+    return text;
 }
 
 int proc_write_id_maps(pid_t pid, uid_t outside_uid, gid_t outside_gid, char *err,
@@ -593,33 +679,6 @@ static void kill_tree(job_run *r, sandbox_kill why)
     signal_init(r, SIG_KILL_REQUEST);
 }
 
-/* Builds {"script": ..., "inputs": ..., "limits": {...}}; inputs are spliced in as the
- * JSON text the core already validated. */
-static char *build_spec(const sandbox_spec *s, size_t *len)
-{
-    json_t *script = json_string(s->script ? s->script : "");
-    if (!script)
-        return NULL;
-    char *script_text = json_dumps(script, JSON_ENCODE_ANY | JSON_COMPACT);
-    json_decref(script);
-    if (!script_text)
-        return NULL;
-    char *spec = NULL;
-    int n = asprintf(&spec,
-                     "{\"script\":%s,\"inputs\":%s,\"limits\":{\"cpu_seconds\":%llu,"
-                     "\"memory_mb\":%llu,\"max_file_size_mb\":%llu,\"timeout_seconds\":%.17g}}",
-                     script_text,
-                     s->inputs_json && *s->inputs_json ? s->inputs_json : "{}",
-                     (unsigned long long)s->limits.cpu_seconds,
-                     (unsigned long long)s->limits.memory_mb,
-                     (unsigned long long)s->limits.max_file_size_mb, s->limits.timeout_seconds);
-    free(script_text);
-    if (n < 0)
-        return NULL;
-    *len = (size_t)n;
-    return spec;
-}
-
 /* The pump passed a cap: the job dies, with the reason recorded once. */
 static void on_overflow(void *ctx, pump_overflow what, int stream_id)
 {
@@ -780,6 +839,7 @@ int proc_run_job(const proc_job *job, sandbox_outcome *out)
     for (int i = 0; i < FD_INIT_COUNT; i++)
         child_fds[i] = -1;
     int sync_w = -1;
+    char *home_var = NULL;
     int64_t t0 = now_ns();
 
     if (atomic_load(&shutting_down)) {
@@ -787,11 +847,19 @@ int proc_run_job(const proc_job *job, sandbox_outcome *out)
         sandbox_outcome_set_error(out, "Cancelled", "Job cancelled: executord is shutting down");
         return 0;
     }
-    r.io.spec = build_spec(spec, &r.io.spec_len);
+    r.io.spec = proc_build_spec(spec, job->home, NULL, &r.io.spec_len);
     if (!r.io.spec) {
-        setup_error(out, "encode spec", errno ? errno : ENOMEM);
+        setup_error(out, "encode spec", errno);
         goto done;
     }
+    /* The interpreter's own environment: the fixed base only, whatever the job's size
+     * (the runner installs the job's variables from the spec). */
+    if (asprintf(&home_var, "HOME=%s", job->home ? job->home : "/") < 0) {
+        home_var = NULL;
+        setup_error(out, "environment", ENOMEM);
+        goto done;
+    }
+    char *envp[] = {(char *)env_path, home_var, (char *)env_lang, NULL};
 
     int p[2], sv[2];
     if ((child_fds[0] = open("/dev/null", O_RDONLY | O_CLOEXEC)) < 0) {
@@ -845,7 +913,7 @@ int proc_run_job(const proc_job *job, sandbox_outcome *out)
     memcpy(plan.fds, child_fds, sizeof plan.fds);
     plan.python = job->python;
     plan.argv = argv;
-    plan.envp = job->envp;
+    plan.envp = envp;
     plan.cwd = job->cwd;
     plan.hooks = &job->hooks;
     plan.two_phase = job->hooks.parent_attach || job->hooks.child_attached;
@@ -952,6 +1020,7 @@ done:
         close_fd(&child_fds[i]);
     close_fd(&sync_w);
     sandbox_pump_free(&r.io);
+    free(home_var);
     close_fd(&r.status_fd);
     close_fd(&r.pidfd);
     return 0;

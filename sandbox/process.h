@@ -26,7 +26,10 @@
  * to a namespace's init.
  *
  * Runner fds: 0=/dev/null, 1=stdout pipe, 2=stderr pipe, 3=spec (socket; the service
- * writes {"script","inputs","limits"} then shuts it down), 4=result pipe (one JSON doc).
+ * writes proc_build_spec's document then shuts it down), 4=result pipe (one JSON doc).
+ * The script's environment travels in the spec, not through execve: the interpreter
+ * starts with the fixed base environment and the runner replaces it before the script
+ * runs, so no size the API accepts can fail at exec (E2BIG).
  */
 #ifndef EXECUTORD_SANDBOX_PROCESS_H
 #define EXECUTORD_SANDBOX_PROCESS_H
@@ -88,7 +91,7 @@ typedef struct proc_job {
     const sandbox_io *io;          /* may be NULL or have a NULL on_output */
     const char *python;            /* interpreter path, exec'd directly (no PATH search) */
     const char *cwd;               /* runner's working folder (as seen inside the tree) */
-    char *const *envp;             /* complete environment, see proc_build_env */
+    const char *home;              /* HOME of the job's environment (inside the tree) */
     bool runner_from_source;       /* python inside is not the host's file at that path
                                     * (a rootfs): pass the runner's source, do not use
                                     * the code compiled by the host's (proc_runner_program) */
@@ -101,12 +104,18 @@ typedef struct proc_job {
  * failing step and errno text. Always returns 0. Thread-safe. */
 int proc_run_job(const proc_job *job, sandbox_outcome *out);
 
-/* The runner's environment: PATH=/usr/local/bin:/usr/bin:/bin, HOME=home, LANG=C.UTF-8,
- * then user_env ("NAME=VALUE", NULL-terminated, may be NULL), which overrides those.
- * Nothing of the service's own environment. Returns a malloc'd NULL-terminated array
- * (free with proc_free_env), or NULL on allocation failure. */
-char **proc_build_env(const char *home, const char *const *user_env);
-void proc_free_env(char **env);
+/* The one description of a job for the runner (fd 3), a JSON object shared by the cold
+ * (process.c) and warm (pool_job.c) paths:
+ *   {"inputs": <inputs_json as given>, "script": "...", "limits": {"cpu_seconds",
+ *    "memory_mb", "max_file_size_mb", "timeout_seconds"}, "env": ["NAME=VALUE", ...]
+ *    [, "rlimits": [[resource, soft, hard], ...]]}
+ * env is the script's whole environment: PATH=/usr/local/bin:/usr/bin:/bin, HOME=home,
+ * LANG=C.UTF-8, then spec->env, which overrides those; nothing of the service's own. The
+ * runner sets it (os.environ, so putenv too) before the script is compiled. rl: limits a
+ * warm runner must apply itself (-1 = unlimited); NULL for a cold one, set before exec.
+ * Returns malloc'd text (length in *len), or NULL with errno set (ENOMEM, or EINVAL for
+ * text that is not UTF-8). */
+char *proc_build_spec(const sandbox_spec *s, const char *home, const rlimit_set *rl, size_t *len);
 
 /* Writes /proc/<pid>/setgroups ("deny"), uid_map and gid_map mapping uid/gid 0 inside
  * the user namespace to outside_uid/outside_gid. For parent_setup hooks. */

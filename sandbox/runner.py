@@ -12,7 +12,7 @@ SCRIPT_NAME = "<script>"
 _PID = os.getpid()
 # The script gets a fresh __main__; keep this module (and so the runner's globals) alive.
 _RUNNER_MODULE = sys.modules.get("__main__")
-# Warm mode (pool backend) only: applies the job's environment and rlimits from the spec.
+# Warm mode (pool backend) only: applies the job's rlimits from the spec.
 _JOB_HOOK = None
 
 
@@ -26,6 +26,18 @@ class _Failure(Exception):
         self.type = type_
         self.message = message
         self.traceback = traceback
+
+
+def _apply_env(spec):
+    # The script's whole environment ("NAME=VALUE" strings) comes in the spec, not through
+    # execve, which caps one string at 128 KiB and all at a quarter of the stack: the
+    # interpreter started with the fixed base, replaced here. os.environ's setters call
+    # putenv/unsetenv, so C code (getenv) and child processes see the same values.
+    env = os.environ
+    env.clear()
+    for item in spec.get("env") or ():
+        name, _, value = item.partition("=")
+        env[name] = value
 
 
 def _read_spec():
@@ -430,6 +442,7 @@ def _main():
     try:
         spec = _read_spec()
         limits = spec.get("limits") or {}
+        _apply_env(spec)
         if _JOB_HOOK is not None:
             _JOB_HOOK(spec)
         value = _run(spec)

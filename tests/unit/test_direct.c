@@ -24,6 +24,7 @@
 #include "sandbox/process.h"
 #include "sandbox/sandbox.h"
 #include "sandbox/workdir.h"
+#include "large_env.h"
 
 static const sandbox_backend *backend;
 static char tmp_root[PATH_MAX];  /* test scratch folder */
@@ -384,9 +385,9 @@ static void test_environment_is_only_the_jobs(void **state)
     job_opts o = {.env = env, .cancel_fd = -1};
     run_job("import os\ndef main():\n"
             "    return {'canary': os.environ.get('EXECUTORD_TEST_CANARY'),\n"
-            /* LC_CTYPE: Python's own PEP 538 locale coercion when LANG names a
-             * locale that is not installed; not something executord passed. */
-            "            'keys': sorted(k for k in os.environ if k != 'LC_CTYPE'),\n"
+            /* Exactly these: the interpreter starts with LANG=C.UTF-8 whatever the job's
+             * LANG, so no PEP 538 locale coercion adds LC_CTYPE either. */
+            "            'keys': sorted(os.environ),\n"
             "            'mine': os.environ['MY_VAR'],\n"
             "            'lang': os.environ['LANG'], 'path': os.environ['PATH'],\n"
             "            'home': os.environ['HOME'], 'cwd': os.getcwd()}\n",
@@ -413,6 +414,93 @@ static void test_environment_is_only_the_jobs(void **state)
     expect_result(&out, want);
     sandbox_outcome_free(&out);
     capture_free(&cap);
+}
+
+/* Sizes execve refuses (E2BIG) travel in the spec and reach the script whole. */
+static void test_large_environment(void **state)
+{
+    capture cap = {0};
+    sandbox_outcome out;
+    char **env = large_env_make();
+    assert_non_null(env);
+    job_opts o = {.env = (const char *const *)env, .cancel_fd = -1};
+    run_job(LARGE_ENV_SCRIPT, &o, &cap, &out);
+    expect_result(&out, "[true, true]");
+    sandbox_outcome_free(&out);
+    capture_free(&cap);
+    large_env_free(env);
+}
+
+static json_t *spec_doc(const sandbox_spec *spec, const char *home, const rlimit_set *rl)
+{
+    size_t len = 0;
+    char *text = proc_build_spec(spec, home, rl, &len);
+    assert_non_null(text);
+    assert_int_equal(len, strlen(text));
+    json_error_t e;
+    json_t *doc = json_loads(text, 0, &e);
+    if (!doc)
+        print_error("spec is not JSON (%s): %s\n", e.text, text);
+    assert_non_null(doc);
+    free(text);
+    return doc;
+}
+
+static void expect_json(const json_t *got, const char *want_text)
+{
+    json_t *want = json_loads(want_text, JSON_DECODE_ANY, NULL);
+    assert_non_null(want);
+    if (!json_equal(got, want)) {
+        char *g = json_dumps(got, JSON_ENCODE_ANY);
+        print_error("got %s\nexpected %s\n", g ? g : "(null)", want_text);
+        free(g);
+    }
+    assert_true(json_equal(got, want));
+    json_decref(want);
+}
+
+/* The one spec document the cold and warm runners read (proc_build_spec). */
+static void test_spec_document(void **state)
+{
+    const char *env[] = {"HOME=/elsewhere", "MY=a=b\nc", NULL};
+    sandbox_spec spec = {.script = "def main(x): return x\n", .inputs_json = "{\"x\": [1, 2.50, \"\\u00e9\"]}",
+                         .env = env, .limits = default_limits(), .cancel_fd = -1};
+    size_t len;
+    char *text = proc_build_spec(&spec, "/work", NULL, &len);
+    assert_non_null(text);
+    /* The inputs' own text, not parsed and encoded again. */
+    assert_non_null(strstr(text, "\"inputs\":{\"x\": [1, 2.50, \"\\u00e9\"]},"));
+    free(text);
+
+    json_t *doc = spec_doc(&spec, "/work", NULL);
+    expect_json(json_object_get(doc, "script"), "\"def main(x): return x\\n\"");
+    /* The base without the HOME the job sets, then the job's own, '=' and all. */
+    expect_json(json_object_get(doc, "env"),
+                "[\"PATH=/usr/local/bin:/usr/bin:/bin\", \"LANG=C.UTF-8\", \"HOME=/elsewhere\", \"MY=a=b\\nc\"]");
+    expect_json(json_object_get(doc, "limits"),
+                "{\"cpu_seconds\": 60, \"memory_mb\": 512, \"max_file_size_mb\": 64, \"timeout_seconds\": 20.0}");
+    assert_null(json_object_get(doc, "rlimits")); /* cold: set before exec */
+    json_decref(doc);
+
+    rlimit_set rl = {.count = 2,
+                     .items = {{RLIMIT_NOFILE, "nofile", {10, 20}},
+                               {RLIMIT_AS, "as", {RLIM_INFINITY, RLIM_INFINITY}}}};
+    spec.env = NULL;
+    spec.inputs_json = NULL;
+    doc = spec_doc(&spec, "/w", &rl);
+    expect_json(json_object_get(doc, "env"), "[\"PATH=/usr/local/bin:/usr/bin:/bin\", \"HOME=/w\", \"LANG=C.UTF-8\"]");
+    char want[128];
+    snprintf(want, sizeof want, "[[%d, 10, 20], [%d, -1, -1]]", RLIMIT_NOFILE, RLIMIT_AS);
+    expect_json(json_object_get(doc, "rlimits"), want);
+    expect_json(json_object_get(doc, "inputs"), "{}");
+    json_decref(doc);
+
+    /* Text that is not UTF-8 cannot be encoded (the API never lets it through). */
+    const char *bad[] = {"X=\xff", NULL};
+    spec.env = bad;
+    errno = 0;
+    assert_null(proc_build_spec(&spec, "/w", NULL, &len));
+    assert_int_equal(errno, EINVAL);
 }
 
 static void test_subprocess_output_is_captured(void **state)
@@ -802,8 +890,7 @@ static void test_setup_errors_fail_closed(void **state)
 {
     sandbox_spec spec = {.job_id = "x", .script = "def main():\n    return 1\n",
                          .inputs_json = "{}", .limits = default_limits(), .cancel_fd = -1};
-    char *env[] = {"PATH=/bin", NULL};
-    proc_job job = {.spec = &spec, .python = "/nonexistent/python", .cwd = "/", .envp = env};
+    proc_job job = {.spec = &spec, .python = "/nonexistent/python", .cwd = "/", .home = "/"};
     if (geteuid() != 0) { /* unprivileged: a PID namespace needs a user namespace */
         job.hooks.clone_flags = CLONE_NEWUSER;
         job.hooks.parent_setup = map_ids;
@@ -874,6 +961,8 @@ int main(void)
         cmocka_unit_test(test_json_safe_conversions),
         cmocka_unit_test(test_unserialisable_results_fail),
         cmocka_unit_test(test_environment_is_only_the_jobs),
+        cmocka_unit_test(test_large_environment),
+        cmocka_unit_test(test_spec_document),
         cmocka_unit_test(test_subprocess_output_is_captured),
         cmocka_unit_test(test_child_cannot_forge_result),
         cmocka_unit_test(test_output_streams_while_running),

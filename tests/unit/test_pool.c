@@ -42,6 +42,7 @@ enum { UID_BASE = 2150000, UID_COUNT = 16, POOL_UID_BASE = 3200000 }; /* apart f
 
 #define HARNESS_JOB_PREFIX "pool"
 #include "sandbox_harness.h"
+#include "large_env.h"
 
 
 /* Host processes whose command line contains needle (the job's own marker). */
@@ -241,6 +242,31 @@ static void test_identity_hostname_env(void **state)
     expect_result(&out, &cap, "[\"sandbox\", 1000, 1000, 1000, [], \"/work\", false, \"/elsewhere\", \"secret\", 2, 1, true]");
     sandbox_outcome_free(&out);
     capture_free(&cap);
+}
+
+/* Sizes execve refuses (E2BIG) travel in the spec and reach the script whole. */
+static void test_large_environment(void **state)
+{
+    capture cap = {0};
+    sandbox_outcome out;
+    char **env = large_env_make();
+    assert_non_null(env);
+    char job_id[64];
+    snprintf(job_id, sizeof job_id, "pool-bigenv-%d", (int)getpid());
+    sandbox_spec spec = {
+        .job_id = job_id,
+        .script = LARGE_ENV_SCRIPT,
+        .inputs_json = "{}",
+        .env = (const char *const *)env,
+        .limits = default_limits(),
+        .cancel_fd = -1,
+    };
+    sandbox_io io = {.ctx = &cap, .on_output = on_output};
+    assert_int_equal(backend->run(&spec, &io, &out), 0);
+    expect_result(&out, &cap, "[true, true]");
+    sandbox_outcome_free(&out);
+    capture_free(&cap);
+    large_env_free(env);
 }
 
 static void test_filesystem_is_locked_down(void **state)
@@ -643,6 +669,7 @@ int main(void)
         cmocka_unit_test(test_main_and_subprocess),
         cmocka_unit_test(test_exception_and_validation),
         cmocka_unit_test(test_identity_hostname_env),
+        cmocka_unit_test(test_large_environment),
         cmocka_unit_test(test_filesystem_is_locked_down),
         cmocka_unit_test(test_network_is_loopback_only),
         cmocka_unit_test(test_seccomp_and_caps_inside),
