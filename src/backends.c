@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "src/config.h"
 #include "src/log.h"
 
 #define MAX_BACKENDS 8
@@ -23,22 +24,11 @@ static int n_states;
  * them gets "not available" rather than "unknown backend". */
 static const char *const known_names[] = {"direct", "ephemeral", "pool"};
 
-static bool in_list(const char *list, const char *name)
-{
-    size_t len = strlen(name);
-    for (const char *p = list; *p; p += *p == ',') {
-        size_t n = strcspn(p, ",");
-        if (n == len && strncmp(p, name, len) == 0)
-            return true;
-        p += n;
-    }
-    return false;
-}
-
 /* A backend is started when enabled, or when an enabled one runs jobs through it. */
 static bool needed(const char *enabled, const char *name)
 {
-    return in_list(enabled, name) || (strcmp(name, "ephemeral") == 0 && in_list(enabled, "pool"));
+    return config_list_contains(enabled, name) ||
+           (strcmp(name, "ephemeral") == 0 && config_list_contains(enabled, "pool"));
 }
 
 void backends_init(const sandbox_config *cfg, const char *enabled)

@@ -372,16 +372,21 @@ bool config_host_is_loopback(const char *host)
     return IN6_IS_ADDR_V4MAPPED(&a6) && a6.s6_addr[12] == 127;
 }
 
-bool config_backend_enabled(const config *c, const char *name)
+bool config_list_contains(const char *list, const char *name)
 {
     size_t len = strlen(name);
-    for (const char *p = c->backends; *p; p += *p == ',') {
+    for (const char *p = list; *p; p += *p == ',') {
         size_t n = strcspn(p, ",");
         if (n == len && strncmp(p, name, len) == 0)
             return true;
         p += n;
     }
     return false;
+}
+
+bool config_backend_enabled(const config *c, const char *name)
+{
+    return config_list_contains(c->backends, name);
 }
 
 /* The rules that keep a default install safe: weaker settings are refused unless they

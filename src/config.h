@@ -60,6 +60,8 @@ typedef struct config {
  * process should exit 0, 2 on a bad flag or value (one line already on stderr). */
 int config_load(config *c, int argc, char **argv);
 
+/* True when name is one of the items of a comma-separated list ("pool,ephemeral"). */
+bool config_list_contains(const char *list, const char *name);
 /* True when name is in --backends. */
 bool config_backend_enabled(const config *c, const char *name);
 
