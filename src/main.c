@@ -232,7 +232,9 @@ int main(int argc, char **argv)
         return 1;
     }
 
-    scheduler_options sopt = {.workers = cfg.workers, .shutdown_grace_seconds = cfg.shutdown_grace_seconds};
+    scheduler_options sopt = {.workers = cfg.workers,
+                              .shutdown_grace_seconds = cfg.shutdown_grace_seconds,
+                              .memory_budget_mb = cfg.memory_budget_mb};
     scheduler *sch = scheduler_create(st, &sopt);
     api_server *srv = sch ? api_server_start(&cfg, st, sch, err, sizeof err) : NULL;
     if (!srv) {
