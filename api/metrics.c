@@ -1,6 +1,7 @@
 /* GET /metrics: gathers what is only known at scrape time (job counts from the store,
- * the scheduler's running jobs, each backend's availability and the pool's state) and
- * appends the in-process registry, as Prometheus text exposition format 0.0.4. */
+ * the scheduler's running jobs and the memory they hold, each backend's availability and
+ * the pool's state) and appends the in-process registry, as Prometheus text exposition
+ * format 0.0.4. */
 #include "api/metrics.h"
 
 #include <stdlib.h>
@@ -77,6 +78,22 @@ static void write_queue(metrics_buf *b, const job_counts *c, api_server *srv)
     int running = srv->sch ? scheduler_running_count(srv->sch) : (int)count_of(c, JOB_RUNNING, NULL);
     write_gauge(b, "executord_jobs_running", "Jobs running now.", running);
     write_gauge(b, "executord_workers", "Jobs that can run at once (--workers).", srv->cfg->workers);
+}
+
+/* The budget is fixed at start-up (the configuration has the effective one); what running
+ * jobs hold is the scheduler's, absent without one (tests). */
+static void write_memory(metrics_buf *b, api_server *srv)
+{
+    uint64_t budget = srv->cfg->memory_budget_mb, committed = 0;
+    if (srv->sch)
+        scheduler_memory(srv->sch, &budget, &committed);
+    if (budget)
+        write_gauge(b, "executord_memory_budget_bytes",
+                    "What the memory limits of all running jobs may add up to (--memory-budget-mb).",
+                    (double)budget * 1048576.0);
+    if (srv->sch)
+        write_gauge(b, "executord_memory_committed_bytes",
+                    "The memory limits of the jobs running now, added up.", (double)committed * 1048576.0);
 }
 
 static double available(const api_backend_checks *checks, const char *name)
@@ -178,6 +195,7 @@ api_result api_metrics_get(api_request *rq, api_response *rs)
         write_job_counts(&b, counts, checks);
         write_queue(&b, counts, srv);
     }
+    write_memory(&b, srv);
     write_backends(&b, checks);
     write_pool(&b, checks);
     free(counts);

@@ -363,6 +363,15 @@ static int parse_limits(const config *cfg, const json_t *body, job *out, api_err
         }
         json_int_t n = json_integer_value(v);
         uint64_t max = *limit_slot((sandbox_limits *)&cfg->max_limits, f);
+        if (f->offset == offsetof(sandbox_limits, memory_mb) && cfg->memory_budget_mb && n > 0 &&
+            (uint64_t)n > cfg->memory_budget_mb) {
+            /* Not just "too big": no amount of waiting would let it run here. */
+            invalid(err, field,
+                    "%s must be an integer from 1 to %" PRIu64 ": %lld MB is above this instance's memory "
+                    "budget of %" PRIu64 " MB (--memory-budget-mb), what all running jobs together may use",
+                    field, max, (long long)n, cfg->memory_budget_mb);
+            return -1;
+        }
         if (n <= 0 || (uint64_t)n > max) {
             invalid(err, field, "%s must be an integer from 1 to %" PRIu64, field, max);
             return -1;

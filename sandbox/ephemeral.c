@@ -341,6 +341,7 @@ static void fill_mnt_options(mnt_options *mo, const sandbox_spec *spec)
     mo->switch_ids = true;
     mo->setup_uid = SANDBOX_INSIDE_ROOT;
     mo->setup_gid = SANDBOX_INSIDE_ROOT;
+    mo->proc_read_only = true;
 }
 
 static void setup_failed(sandbox_outcome *out, const char *prefix, const char *detail)

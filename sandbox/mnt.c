@@ -328,7 +328,7 @@ static int build(mnt_plan *p, const mnt_options *o, char *err, size_t errlen)
         goto oom;
     op->src = "proc";
     op->fstype = "proc";
-    op->flags = MS_NOSUID | MS_NODEV | MS_NOEXEC;
+    op->flags = MS_NOSUID | MS_NODEV | MS_NOEXEC | (o->proc_read_only ? MS_RDONLY : 0);
     op->data = "hidepid=invisible,subset=pid";
     op->alt_data = "hidepid=2";
     if (build_dev(p, base, o, err, errlen) < 0)

@@ -27,6 +27,10 @@ typedef struct mnt_options {
      * namespace's root): files created on a namespace's tmpfs need a mapped owner. */
     bool switch_ids;
     unsigned setup_uid, setup_gid;
+    /* /proc mounted read-only: a job cannot write its own /proc files, oom_score_adj
+     * among them (sandbox/oom.h), whatever capabilities the service has. The pool's
+     * zygote needs a writable one (it writes its sandboxes' uid maps). */
+    bool proc_read_only;
 } mnt_options;
 
 typedef struct mnt_op mnt_op;

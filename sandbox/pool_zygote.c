@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "sandbox/net.h"
+#include "sandbox/oom.h"
 #include "sandbox/process.h"
 #include "sandbox/userns.h"
 
@@ -168,7 +169,9 @@ int pool_zygote_start(pool_zygote *z, const pool_zygote_setup *s, unsigned block
     z->pid = (pid_t)pid;
     pool_close_fd(&ctl[1]);
     pool_close_fd(&sync[1]);
-    if (zygote_maps(z->pid, z->base, err, errlen) != 0)
+    /* The zygote's value is its sandboxes' (they are its forks), so every pool job carries
+     * it; the zygote itself is then also killed before executord, and replaced. */
+    if (sandbox_oom_raise(z->pid, err, errlen) != 0 || zygote_maps(z->pid, z->base, err, errlen) != 0)
         goto out;
     if (send(sync[0], "g", 1, MSG_NOSIGNAL) != 1) {
         snprintf(err, errlen, "release zygote: %s", strerror(errno));

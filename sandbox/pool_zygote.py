@@ -17,7 +17,7 @@ _PRELOAD = ("json", "re", "datetime", "collections", "dataclasses", "decimal", "
 
 CLONE_NEWNS, CLONE_NEWCGROUP, CLONE_NEWUTS, CLONE_NEWIPC = 0x20000, 0x02000000, 0x04000000, 0x08000000
 CLONE_NEWUSER, CLONE_NEWPID, CLONE_NEWNET = 0x10000000, 0x20000000, 0x40000000
-MS_NOSUID, MS_NODEV, MS_NOEXEC = 2, 4, 8
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
 PR_SET_PDEATHSIG, PR_SET_DUMPABLE, PR_CAPBSET_DROP = 1, 4, 24
 PR_SET_NO_NEW_PRIVS, PR_SET_SECCOMP, PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL = 38, 22, 47, 4
 SECCOMP_MODE_FILTER = 2
@@ -140,8 +140,10 @@ def _job_init(status, fds, bpf, sizes):
     _mount("tmpfs", "/work", "tmpfs", nosd, "size=%d,nr_inodes=%d,mode=0700,uid=%d,gid=%d"
            % (work, inodes, INSIDE_UID, INSIDE_UID))
     _mount("tmpfs", "/dev/shm", "tmpfs", nosd | MS_NOEXEC, "size=%d,nr_inodes=%d,mode=1777" % (shm, inodes))
-    if _libc.mount(b"proc", b"/proc", b"proc", ctypes.c_ulong(nosd | MS_NOEXEC), b"hidepid=invisible,subset=pid") != 0:
-        _mount("proc", "/proc", "proc", nosd | MS_NOEXEC, "hidepid=2")
+    # Read-only: the job cannot write its own /proc files, oom_score_adj among them.
+    proc_flags = nosd | MS_NOEXEC | MS_RDONLY
+    if _libc.mount(b"proc", b"/proc", b"proc", ctypes.c_ulong(proc_flags), b"hidepid=invisible,subset=pid") != 0:
+        _mount("proc", "/proc", "proc", proc_flags, "hidepid=2")
     _loopback_up()
     _check(_libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0), "prctl(PR_SET_DUMPABLE)")
     pidfd = os.pidfd_open(os.getpid())

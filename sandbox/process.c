@@ -29,6 +29,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "sandbox/oom.h"
 #include "sandbox/pump.h"
 #include "sandbox/result.h"
 
@@ -953,7 +954,11 @@ int proc_run_job(const proc_job *job, sandbox_outcome *out)
 
     char why[512];
     bool late_failed = false; /* parent_attach failed: init's own report may say why */
-    if (job->hooks.parent_setup && job->hooks.parent_setup(job->hooks.ctx, r.pid, why, sizeof why) != 0) {
+    /* Before init is released: everything of the job descends from it and inherits it. */
+    int setup_rc = sandbox_oom_raise(r.pid, why, sizeof why);
+    if (setup_rc == 0 && job->hooks.parent_setup)
+        setup_rc = job->hooks.parent_setup(job->hooks.ctx, r.pid, why, sizeof why);
+    if (setup_rc != 0) {
         out->verdict = SANDBOX_SETUP_ERROR;
         sandbox_outcome_set_error(out, "SandboxError", "%s", why);
         close_fd(&sync_w); /* init reads EOF and exits */

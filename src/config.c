@@ -65,7 +65,8 @@ static const option_def options[] = {
     {"default-timeout-seconds", "EXECUTORD_DEFAULT_TIMEOUT_SECONDS", OPT_SECONDS, "30", "job wall-clock limit when the request sets none", FIELD(default_limits.timeout_seconds), 0, 86400},
     {"max-timeout-seconds", "EXECUTORD_MAX_TIMEOUT_SECONDS", OPT_SECONDS, "3600", "largest timeout_seconds a request may ask for", FIELD(max_limits.timeout_seconds), 0, 86400},
     {"default-memory-mb", "EXECUTORD_DEFAULT_MEMORY_MB", OPT_U64, "512", "limits.memory_mb default", FIELD(default_limits.memory_mb), 16, 1 << 24},
-    {"max-memory-mb", "EXECUTORD_MAX_MEMORY_MB", OPT_U64, "65536", "limits.memory_mb maximum", FIELD(max_limits.memory_mb), 16, 1 << 24},
+    {"max-memory-mb", "EXECUTORD_MAX_MEMORY_MB", OPT_U64, "65536", "limits.memory_mb maximum (unless set: at most the memory budget)", FIELD(max_limits.memory_mb), 16, 1 << 24},
+    {"memory-budget-mb", "EXECUTORD_MEMORY_BUDGET_MB", OPT_U64, "0", "what the memory limits of all running jobs may add up to; a job waits in the queue until its limits.memory_mb fits (0 = 80% of the host's memory, or of executord's cgroup limit when lower)", FIELD(memory_budget_mb), 0, 1 << 24},
     {"default-cpu-seconds", "EXECUTORD_DEFAULT_CPU_SECONDS", OPT_U64, "60", "limits.cpu_seconds default", FIELD(default_limits.cpu_seconds), 1, 1 << 24},
     {"max-cpu-seconds", "EXECUTORD_MAX_CPU_SECONDS", OPT_U64, "3600", "limits.cpu_seconds maximum", FIELD(max_limits.cpu_seconds), 1, 1 << 24},
     {"default-max-processes", "EXECUTORD_DEFAULT_MAX_PROCESSES", OPT_U64, "64", "limits.max_processes default", FIELD(default_limits.max_processes), 1, 1 << 22},
@@ -79,6 +80,7 @@ static const option_def options[] = {
 };
 
 #define N_OPTIONS (sizeof options / sizeof options[0])
+_Static_assert(N_OPTIONS <= CONFIG_MAX_OPTIONS, "raise CONFIG_MAX_OPTIONS (config.given)");
 
 /* Every value is parsed by one function whatever its source, so an error message can
  * say where the bad value came from. */
@@ -372,6 +374,12 @@ bool config_host_is_loopback(const char *host)
     return IN6_IS_ADDR_V4MAPPED(&a6) && a6.s6_addr[12] == 127;
 }
 
+bool config_given(const config *c, const char *flag)
+{
+    const option_def *o = find_flag(flag, strlen(flag));
+    return o && c->given[o - options];
+}
+
 bool config_list_contains(const char *list, const char *name)
 {
     size_t len = strlen(name);
@@ -435,6 +443,8 @@ int config_load(config *c, int argc, char **argv)
                     expectation(&options[i]));
             return 2;
         }
+        if (v)
+            c->given[i] = true;
     }
     bool hosts_from_flags = false;
     for (int i = 1; i < argc; i++) {
@@ -484,6 +494,7 @@ int config_load(config *c, int argc, char **argv)
                     expectation(o));
             return 2;
         }
+        c->given[o - options] = true;
     }
     if (c->workers == 0) {
         long n = sysconf(_SC_NPROCESSORS_ONLN);

@@ -10,6 +10,7 @@
 #include "sandbox/sandbox.h"
 
 #define CONFIG_MAX_ALLOWED_HOSTS 16
+#define CONFIG_MAX_OPTIONS 96 /* room in config.given; config.c checks its table fits */
 
 typedef enum log_level { LOG_DEBUG = 0, LOG_INFO, LOG_WARN, LOG_ERROR } log_level;
 
@@ -54,6 +55,13 @@ typedef struct config {
 
     sandbox_limits default_limits; /* used for a limit the request leaves out */
     sandbox_limits max_limits;     /* a request above these gets 422 */
+
+    /* --memory-budget-mb: what the memory limits of all running jobs may add up to. 0 in
+     * the flag means "automatic"; src/membudget.c then replaces it with the effective
+     * budget at start-up (and fits max/default memory_mb to it). */
+    uint64_t memory_budget_mb;
+
+    bool given[CONFIG_MAX_OPTIONS]; /* which options the environment or a flag set */
 } config;
 
 /* Parses env and argv into *c. Returns 0 to run, 1 when --help/--version printed and the
@@ -62,6 +70,10 @@ int config_load(config *c, int argc, char **argv);
 
 /* True when name is one of the items of a comma-separated list ("pool,ephemeral"). */
 bool config_list_contains(const char *list, const char *name);
+/* True when the operator set the option (by flag or environment variable), as opposed
+ * to its embedded default. flag is without the leading "--". */
+bool config_given(const config *c, const char *flag);
+
 /* True when name is in --backends. */
 bool config_backend_enabled(const config *c, const char *name);
 

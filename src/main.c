@@ -1,7 +1,8 @@
-/* executord's entry point: load the configuration (or run the --healthcheck mode), put a
- * minimal init in front when PID 1 (src/pid1.c), open the store (recovering jobs a dead
- * instance left running), initialise the backends, start the scheduler and the HTTP
- * server, then wait for SIGTERM/SIGINT and shut down gracefully. */
+/* executord's entry point: load the configuration (or run the --healthcheck mode), decide
+ * the memory budget (src/membudget.c), put a minimal init in front when PID 1
+ * (src/pid1.c), open the store (recovering jobs a dead instance left running), initialise
+ * the backends, start the scheduler and the HTTP server, then wait for SIGTERM/SIGINT and
+ * shut down gracefully. */
 #include <dirent.h>
 #include <errno.h>
 #include <limits.h>
@@ -18,6 +19,7 @@
 #include "src/datadir.h"
 #include "src/healthcheck.h"
 #include "src/log.h"
+#include "src/membudget.h"
 #include "src/pid1.h"
 #include "src/retention.h"
 #include "src/scheduler.h"
@@ -140,6 +142,16 @@ int main(int argc, char **argv)
         return healthcheck_requested(argc, argv) ? 1 : 2;
     if (cfg.healthcheck)
         return healthcheck_run(cfg.listen_host, cfg.listen_port, HEALTHCHECK_TIMEOUT_MS);
+    /* Before anything starts: a maximum that cannot fit the budget is a configuration
+     * error, refused like a bad flag. */
+    char budget_how[8192], budget_warn[8192], budget_err[8192];
+    membudget_memory mem;
+    if (membudget_probe(NULL, &mem, budget_err, sizeof budget_err) != 0 ||
+        membudget_apply(&cfg, &mem, budget_how, sizeof budget_how, budget_warn, sizeof budget_warn,
+                        budget_err, sizeof budget_err) != 0) {
+        fprintf(stderr, "executord: %s\n", budget_err);
+        return 2;
+    }
     /* Before any thread or child exists: from here on this process is the service. */
     if (pid1_init_if_needed(cfg.cgroup_root) != 0)
         return 1;
@@ -151,6 +163,9 @@ int main(int argc, char **argv)
     char desc[2048];
     config_describe(&cfg, desc, sizeof desc);
     log_info("executord %s starting: %s", EXECUTORD_VERSION, desc);
+    log_info("%s", budget_how);
+    if (budget_warn[0])
+        log_warn("%s", budget_warn);
 
     char err[512];
     if (datadir_prepare(cfg.data_dir, err, sizeof err) != 0) {
@@ -217,7 +232,9 @@ int main(int argc, char **argv)
         return 1;
     }
 
-    scheduler_options sopt = {.workers = cfg.workers, .shutdown_grace_seconds = cfg.shutdown_grace_seconds};
+    scheduler_options sopt = {.workers = cfg.workers,
+                              .shutdown_grace_seconds = cfg.shutdown_grace_seconds,
+                              .memory_budget_mb = cfg.memory_budget_mb};
     scheduler *sch = scheduler_create(st, &sopt);
     api_server *srv = sch ? api_server_start(&cfg, st, sch, err, sizeof err) : NULL;
     if (!srv) {

@@ -337,9 +337,16 @@ metrics_family metrics_run_time = {
     .n_bounds = N_DURATION_BOUNDS,
 };
 
+metrics_family metrics_memory_waits = {
+    .name = "executord_jobs_waited_for_memory_total",
+    .help = "Jobs that reached the head of the queue while running jobs held too much of the memory "
+            "budget for them, and waited.",
+    .kind = METRICS_COUNTER,
+};
+
 static metrics_family *const registry[] = {
     &metrics_http_requests, &metrics_http_evictions, &metrics_jobs_finished, &metrics_setup_failures,
-    &metrics_queue_wait, &metrics_run_time,
+    &metrics_queue_wait, &metrics_run_time, &metrics_memory_waits,
 };
 
 static _Atomic int64_t start_time_ms;
@@ -375,6 +382,11 @@ void metrics_job_finished(const char *backend, const char *status, int64_t creat
     metrics_counter_add(&metrics_jobs_finished, by_backend_status, 1);
     metrics_histogram_observe(&metrics_queue_wait, by_backend, (double)(started_ms - created_ms) / 1000.0);
     metrics_histogram_observe(&metrics_run_time, by_backend, (double)(finished_ms - started_ms) / 1000.0);
+}
+
+void metrics_jobs_waited_for_memory(uint64_t n)
+{
+    metrics_counter_add(&metrics_memory_waits, NULL, n);
 }
 
 void metrics_setup_failure(const char *backend)

@@ -90,6 +90,9 @@ void metrics_http_connections_evicted(uint64_t n);
 /* A job a worker ran reached its final state (times in Unix ms). */
 void metrics_job_finished(const char *backend, const char *status, int64_t created_ms,
                           int64_t started_ms, int64_t finished_ms);
+/* n more jobs had to wait in the queue for memory (the budget was held by running jobs);
+ * n = 0 makes the counter exist before the first. */
+void metrics_jobs_waited_for_memory(uint64_t n);
 /* A backend could not build the sandbox: the script never ran. */
 void metrics_setup_failure(const char *backend);
 /* Creates the backend's set-up failure series at 0, so it is exported before any failure. */
@@ -106,5 +109,6 @@ extern metrics_family metrics_setup_failures;
 extern metrics_family metrics_jobs_finished;
 extern metrics_family metrics_queue_wait;
 extern metrics_family metrics_run_time;
+extern metrics_family metrics_memory_waits;
 
 #endif

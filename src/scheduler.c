@@ -1,7 +1,9 @@
 /* The scheduler: worker threads take queued jobs oldest first from the store, run each
  * through its backend, stream its output into the store and record the outcome.
  * One mutex guards the worker slots, so "which job runs where" is always consistent
- * with the store for cancel: a job is claimed and its slot filled in one critical section. */
+ * with the store for cancel: a job is claimed and its slot filled in one critical section.
+ * The same section admits a job against the memory budget: the memory limits of running
+ * jobs never add up to more than it (see claim_next for the order in which jobs wait). */
 #include "src/scheduler.h"
 
 #include <errno.h>
@@ -32,6 +34,8 @@ typedef struct worker {
     char job_id[JOB_ID_LEN + 1];
     stop_reason stop;
     int cancel_pipe[2]; /* the backend polls [0]; a byte on [1] stops the running job */
+    uint64_t memory_mb; /* what the running job holds of the memory budget */
+    bool over_budget;   /* the job asks more than the whole budget: fail it, do not run it */
 } worker;
 
 struct scheduler {
@@ -42,6 +46,8 @@ struct scheduler {
     pthread_cond_t idle_cv; /* a worker finished a job */
     bool stopping;
     worker *workers;
+    uint64_t committed_mb;                 /* sum of the workers' memory_mb */
+    char memory_waiter[JOB_ID_LEN + 1];    /* the queue's head, waiting for memory ("" = none) */
     struct {
         job_finished_fn fn;
         void *ctx;
@@ -195,7 +201,15 @@ static void run_on_backend(worker *w, job *j)
     const char *why = NULL;
     const sandbox_backend *b = backends_get(j->backend);
     char **env = build_env(j->env_json);
-    if (!b) {
+    if (w->over_budget) {
+        sandbox_outcome_set_error(&out, "SandboxError",
+                                  "limits.memory_mb %llu is above this instance's memory budget of %llu MB "
+                                  "(--memory-budget-mb): the job was queued under a larger one and can "
+                                  "never run here",
+                                  (unsigned long long)j->limits.memory_mb,
+                                  (unsigned long long)s->opt.memory_budget_mb);
+        out.verdict = SANDBOX_SETUP_ERROR;
+    } else if (!b) {
         backends_available(j->backend, &why);
         sandbox_outcome_set_error(&out, "SandboxError", "backend '%s' is not available: %s", j->backend,
                                   why ? why : "unknown");
@@ -242,8 +256,8 @@ static void run_job(worker *w, job *j)
 {
     scheduler *s = w->sched;
     int64_t t0 = time_monotonic_ms();
-    log_info("job %s started backend=%s queue_wait_ms=%lld", j->id, j->backend,
-             (long long)(j->started_at_ms - j->created_at_ms));
+    log_info("job %s started backend=%s memory_mb=%llu queue_wait_ms=%lld", j->id, j->backend,
+             (unsigned long long)j->limits.memory_mb, (long long)(j->started_at_ms - j->created_at_ms));
     run_on_backend(w, j);
     j->finished_at_ms = time_now_ms();
     /* Observed before the outcome is stored, so whoever sees the job final also finds it
@@ -259,11 +273,47 @@ static void run_job(worker *w, job *j)
 
 /* --- workers ----------------------------------------------------------------------- */
 
-/* Claims the oldest queued job into w; called with s->mu held. */
+/* The order in which jobs wait for memory is head of line: only the oldest queued job
+ * may start. When its limits.memory_mb does not fit in what running jobs leave of the
+ * budget, no worker takes a younger job instead, even one that would fit: the oldest
+ * waits only for jobs already running (each bounded by its timeout) to end, never for an
+ * endless stream of small jobs overtaking it, so it cannot starve. The price is memory
+ * left idle while it waits (no backfilling). A job asking more than the whole budget
+ * never waits: the API refuses it, and one queued under a larger budget before a restart
+ * is taken only to be failed. Its queue_wait_ms shows the wait. */
+static bool over_whole_budget(const scheduler *s, uint64_t memory_mb)
+{
+    return s->opt.memory_budget_mb && memory_mb > s->opt.memory_budget_mb;
+}
+
+/* First time a queue head is found waiting for memory: counted and logged once. */
+static void note_memory_wait(scheduler *s, const store_queue_head *head)
+{
+    if (strcmp(s->memory_waiter, head->id) == 0)
+        return;
+    memcpy(s->memory_waiter, head->id, sizeof s->memory_waiter);
+    metrics_jobs_waited_for_memory(1);
+    log_info("job %s waits for memory: limits.memory_mb %llu, running jobs hold %llu of the %llu MB "
+             "budget", head->id, (unsigned long long)head->memory_mb, (unsigned long long)s->committed_mb,
+             (unsigned long long)s->opt.memory_budget_mb);
+}
+
+/* Claims the oldest queued job into w when its memory fits; called with s->mu held. */
 static bool claim_next(worker *w, job *j)
 {
     scheduler *s = w->sched;
-    store_rc rc = store_claim_next(s->st, time_now_ms(), j);
+    uint64_t budget = s->opt.memory_budget_mb;
+    uint64_t room = !budget ? UINT64_MAX : budget > s->committed_mb ? budget - s->committed_mb : 0;
+    store_queue_head head = {.memory_mb = 0};
+    int64_t now = time_now_ms();
+    store_rc rc = store_claim_next_within(s->st, now, room, j, &head);
+    bool over_budget = rc == STORE_CONFLICT && over_whole_budget(s, head.memory_mb);
+    if (over_budget) /* still the head: cancels take s->mu too, and inserts go behind it */
+        rc = store_claim_next_within(s->st, now, UINT64_MAX, j, NULL);
+    if (rc == STORE_CONFLICT) {
+        note_memory_wait(s, &head);
+        return false;
+    }
     if (rc == STORE_NOT_FOUND)
         return false;
     if (rc != STORE_OK) {
@@ -274,6 +324,11 @@ static bool claim_next(worker *w, job *j)
     w->busy = true;
     w->stop = STOP_NONE;
     memcpy(w->job_id, j->id, sizeof w->job_id);
+    w->over_budget = over_budget;
+    w->memory_mb = over_budget ? 0 : j->limits.memory_mb;
+    s->committed_mb += w->memory_mb;
+    if (strcmp(s->memory_waiter, j->id) == 0)
+        s->memory_waiter[0] = '\0';
     return true;
 }
 
@@ -299,6 +354,12 @@ static void *worker_main(void *arg)
         pthread_mutex_lock(&s->mu);
         w->busy = false;
         w->job_id[0] = '\0';
+        s->committed_mb -= w->memory_mb;
+        w->memory_mb = 0;
+        /* The memory just freed may let the waiting head start, and more than one job:
+         * every idle worker looks again (this one too, when it loops). */
+        if (s->memory_waiter[0])
+            pthread_cond_broadcast(&s->work_cv);
         pthread_cond_broadcast(&s->idle_cv);
         pthread_mutex_unlock(&s->mu);
         notify_finished(s, id);
@@ -310,6 +371,7 @@ static void *worker_main(void *arg)
 
 int scheduler_start(scheduler *s, char *err, size_t errlen)
 {
+    metrics_jobs_waited_for_memory(0); /* exported at 0 before the first wait */
     for (int i = 0; i < s->opt.workers; i++) {
         worker *w = &s->workers[i];
         if (pipe2(w->cancel_pipe, O_CLOEXEC | O_NONBLOCK) != 0) {
@@ -340,6 +402,14 @@ int scheduler_running_count(scheduler *s)
     int n = busy_count(s);
     pthread_mutex_unlock(&s->mu);
     return n;
+}
+
+void scheduler_memory(scheduler *s, uint64_t *budget_mb, uint64_t *committed_mb)
+{
+    pthread_mutex_lock(&s->mu);
+    *budget_mb = s->opt.memory_budget_mb;
+    *committed_mb = s->committed_mb;
+    pthread_mutex_unlock(&s->mu);
 }
 
 void scheduler_stop(scheduler *s)
@@ -433,6 +503,11 @@ cancel_rc scheduler_cancel(scheduler *s, const char *id, job *out)
     pthread_mutex_lock(&s->mu);
     store_rc rc = store_cancel_queued(s->st, id, time_now_ms(), out);
     if (rc == STORE_OK) {
+        if (strcmp(s->memory_waiter, id) == 0) {
+            /* The head that waited for memory is gone: the next one may fit now. */
+            s->memory_waiter[0] = '\0';
+            pthread_cond_broadcast(&s->work_cv);
+        }
         pthread_mutex_unlock(&s->mu);
         log_info("job %s cancelled while queued", id);
         notify_finished(s, id);

@@ -1,11 +1,13 @@
 /* The scheduler: a fixed set of worker threads that take queued jobs oldest first from
  * the store, run each through its sandbox backend, stream output into the store and
- * record the outcome; plus cancellation, waiting and graceful shutdown. */
+ * record the outcome; admission against the memory budget; plus cancellation, waiting
+ * and graceful shutdown. */
 #ifndef EXECUTORD_SCHEDULER_H
 #define EXECUTORD_SCHEDULER_H
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "src/store.h"
 
@@ -17,6 +19,9 @@ typedef void (*job_finished_fn)(void *ctx, const char *job_id);
 typedef struct scheduler_options {
     int workers;
     double shutdown_grace_seconds;
+    /* The memory limits of running jobs add up to at most this (src/membudget.h); the
+     * oldest queued job waits until it fits. 0 = no budget. */
+    uint64_t memory_budget_mb;
 } scheduler_options;
 
 scheduler *scheduler_create(store *st, const scheduler_options *opt);
@@ -44,5 +49,8 @@ typedef enum cancel_rc {
 cancel_rc scheduler_cancel(scheduler *s, const char *id, job *out);
 
 int scheduler_running_count(scheduler *s);
+
+/* The memory budget and the sum of the memory limits of the jobs running now, in MB. */
+void scheduler_memory(scheduler *s, uint64_t *budget_mb, uint64_t *committed_mb);
 
 #endif

@@ -34,6 +34,7 @@ enum stmt_id {
     ST_INSERT_JOB,
     ST_INSERT_LABELS,
     ST_CLAIM,
+    ST_QUEUE_HEAD,
     ST_FINISH,
     ST_CANCEL,
     ST_STATUS_OF,
@@ -95,9 +96,12 @@ static const char *const stmt_sql[ST_LIST0] = {
         "INSERT OR REPLACE INTO job_labels (job_seq, key, value)"
         " SELECT ?1, key, value FROM json_each(?2)"
         " WHERE json_type(?2) = 'object' AND type = 'text'",
+    /* The oldest queued job, and only if its memory fits (?2): never a younger one in its
+     * place (the scheduler's head-of-line rule, src/scheduler.c). */
     [ST_CLAIM] = "UPDATE jobs SET status = 'running', started_at_ms = ?1"
                  " WHERE seq = (SELECT seq FROM jobs WHERE status = 'queued'"
-                 " ORDER BY seq LIMIT 1) RETURNING " JOB_COLUMNS,
+                 " ORDER BY seq LIMIT 1) AND memory_mb <= ?2 RETURNING " JOB_COLUMNS,
+    [ST_QUEUE_HEAD] = "SELECT id, memory_mb FROM jobs WHERE status = 'queued' ORDER BY seq LIMIT 1",
     [ST_FINISH] =
         "UPDATE jobs SET status = ?2, finished_at_ms = ?3, result_json = ?4, error_type = ?5,"
         " error_message = ?6, error_traceback = ?7, exit_code = ?8, signal = ?9,"
@@ -879,18 +883,50 @@ store_rc store_get_job(store *s, const char *id, job *out)
 
 store_rc store_claim_next(store *s, int64_t started_at_ms, job *out)
 {
+    return store_claim_next_within(s, started_at_ms, UINT64_MAX, out, NULL);
+}
+
+/* The oldest queued job's id and memory_mb into *head. Caller holds c->mu. */
+static store_rc queue_head(conn *c, store_queue_head *head)
+{
+    sqlite3_stmt *st = stmt(c, ST_QUEUE_HEAD);
+    if (!st)
+        return STORE_ERROR;
+    store_rc r = STORE_NOT_FOUND;
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        const unsigned char *id = sqlite3_column_text(st, 0);
+        if (head) {
+            snprintf(head->id, sizeof head->id, "%s", id ? (const char *)id : "");
+            head->memory_mb = col_u64(st, 1);
+        }
+        r = STORE_CONFLICT;
+    } else if (rc != SQLITE_DONE) {
+        r = db_error(c, "reading the queue's head");
+    }
+    done(st);
+    return r;
+}
+
+store_rc store_claim_next_within(store *s, int64_t started_at_ms, uint64_t max_memory_mb, job *out,
+                                 store_queue_head *head)
+{
     conn *c = &s->writer;
     lock(c);
     store_rc r = STORE_ERROR;
     sqlite3_stmt *st = stmt(c, ST_CLAIM);
     if (st) {
-        if (sqlite3_bind_int64(st, 1, started_at_ms ? started_at_ms : time_now_ms()) ==
-            SQLITE_OK)
+        if (sqlite3_bind_int64(st, 1, started_at_ms ? started_at_ms : time_now_ms()) == SQLITE_OK &&
+            bind_u64(st, 2, max_memory_mb) == SQLITE_OK)
             r = step_job(c, st, out, "claiming a job");
         else
             r = db_error(c, "binding");
     }
     done(st);
+    /* Nothing claimed: an empty queue, or a head that does not fit (same lock, so the
+     * head read is the one the claim saw). */
+    if (r == STORE_NOT_FOUND)
+        r = queue_head(c, head);
     unlock(c);
     return r;
 }

@@ -40,6 +40,19 @@ store_rc store_get_job(store *s, const char *id, job *out);
 /* Atomically takes the oldest queued job, marks it running with started_at_ms. */
 store_rc store_claim_next(store *s, int64_t started_at_ms, job *out);
 
+/* The queue's oldest job as store_claim_next_within found it when it did not fit. */
+typedef struct store_queue_head {
+    char id[JOB_ID_LEN + 1];
+    uint64_t memory_mb;
+} store_queue_head;
+
+/* store_claim_next, but only when the oldest queued job's limits.memory_mb is at most
+ * max_memory_mb; never a younger job in its place. STORE_CONFLICT when it asks for more
+ * (its id and memory_mb in *head, when head is not NULL); STORE_NOT_FOUND when the queue
+ * is empty. */
+store_rc store_claim_next_within(store *s, int64_t started_at_ms, uint64_t max_memory_mb, job *out,
+                                 store_queue_head *head);
+
 /* Records the final state (status, finished_at_ms and outcome fields of j) and erases the
  * job's env values. Only a running job can be finished; else STORE_CONFLICT. */
 store_rc store_finish_job(store *s, const job *j);

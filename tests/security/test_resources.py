@@ -196,3 +196,30 @@ def test_sigterm_ignored_and_sleep_past_timeout(target):
     assert job["status"] == "timed_out", job
     assert job["error"]["type"] == "SandboxTimeoutError"
     assert time.monotonic() - t0 < 15
+
+
+def test_job_cannot_take_off_its_oom_protection(target):
+    """Jobs are the kernel's first choice when the host runs out of memory (oom_score_adj
+    1000); a job that lowered its own value, through /proc or a child, could make the OOM
+    killer choose executord or another host process instead."""
+    job = target.run(s("""
+        import os, subprocess
+        def main():
+            tried = {}
+            for path in ('/proc/self/oom_score_adj', f'/proc/{os.getpid()}/oom_score_adj',
+                         '/proc/self/oom_adj'):
+                try:
+                    with open(path, 'w') as f:
+                        f.write('0' if 'score' in path else '-17')
+                    tried[path] = 'written'
+                except OSError as e:
+                    tried[path] = type(e).__name__
+            child = subprocess.run(['sh', '-c', 'echo -1000 > /proc/self/oom_score_adj; '
+                                    'cat /proc/self/oom_score_adj'], capture_output=True, text=True)
+            return {'tried': tried, 'now': open('/proc/self/oom_score_adj').read().strip(),
+                    'child': child.stdout.strip()}
+        """))
+    assert job["status"] == "succeeded", job
+    r = job["result"]
+    assert r["now"] == "1000" and r["child"] == "1000", r
+    assert "written" not in r["tried"].values(), r

@@ -112,6 +112,27 @@ static void default_above_maximum_is_refused(void **state)
     assert_int_equal(c.default_limits.memory_mb, 1024);
 }
 
+static void memory_budget_flag_and_what_the_operator_set(void **state)
+{
+    config c;
+    const char *plain[] = {"executord"};
+    assert_int_equal(load(&c, 1, plain), 0);
+    assert_true(c.memory_budget_mb == 0); /* automatic: src/membudget.c decides */
+    assert_false(config_given(&c, "max-memory-mb"));
+    assert_false(config_given(&c, "memory-budget-mb"));
+    setenv("EXECUTORD_MEMORY_BUDGET_MB", "600", 1);
+    const char *argv[] = {"executord", "--max-memory-mb", "512"};
+    assert_int_equal(load(&c, 3, argv), 0);
+    unsetenv("EXECUTORD_MEMORY_BUDGET_MB");
+    assert_true(c.memory_budget_mb == 600);
+    assert_true(config_given(&c, "memory-budget-mb"));   /* from the environment */
+    assert_true(config_given(&c, "max-memory-mb"));      /* from a flag */
+    assert_false(config_given(&c, "default-memory-mb")); /* the embedded default */
+    assert_false(config_given(&c, "no-such-option"));
+    const char *bad[] = {"executord", "--memory-budget-mb", "-1"};
+    assert_int_equal(load(&c, 3, bad), 2);
+}
+
 static void token_file_is_read_without_trailing_newline(void **state)
 {
     char path[] = "/tmp/executord-token-XXXXXX";
@@ -221,6 +242,7 @@ int main(void)
         cmocka_unit_test_setup(environment_overrides_default_and_flag_overrides_environment, setup),
         cmocka_unit_test_setup(bad_flags_and_values_exit_2, setup),
         cmocka_unit_test_setup(default_above_maximum_is_refused, setup),
+        cmocka_unit_test_setup(memory_budget_flag_and_what_the_operator_set, setup),
         cmocka_unit_test_setup(token_file_is_read_without_trailing_newline, setup),
         cmocka_unit_test_setup(help_and_version_ask_to_exit_zero, setup),
         cmocka_unit_test_setup(insecure_settings_are_refused_beyond_loopback, setup),

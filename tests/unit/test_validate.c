@@ -344,6 +344,16 @@ static void limits_rules(void **state)
     assert_int_equal(j.limits.memory_mb, 1024);
     assert_int_equal(j.limits.cpu_seconds, 60);
     job_free(&j);
+
+    /* above the memory budget (which the maximum never exceeds): the budget is named */
+    cfg.memory_budget_mb = 1024;
+    expect_invalid_msg("{\"script\":\"x\",\"limits\":{\"memory_mb\":1025}}", "limits.memory_mb",
+                       "from 1 to 1024: 1025 MB is above this instance's memory budget of 1024 MB "
+                       "(--memory-budget-mb)");
+    cfg.max_limits.memory_mb = 512;
+    expect_invalid_msg("{\"script\":\"x\",\"limits\":{\"memory_mb\":513}}", "limits.memory_mb",
+                       "must be an integer from 1 to 512");
+    expect_invalid("{\"script\":\"x\",\"limits\":{\"memory_mb\":0}}", "limits.memory_mb");
 }
 
 static void env_rules(void **state)
