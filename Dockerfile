@@ -46,8 +46,9 @@ ENV EXECUTORD_LISTEN=0.0.0.0:8080 \
     EXECUTORD_RETENTION_SECONDS=259200 \
     EXECUTORD_DEFAULT_TIMEOUT_SECONDS=30 \
     EXECUTORD_MAX_TIMEOUT_SECONDS=600 \
-    EXECUTORD_DEFAULT_MEMORY_MB=256 \
-    EXECUTORD_MAX_MEMORY_MB=2048
+    EXECUTORD_DEFAULT_MEMORY_MB=256
+# No EXECUTORD_MAX_MEMORY_MB: the largest job then follows the memory budget, 80% of the
+# container's memory limit, so a small container starts too.
 
 # The job store (SQLite, WAL) and the work folders: keep it across container restarts.
 VOLUME ["/var/lib/executord"]
