@@ -176,15 +176,19 @@ static const char *const top_fields[] = {"script",        "inputs",   "backend",
 typedef struct limit_field {
     const char *name;
     size_t offset; /* of a uint64_t in sandbox_limits */
+    uint64_t min;  /* below it the interpreter cannot even start: refused, not run */
 } limit_field;
 
+/* The minimums match --default-*'s: 16 MB is below what a warm sandbox already holds on
+ * some hosts' cgroups, and fewer than 16 files leave Python no descriptors to start with;
+ * such a job would fail as a sandbox set-up error, counted against the service. */
 static const limit_field limit_fields[] = {
-    {"memory_mb", offsetof(sandbox_limits, memory_mb)},
-    {"cpu_seconds", offsetof(sandbox_limits, cpu_seconds)},
-    {"max_processes", offsetof(sandbox_limits, max_processes)},
-    {"max_file_size_mb", offsetof(sandbox_limits, max_file_size_mb)},
-    {"max_open_files", offsetof(sandbox_limits, max_open_files)},
-    {"max_output_bytes", offsetof(sandbox_limits, max_output_bytes)},
+    {"memory_mb", offsetof(sandbox_limits, memory_mb), 16},
+    {"cpu_seconds", offsetof(sandbox_limits, cpu_seconds), 1},
+    {"max_processes", offsetof(sandbox_limits, max_processes), 1},
+    {"max_file_size_mb", offsetof(sandbox_limits, max_file_size_mb), 1},
+    {"max_open_files", offsetof(sandbox_limits, max_open_files), 16},
+    {"max_output_bytes", offsetof(sandbox_limits, max_output_bytes), 1},
 };
 #define N_LIMIT_FIELDS (sizeof limit_fields / sizeof limit_fields[0])
 
@@ -367,13 +371,13 @@ static int parse_limits(const config *cfg, const json_t *body, job *out, api_err
             (uint64_t)n > cfg->memory_budget_mb) {
             /* Not just "too big": no amount of waiting would let it run here. */
             invalid(err, field,
-                    "%s must be an integer from 1 to %" PRIu64 ": %lld MB is above this instance's memory "
-                    "budget of %" PRIu64 " MB (--memory-budget-mb), what all running jobs together may use",
-                    field, max, (long long)n, cfg->memory_budget_mb);
+                    "%s must be an integer from %" PRIu64 " to %" PRIu64 ": %lld MB is above this instance's "
+                    "memory budget of %" PRIu64 " MB (--memory-budget-mb), what all running jobs together may use",
+                    field, f->min, max, (long long)n, cfg->memory_budget_mb);
             return -1;
         }
-        if (n <= 0 || (uint64_t)n > max) {
-            invalid(err, field, "%s must be an integer from 1 to %" PRIu64, field, max);
+        if (n <= 0 || (uint64_t)n < f->min || (uint64_t)n > max) {
+            invalid(err, field, "%s must be an integer from %" PRIu64 " to %" PRIu64, field, f->min, max);
             return -1;
         }
         *limit_slot(&out->limits, f) = (uint64_t)n;

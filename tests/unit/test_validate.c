@@ -297,13 +297,15 @@ static void limits_rules(void **state)
         const char *name;
         const char *max;
         const char *above;
+        const char *min;
+        const char *below; /* NULL: the minimum is 1, and "0" is among always_bad */
     } lim[] = {
-        {"memory_mb", "65536", "65537"},
-        {"cpu_seconds", "3600", "3601"},
-        {"max_processes", "4096", "4097"},
-        {"max_file_size_mb", "4096", "4097"},
-        {"max_open_files", "65536", "65537"},
-        {"max_output_bytes", "67108864", "67108865"},
+        {"memory_mb", "65536", "65537", "16", "15"},
+        {"cpu_seconds", "3600", "3601", "1", NULL},
+        {"max_processes", "4096", "4097", "1", NULL},
+        {"max_file_size_mb", "4096", "4097", "1", NULL},
+        {"max_open_files", "65536", "65537", "16", "15"},
+        {"max_output_bytes", "67108864", "67108865", "1", NULL},
     };
     const char *always_bad[] = {"0", "-1", "1.5", "512.0", "\"512\"", "null", "true", "[1]",
                                 "9223372036854775807", "-9223372036854775808"};
@@ -315,16 +317,24 @@ static void limits_rules(void **state)
                      always_bad[k]);
             expect_invalid(body, field);
         }
+        char range[32];
+        snprintf(range, sizeof range, "from %s to", lim[i].min);
         snprintf(body, sizeof body, "{\"script\":\"x\",\"limits\":{\"%s\":%s}}", lim[i].name,
                  lim[i].above);
-        expect_invalid_msg(body, field, "from 1 to");
-        /* exactly the maximum, and 1, are accepted */
+        expect_invalid_msg(body, field, range);
+        if (lim[i].below) {
+            snprintf(body, sizeof body, "{\"script\":\"x\",\"limits\":{\"%s\":%s}}", lim[i].name,
+                     lim[i].below);
+            expect_invalid_msg(body, field, range);
+        }
+        /* exactly the maximum, and the minimum, are accepted */
         snprintf(body, sizeof body, "{\"script\":\"x\",\"limits\":{\"%s\":%s}}", lim[i].name,
                  lim[i].max);
         job j;
         expect_valid(body, &j);
         job_free(&j);
-        snprintf(body, sizeof body, "{\"script\":\"x\",\"limits\":{\"%s\":1}}", lim[i].name);
+        snprintf(body, sizeof body, "{\"script\":\"x\",\"limits\":{\"%s\":%s}}", lim[i].name,
+                 lim[i].min);
         expect_valid(body, &j);
         job_free(&j);
     }
@@ -337,7 +347,7 @@ static void limits_rules(void **state)
     /* a lower configured maximum is what counts */
     cfg.max_limits.memory_mb = 1024;
     expect_invalid_msg("{\"script\":\"x\",\"limits\":{\"memory_mb\":1025}}", "limits.memory_mb",
-                       "from 1 to 1024");
+                       "from 16 to 1024");
     /* only the given limit changes; the others keep their defaults */
     job j;
     expect_valid("{\"script\":\"x\",\"limits\":{\"memory_mb\":1024}}", &j);
@@ -348,11 +358,11 @@ static void limits_rules(void **state)
     /* above the memory budget (which the maximum never exceeds): the budget is named */
     cfg.memory_budget_mb = 1024;
     expect_invalid_msg("{\"script\":\"x\",\"limits\":{\"memory_mb\":1025}}", "limits.memory_mb",
-                       "from 1 to 1024: 1025 MB is above this instance's memory budget of 1024 MB "
+                       "from 16 to 1024: 1025 MB is above this instance's memory budget of 1024 MB "
                        "(--memory-budget-mb)");
     cfg.max_limits.memory_mb = 512;
     expect_invalid_msg("{\"script\":\"x\",\"limits\":{\"memory_mb\":513}}", "limits.memory_mb",
-                       "must be an integer from 1 to 512");
+                       "must be an integer from 16 to 512");
     expect_invalid("{\"script\":\"x\",\"limits\":{\"memory_mb\":0}}", "limits.memory_mb");
 }
 
