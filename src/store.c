@@ -52,7 +52,6 @@ enum stmt_id {
     ST_COUNT_BY_STATUS_BACKEND,
     ST_STORAGE_USED,
     ST_FREELIST,
-    ST_ANY_EVICTABLE,
     ST_OLDEST_OUTPUTS,
     ST_OLDEST_RESULTS,
     ST_EVICT_OUTPUT,
@@ -112,7 +111,8 @@ static const char *const stmt_sql[ST_LIST0] = {
         "UPDATE jobs SET status = ?2, finished_at_ms = ?3, result_json = ?4, error_type = ?5,"
         " error_message = ?6, error_traceback = ?7, exit_code = ?8, signal = ?9,"
         " usage_json = ?10, stdout_bytes = ?11, stderr_bytes = ?12, stdout_truncated = ?13,"
-        " stderr_truncated = ?14, stored_bytes = stored_bytes + ?15, env_json = " ENV_ERASED
+        " stderr_truncated = ?14, stored_bytes = stored_bytes + ?15, result_stored_bytes = ?16,"
+        " env_json = " ENV_ERASED
         " WHERE id = ?1 AND status = 'running' RETURNING " HAD_ENV,
     [ST_CANCEL] = "UPDATE jobs SET status = 'cancelled', finished_at_ms = ?2,"
                   " error_type = 'Cancelled', error_message = 'Job cancelled before it started',"
@@ -156,28 +156,24 @@ static const char *const stmt_sql[ST_LIST0] = {
      * an index on (status, backend) it becomes a scan of that covering index. */
     [ST_COUNT_BY_STATUS_BACKEND] =
         "SELECT status, backend, count(*) FROM jobs GROUP BY backend, status",
-    /* The storage total, kept by the triggers of migration 004. */
-    [ST_STORAGE_USED] = "SELECT used_bytes FROM storage_usage WHERE id = 1",
+    /* The storage totals, kept by the triggers of migration 004. */
+    [ST_STORAGE_USED] = "SELECT used_bytes, evictable_bytes FROM storage_usage WHERE id = 1",
     [ST_FREELIST] = "PRAGMA freelist_count",
-    /* Each a first-row seek in a partial index (migration 004). */
-    [ST_ANY_EVICTABLE] =
-        "SELECT EXISTS (SELECT 1 FROM jobs WHERE finished_at_ms IS NOT NULL"
-        " AND output_stored_bytes > 0) OR EXISTS (SELECT 1 FROM jobs"
-        " WHERE finished_at_ms IS NOT NULL AND result_json IS NOT NULL)",
+    /* Partial indexes of migration 004: only jobs that hold something to evict. */
     [ST_OLDEST_OUTPUTS] =
         "SELECT id, output_stored_bytes FROM jobs WHERE finished_at_ms IS NOT NULL"
         " AND output_stored_bytes > 0 ORDER BY finished_at_ms, seq LIMIT ?1",
     [ST_OLDEST_RESULTS] =
-        "SELECT id, length(CAST(result_json AS BLOB)) FROM jobs WHERE finished_at_ms IS NOT NULL"
-        " AND result_json IS NOT NULL ORDER BY finished_at_ms, seq LIMIT ?1",
+        "SELECT id, result_stored_bytes FROM jobs WHERE finished_at_ms IS NOT NULL"
+        " AND result_stored_bytes > 0 ORDER BY finished_at_ms, seq LIMIT ?1",
     [ST_EVICT_OUTPUT] =
         "UPDATE jobs SET stored_bytes = MAX(stored_bytes - output_stored_bytes, 0),"
         " output_stored_bytes = 0, output_evicted = 1"
         " WHERE id = ?1 AND finished_at_ms IS NOT NULL",
     [ST_EVICT_RESULT] =
-        "UPDATE jobs SET stored_bytes = MAX(stored_bytes - length(CAST(result_json AS BLOB)), 0),"
-        " result_json = NULL, result_evicted = 1"
-        " WHERE id = ?1 AND finished_at_ms IS NOT NULL AND result_json IS NOT NULL",
+        "UPDATE jobs SET stored_bytes = MAX(stored_bytes - result_stored_bytes, 0),"
+        " result_stored_bytes = 0, result_json = NULL, result_evicted = 1"
+        " WHERE id = ?1 AND finished_at_ms IS NOT NULL AND result_stored_bytes > 0",
 };
 
 typedef struct conn {
@@ -767,8 +763,9 @@ static uint64_t slack(const store *s)
     return s->quota_bytes / 16 < MAX_SLACK ? s->quota_bytes / 16 : MAX_SLACK;
 }
 
-/* The one-row total of what the jobs hold. Caller holds c->mu. */
-static store_rc used_locked(conn *c, uint64_t *used)
+/* The one-row totals: what the jobs hold, and what of it eviction could free (the output
+ * and results of finished jobs). Caller holds c->mu. */
+static store_rc used_locked(conn *c, uint64_t *used, uint64_t *evictable)
 {
     sqlite3_stmt *st = stmt(c, ST_STORAGE_USED);
     if (!st)
@@ -777,27 +774,13 @@ static store_rc used_locked(conn *c, uint64_t *used)
     int rc = sqlite3_step(st);
     if (rc == SQLITE_ROW) {
         *used = col_u64(st, 0);
+        *evictable = col_u64(st, 1);
     } else if (rc == SQLITE_DONE) {
         set_error("reading the storage total: its row is missing");
         r = STORE_ERROR;
     } else {
         r = db_error(c, "reading the storage total");
     }
-    done(st);
-    return r;
-}
-
-/* Whether a finished job still holds an output or a result. Caller holds c->mu. */
-static store_rc evictable_locked(conn *c, bool *any)
-{
-    sqlite3_stmt *st = stmt(c, ST_ANY_EVICTABLE);
-    if (!st)
-        return STORE_ERROR;
-    store_rc r = STORE_OK;
-    if (sqlite3_step(st) == SQLITE_ROW)
-        *any = sqlite3_column_int(st, 0) != 0;
-    else
-        r = db_error(c, "looking for evictable jobs");
     done(st);
     return r;
 }
@@ -842,8 +825,8 @@ static store_rc admit_locked(store *s, conn *c, uint64_t add, bool check_quota,
     *shortfall = 0;
     store_rc r = STORE_OK;
     if (check_quota && s->quota_bytes) {
-        uint64_t used = 0;
-        if ((r = used_locked(c, &used)) != STORE_OK)
+        uint64_t used = 0, evictable = 0;
+        if ((r = used_locked(c, &used, &evictable)) != STORE_OK)
             return r;
         if (used + add > s->quota_bytes) {
             *shortfall = used + add - s->quota_bytes;
@@ -977,6 +960,10 @@ static uint64_t evict_locked(store *s, uint64_t want)
 {
     conn *c = &s->writer;
     uint64_t freed = 0, jobs[2] = {0, 0};
+    /* The caller's reason for evicting stays the error to report; eviction's own failures
+     * go to the log. */
+    char reason[sizeof tls_error];
+    memcpy(reason, tls_error, sizeof reason);
     fast_delete(c, true);
     for (int pass = 0; pass < 2 && freed < want; pass++) {
         bool outputs = pass == 0;
@@ -1002,6 +989,7 @@ static uint64_t evict_locked(store *s, uint64_t want)
         }
     }
     fast_delete(c, false);
+    memcpy(tls_error, reason, sizeof reason);
     if (jobs[0] || jobs[1]) {
         atomic_fetch_add(&s->evicted_outputs, jobs[0]);
         atomic_fetch_add(&s->evicted_results, jobs[1]);
@@ -1012,11 +1000,17 @@ static uint64_t evict_locked(store *s, uint64_t want)
     return freed;
 }
 
-/* After a write failed for lack of room: evicts (want bytes) and, for a write that must
- * commit, uses the reserve. True when another attempt may succeed. */
+/* After a write failed for lack of room (want: the shortfall): evicts, but only when
+ * that can free enough (data is not thrown away for a request that would be refused
+ * anyway); a write that must commit takes whatever eviction frees, then the reserve. True
+ * when another attempt may succeed. */
 static bool make_room(store *s, uint64_t want, bool essential)
 {
-    if (evict_locked(s, want + slack(s)) > 0)
+    uint64_t used = 0, evictable = 0;
+    if (used_locked(&s->writer, &used, &evictable) != STORE_OK)
+        evictable = 0;
+    if ((essential || evictable >= want) && evictable > 0 &&
+        evict_locked(s, want + slack(s)) > 0)
         return true;
     return essential && use_reserve(s);
 }
@@ -1062,11 +1056,8 @@ int store_storage_state(store *s, store_storage *out)
     out->evicted_results = atomic_load(&s->evicted_results);
     conn *c = s->reader;
     lock(c);
-    bool any = false;
-    uint64_t room = 0;
-    store_rc r = used_locked(c, &out->used_bytes);
-    if (r == STORE_OK)
-        r = evictable_locked(c, &any);
+    uint64_t room = 0, evictable = 0;
+    store_rc r = used_locked(c, &out->used_bytes, &evictable);
     if (r == STORE_OK)
         out->disk_watched = disk_room_locked(s, c, &room, &out->disk_total_bytes);
     unlock(c);
@@ -1077,11 +1068,14 @@ int store_storage_state(store *s, store_storage *out)
         out->reserve_bytes = reserve_size(s->rsv);
         out->reserve_held = reserve_held(s->rsv);
     }
-    /* Full: less than MIN_ROOM left (a quarter of a small quota) and nothing to evict. */
+    /* Full: less than MIN_ROOM (a quarter of a small quota) left even after evicting all
+     * there is to evict. */
     uint64_t min_quota_room = s->quota_bytes / 4 < MIN_ROOM ? s->quota_bytes / 4 : MIN_ROOM;
-    bool over_quota = s->quota_bytes && out->used_bytes + min_quota_room > s->quota_bytes;
-    bool disk_full = out->disk_watched && room < out->reserve_bytes + MIN_ROOM;
-    out->full = (over_quota || disk_full) && !any;
+    uint64_t kept = out->used_bytes > evictable ? out->used_bytes - evictable : 0;
+    bool over_quota = s->quota_bytes && kept + min_quota_room > s->quota_bytes;
+    bool disk_full = out->disk_watched && room + evictable < out->reserve_bytes + MIN_ROOM;
+    out->full = over_quota || disk_full;
+    out->evictable_bytes = evictable;
     if (out->full && disk_full)
         snprintf(out->reason, sizeof out->reason, "the disk of the data folder is full");
     else if (out->full)
@@ -1363,6 +1357,7 @@ static store_rc finish_locked(store *s, const job *j, uint64_t bytes)
     B(sqlite3_bind_int(st, 13, j->stdout_truncated ? 1 : 0));
     B(sqlite3_bind_int(st, 14, j->stderr_truncated ? 1 : 0));
     B(bind_u64(st, 15, bytes));
+    B(bind_u64(st, 16, text_bytes(j->result_json)));
 #undef B
     if (rc == SQLITE_OK)
         rc = sqlite3_step(st);

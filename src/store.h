@@ -130,13 +130,14 @@ int store_set_storage(store *s, const store_storage_options *o, char *err, size_
 
 typedef struct store_storage {
     uint64_t used_bytes;        /* what the jobs hold */
+    uint64_t evictable_bytes;   /* of which the output and results of finished jobs */
     uint64_t quota_bytes;       /* 0 = none */
     bool disk_watched;          /* the fields below are known */
     uint64_t disk_free_bytes;   /* the filesystem's, plus the database's free pages */
     uint64_t disk_total_bytes;
     uint64_t reserve_bytes;
     bool reserve_held;
-    bool full;                  /* new jobs are refused: nothing left to evict */
+    bool full;                  /* not even a small job fits, evicting all there is */
     char reason[192];           /* why full, or why degraded (the reserve is in use) */
     uint64_t evicted_outputs;   /* jobs whose output / result was evicted, since start */
     uint64_t evicted_results;

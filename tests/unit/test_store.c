@@ -1570,23 +1570,32 @@ static void eviction_takes_the_oldest_finished_first(void **state)
 }
 
 /* Queued jobs' scripts and inputs are never evicted: with only them holding the quota a
- * new job is refused, nothing written; deleting a finished job makes room again. */
+ * new job is refused, nothing written, and a finished job's output too small to make
+ * room is not thrown away for nothing; deleting makes room again. */
 static void insert_refused_when_unfinished_jobs_hold_the_quota(void **state)
 {
     fixture *f = *state;
-    set_quota(f, 3 * REQUEST_BYTES + 10);
-    char ids[3][JOB_ID_LEN + 1];
-    for (int i = 0; i < 3; i++)
+    char done[JOB_ID_LEN + 1];
+    add_job(f->s, NULL, done);
+    claim_expect(f->s, done);
+    assert_int_equal(store_append_output(f->s, done, 1, "evict me", 8), STORE_OK);
+    finish_with(f->s, done, JOB_SUCCEEDED, 1000, NULL, NULL);
+    set_quota(f, 3 * REQUEST_BYTES + 8 + 10);
+    char ids[2][JOB_ID_LEN + 1];
+    for (int i = 0; i < 2; i++)
         add_job(f->s, NULL, ids[i]);
     job j;
     make_job(&j, NULL);
     assert_int_equal(store_insert_job(f->s, &j, 0, NULL), STORE_NO_SPACE);
     assert_non_null(strstr(store_last_error(f->s), "quota"));
-    assert_int_equal(store_count_status(f->s, JOB_QUEUED), 3);
+    assert_int_equal(store_count_status(f->s, JOB_QUEUED), 2);
     assert_int_equal(store_get_job(f->s, j.id, &(job){0}), STORE_NOT_FOUND);
+    expect_output(f->s, done, 1, 0, 0, "evict me", 8);
     store_storage st;
     assert_int_equal(store_storage_state(f->s, &st), 0);
     assert_true(st.full);
+    assert_int_equal(st.evictable_bytes, 8);
+    assert_int_equal(st.evicted_outputs, 0);
     assert_non_null(strstr(st.reason, "quota"));
 
     job cancelled;
