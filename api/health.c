@@ -41,8 +41,9 @@ static json_t *backends_json(const config *cfg, const api_backend_checks *checks
  * reserve is in use (jobs are still accepted), with the figures behind it. */
 static json_t *storage_json(const store_storage *st)
 {
-    json_t *o = json_pack("{s:s, s:I, s:I}", "status", st->reason[0] ? "degraded" : "ok",
-                          "used_bytes", (json_int_t)st->used_bytes, "quota_bytes",
+    json_t *o = json_pack("{s:s, s:I, s:I, s:I}", "status", st->reason[0] ? "degraded" : "ok",
+                          "used_bytes", (json_int_t)st->used_bytes, "evictable_bytes",
+                          (json_int_t)st->evictable_bytes, "quota_bytes",
                           (json_int_t)st->quota_bytes);
     if (o && st->disk_watched) {
         json_object_set_new(o, "disk_free_bytes", json_integer((json_int_t)st->disk_free_bytes));

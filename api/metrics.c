@@ -163,10 +163,14 @@ static void write_storage(metrics_buf *b, const store_storage *st)
     write_gauge(b, "executord_storage_used_bytes",
                 "Bytes the jobs hold in the store: scripts, inputs, results, errors and output.",
                 (double)st->used_bytes);
+    write_gauge(b, "executord_storage_evictable_bytes",
+                "Of those, the output and results of finished jobs, which eviction may take.",
+                (double)st->evictable_bytes);
     write_gauge(b, "executord_storage_quota_bytes", "The storage quota (--max-storage-mb), in bytes.",
                 (double)st->quota_bytes);
     write_gauge(b, "executord_storage_full",
-                "1 when new jobs are refused (507): storage full and nothing left to evict.",
+                "1 when the store counts as full (/readyz answers 503): less than 1 MiB would be "
+                "left even after evicting all there is to evict.",
                 st->full);
     if (st->disk_watched)
         write_gauge(b, "executord_storage_disk_free_bytes",

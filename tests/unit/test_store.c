@@ -1669,6 +1669,9 @@ static void migration_counts_what_older_builds_stored(void **state)
     db = raw_open(f);
     assert_int_equal(raw_int(db, "SELECT output_stored_bytes FROM jobs WHERE id = ?1", "a"), 5);
     sqlite3_close(db);
+    store_storage st;
+    assert_int_equal(store_storage_state(f->s, &st), 0);
+    assert_int_equal(st.evictable_bytes, 5 + 3); /* a's output and result; b is queued */
 }
 
 int main(void)
