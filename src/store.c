@@ -926,7 +926,8 @@ static int pick_victims(conn *c, enum stmt_id which, uint64_t want, victim *v, u
     return n;
 }
 
-/* One transaction: the outputs (or results) of these jobs go, and each says so. */
+/* One transaction: the outputs (or results) of these jobs go, and each says so. A job's
+ * output chunks go only when its row said it is finished. */
 static store_rc evict_batch(conn *c, bool outputs, const victim *v, int n)
 {
     store_rc r = begin_write(c);
@@ -944,6 +945,8 @@ static store_rc evict_batch(conn *c, bool outputs, const victim *v, int n)
             if (rc != SQLITE_DONE)
                 r = db_error(c, "evicting");
             done(st);
+            if (r == STORE_OK && k == 0 && sqlite3_changes(c->db) == 0)
+                break;
         }
     }
     if (r == STORE_OK)
