@@ -1,5 +1,6 @@
-/* /healthz (the process answers), /readyz (it can take work: store reachable, default
- * backend usable, not shutting down) and /v1/backends (what each backend can do here). */
+/* /healthz (the process answers), /readyz (it can take work: store reachable and not
+ * full, default backend usable, not shutting down) and /v1/backends (what each backend
+ * can do here). */
 #include "api/health.h"
 
 #include <stdio.h>
@@ -36,8 +37,27 @@ static json_t *backends_json(const config *cfg, const api_backend_checks *checks
     return list;
 }
 
+/* The storage part of an authenticated /readyz: "ok", or "degraded" while the disk's
+ * reserve is in use (jobs are still accepted), with the figures behind it. */
+static json_t *storage_json(const store_storage *st)
+{
+    json_t *o = json_pack("{s:s, s:I, s:I, s:I}", "status", st->reason[0] ? "degraded" : "ok",
+                          "used_bytes", (json_int_t)st->used_bytes, "evictable_bytes",
+                          (json_int_t)st->evictable_bytes, "quota_bytes",
+                          (json_int_t)st->quota_bytes);
+    if (o && st->disk_watched) {
+        json_object_set_new(o, "disk_free_bytes", json_integer((json_int_t)st->disk_free_bytes));
+        json_object_set_new(o, "reserve_bytes", json_integer((json_int_t)st->reserve_bytes));
+        json_object_set_new(o, "reserve_held", json_boolean(st->reserve_held));
+    }
+    if (o && st->reason[0])
+        json_object_set_new(o, "reason", json_string(st->reason));
+    return o;
+}
+
 /* /readyz answers probes that carry no token: without one it says ready or not and why,
- * but not the backends' state and counters (operational data, like /metrics). */
+ * but not the backends' state and counters (operational data, like /metrics). A store
+ * that takes no new job (storage full, nothing left to evict) is not ready. */
 api_result api_health_readyz(api_request *rq, api_response *rs)
 {
     api_server *srv = rq->srv;
@@ -46,6 +66,11 @@ api_result api_health_readyz(api_request *rq, api_response *rs)
     char why[256] = "";
     if (store_ping(srv->st, why, sizeof why) != 0)
         return api_respond_errorf(rs, 503, "not_ready", "store: %s", why[0] ? why : "unavailable");
+    store_storage storage;
+    if (store_storage_state(srv->st, &storage) != 0)
+        return api_respond_errorf(rs, 503, "not_ready", "store: %s", store_last_error(srv->st));
+    if (storage.full)
+        return api_respond_errorf(rs, 503, "not_ready", "storage full: %s", storage.reason);
     const char *bwhy = NULL;
     if (!srv->backends->available(srv->cfg->backend, &bwhy))
         return api_respond_errorf(rs, 503, "not_ready", "default backend '%s' is not available: %s",
@@ -53,8 +78,9 @@ api_result api_health_readyz(api_request *rq, api_response *rs)
     if (!api_auth_ok(srv->cfg->api_token, api_header(rq, MHD_HTTP_HEADER_AUTHORIZATION)))
         return api_respond_json(rs, 200, json_pack("{s:s}", "status", "ready"));
     return api_respond_json(rs, 200,
-                            json_pack("{s:s, s:s, s:s, s:o}", "status", "ready", "store", "ok",
-                                      "default_backend", srv->cfg->backend, "backends",
+                            json_pack("{s:s, s:s, s:o, s:s, s:o}", "status", "ready", "store", "ok",
+                                      "storage", storage_json(&storage), "default_backend",
+                                      srv->cfg->backend, "backends",
                                       backends_json(srv->cfg, srv->backends)));
 }
 

@@ -61,6 +61,9 @@ typedef struct api_request {
 
 #define API_MAX_HEADERS 4
 
+/* Retry-After on 507 insufficient_storage (api/jobs.c). */
+#define API_STORAGE_RETRY_AFTER_S 10
+
 typedef struct api_response {
     unsigned int status;
     char *body;                    /* malloc'd; NULL with len 0 = no body */

@@ -19,6 +19,18 @@ static api_result respond_store_error(api_response *rs, api_server *srv, const c
     return api_respond_errorf(rs, 500, "internal", "%s failed: store error", what);
 }
 
+/* The store had no room (quota or disk) even after evicting: 507, never 500. Nothing was
+ * written, so the same request may be sent again; Retry-After gives running jobs time to
+ * end (their output becomes evictable) or an operator time to delete. */
+static api_result respond_no_space(api_response *rs, api_server *srv, const char *what,
+                                   const char *advice)
+{
+    api_respond_errorf(rs, 507, "insufficient_storage", "%s: storage full: %s; %s", what,
+                       store_last_error(srv->st), advice);
+    api_response_header(rs, MHD_HTTP_HEADER_RETRY_AFTER, "%d", API_STORAGE_RETRY_AFTER_S);
+    return API_RESPOND;
+}
+
 static api_result respond_not_found(api_response *rs, const char *id)
 {
     return api_respond_errorf(rs, 404, "not_found", "job %s not found", id);
@@ -148,6 +160,11 @@ api_result api_jobs_create(api_request *rq, api_response *rs)
                                cfg->max_queued);
         api_response_header(rs, MHD_HTTP_HEADER_RETRY_AFTER, "1");
         break;
+    case STORE_NO_SPACE:
+        r = respond_no_space(rs, srv, "the job was not queued",
+                             "the output and results of finished jobs were evicted as far as "
+                             "they go: retry later, or delete finished jobs");
+        break;
     default:
         r = respond_store_error(rs, srv, "queueing the job");
         break;
@@ -230,6 +247,10 @@ api_result api_jobs_delete(api_request *rq, api_response *rs)
     case STORE_CONFLICT:
         return api_respond_errorf(rs, 409, "job_not_finished",
                                   "job %s has not finished; cancel it first", id);
+    case STORE_NO_SPACE:
+        return respond_no_space(rs, rq->srv, "the job was not deleted",
+                                "the disk lacks even the little room a delete needs: free "
+                                "space on it, then retry");
     default:
         return respond_store_error(rs, rq->srv, "deleting the job");
     }
@@ -311,6 +332,8 @@ static api_result logs_stream(api_request *rq, api_response *rs, const job *j, i
     api_response_header(rs, "Content-Security-Policy", "sandbox");
     api_response_header(rs, "X-Job-Status", "%s", job_status_name(j->status));
     api_response_header(rs, "X-Output-Bytes", "%" PRIu64, total);
+    if (j->output_evicted)
+        api_response_header(rs, "X-Output-Evicted", "true");
     return API_RESPOND;
 }
 

@@ -1,7 +1,7 @@
-/* GET /metrics: gathers what is only known at scrape time (job counts from the store,
- * the scheduler's running jobs and the memory they hold, each backend's availability and
- * the pool's state) and appends the in-process registry, as Prometheus text exposition
- * format 0.0.4. */
+/* GET /metrics: gathers what is only known at scrape time (job counts and storage from
+ * the store, the scheduler's running jobs and the memory they hold, each backend's
+ * availability and the pool's state) and appends the in-process registry, as Prometheus
+ * text exposition format 0.0.4. */
 #include "api/metrics.h"
 
 #include <stdlib.h>
@@ -174,6 +174,36 @@ static void write_pool(metrics_buf *b, const api_backend_checks *checks)
     json_decref(state);
 }
 
+/* The storage quota and what eviction did (src/store.h, storage). */
+static void write_storage(metrics_buf *b, const store_storage *st)
+{
+    write_gauge(b, "executord_storage_used_bytes",
+                "Bytes the jobs hold in the store: scripts, inputs, results, errors and output.",
+                (double)st->used_bytes);
+    write_gauge(b, "executord_storage_evictable_bytes",
+                "Of those, the output and results of finished jobs, which eviction may take.",
+                (double)st->evictable_bytes);
+    write_gauge(b, "executord_storage_quota_bytes", "The storage quota (--max-storage-mb), in bytes.",
+                (double)st->quota_bytes);
+    write_gauge(b, "executord_storage_full",
+                "1 when the store counts as full (/readyz answers 503): less than 1 MiB would be "
+                "left even after evicting all there is to evict.",
+                st->full);
+    if (st->disk_watched)
+        write_gauge(b, "executord_storage_disk_free_bytes",
+                    "Free bytes the store can still use on the data folder's disk (its free "
+                    "space plus the database's free pages, the reserve not counted).",
+                    (double)st->disk_free_bytes);
+    static const char *const what[] = {"output", "result"};
+    static const char *const label[] = {"what"};
+    metrics_write_family(b, "executord_storage_evictions_total", "counter",
+                         "Finished jobs whose output or result was evicted to make room, since start.");
+    metrics_write_sample(b, "executord_storage_evictions_total", 1, label, &what[0],
+                         (double)st->evicted_outputs);
+    metrics_write_sample(b, "executord_storage_evictions_total", 1, label, &what[1],
+                         (double)st->evicted_results);
+}
+
 api_result api_metrics_get(api_request *rq, api_response *rs)
 {
     api_server *srv = rq->srv;
@@ -196,6 +226,9 @@ api_result api_metrics_get(api_request *rq, api_response *rs)
         write_queue(&b, counts, srv);
     }
     write_memory(&b, srv);
+    store_storage storage;
+    if (store_storage_state(srv->st, &storage) == 0)
+        write_storage(&b, &storage);
     write_backends(&b, checks);
     write_pool(&b, checks);
     free(counts);

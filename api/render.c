@@ -143,6 +143,8 @@ json_t *api_render_job(const job *j, bool full)
     json_object_set_new(o, "stderr_bytes", json_integer((json_int_t)j->stderr_bytes));
     json_object_set_new(o, "stdout_truncated", json_boolean(j->stdout_truncated));
     json_object_set_new(o, "stderr_truncated", json_boolean(j->stderr_truncated));
+    json_object_set_new(o, "output_evicted", json_boolean(j->output_evicted));
+    json_object_set_new(o, "result_evicted", json_boolean(j->result_evicted));
     if (full) {
         json_object_set_new(o, "script", text_or_null(j->script));
         json_object_set_new(o, "inputs", parsed_object(j->inputs_json));
@@ -186,6 +188,7 @@ json_t *api_render_logs(const job *j, const char *out, size_t outlen, const char
     json_object_set_new(o, "stderr_bytes", json_integer((json_int_t)err_bytes));
     json_object_set_new(o, "stdout_truncated", json_boolean(j->stdout_truncated));
     json_object_set_new(o, "stderr_truncated", json_boolean(j->stderr_truncated));
+    json_object_set_new(o, "output_evicted", json_boolean(j->output_evicted));
     return o;
 }
 

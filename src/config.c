@@ -48,6 +48,7 @@ static const option_def options[] = {
     {"max-queued", "EXECUTORD_MAX_QUEUED", OPT_U64, "10000", "queued jobs at most (429 above)", FIELD(max_queued), 1, INT64_MAX},
     {"shutdown-grace-seconds", "EXECUTORD_SHUTDOWN_GRACE_SECONDS", OPT_SECONDS, "10", "on SIGTERM, how long running jobs may finish", FIELD(shutdown_grace_seconds), 0, 86400},
     {"retention-seconds", "EXECUTORD_RETENTION_SECONDS", OPT_U64, "604800", "finished jobs older than this are deleted", FIELD(retention_seconds), 1, INT64_MAX},
+    {"max-storage-mb", "EXECUTORD_MAX_STORAGE_MB", OPT_U64, "0", "storage quota in MiB for jobs' scripts, inputs, results and output; past it the output of the oldest finished jobs is evicted, then their results, and new jobs get 507 when nothing is left (0 = the smaller of 1024 and half the data folder's filesystem)", FIELD(max_storage_mb), 0, 1 << 30},
     {"sandbox-rootfs", "EXECUTORD_SANDBOX_ROOTFS", OPT_PATH_OR_EMPTY, "", "runtime folder bound read-only into sandboxes (an unpacked python:slim image, say; empty = the host's /usr, /lib, /bin, /sbin)", FIELD(sandbox_rootfs), 0, 0},
     {"sandbox-uid-base", "EXECUTORD_SANDBOX_UID_BASE", OPT_U64, "2000000", "first host uid of the per-job sandbox uids (two per concurrent job)", FIELD(sandbox_uid_base), 1, 4000000000LL},
     {"sandbox-uid-count", "EXECUTORD_SANDBOX_UID_COUNT", OPT_U64, "1024", "concurrent sandbox uid slots", FIELD(sandbox_uid_count), 1, 1 << 20},

@@ -34,6 +34,7 @@ typedef struct config {
     int64_t max_queued;          /* 429 above */
     double shutdown_grace_seconds;
     int64_t retention_seconds;   /* finished jobs older than this are deleted */
+    uint64_t max_storage_mb;     /* storage quota (0 = auto, see src/main.c) */
 
     /* the sandboxes (ephemeral, pool) */
     char sandbox_rootfs[4096];     /* "" = the host's /usr, /lib, /bin, ... */

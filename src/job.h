@@ -49,6 +49,8 @@ typedef struct job {
     char *usage_json;            /* JSON object text, e.g. {"wall_ms":..} */
     uint64_t stdout_bytes, stderr_bytes;
     bool stdout_truncated, stderr_truncated;
+    /* the storage quota (or a full disk) took the stored output / the result back */
+    bool output_evicted, result_evicted;
 } job;
 
 const char *job_status_name(job_status s);

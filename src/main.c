@@ -21,6 +21,7 @@
 #include "src/log.h"
 #include "src/membudget.h"
 #include "src/pid1.h"
+#include "src/reserve.h"
 #include "src/retention.h"
 #include "src/scheduler.h"
 #include "src/store.h"
@@ -66,6 +67,47 @@ static void block_shutdown_signals(sigset_t *set)
     signal(SIGPIPE, SIG_IGN);
 }
 
+#define MIB (1ull << 20)
+#define AUTO_QUOTA_MAX (1024 * MIB)
+
+/* The storage quota and the disk's reserve (src/store.h, storage), set before anything is
+ * written so that even the recovery below can use the reserve on a full disk.
+ * The quota by default: 1 GiB (thousands of jobs' output at the default 1 MiB cap), but
+ * at most half the filesystem, so that on a small volume the quota, not the disk, is what
+ * jobs meet first. The reserve: room to rewrite the largest job row twice over (its new
+ * copy and the WAL's) and to delete, i.e. 4 bodies + 1 MiB, at most an eighth of the disk. */
+static int configure_storage(const config *cfg, store *st)
+{
+    uint64_t avail = 0, total = 0;
+    if (reserve_disk_of(cfg->data_dir, &avail, &total) != 0) {
+        log_error("storage: statvfs %s: %s", cfg->data_dir, strerror(errno));
+        return -1;
+    }
+    uint64_t quota = cfg->max_storage_mb * MIB;
+    if (!quota)
+        quota = total / 2 < AUTO_QUOTA_MAX ? total / 2 : AUTO_QUOTA_MAX;
+    uint64_t reserve_bytes = 4 * cfg->max_body_bytes + MIB;
+    if (reserve_bytes > total / 8)
+        reserve_bytes = total / 8;
+    char path[4200], err[4400];
+    snprintf(path, sizeof path, "%s/storage-reserve", cfg->data_dir);
+    store_storage_options o = {.quota_bytes = quota, .reserve_path = path, .reserve_bytes = reserve_bytes};
+    if (store_set_storage(st, &o, err, sizeof err) != 0) {
+        log_error("storage: %s", err);
+        return -1;
+    }
+    log_info("storage: quota %llu MiB%s; %llu MiB kept in reserve (%s) on a disk of %llu MiB "
+             "with %llu MiB free", (unsigned long long)(quota / MIB),
+             cfg->max_storage_mb ? "" : " (--max-storage-mb 0: automatic)",
+             (unsigned long long)(reserve_bytes / MIB), path, (unsigned long long)(total / MIB),
+             (unsigned long long)(avail / MIB));
+    if (quota > total)
+        log_warn("storage: the quota (%llu MiB) is larger than the disk (%llu MiB): a full disk "
+                 "will be met first (new jobs then get 507 too)",
+                 (unsigned long long)(quota / MIB), (unsigned long long)(total / MIB));
+    return 0;
+}
+
 static store *open_store(const config *cfg)
 {
     char path[4200], err[512];
@@ -73,6 +115,10 @@ static store *open_store(const config *cfg)
     store *st = store_open(path, err, sizeof err);
     if (!st) {
         log_error("cannot open the job store %s: %s", path, err);
+        return NULL;
+    }
+    if (configure_storage(cfg, st) != 0) {
+        store_close(st);
         return NULL;
     }
     int lost = store_recover_running(st, time_now_ms());

@@ -10,6 +10,7 @@
 #include <fcntl.h>
 #include <jansson.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -24,7 +25,8 @@
 #define CANCEL_WAIT_MS 10000
 #define IDLE_POLL_MS 1000 /* safety net: a missed wake-up costs at most this */
 
-typedef enum stop_reason { STOP_NONE = 0, STOP_CANCEL, STOP_SHUTDOWN } stop_reason;
+/* STOP_STORAGE: the store could not take the job's output (src/store.h, storage). */
+typedef enum stop_reason { STOP_NONE = 0, STOP_CANCEL, STOP_SHUTDOWN, STOP_STORAGE } stop_reason;
 
 typedef struct worker {
     scheduler *sched;
@@ -144,8 +146,12 @@ static void request_stop(worker *w, stop_reason why)
 
 typedef struct output_sink {
     scheduler *sched;
+    worker *w;
     const char *job_id;
     bool failed_once;
+    uint64_t stored[2];   /* bytes of stdout, stderr in the store */
+    int full_stream;      /* the stream the store had no room for; 0 = none */
+    char why[256];
 } output_sink;
 
 /* Each chunk is committed as it arrives so a poller sees output while the job runs; the
@@ -153,11 +159,46 @@ typedef struct output_sink {
 static void on_output(void *ctx, int stream, const char *data, size_t len)
 {
     output_sink *sink = ctx;
-    if (store_append_output(sink->sched->st, sink->job_id, stream, data, len) != STORE_OK &&
-        !sink->failed_once) {
+    if (sink->full_stream)
+        return; /* the job is being stopped: its output has a hole from here on */
+    store_rc rc = store_append_output(sink->sched->st, sink->job_id, stream, data, len);
+    if (rc == STORE_OK) {
+        sink->stored[stream == SANDBOX_STDERR] += len;
+    } else if (rc == STORE_NO_SPACE) {
+        /* Even after evicting, no room: the job stops rather than run on with output that
+         * goes nowhere, and says why (run_on_backend). */
+        sink->full_stream = stream;
+        snprintf(sink->why, sizeof sink->why, "%s", store_last_error(sink->sched->st));
+        log_warn("job %s: output not stored: %s; stopping the job", sink->job_id, sink->why);
+        pthread_mutex_lock(&sink->sched->mu);
+        request_stop(sink->w, STOP_STORAGE);
+        pthread_mutex_unlock(&sink->sched->mu);
+    } else if (!sink->failed_once) {
         sink->failed_once = true;
         log_error("job %s: cannot store output: %s", sink->job_id, store_last_error(sink->sched->st));
     }
+}
+
+/* A job stopped because its output could not be stored ends failed with StorageFull; the
+ * stream that hit the wall is truncated where the store stopped taking it. */
+static void storage_full_outcome(job *j, const output_sink *sink)
+{
+    j->status = JOB_FAILED;
+    free(j->result_json);
+    free(j->error_type);
+    free(j->error_message);
+    free(j->error_traceback);
+    j->result_json = j->error_traceback = NULL;
+    j->error_type = strdup("StorageFull");
+    if (asprintf(&j->error_message, "output could not be stored, so the job was stopped: %s",
+                 sink->why) < 0)
+        j->error_message = NULL;
+    j->stdout_bytes = sink->stored[0];
+    j->stderr_bytes = sink->stored[1];
+    if (sink->full_stream == SANDBOX_STDERR)
+        j->stderr_truncated = true;
+    else
+        j->stdout_truncated = true;
 }
 
 /* env_json {"NAME": "value"} -> NULL-terminated "NAME=value" array (one allocation). */
@@ -198,6 +239,7 @@ static void run_on_backend(worker *w, job *j)
     scheduler *s = w->sched;
     sandbox_outcome out;
     sandbox_outcome_init(&out);
+    output_sink sink = {.sched = s, .w = w, .job_id = j->id};
     const char *why = NULL;
     const sandbox_backend *b = backends_get(j->backend);
     char **env = build_env(j->env_json);
@@ -227,7 +269,6 @@ static void run_on_backend(worker *w, job *j)
             .limits = j->limits,
             .cancel_fd = w->cancel_pipe[0],
         };
-        output_sink sink = {.sched = s, .job_id = j->id};
         sandbox_io io = {.ctx = &sink, .on_output = on_output};
         b->run(&spec, &io, &out);
     }
@@ -248,8 +289,58 @@ static void run_on_backend(worker *w, job *j)
         free(j->error_message);
         j->error_type = strdup("ExecutorShutdown");
         j->error_message = strdup("executord shut down before the job finished (grace period exhausted)");
+    } else if (sink.full_stream) {
+        storage_full_outcome(j, &sink);
     }
     sandbox_outcome_free(&out);
+}
+
+/* A result the store has no room for, even after evicting, is dropped: the job ends
+ * failed with StorageFull rather than its outcome being lost. */
+static void drop_result(job *j, const char *why)
+{
+    size_t n = strlen(j->result_json);
+    free(j->result_json);
+    free(j->error_type);
+    free(j->error_message);
+    free(j->error_traceback);
+    j->result_json = j->error_traceback = NULL;
+    j->status = JOB_FAILED;
+    j->error_type = strdup("StorageFull");
+    if (asprintf(&j->error_message, "the result (%zu bytes) could not be stored: %s", n, why) < 0)
+        j->error_message = NULL;
+}
+
+static bool stopping(scheduler *s)
+{
+    pthread_mutex_lock(&s->mu);
+    bool stop = s->stopping;
+    pthread_mutex_unlock(&s->mu);
+    return stop;
+}
+
+/* Stores the outcome. A job without a result ends even on a full disk (the store's
+ * reserve); should even that fail, it is tried again every second until it works or
+ * executord stops (then the next start ends it ExecutorLost), never left running. */
+static store_rc record_outcome(scheduler *s, job *j)
+{
+    store_rc rc = store_finish_job(s->st, j);
+    if (rc == STORE_NO_SPACE && j->result_json) {
+        drop_result(j, store_last_error(s->st)); /* room went between the check and now */
+        rc = store_finish_job(s->st, j);
+    }
+    bool logged = false;
+    while (rc == STORE_NO_SPACE && !stopping(s)) {
+        if (!logged)
+            log_error("job %s: no room to record its outcome (%s); retrying every second",
+                      j->id, store_last_error(s->st));
+        logged = true;
+        struct timespec ts = {.tv_sec = 1};
+        while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+            ;
+        rc = store_finish_job(s->st, j);
+    }
+    return rc;
 }
 
 static void run_job(worker *w, job *j)
@@ -260,11 +351,13 @@ static void run_job(worker *w, job *j)
              (unsigned long long)j->limits.memory_mb, (long long)(j->started_at_ms - j->created_at_ms));
     run_on_backend(w, j);
     j->finished_at_ms = time_now_ms();
+    if (j->result_json && store_make_room(s->st, strlen(j->result_json)) == STORE_NO_SPACE)
+        drop_result(j, store_last_error(s->st));
     /* Observed before the outcome is stored, so whoever sees the job final also finds it
      * in the metrics. */
     metrics_job_finished(j->backend, job_status_name(j->status), j->created_at_ms, j->started_at_ms,
                          j->finished_at_ms);
-    if (store_finish_job(s->st, j) != STORE_OK)
+    if (record_outcome(s, j) != STORE_OK)
         log_error("job %s: cannot record its outcome: %s", j->id, store_last_error(s->st));
     log_info("job %s finished backend=%s status=%s wall_ms=%lld%s%s", j->id, j->backend,
              job_status_name(j->status), (long long)(time_monotonic_ms() - t0),
@@ -314,7 +407,8 @@ static bool claim_next(worker *w, job *j)
         note_memory_wait(s, &head);
         return false;
     }
-    if (rc == STORE_NOT_FOUND)
+    /* No room on the disk: jobs stay queued; the store said so once in the log. */
+    if (rc == STORE_NOT_FOUND || rc == STORE_NO_SPACE)
         return false;
     if (rc != STORE_OK) {
         log_error("cannot take a job from the queue: %s", store_last_error(s->st));

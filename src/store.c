@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +22,7 @@
 #include "src/log.h"
 #include "src/migrate.h"
 #include "src/migrations.h"
+#include "src/reserve.h"
 #include "src/timeutil.h"
 
 #define BUSY_TIMEOUT_MS 5000
@@ -49,6 +51,12 @@ enum stmt_id {
     ST_DELETE_OLD_JOBS,
     ST_SCHEMA_VERSION,
     ST_COUNT_BY_STATUS_BACKEND,
+    ST_STORAGE_USED,
+    ST_FREELIST,
+    ST_OLDEST_OUTPUTS,
+    ST_OLDEST_RESULTS,
+    ST_EVICT_OUTPUT,
+    ST_EVICT_RESULT,
     ST_LIST0, /* ST_LIST0 + (status?1:0) + (key?2:0) + (value?4:0) */
     ST_COUNT = ST_LIST0 + 8,
 };
@@ -76,7 +84,7 @@ enum stmt_id {
     "cpu_seconds, max_processes, max_file_size_mb, max_open_files, max_output_bytes, "      \
     "idempotency_key, result_json, error_type, error_message, error_traceback, "            \
     "exit_code, signal, usage_json, stdout_bytes, stderr_bytes, stdout_truncated, "         \
-    "stderr_truncated"
+    "stderr_truncated, output_evicted, result_evicted"
 #define JOB_COLUMNS JOB_COLUMNS_("script")
 #define JOB_LIST_COLUMNS JOB_COLUMNS_("NULL")
 
@@ -88,9 +96,10 @@ static const char *const stmt_sql[ST_LIST0] = {
     [ST_INSERT_JOB] =
         "INSERT INTO jobs (id, status, backend, created_at_ms, script, inputs_json, env_json,"
         " labels_json, allow_network, timeout_seconds, memory_mb, cpu_seconds, max_processes,"
-        " max_file_size_mb, max_open_files, max_output_bytes, idempotency_key, request_sha256)"
+        " max_file_size_mb, max_open_files, max_output_bytes, idempotency_key, request_sha256,"
+        " stored_bytes)"
         " VALUES (?1, 'queued', ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15,"
-        " ?16, ?17)",
+        " ?16, ?17, ?18)",
     /* Keys come decoded from json_each, so "a.b" or "a\"b" are stored as written. */
     [ST_INSERT_LABELS] =
         "INSERT OR REPLACE INTO job_labels (job_seq, key, value)"
@@ -106,7 +115,8 @@ static const char *const stmt_sql[ST_LIST0] = {
         "UPDATE jobs SET status = ?2, finished_at_ms = ?3, result_json = ?4, error_type = ?5,"
         " error_message = ?6, error_traceback = ?7, exit_code = ?8, signal = ?9,"
         " usage_json = ?10, stdout_bytes = ?11, stderr_bytes = ?12, stdout_truncated = ?13,"
-        " stderr_truncated = ?14, env_json = " ENV_ERASED
+        " stderr_truncated = ?14, stored_bytes = stored_bytes + ?15, result_stored_bytes = ?16,"
+        " env_json = " ENV_ERASED
         " WHERE id = ?1 AND status = 'running' RETURNING " HAD_ENV,
     [ST_CANCEL] = "UPDATE jobs SET status = 'cancelled', finished_at_ms = ?2,"
                   " error_type = 'Cancelled', error_message = 'Job cancelled before it started',"
@@ -125,11 +135,14 @@ static const char *const stmt_sql[ST_LIST0] = {
                       " WHERE job_id = ?1 AND stream = ?2 ORDER BY start_offset DESC LIMIT 1",
     [ST_OUTPUT_INSERT] =
         "INSERT INTO job_output (job_id, stream, start_offset, data) VALUES (?1, ?2, ?3, ?4)",
-    /* Live byte counts while running; store_finish_job writes the backend's final ones. */
+    /* Live byte counts while running (store_finish_job writes the backend's final ones);
+     * what the chunk adds to the storage total, whatever the status. */
     [ST_OUTPUT_BYTES] =
-        "UPDATE jobs SET stdout_bytes = CASE WHEN ?2 = 1 THEN ?3 ELSE stdout_bytes END,"
-        " stderr_bytes = CASE WHEN ?2 = 2 THEN ?3 ELSE stderr_bytes END"
-        " WHERE id = ?1 AND status = 'running'",
+        "UPDATE jobs SET"
+        " stdout_bytes = CASE WHEN ?2 = 1 AND status = 'running' THEN ?3 ELSE stdout_bytes END,"
+        " stderr_bytes = CASE WHEN ?2 = 2 AND status = 'running' THEN ?3 ELSE stderr_bytes END,"
+        " output_stored_bytes = output_stored_bytes + ?4, stored_bytes = stored_bytes + ?4"
+        " WHERE id = ?1",
     /* From the chunk that holds byte ?3 (or the first one) on. */
     [ST_OUTPUT_READ] =
         "SELECT start_offset, data FROM job_output WHERE job_id = ?1 AND stream = ?2"
@@ -147,6 +160,24 @@ static const char *const stmt_sql[ST_LIST0] = {
      * an index on (status, backend) it becomes a scan of that covering index. */
     [ST_COUNT_BY_STATUS_BACKEND] =
         "SELECT status, backend, count(*) FROM jobs GROUP BY backend, status",
+    /* The storage totals, kept by the triggers of migration 004. */
+    [ST_STORAGE_USED] = "SELECT used_bytes, evictable_bytes FROM storage_usage WHERE id = 1",
+    [ST_FREELIST] = "PRAGMA freelist_count",
+    /* Partial indexes of migration 004: only jobs that hold something to evict. */
+    [ST_OLDEST_OUTPUTS] =
+        "SELECT id, output_stored_bytes FROM jobs WHERE finished_at_ms IS NOT NULL"
+        " AND output_stored_bytes > 0 ORDER BY finished_at_ms, seq LIMIT ?1",
+    [ST_OLDEST_RESULTS] =
+        "SELECT id, result_stored_bytes FROM jobs WHERE finished_at_ms IS NOT NULL"
+        " AND result_stored_bytes > 0 ORDER BY finished_at_ms, seq LIMIT ?1",
+    [ST_EVICT_OUTPUT] =
+        "UPDATE jobs SET stored_bytes = MAX(stored_bytes - output_stored_bytes, 0),"
+        " output_stored_bytes = 0, output_evicted = 1"
+        " WHERE id = ?1 AND finished_at_ms IS NOT NULL",
+    [ST_EVICT_RESULT] =
+        "UPDATE jobs SET stored_bytes = MAX(stored_bytes - result_stored_bytes, 0),"
+        " result_stored_bytes = 0, result_json = NULL, result_evicted = 1"
+        " WHERE id = ?1 AND finished_at_ms IS NOT NULL AND result_stored_bytes > 0",
 };
 
 typedef struct conn {
@@ -162,6 +193,14 @@ struct store {
     /* Under writer.mu: a job's env values were erased but the WAL could not be emptied;
      * retried when the next job ends. */
     bool scrub_pending;
+
+    /* The storage quota and the disk (store_set_storage); read-only after it. */
+    uint64_t quota_bytes;       /* 0 = none */
+    reserve *rsv;               /* NULL = the disk is not watched */
+    uint64_t page_size;
+    /* Under writer.mu: new data is being refused (logged once per episode). */
+    bool refusing;
+    atomic_uint_fast64_t evicted_outputs, evicted_results;
 };
 
 static __thread char tls_error[1024];
@@ -175,12 +214,24 @@ static void set_error(const char *fmt, ...)
     va_end(ap);
 }
 
-/* Records "what: <sqlite message>" and returns STORE_ERROR. */
+/* The last failure of c was for lack of space: SQLITE_FULL, or an I/O error whose
+ * system call said ENOSPC or EDQUOT (growing the WAL or its index). */
+static bool no_space(conn *c)
+{
+    int rc = sqlite3_extended_errcode(c->db);
+    if ((rc & 0xff) == SQLITE_FULL)
+        return true;
+    int e = sqlite3_system_errno(c->db);
+    return (rc & 0xff) == SQLITE_IOERR && (e == ENOSPC || e == EDQUOT);
+}
+
+/* Records "what: <sqlite message>" and returns STORE_ERROR, or STORE_NO_SPACE when the
+ * disk was full: callers that can make room (evict, use the reserve) try again. */
 static store_rc db_error(conn *c, const char *what)
 {
     set_error("%s: %s (sqlite error %d)", what, sqlite3_errmsg(c->db),
               sqlite3_extended_errcode(c->db));
-    return STORE_ERROR;
+    return no_space(c) ? STORE_NO_SPACE : STORE_ERROR;
 }
 
 const char *store_last_error(store *s)
@@ -336,6 +387,8 @@ static store_rc read_job(sqlite3_stmt *st, job *j)
     j->stderr_bytes = col_u64(st, 28);
     j->stdout_truncated = sqlite3_column_int(st, 29) != 0;
     j->stderr_truncated = sqlite3_column_int(st, 30) != 0;
+    j->output_evicted = sqlite3_column_int(st, 31) != 0;
+    j->result_evicted = sqlite3_column_int(st, 32) != 0;
 
     /* request_json stays NULL: only its digest is stored. */
     struct {
@@ -661,6 +714,7 @@ void store_close(store *s)
     if (s->reader != &s->writer)
         conn_close(s->reader);
     conn_close(&s->writer);
+    reserve_close(s->rsv);
     free(s);
 }
 
@@ -688,6 +742,357 @@ int store_ping(store *s, char *err, size_t errlen)
         snprintf(err, errlen, "%s", tls_error);
         return -1;
     }
+    return 0;
+}
+
+/* ---- storage: the quota, eviction and the disk --------------------------------- */
+
+#define EVICT_BATCH 64          /* jobs evicted per transaction */
+#define MAX_SLACK (64u << 20)
+/* The room a job should find: below it the store counts as full (/readyz) and queued jobs
+ * wait rather than start and fail for want of room for their output. */
+#define MIN_ROOM (1u << 20)
+
+static uint64_t text_bytes(const char *t)
+{
+    return t ? strlen(t) : 0;
+}
+
+/* What eviction frees beyond the shortfall, so that the next requests do not each evict
+ * again: a sixteenth of the quota (at most 64 MiB), or 1 MiB without one. */
+static uint64_t slack(const store *s)
+{
+    if (!s->quota_bytes)
+        return 1u << 20;
+    return s->quota_bytes / 16 < MAX_SLACK ? s->quota_bytes / 16 : MAX_SLACK;
+}
+
+/* The one-row totals: what the jobs hold, and what of it eviction could free (the output
+ * and results of finished jobs). Caller holds c->mu. */
+static store_rc used_locked(conn *c, uint64_t *used, uint64_t *evictable)
+{
+    sqlite3_stmt *st = stmt(c, ST_STORAGE_USED);
+    if (!st)
+        return STORE_ERROR;
+    store_rc r = STORE_OK;
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        *used = col_u64(st, 0);
+        *evictable = col_u64(st, 1);
+    } else if (rc == SQLITE_DONE) {
+        set_error("reading the storage total: its row is missing");
+        r = STORE_ERROR;
+    } else {
+        r = db_error(c, "reading the storage total");
+    }
+    done(st);
+    return r;
+}
+
+/* What the disk can still take for the store: its free blocks plus the database's free
+ * pages (new rows reuse them without growing the file). While the reserve is given back,
+ * its size is not counted: using the reserve is not room. Takes the reserve again first
+ * when the disk has room for it and as much besides. False when the disk is not watched
+ * or cannot be read. Caller holds c->mu. */
+static bool disk_room_locked(store *s, conn *c, uint64_t *room, uint64_t *total)
+{
+    if (!s->rsv)
+        return false;
+    uint64_t size = reserve_size(s->rsv);
+    if (!reserve_held(s->rsv) && reserve_restore(s->rsv, size))
+        log_info("storage: the disk has room again; the %llu-byte reserve is set aside again",
+                 (unsigned long long)size);
+    uint64_t avail = 0;
+    if (reserve_disk(s->rsv, &avail, total) != 0) {
+        log_warn("storage: statvfs of the data folder: %s", strerror(errno));
+        return false;
+    }
+    int64_t pages = 0;
+    sqlite3_stmt *st = stmt(c, ST_FREELIST);
+    if (st && sqlite3_step(st) == SQLITE_ROW)
+        pages = sqlite3_column_int64(st, 0);
+    done(st);
+    uint64_t r = avail + (uint64_t)(pages > 0 ? pages : 0) * s->page_size;
+    if (!reserve_held(s->rsv))
+        r = r > size ? r - size : 0;
+    *room = r;
+    return true;
+}
+
+/* Whether add more bytes may be stored: within the quota (when check_quota), and leaving
+ * the disk the reserve's size free besides the reserve. STORE_OK, or STORE_NO_SPACE with
+ * the reason recorded and *shortfall = what eviction would have to free. Caller holds
+ * c->mu (inside a transaction or not). */
+static store_rc admit_locked(store *s, conn *c, uint64_t add, bool check_quota,
+                             uint64_t *shortfall)
+{
+    *shortfall = 0;
+    store_rc r = STORE_OK;
+    if (check_quota && s->quota_bytes) {
+        uint64_t used = 0, evictable = 0;
+        if ((r = used_locked(c, &used, &evictable)) != STORE_OK)
+            return r;
+        if (used + add > s->quota_bytes) {
+            *shortfall = used + add - s->quota_bytes;
+            set_error("the storage quota is used up: jobs hold %llu of %llu bytes and %llu "
+                      "more were needed", (unsigned long long)used,
+                      (unsigned long long)s->quota_bytes, (unsigned long long)add);
+            r = STORE_NO_SPACE;
+        }
+    }
+    uint64_t room = 0, total = 0;
+    if (disk_room_locked(s, c, &room, &total)) {
+        uint64_t want = add + reserve_size(s->rsv);
+        if (room < want) {
+            if (want - room > *shortfall)
+                *shortfall = want - room;
+            set_error("the disk of the data folder is full: %llu bytes free for the store, "
+                      "%llu needed besides the %llu kept free", (unsigned long long)room,
+                      (unsigned long long)add, (unsigned long long)reserve_size(s->rsv));
+            r = STORE_NO_SPACE;
+        }
+    }
+    return r;
+}
+
+/* New data was refused, or stored again: said once per episode in the log. Caller holds
+ * the writer's mutex. */
+static void note_refusal(store *s, store_rc r)
+{
+    if (r == STORE_NO_SPACE && !s->refusing) {
+        s->refusing = true;
+        log_warn("storage full: %s (after evicting what finished jobs held); new data is "
+                 "refused, new jobs get 507", tls_error);
+    } else if (r == STORE_OK && s->refusing) {
+        s->refusing = false;
+        log_info("storage: room again; new jobs are accepted");
+    }
+}
+
+/* A write that must commit (a job ending, a delete, an eviction) met a full disk: the
+ * reserve goes back to the filesystem. True when that freed space just now. Caller holds
+ * the writer's mutex, outside a transaction. */
+static bool use_reserve(store *s)
+{
+    if (!reserve_release(s->rsv))
+        return false;
+    log_warn("storage: the disk of the data folder is full: released the %llu-byte reserve so "
+             "that jobs can end and be deleted; new jobs get 507 until there is room again",
+             (unsigned long long)reserve_size(s->rsv));
+    /* Frames already copied into the database can then be overwritten instead of the WAL
+     * growing into what the reserve just gave back. */
+    (void)sqlite3_wal_checkpoint_v2(s->writer.db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+    return true;
+}
+
+/* Deleting or evicting a finished job's data frees its pages without zeroing them
+ * (secure_delete=FAST; content inside the pages that stay is still overwritten). Zeroing
+ * writes every freed page to the WAL, so deleting N bytes would need N bytes of free disk
+ * and a full disk could never be emptied through the API. The pages freed hold no secret:
+ * a job's env values were zeroed (secure_delete=ON) when it ended. Caller holds c->mu,
+ * outside a transaction. */
+static void fast_delete(conn *c, bool fast)
+{
+    if (exec(c, fast ? "PRAGMA secure_delete=FAST" : "PRAGMA secure_delete=ON") != SQLITE_OK)
+        log_error("job store: PRAGMA secure_delete=%s: %s", fast ? "FAST" : "ON",
+                  sqlite3_errmsg(c->db));
+}
+
+typedef struct victim {
+    char id[JOB_ID_LEN + 1];
+    uint64_t bytes;
+} victim;
+
+/* The oldest finished jobs that hold an output (or a result): at most EVICT_BATCH, no
+ * more than needed to free want bytes. Returns how many (*sum: their bytes), or -1. */
+static int pick_victims(conn *c, enum stmt_id which, uint64_t want, victim *v, uint64_t *sum)
+{
+    *sum = 0;
+    sqlite3_stmt *st = stmt(c, which);
+    if (!st)
+        return -1;
+    int n = 0;
+    int rc = sqlite3_bind_int(st, 1, EVICT_BATCH);
+    while (rc == SQLITE_OK && *sum < want && n < EVICT_BATCH &&
+           (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        const char *id = (const char *)sqlite3_column_text(st, 0);
+        snprintf(v[n].id, sizeof v[n].id, "%s", id ? id : "");
+        v[n].bytes = col_u64(st, 1);
+        *sum += v[n].bytes;
+        n++;
+        rc = SQLITE_OK;
+    }
+    if (rc != SQLITE_OK && rc != SQLITE_DONE) {
+        db_error(c, "choosing jobs to evict");
+        n = -1;
+    }
+    done(st);
+    return n;
+}
+
+/* One transaction: the outputs (or results) of these jobs go, and each says so. A job's
+ * output chunks go only when its row said it is finished. */
+static store_rc evict_batch(conn *c, bool outputs, const victim *v, int n)
+{
+    store_rc r = begin_write(c);
+    for (int i = 0; r == STORE_OK && i < n; i++) {
+        enum stmt_id steps[2] = {outputs ? ST_EVICT_OUTPUT : ST_EVICT_RESULT, ST_DELETE_OUTPUT};
+        for (int k = 0; r == STORE_OK && k < (outputs ? 2 : 1); k++) {
+            sqlite3_stmt *st = stmt(c, steps[k]);
+            if (!st) {
+                r = STORE_ERROR;
+                break;
+            }
+            int rc = bind_text(st, 1, v[i].id);
+            if (rc == SQLITE_OK)
+                rc = sqlite3_step(st);
+            if (rc != SQLITE_DONE)
+                r = db_error(c, "evicting");
+            done(st);
+            if (r == STORE_OK && k == 0 && sqlite3_changes(c->db) == 0)
+                break;
+        }
+    }
+    if (r == STORE_OK)
+        return commit(c);
+    rollback(c);
+    return r;
+}
+
+/* Frees at least want bytes, or all it can: the outputs of the oldest finished jobs first,
+ * then their results; each batch one transaction (a full disk may use the reserve: this
+ * frees space). Returns the bytes freed. Caller holds the writer's mutex, outside a
+ * transaction. */
+static uint64_t evict_locked(store *s, uint64_t want)
+{
+    conn *c = &s->writer;
+    uint64_t freed = 0, jobs[2] = {0, 0};
+    /* The caller's reason for evicting stays the error to report; eviction's own failures
+     * go to the log. */
+    char reason[sizeof tls_error];
+    memcpy(reason, tls_error, sizeof reason);
+    fast_delete(c, true);
+    for (int pass = 0; pass < 2 && freed < want; pass++) {
+        bool outputs = pass == 0;
+        for (;;) {
+            victim v[EVICT_BATCH];
+            uint64_t sum = 0;
+            int n = pick_victims(c, outputs ? ST_OLDEST_OUTPUTS : ST_OLDEST_RESULTS,
+                                 want - freed, v, &sum);
+            if (n <= 0)
+                break;
+            store_rc r = evict_batch(c, outputs, v, n);
+            if (r == STORE_NO_SPACE && use_reserve(s))
+                r = evict_batch(c, outputs, v, n);
+            if (r != STORE_OK) {
+                log_error("storage: cannot evict: %s", tls_error);
+                pass = 2;
+                break;
+            }
+            freed += sum;
+            jobs[pass] += (uint64_t)n;
+            if (freed >= want)
+                break;
+        }
+    }
+    fast_delete(c, false);
+    memcpy(tls_error, reason, sizeof reason);
+    if (jobs[0] || jobs[1]) {
+        atomic_fetch_add(&s->evicted_outputs, jobs[0]);
+        atomic_fetch_add(&s->evicted_results, jobs[1]);
+        log_info("storage: evicted the output of %llu and the result of %llu finished job(s), "
+                 "oldest first (%llu bytes)", (unsigned long long)jobs[0],
+                 (unsigned long long)jobs[1], (unsigned long long)freed);
+    }
+    return freed;
+}
+
+/* After a write failed for lack of room (want: the shortfall): evicts, but only when
+ * that can free enough (data is not thrown away for a request that would be refused
+ * anyway); a write that must commit takes whatever eviction frees, then the reserve. True
+ * when another attempt may succeed. */
+static bool make_room(store *s, uint64_t want, bool essential)
+{
+    uint64_t used = 0, evictable = 0;
+    if (used_locked(&s->writer, &used, &evictable) != STORE_OK)
+        evictable = 0;
+    if ((essential || evictable >= want) && evictable > 0 &&
+        evict_locked(s, want + slack(s)) > 0)
+        return true;
+    return essential && use_reserve(s);
+}
+
+store_rc store_make_room(store *s, uint64_t bytes)
+{
+    conn *c = &s->writer;
+    lock(c);
+    uint64_t shortfall = 0;
+    store_rc r = admit_locked(s, c, bytes, true, &shortfall);
+    if (r == STORE_NO_SPACE && make_room(s, shortfall, false))
+        r = admit_locked(s, c, bytes, true, &shortfall);
+    unlock(c);
+    return r;
+}
+
+int store_set_storage(store *s, const store_storage_options *o, char *err, size_t errlen)
+{
+    s->quota_bytes = o->quota_bytes;
+    if (!o->reserve_path)
+        return 0;
+    conn *c = &s->writer;
+    lock(c);
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(c->db, "PRAGMA page_size", -1, &st, NULL);
+    if (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW)
+        s->page_size = (uint64_t)sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    unlock(c);
+    if (rc != SQLITE_ROW || !s->page_size) {
+        snprintf(err, errlen, "reading the database page size: %s", sqlite3_errmsg(c->db));
+        return -1;
+    }
+    s->rsv = reserve_open(o->reserve_path, o->reserve_bytes, err, errlen);
+    return s->rsv ? 0 : -1;
+}
+
+int store_storage_state(store *s, store_storage *out)
+{
+    memset(out, 0, sizeof *out);
+    out->quota_bytes = s->quota_bytes;
+    out->evicted_outputs = atomic_load(&s->evicted_outputs);
+    out->evicted_results = atomic_load(&s->evicted_results);
+    conn *c = s->reader;
+    lock(c);
+    uint64_t room = 0, evictable = 0;
+    store_rc r = used_locked(c, &out->used_bytes, &evictable);
+    if (r == STORE_OK)
+        out->disk_watched = disk_room_locked(s, c, &room, &out->disk_total_bytes);
+    unlock(c);
+    if (r != STORE_OK)
+        return -1;
+    if (out->disk_watched) {
+        out->disk_free_bytes = room;
+        out->reserve_bytes = reserve_size(s->rsv);
+        out->reserve_held = reserve_held(s->rsv);
+    }
+    /* Full: less than MIN_ROOM (a quarter of a small quota) left even after evicting all
+     * there is to evict. */
+    uint64_t min_quota_room = s->quota_bytes / 4 < MIN_ROOM ? s->quota_bytes / 4 : MIN_ROOM;
+    uint64_t kept = out->used_bytes > evictable ? out->used_bytes - evictable : 0;
+    bool over_quota = s->quota_bytes && kept + min_quota_room > s->quota_bytes;
+    bool disk_full = out->disk_watched && room + evictable < out->reserve_bytes + MIN_ROOM;
+    out->full = over_quota || disk_full;
+    out->evictable_bytes = evictable;
+    if (out->full && disk_full)
+        snprintf(out->reason, sizeof out->reason, "the disk of the data folder is full");
+    else if (out->full)
+        snprintf(out->reason, sizeof out->reason,
+                 "the storage quota is used up by queued and running jobs and the scripts "
+                 "and inputs of finished ones");
+    else if (out->disk_watched && !out->reserve_held && out->reserve_bytes)
+        snprintf(out->reason, sizeof out->reason,
+                 "the disk was full: its reserve is in use until %llu bytes are free again",
+                 (unsigned long long)(2 * out->reserve_bytes));
     return 0;
 }
 
@@ -752,7 +1157,7 @@ static store_rc count_status_locked(conn *c, job_status st_, int64_t *n)
     return r;
 }
 
-static int bind_insert(sqlite3_stmt *st, const job *j, const char *digest)
+static int bind_insert(sqlite3_stmt *st, const job *j, const char *digest, uint64_t bytes)
 {
     const sandbox_limits *l = &j->limits;
     int rc = SQLITE_OK;
@@ -778,17 +1183,18 @@ static int bind_insert(sqlite3_stmt *st, const job *j, const char *digest)
     B(bind_u64(st, 15, l->max_output_bytes));
     B(bind_text(st, 16, j->idempotency_key));
     B(bind_text(st, 17, digest));
+    B(bind_u64(st, 18, bytes));
 #undef B
     return rc;
 }
 
 /* Inside the write transaction: the job row, then its labels. */
-static store_rc insert_rows(conn *c, job *j, const char *digest)
+static store_rc insert_rows(conn *c, job *j, const char *digest, uint64_t bytes)
 {
     sqlite3_stmt *st = stmt(c, ST_INSERT_JOB);
     if (!st)
         return STORE_ERROR;
-    int rc = bind_insert(st, j, digest);
+    int rc = bind_insert(st, j, digest, bytes);
     if (rc == SQLITE_OK)
         rc = sqlite3_step(st);
     store_rc r = STORE_OK;
@@ -817,21 +1223,14 @@ static store_rc insert_rows(conn *c, job *j, const char *digest)
     return r;
 }
 
-store_rc store_insert_job(store *s, job *j, int64_t max_queued, job *existing)
+/* One attempt at store_insert_job, in one transaction. Caller holds the writer's mutex. */
+static store_rc insert_locked(store *s, job *j, const char *digest, uint64_t bytes,
+                              int64_t max_queued, job *existing, uint64_t *shortfall)
 {
-    if (!job_id_valid(j->id)) {
-        set_error("inserting job: '%s' is not a canonical job id", j->id);
-        return STORE_ERROR;
-    }
-    if (!j->created_at_ms)
-        j->created_at_ms = time_now_ms();
-    char buf[2 * SHA256_DIGEST_SIZE + 1];
-    const char *digest = request_digest(j, buf);
     conn *c = &s->writer;
-    lock(c);
     store_rc r = begin_write(c);
     if (r != STORE_OK)
-        goto out;
+        return r;
     if (j->idempotency_key) {
         r = check_idempotency(c, j, digest, existing);
         if (r != STORE_NOT_FOUND)
@@ -848,12 +1247,14 @@ store_rc store_insert_job(store *s, job *j, int64_t max_queued, job *existing)
             goto end;
         }
     }
-    r = insert_rows(c, j, digest);
+    if ((r = admit_locked(s, c, bytes, true, shortfall)) != STORE_OK)
+        goto end;
+    r = insert_rows(c, j, digest, bytes);
     if (r == STORE_CONFLICT) {
         /* The key exists after all: answer as if we had seen it first. */
         rollback(c);
         if ((r = begin_write(c)) != STORE_OK)
-            goto out;
+            return r;
         r = check_idempotency(c, j, digest, existing);
         if (r == STORE_NOT_FOUND)
             r = STORE_ERROR; /* another UNIQUE column failed; its message is recorded */
@@ -863,11 +1264,36 @@ store_rc store_insert_job(store *s, job *j, int64_t max_queued, job *existing)
         r = commit(c);
         if (r == STORE_OK)
             j->status = JOB_QUEUED;
-        goto out;
+        return r;
     }
 end:
     rollback(c);
-out:
+    return r;
+}
+
+store_rc store_insert_job(store *s, job *j, int64_t max_queued, job *existing)
+{
+    if (!job_id_valid(j->id)) {
+        set_error("inserting job: '%s' is not a canonical job id", j->id);
+        return STORE_ERROR;
+    }
+    if (!j->created_at_ms)
+        j->created_at_ms = time_now_ms();
+    char buf[2 * SHA256_DIGEST_SIZE + 1];
+    const char *digest = request_digest(j, buf);
+    /* What the quota counts of a queued job: its script and inputs. */
+    uint64_t bytes = text_bytes(j->script) + text_bytes(j->inputs_json ? j->inputs_json : "{}");
+    conn *c = &s->writer;
+    lock(c);
+    store_rc r;
+    for (int attempt = 0;; attempt++) {
+        uint64_t shortfall = 0;
+        r = insert_locked(s, j, digest, bytes, max_queued, existing, &shortfall);
+        if (r != STORE_NO_SPACE || attempt > 0 ||
+            !make_room(s, shortfall ? shortfall : bytes, false))
+            break;
+    }
+    note_refusal(s, r);
     unlock(c);
     return r;
 }
@@ -913,37 +1339,43 @@ store_rc store_claim_next_within(store *s, int64_t started_at_ms, uint64_t max_m
 {
     conn *c = &s->writer;
     lock(c);
-    store_rc r = STORE_ERROR;
-    sqlite3_stmt *st = stmt(c, ST_CLAIM);
-    if (st) {
-        if (sqlite3_bind_int64(st, 1, started_at_ms ? started_at_ms : time_now_ms()) == SQLITE_OK &&
-            bind_u64(st, 2, max_memory_mb) == SQLITE_OK)
-            r = step_job(c, st, out, "claiming a job");
-        else
-            r = db_error(c, "binding");
+    /* A job that starts writes output: none starts on a disk without room for some. The
+     * quota does not hold jobs back: queued jobs may be what fills it, and only running
+     * them (or deleting) frees anything. */
+    uint64_t shortfall = 0;
+    store_rc r = admit_locked(s, c, MIN_ROOM, false, &shortfall);
+    if (r == STORE_NO_SPACE && make_room(s, shortfall, false))
+        r = admit_locked(s, c, MIN_ROOM, false, &shortfall);
+    if (r == STORE_OK) {
+        r = STORE_ERROR;
+        sqlite3_stmt *st = stmt(c, ST_CLAIM);
+        if (st) {
+            if (sqlite3_bind_int64(st, 1, started_at_ms ? started_at_ms : time_now_ms()) == SQLITE_OK &&
+                bind_u64(st, 2, max_memory_mb) == SQLITE_OK)
+                r = step_job(c, st, out, "claiming a job");
+            else
+                r = db_error(c, "binding");
+        }
+        done(st);
+        /* Nothing claimed: an empty queue, or a head that does not fit (same lock, so the
+         * head read is the one the claim saw). */
+        if (r == STORE_NOT_FOUND)
+            r = queue_head(c, head);
     }
-    done(st);
-    /* Nothing claimed: an empty queue, or a head that does not fit (same lock, so the
-     * head read is the one the claim saw). */
-    if (r == STORE_NOT_FOUND)
-        r = queue_head(c, head);
+    if (r == STORE_OK || r == STORE_NO_SPACE)
+        note_refusal(s, r);
     unlock(c);
     return r;
 }
 
-store_rc store_finish_job(store *s, const job *j)
+/* One attempt at store_finish_job (one statement). Caller holds the writer's mutex. */
+static store_rc finish_locked(store *s, const job *j, uint64_t bytes)
 {
-    if (!job_status_is_final(j->status)) {
-        set_error("finishing job %s: '%s' is not a final status", j->id,
-                  job_status_name(j->status));
-        return STORE_ERROR;
-    }
     conn *c = &s->writer;
-    lock(c);
     store_rc r = STORE_ERROR;
     sqlite3_stmt *st = stmt(c, ST_FINISH);
     if (!st)
-        goto out;
+        return r;
     int rc = bind_text(st, 1, j->id);
 #define B(call)                                                                             \
     do {                                                                                    \
@@ -963,6 +1395,8 @@ store_rc store_finish_job(store *s, const job *j)
     B(bind_u64(st, 12, j->stderr_bytes));
     B(sqlite3_bind_int(st, 13, j->stdout_truncated ? 1 : 0));
     B(sqlite3_bind_int(st, 14, j->stderr_truncated ? 1 : 0));
+    B(bind_u64(st, 15, bytes));
+    B(bind_u64(st, 16, text_bytes(j->result_json)));
 #undef B
     if (rc == SQLITE_OK)
         rc = sqlite3_step(st);
@@ -971,15 +1405,14 @@ store_rc store_finish_job(store *s, const job *j)
         rc = sqlite3_step(st); /* completes the UPDATE ... RETURNING */
     if (rc != SQLITE_DONE) {
         r = db_error(c, "finishing job");
-        goto out;
+        done(st);
+        return r;
     }
     done(st);
-    st = NULL;
     if (finished) {
         if (had_env || s->scrub_pending)
             scrub_wal(s);
-        r = STORE_OK;
-        goto out;
+        return STORE_OK;
     }
     job_status cur;
     r = status_of(c, j->id, &cur);
@@ -987,8 +1420,33 @@ store_rc store_finish_job(store *s, const job *j)
         set_error("finishing job %s: it is %s, not running", j->id, job_status_name(cur));
         r = STORE_CONFLICT;
     }
-out:
-    done(st);
+    return r;
+}
+
+store_rc store_finish_job(store *s, const job *j)
+{
+    if (!job_status_is_final(j->status)) {
+        set_error("finishing job %s: '%s' is not a final status", j->id,
+                  job_status_name(j->status));
+        return STORE_ERROR;
+    }
+    /* What the quota counts of the outcome: the result and the error's text. */
+    uint64_t bytes = text_bytes(j->result_json) + text_bytes(j->error_message) +
+                     text_bytes(j->error_traceback);
+    conn *c = &s->writer;
+    lock(c);
+    store_rc r;
+    for (int attempt = 0;; attempt++) {
+        uint64_t shortfall = 0;
+        /* A result must fit like any new data; a job without one always ends, on a full
+         * disk through the reserve, so no job stays running for want of space. */
+        r = j->result_json ? admit_locked(s, c, bytes, true, &shortfall) : STORE_OK;
+        if (r == STORE_OK)
+            r = finish_locked(s, j, bytes);
+        if (r != STORE_NO_SPACE || attempt > 1 ||
+            !make_room(s, shortfall ? shortfall : bytes, !j->result_json))
+            break;
+    }
     unlock(c);
     return r;
 }
@@ -1002,15 +1460,21 @@ store_rc store_cancel_queued(store *s, const char *id, int64_t now_ms, job *out)
      * env_json tells whether the job had env values to scrub from the WAL. */
     job cancelled;
     job_init(&cancelled);
-    sqlite3_stmt *st = stmt(c, ST_CANCEL);
-    if (st) {
-        int rc = bind_text(st, 1, id);
-        if (rc == SQLITE_OK)
-            rc = sqlite3_bind_int64(st, 2, now_ms ? now_ms : time_now_ms());
-        r = rc == SQLITE_OK ? step_job(c, st, &cancelled, "cancelling job")
-                            : db_error(c, "binding");
+    for (int attempt = 0;; attempt++) {
+        r = STORE_ERROR;
+        sqlite3_stmt *st = stmt(c, ST_CANCEL);
+        if (st) {
+            int rc = bind_text(st, 1, id);
+            if (rc == SQLITE_OK)
+                rc = sqlite3_bind_int64(st, 2, now_ms ? now_ms : time_now_ms());
+            r = rc == SQLITE_OK ? step_job(c, st, &cancelled, "cancelling job")
+                                : db_error(c, "binding");
+        }
+        done(st);
+        /* The row is rewritten whole (its script and inputs too): room for that. */
+        if (r != STORE_NO_SPACE || attempt > 1 || !make_room(s, 0, true))
+            break;
     }
-    done(st);
     if (r == STORE_OK) {
         bool had_env = cancelled.env_json && strcmp(cancelled.env_json, "{}") != 0;
         if (had_env || s->scrub_pending)
@@ -1041,13 +1505,12 @@ store_rc store_cancel_queued(store *s, const char *id, int64_t now_ms, job *out)
     return r;
 }
 
-store_rc store_delete_job(store *s, const char *id)
+/* One attempt at store_delete_job, in one transaction. Caller holds c->mu. */
+static store_rc delete_locked(conn *c, const char *id)
 {
-    conn *c = &s->writer;
-    lock(c);
     store_rc r = begin_write(c);
     if (r != STORE_OK)
-        goto out;
+        return r;
     job_status cur;
     r = status_of(c, id, &cur);
     if (r != STORE_OK)
@@ -1074,36 +1537,59 @@ store_rc store_delete_job(store *s, const char *id)
         if (r != STORE_OK)
             goto end;
     }
-    r = commit(c);
-    goto out;
+    return commit(c);
 end:
     rollback(c);
-out:
+    return r;
+}
+
+store_rc store_delete_job(store *s, const char *id)
+{
+    conn *c = &s->writer;
+    lock(c);
+    fast_delete(c, true);
+    store_rc r = delete_locked(c, id);
+    if (r == STORE_NO_SPACE && use_reserve(s))
+        r = delete_locked(c, id);
+    fast_delete(c, false);
     unlock(c);
     return r;
 }
 
-int store_recover_running(store *s, int64_t now_ms)
+/* One attempt at store_recover_running (one statement). Caller holds c->mu. */
+static int recover_locked(conn *c, int64_t now_ms, bool *had_env, store_rc *r)
 {
-    conn *c = &s->writer;
-    lock(c);
     int n = -1;
-    bool had_env = false;
+    *r = STORE_ERROR;
     sqlite3_stmt *st = stmt(c, ST_RECOVER);
     if (st) {
         int rc = sqlite3_bind_int64(st, 1, now_ms ? now_ms : time_now_ms());
         int rows = 0;
         while (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
             rows++;
-            had_env |= sqlite3_column_int(st, 0) != 0;
+            *had_env |= sqlite3_column_int(st, 0) != 0;
             rc = SQLITE_OK;
         }
-        if (rc == SQLITE_DONE)
+        if (rc == SQLITE_DONE) {
             n = rows;
-        else
-            db_error(c, "recovering running jobs");
+            *r = STORE_OK;
+        } else {
+            *r = db_error(c, "recovering running jobs");
+        }
     }
     done(st);
+    return n;
+}
+
+int store_recover_running(store *s, int64_t now_ms)
+{
+    conn *c = &s->writer;
+    lock(c);
+    bool had_env = false;
+    store_rc r;
+    int n = recover_locked(c, now_ms, &had_env, &r);
+    for (int attempt = 0; r == STORE_NO_SPACE && attempt < 2 && make_room(s, 0, true); attempt++)
+        n = recover_locked(c, now_ms, &had_env, &r);
     if (n >= 0 && (had_env || s->scrub_pending))
         scrub_wal(s);
     unlock(c);
@@ -1170,21 +1656,19 @@ static store_rc check_stream(int stream)
     return STORE_ERROR;
 }
 
-store_rc store_append_output(store *s, const char *id, int stream, const char *data, size_t len)
+/* One attempt at store_append_output, in one transaction. Caller holds the writer's
+ * mutex. */
+static store_rc append_locked(store *s, const char *id, int stream, const char *data,
+                              size_t len, uint64_t *shortfall)
 {
-    store_rc r = check_stream(stream);
+    conn *c = &s->writer;
+    store_rc r = begin_write(c);
     if (r != STORE_OK)
         return r;
-    if (len > (size_t)INT32_MAX) {
-        set_error("appending output: a chunk of %zu bytes is too large", len);
-        return STORE_ERROR;
-    }
-    conn *c = &s->writer;
-    lock(c);
-    if ((r = begin_write(c)) != STORE_OK)
-        goto out;
     job_status cur;
     if ((r = status_of(c, id, &cur)) != STORE_OK || len == 0)
+        goto end;
+    if ((r = admit_locked(s, c, len, true, shortfall)) != STORE_OK)
         goto end;
 
     sqlite3_stmt *st = stmt(c, ST_OUTPUT_END);
@@ -1237,17 +1721,39 @@ store_rc store_append_output(store *s, const char *id, int stream, const char *d
     if (rc == SQLITE_OK)
         rc = sqlite3_bind_int64(st, 3, offset + (int64_t)len);
     if (rc == SQLITE_OK)
+        rc = sqlite3_bind_int64(st, 4, (int64_t)len);
+    if (rc == SQLITE_OK)
         rc = sqlite3_step(st);
     if (rc != SQLITE_DONE)
         r = db_error(c, "appending output: updating byte counts");
     done(st);
     if (r != STORE_OK)
         goto end;
-    r = commit(c);
-    goto out;
+    return commit(c);
 end:
     rollback(c);
-out:
+    return r;
+}
+
+store_rc store_append_output(store *s, const char *id, int stream, const char *data, size_t len)
+{
+    store_rc r = check_stream(stream);
+    if (r != STORE_OK)
+        return r;
+    if (len > (size_t)INT32_MAX) {
+        set_error("appending output: a chunk of %zu bytes is too large", len);
+        return STORE_ERROR;
+    }
+    conn *c = &s->writer;
+    lock(c);
+    for (int attempt = 0;; attempt++) {
+        uint64_t shortfall = 0;
+        r = append_locked(s, id, stream, data, len, &shortfall);
+        if (r != STORE_NO_SPACE || attempt > 0 || !make_room(s, shortfall ? shortfall : len, false))
+            break;
+    }
+    if (r == STORE_NO_SPACE)
+        note_refusal(s, r);
     unlock(c);
     return r;
 }
@@ -1443,36 +1949,48 @@ out:
     return r;
 }
 
-int64_t store_delete_finished_before(store *s, int64_t cutoff_ms)
+/* One attempt at store_delete_finished_before, in one transaction. Caller holds c->mu. */
+static int64_t delete_before_locked(conn *c, int64_t cutoff_ms, store_rc *r)
 {
-    conn *c = &s->writer;
-    lock(c);
     int64_t n = -1;
-    if (begin_write(c) != STORE_OK)
-        goto out;
+    if ((*r = begin_write(c)) != STORE_OK)
+        return -1;
     enum stmt_id steps[] = {ST_DELETE_OLD_OUTPUT, ST_DELETE_OLD_JOBS};
     for (size_t i = 0; i < 2; i++) {
         sqlite3_stmt *st = stmt(c, steps[i]);
-        if (!st)
+        if (!st) {
+            *r = STORE_ERROR;
             goto fail;
+        }
         int rc = sqlite3_bind_int64(st, 1, cutoff_ms);
         if (rc == SQLITE_OK)
             rc = sqlite3_step(st);
         if (rc != SQLITE_DONE) {
-            db_error(c, "deleting old jobs");
+            *r = db_error(c, "deleting old jobs");
             done(st);
             goto fail;
         }
         n = sqlite3_changes(c->db);
         done(st);
     }
-    if (commit(c) != STORE_OK)
+    if ((*r = commit(c)) != STORE_OK)
         n = -1;
-    goto out;
+    return n;
 fail:
-    n = -1;
     rollback(c);
-out:
+    return -1;
+}
+
+int64_t store_delete_finished_before(store *s, int64_t cutoff_ms)
+{
+    conn *c = &s->writer;
+    lock(c);
+    store_rc r;
+    fast_delete(c, true);
+    int64_t n = delete_before_locked(c, cutoff_ms, &r);
+    if (r == STORE_NO_SPACE && use_reserve(s))
+        n = delete_before_locked(c, cutoff_ms, &r);
+    fast_delete(c, false);
     unlock(c);
     return n;
 }

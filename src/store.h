@@ -1,6 +1,7 @@
 /* The durable job store: SQLite in WAL mode, schema from the numbered migrations, jobs
  * and their output chunks; a job's env_vars values only while it may run (every call that
- * makes it final erases them, names kept, and scrubs them from the files). Thread-safe. */
+ * makes it final erases them, names kept, and scrubs them from the files); the storage
+ * quota and what it evicts, and the disk space the store keeps free. Thread-safe. */
 #ifndef EXECUTORD_STORE_H
 #define EXECUTORD_STORE_H
 
@@ -18,6 +19,8 @@ typedef enum store_rc {
     STORE_EXISTS,        /* idempotency key already used with the same body: *out is that job */
     STORE_FULL,          /* the queue is at its bound */
     STORE_ERROR,         /* SQLite failed; see store_last_error */
+    STORE_NO_SPACE,      /* the storage quota or the disk is full even after evicting:
+                          * nothing was written (store_last_error says which) */
 } store_rc;
 
 /* Opens (creating if needed) the database file, applies pending migrations in order.
@@ -32,12 +35,15 @@ int store_ping(store *s, char *err, size_t errlen); /* 0 when a trivial query wo
  * filled in). When j->idempotency_key is set and already used: STORE_EXISTS with the
  * existing job in *existing if the SHA-256 of j->request_json is the one stored with it,
  * else STORE_CONFLICT. Only that digest is stored, never the request.
- * STORE_FULL when max_queued > 0 and that many jobs are already queued. */
+ * STORE_FULL when max_queued > 0 and that many jobs are already queued. STORE_NO_SPACE
+ * when its script and inputs do not fit (see the storage section below). */
 store_rc store_insert_job(store *s, job *j, int64_t max_queued, job *existing);
 
 store_rc store_get_job(store *s, const char *id, job *out);
 
-/* Atomically takes the oldest queued job, marks it running with started_at_ms. */
+/* Atomically takes the oldest queued job, marks it running with started_at_ms.
+ * STORE_NO_SPACE, leaving every job queued, while the disk has no room for what a job
+ * writes (store_set_storage). */
 store_rc store_claim_next(store *s, int64_t started_at_ms, job *out);
 
 /* The queue's oldest job as store_claim_next_within found it when it did not fit. */
@@ -54,14 +60,18 @@ store_rc store_claim_next_within(store *s, int64_t started_at_ms, uint64_t max_m
                                  store_queue_head *head);
 
 /* Records the final state (status, finished_at_ms and outcome fields of j) and erases the
- * job's env values. Only a running job can be finished; else STORE_CONFLICT. */
+ * job's env values. Only a running job can be finished; else STORE_CONFLICT.
+ * STORE_NO_SPACE when its result does not fit even after evicting: the caller records the
+ * job again without it. A job without a result is recorded on a full disk too (the
+ * reserve). */
 store_rc store_finish_job(store *s, const job *j);
 
 /* queued -> cancelled (finished now, env values erased). STORE_CONFLICT when the job is
  * not queued. */
 store_rc store_cancel_queued(store *s, const char *id, int64_t now_ms, job *out);
 
-/* Deletes a finished job and its output. STORE_CONFLICT when not finished. */
+/* Deletes a finished job and its output. STORE_CONFLICT when not finished. Works on a
+ * full disk (the reserve); STORE_NO_SPACE only when even that is not enough. */
 store_rc store_delete_job(store *s, const char *id);
 
 /* At start-up: every job left running by a dead instance ends failed/ExecutorLost, env
@@ -81,7 +91,8 @@ typedef struct store_status_count {
  * number of rows, or -1 (see store_last_error). One scan of a covering index, for /metrics. */
 int store_count_by_status_backend(store *s, store_status_count *out, int max);
 
-/* Output: chunks appended in order per stream (1 = stdout, 2 = stderr). */
+/* Output: chunks appended in order per stream (1 = stdout, 2 = stderr). STORE_NO_SPACE
+ * when the chunk does not fit even after evicting: nothing of it was stored. */
 store_rc store_append_output(store *s, const char *id, int stream, const char *data, size_t len);
 /* The bytes of one stream from byte `offset`, at most `max` bytes (0 = all), malloc'd
  * into *data / *len (NUL-terminated for convenience). */
@@ -110,5 +121,47 @@ void job_list_free(job_list *l);
 
 /* Finished jobs with finished_at_ms < cutoff are deleted with their output. Returns count or -1. */
 int64_t store_delete_finished_before(store *s, int64_t cutoff_ms);
+
+/* ---- storage ----
+ * Every job counts what it holds: script and inputs, result and error text, output. New
+ * data that would take the total past the quota, or leave the disk with less free than
+ * the reserve's size, first evicts the output of the oldest finished jobs, then their
+ * results (they keep their status and say output_evicted / result_evicted); if that is
+ * not enough it is refused (STORE_NO_SPACE). Scripts and inputs are never evicted. When
+ * SQLite meets a full disk anyway, the reserve is given back so deletes, evictions and
+ * job endings still commit. */
+
+typedef struct store_storage_options {
+    uint64_t quota_bytes;    /* 0 = no quota */
+    const char *reserve_path; /* NULL = the disk is not watched (no reserve) */
+    uint64_t reserve_bytes;  /* set aside, and also kept free besides it */
+} store_storage_options;
+
+/* Once, before the store is used by other threads. -1 with err when the reserve file
+ * cannot be used (a disk too full to hold it is not an error: it starts released). */
+int store_set_storage(store *s, const store_storage_options *o, char *err, size_t errlen);
+
+typedef struct store_storage {
+    uint64_t used_bytes;        /* what the jobs hold */
+    uint64_t evictable_bytes;   /* of which the output and results of finished jobs */
+    uint64_t quota_bytes;       /* 0 = none */
+    bool disk_watched;          /* the fields below are known */
+    uint64_t disk_free_bytes;   /* the filesystem's, plus the database's free pages */
+    uint64_t disk_total_bytes;
+    uint64_t reserve_bytes;
+    bool reserve_held;
+    bool full;                  /* not even a small job fits, evicting all there is */
+    char reason[192];           /* why full, or why degraded (the reserve is in use) */
+    uint64_t evicted_outputs;   /* jobs whose output / result was evicted, since start */
+    uint64_t evicted_results;
+} store_storage;
+
+/* Makes room for bytes more of new data (evicting as needed). STORE_OK when they fit
+ * now; STORE_NO_SPACE (the reason recorded) when they do not. */
+store_rc store_make_room(store *s, uint64_t bytes);
+
+/* The state /readyz and /metrics show. Takes the reserve again when the disk has room.
+ * 0, or -1 when the store cannot be read. */
+int store_storage_state(store *s, store_storage *out);
 
 #endif

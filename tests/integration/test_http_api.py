@@ -15,7 +15,8 @@ SLEEPY = "import time\ndef main(s=30):\n    time.sleep(s)\n    return 'woke'\n"
 FULL_FIELDS = {
     "id", "status", "backend", "created_at", "started_at", "finished_at", "queue_wait_ms", "run_ms",
     "result", "error", "exit_code", "signal", "usage", "limits", "labels", "allow_network", "env_vars",
-    "stdout_bytes", "stderr_bytes", "stdout_truncated", "stderr_truncated", "script", "inputs",
+    "stdout_bytes", "stderr_bytes", "stdout_truncated", "stderr_truncated", "output_evicted",
+    "result_evicted", "script", "inputs",
 }
 LIMIT_FIELDS = {"timeout_seconds", "memory_mb", "cpu_seconds", "max_processes", "max_file_size_mb",
                 "max_open_files", "max_output_bytes"}
@@ -134,7 +135,7 @@ def test_healthz_and_readyz(client):
     # the server also lists "backends" (as GET /v1/backends) - an addition beyond the contract
     assert {k: doc[k] for k in ("status", "store", "default_backend")} == \
         {"status": "ready", "store": "ok", "default_backend": DEFAULT_BACKEND}, doc
-    assert set(doc) <= {"status", "store", "default_backend", "backends"}, doc
+    assert set(doc) <= {"status", "store", "storage", "default_backend", "backends"}, doc
 
 
 # --- 400 ----------------------------------------------------------------------------------

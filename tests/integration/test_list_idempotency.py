@@ -9,7 +9,8 @@ import pytest
 LIST_FIELDS = {
     "id", "status", "backend", "created_at", "started_at", "finished_at", "queue_wait_ms", "run_ms",
     "result", "error", "exit_code", "signal", "usage", "limits", "labels", "allow_network", "env_vars",
-    "stdout_bytes", "stderr_bytes", "stdout_truncated", "stderr_truncated",
+    "stdout_bytes", "stderr_bytes", "stdout_truncated", "stderr_truncated", "output_evicted",
+    "result_evicted",
 }
 
 

@@ -239,7 +239,8 @@ def test_job_schema_matches_contract(spec):
     summary = schemas["JobSummary"]
     fields = {"id", "status", "backend", "created_at", "started_at", "finished_at", "queue_wait_ms", "run_ms",
               "result", "error", "exit_code", "signal", "usage", "limits", "labels", "allow_network", "env_vars",
-              "stdout_bytes", "stderr_bytes", "stdout_truncated", "stderr_truncated"}
+              "stdout_bytes", "stderr_bytes", "stdout_truncated", "stderr_truncated", "output_evicted",
+              "result_evicted"}
     assert set(summary["properties"]) == fields
     full = {n for part in schemas["Job"]["allOf"] for n in resolve(spec, part).get("properties", {})}
     assert full == fields | {"script", "inputs"}
@@ -248,12 +249,13 @@ def test_job_schema_matches_contract(spec):
     err_types = set(schemas["JobError"]["properties"]["type"]["enum"])
     assert err_types == {"SandboxValidationError", "SandboxExecutionError", "SandboxTimeoutError",
                          "OutputLimitExceeded", "ResourceLimitExceeded", "MemoryLimitExceeded", "Cancelled",
-                         "ExecutorLost", "ExecutorShutdown", "SandboxError"}
+                         "ExecutorLost", "ExecutorShutdown", "SandboxError", "StorageFull"}
     codes = set(schemas["Error"]["properties"]["error"]["properties"]["code"]["enum"])
     assert codes == {"malformed_json", "invalid_body", "invalid_parameter", "unauthorized", "not_found",
                      "method_not_allowed", "job_finished", "job_not_finished", "idempotency_conflict",
                      "body_too_large", "unsupported_media_type", "invalid_field", "queue_full", "not_ready",
-                     "shutting_down", "internal", "cross_origin", "host_not_allowed"}
+                     "shutting_down", "internal", "cross_origin", "host_not_allowed",
+                     "insufficient_storage"}
     post_desc = spec["paths"]["/v1/jobs"]["post"]["description"]
     for t in err_types:
         assert t in post_desc, f"{t} is not explained to users"
@@ -476,7 +478,8 @@ def test_contract_validator_can_fail(tmp_path):
            "limits": {"timeout_seconds": 30, "memory_mb": 512, "cpu_seconds": 60, "max_processes": 64,
                       "max_file_size_mb": 64, "max_open_files": 256, "max_output_bytes": 1048576},
            "labels": {}, "allow_network": False, "env_vars": [], "stdout_bytes": 0, "stderr_bytes": 0,
-           "stdout_truncated": False, "stderr_truncated": False, "script": "x", "inputs": {}}
+           "stdout_truncated": False, "stderr_truncated": False, "output_evicted": False,
+           "result_evicted": False, "script": "x", "inputs": {}}
     dumps = json.dumps
     jid = job["id"]
 

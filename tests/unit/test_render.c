@@ -63,7 +63,7 @@ static void full_form_has_contract_fields(void **state)
                           "queue_wait_ms", "run_ms", "result", "error", "exit_code", "signal",
                           "usage", "limits", "labels", "allow_network", "env_vars",
                           "stdout_bytes", "stderr_bytes", "stdout_truncated", "stderr_truncated",
-                          "script", "inputs"};
+                          "output_evicted", "result_evicted", "script", "inputs"};
     for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
         if (!json_object_get(o, keys[i]))
             fail_msg("missing %s", keys[i]);
@@ -83,6 +83,8 @@ static void full_form_has_contract_fields(void **state)
     assert_true(json_is_integer(json_object_get(o, "exit_code")));
     assert_true(json_is_false(json_object_get(o, "allow_network")));
     assert_int_equal(json_integer_value(json_object_get(o, "stdout_bytes")), 12);
+    assert_true(json_is_false(json_object_get(o, "output_evicted")));
+    assert_true(json_is_false(json_object_get(o, "result_evicted")));
 
     char *s = dump(json_object_get(o, "result"));
     assert_string_equal(s, "{\"y\":[1,2]}");
@@ -199,10 +201,36 @@ static void logs_are_repaired_utf8(void **state)
     assert_int_equal(json_integer_value(json_object_get(o, "stdout_bytes")), sizeof out - 1);
     assert_int_equal(json_integer_value(json_object_get(o, "stderr_bytes")), 5);
     assert_true(json_is_false(json_object_get(o, "stdout_truncated")));
+    assert_true(json_is_false(json_object_get(o, "output_evicted")));
     char *text = json_dumps(o, JSON_COMPACT);
     assert_non_null(text); /* serialisable: valid UTF-8 throughout */
     assert_non_null(strstr(text, "\\u0000tail"));
     free(text);
+    json_decref(o);
+    job_free(&j);
+}
+
+/* What the storage quota took is said, and the sizes of what there was stay. */
+static void evicted_output_and_result(void **state)
+{
+    job j;
+    finished_job(&j);
+    free(j.result_json);
+    j.result_json = NULL;
+    j.output_evicted = j.result_evicted = true;
+    json_t *o = api_render_job(&j, false);
+    assert_non_null(o);
+    assert_string_equal(json_string_value(json_object_get(o, "status")), "succeeded");
+    assert_true(json_is_null(json_object_get(o, "result")));
+    assert_true(json_is_true(json_object_get(o, "output_evicted")));
+    assert_true(json_is_true(json_object_get(o, "result_evicted")));
+    assert_int_equal(json_integer_value(json_object_get(o, "stdout_bytes")), 12);
+    json_decref(o);
+    o = api_render_logs(&j, "", 0, "", 0);
+    assert_non_null(o);
+    assert_string_equal(json_string_value(json_object_get(o, "stdout")), "");
+    assert_int_equal(json_integer_value(json_object_get(o, "stdout_bytes")), 12);
+    assert_true(json_is_true(json_object_get(o, "output_evicted")));
     json_decref(o);
     job_free(&j);
 }
@@ -358,6 +386,7 @@ int main(void)
         cmocka_unit_test(list_form_omits_script_and_inputs),
         cmocka_unit_test(queued_and_failed_jobs),
         cmocka_unit_test(logs_are_repaired_utf8),
+        cmocka_unit_test(evicted_output_and_result),
         cmocka_unit_test(error_bodies),
         cmocka_unit_test(routes_match),
         cmocka_unit_test(wrong_method_gives_allow),

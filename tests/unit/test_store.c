@@ -1,7 +1,8 @@
 /* The SQLite job store against a real database file in a fresh temp folder per test:
  * migrations, state transitions, idempotency, the queue bound, output offsets, cursor
- * pagination under concurrent inserts, filters and retention; and what the files keep of
- * secrets (env values after a job ends, requests, freed space, the WAL, file modes). */
+ * pagination under concurrent inserts, filters and retention; what the files keep of
+ * secrets (env values after a job ends, requests, freed space, the WAL, file modes); and
+ * the storage quota: its running total, eviction order, refusals. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -1402,6 +1403,277 @@ static void db_files_are_owner_only(void **state)
     umask(old_umask);
 }
 
+/* ---- storage quota ------------------------------------------------------------- */
+
+/* make_job's script and inputs: what the quota counts of a queued job. */
+#define REQUEST_BYTES (sizeof "def main(x):\n    return x\n" - 1 + sizeof "{\"x\":1}" - 1)
+
+static uint64_t storage_used(store *s)
+{
+    store_storage st;
+    assert_int_equal(store_storage_state(s, &st), 0);
+    return st.used_bytes;
+}
+
+/* The running total is the sum over the jobs, in the file itself. */
+static void total_matches_rows(const fixture *f, uint64_t want)
+{
+    sqlite3 *db = raw_open(f);
+    assert_int_equal(raw_int(db, "SELECT used_bytes FROM storage_usage", NULL), (int64_t)want);
+    assert_int_equal(raw_int(db, "SELECT COALESCE(SUM(stored_bytes), 0) FROM jobs", NULL),
+                     (int64_t)want);
+    sqlite3_close(db);
+}
+
+static void set_quota(fixture *f, uint64_t quota)
+{
+    char err[256] = "";
+    store_storage_options o = {.quota_bytes = quota};
+    assert_int_equal(store_set_storage(f->s, &o, err, sizeof err), 0);
+}
+
+static void finish_with(store *s, const char *id, job_status st, int64_t at, const char *result,
+                        const char *message)
+{
+    job j;
+    job_init(&j);
+    memcpy(j.id, id, JOB_ID_LEN + 1);
+    j.status = st;
+    j.finished_at_ms = at;
+    j.result_json = result ? strdup(result) : NULL;
+    j.error_message = message ? strdup(message) : NULL;
+    assert_int_equal(store_finish_job(s, &j), STORE_OK);
+    job_free(&j);
+}
+
+static void storage_total_follows_every_change(void **state)
+{
+    fixture *f = *state;
+    char a[JOB_ID_LEN + 1], b[JOB_ID_LEN + 1];
+    assert_int_equal(storage_used(f->s), 0);
+    add_job(f->s, NULL, a);
+    add_job(f->s, NULL, b);
+    assert_int_equal(storage_used(f->s), 2 * REQUEST_BYTES);
+    claim_expect(f->s, a);
+    assert_int_equal(store_append_output(f->s, a, 1, "hello", 5), STORE_OK);
+    assert_int_equal(store_append_output(f->s, a, 2, "err", 3), STORE_OK);
+    finish_with(f->s, a, JOB_SUCCEEDED, 1000, "[1,2]", NULL);
+    claim_expect(f->s, b);
+    finish_with(f->s, b, JOB_FAILED, 2000, NULL, "boom");
+    uint64_t want = 2 * REQUEST_BYTES + 5 + 3 + 5 + 4;
+    assert_int_equal(storage_used(f->s), want);
+    total_matches_rows(f, want);
+
+    /* Kept in the file: a restart reads it, no sum needed. */
+    store_close(f->s);
+    char err[512] = "";
+    f->s = store_open(f->path, err, sizeof err);
+    assert_non_null(f->s);
+    assert_int_equal(storage_used(f->s), want);
+
+    assert_int_equal(store_delete_job(f->s, a), STORE_OK);
+    want -= REQUEST_BYTES + 5 + 3 + 5;
+    assert_int_equal(storage_used(f->s), want);
+    assert_int_equal(store_delete_finished_before(f->s, INT64_MAX), 1);
+    assert_int_equal(storage_used(f->s), 0);
+    total_matches_rows(f, 0);
+}
+
+/* Finished jobs lose their output oldest finish first (not oldest submitted), then their
+ * results; running and queued jobs are never touched; when nothing is left, no room. */
+static void eviction_takes_the_oldest_finished_first(void **state)
+{
+    fixture *f = *state;
+    char a[JOB_ID_LEN + 1], b[JOB_ID_LEN + 1], c[JOB_ID_LEN + 1], d[JOB_ID_LEN + 1];
+    char kb[1000], r100[101];
+    memset(kb, 'o', sizeof kb);
+    memset(r100, '1', 100);
+    r100[100] = '\0';
+    char *ids[] = {a, b, c, d};
+    for (int i = 0; i < 4; i++) {
+        add_job(f->s, NULL, ids[i]);
+        claim_expect(f->s, ids[i]);
+        assert_int_equal(store_append_output(f->s, ids[i], 1, kb, sizeof kb), STORE_OK);
+    }
+    finish_with(f->s, b, JOB_SUCCEEDED, 1000, r100, NULL);
+    finish_with(f->s, a, JOB_SUCCEEDED, 2000, r100, NULL);
+    finish_with(f->s, c, JOB_SUCCEEDED, 3000, r100, NULL);
+    uint64_t used = 4 * REQUEST_BYTES + 4 * 1000 + 3 * 100;
+    assert_int_equal(storage_used(f->s), used);
+
+    /* 600 bytes more for the running job d, 100 over the quota: b's output goes (b
+     * finished first), and only it, though a was submitted before. */
+    uint64_t quota = used + 100;
+    set_quota(f, quota);
+    assert_int_equal(store_append_output(f->s, d, 1, kb, 600), STORE_OK);
+    job g;
+    job_init(&g);
+    assert_int_equal(store_get_job(f->s, b, &g), STORE_OK);
+    assert_int_equal(g.status, JOB_SUCCEEDED);
+    assert_true(g.output_evicted);
+    assert_false(g.result_evicted);
+    assert_int_equal(g.stdout_bytes, 0); /* finish_with recorded none; the flag tells */
+    assert_string_equal(g.result_json, r100);
+    job_free(&g);
+    expect_output(f->s, b, 1, 0, 0, "", 0);
+    expect_output(f->s, a, 1, 0, 0, kb, sizeof kb);
+    for (int i = 0; i < 4; i++) {
+        if (ids[i] == b)
+            continue;
+        assert_int_equal(store_get_job(f->s, ids[i], &g), STORE_OK);
+        assert_false(g.output_evicted);
+        job_free(&g);
+    }
+    used = used - 1000 + 600;
+    assert_int_equal(storage_used(f->s), used);
+    total_matches_rows(f, used);
+
+    /* 2,500 more: every other finished output (a, then c) and then the results, oldest
+     * finished first, until slack (a sixteenth of the quota) is free as well. */
+    char big[2500];
+    memset(big, 'p', sizeof big);
+    assert_int_equal(store_append_output(f->s, d, 1, big, sizeof big), STORE_OK);
+    const char *finished[] = {b, a, c};
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(store_get_job(f->s, finished[i], &g), STORE_OK);
+        assert_int_equal(g.status, JOB_SUCCEEDED);
+        assert_true(g.output_evicted);
+        assert_true(g.result_evicted);
+        assert_null(g.result_json);
+        job_free(&g);
+    }
+    assert_int_equal(store_get_job(f->s, d, &g), STORE_OK);
+    assert_int_equal(g.status, JOB_RUNNING);
+    assert_false(g.output_evicted);
+    job_free(&g);
+    used = used - 2 * 1000 - 3 * 100 + 2500;
+    assert_int_equal(storage_used(f->s), used);
+    total_matches_rows(f, used);
+    store_storage st;
+    assert_int_equal(store_storage_state(f->s, &st), 0);
+    assert_int_equal(st.evicted_outputs, 3);
+    assert_int_equal(st.evicted_results, 3);
+    assert_true(st.full); /* within a quarter of the quota and nothing left to evict */
+
+    /* Only the running job holds data now: no room, and nothing of the chunk stored. */
+    assert_int_equal(store_append_output(f->s, d, 1, kb, sizeof kb), STORE_NO_SPACE);
+    assert_non_null(strstr(store_last_error(f->s), "quota"));
+    char want[4100];
+    memset(want, 'o', 1600);
+    memset(want + 1600, 'p', 2500);
+    expect_output(f->s, d, 1, 0, 0, want, sizeof want);
+
+    /* Once d has ended, its output is what goes next. */
+    finish_with(f->s, d, JOB_SUCCEEDED, 4000, NULL, NULL);
+    assert_int_equal(store_storage_state(f->s, &st), 0);
+    assert_false(st.full);
+}
+
+/* Queued jobs' scripts and inputs are never evicted: with only them holding the quota a
+ * new job is refused, nothing written, and a finished job's output too small to make
+ * room is not thrown away for nothing; deleting makes room again. */
+static void insert_refused_when_unfinished_jobs_hold_the_quota(void **state)
+{
+    fixture *f = *state;
+    char done[JOB_ID_LEN + 1];
+    add_job(f->s, NULL, done);
+    claim_expect(f->s, done);
+    assert_int_equal(store_append_output(f->s, done, 1, "evict me", 8), STORE_OK);
+    finish_with(f->s, done, JOB_SUCCEEDED, 1000, NULL, NULL);
+    set_quota(f, 3 * REQUEST_BYTES + 8 + 10);
+    char ids[2][JOB_ID_LEN + 1];
+    for (int i = 0; i < 2; i++)
+        add_job(f->s, NULL, ids[i]);
+    job j;
+    make_job(&j, NULL);
+    assert_int_equal(store_insert_job(f->s, &j, 0, NULL), STORE_NO_SPACE);
+    assert_non_null(strstr(store_last_error(f->s), "quota"));
+    assert_int_equal(store_count_status(f->s, JOB_QUEUED), 2);
+    assert_int_equal(store_get_job(f->s, j.id, &(job){0}), STORE_NOT_FOUND);
+    expect_output(f->s, done, 1, 0, 0, "evict me", 8);
+    store_storage st;
+    assert_int_equal(store_storage_state(f->s, &st), 0);
+    assert_true(st.full);
+    assert_int_equal(st.evictable_bytes, 8);
+    assert_int_equal(st.evicted_outputs, 0);
+    assert_non_null(strstr(st.reason, "quota"));
+
+    job cancelled;
+    job_init(&cancelled);
+    assert_int_equal(store_cancel_queued(f->s, ids[0], 5, &cancelled), STORE_OK);
+    job_free(&cancelled);
+    assert_int_equal(store_insert_job(f->s, &j, 0, NULL), STORE_NO_SPACE); /* still held */
+    assert_int_equal(store_delete_job(f->s, ids[0]), STORE_OK);
+    assert_int_equal(store_insert_job(f->s, &j, 0, NULL), STORE_OK);
+    job_free(&j);
+}
+
+/* A result over what is left is refused (the job stays running); the job then ends
+ * without it, as the scheduler records it. */
+static void result_that_does_not_fit_is_refused(void **state)
+{
+    fixture *f = *state;
+    char id[JOB_ID_LEN + 1];
+    add_job(f->s, NULL, id);
+    claim_expect(f->s, id);
+    set_quota(f, REQUEST_BYTES + 100);
+    char result[201];
+    memset(result, '7', 200);
+    result[200] = '\0';
+    job j;
+    job_init(&j);
+    memcpy(j.id, id, JOB_ID_LEN + 1);
+    j.status = JOB_SUCCEEDED;
+    j.result_json = strdup(result);
+    assert_int_equal(store_finish_job(f->s, &j), STORE_NO_SPACE);
+    assert_int_equal(status_of(f->s, id), JOB_RUNNING);
+    assert_int_equal(store_make_room(f->s, 200), STORE_NO_SPACE);
+    assert_int_equal(store_make_room(f->s, 50), STORE_OK);
+    free(j.result_json);
+    j.result_json = NULL;
+    j.status = JOB_FAILED;
+    j.error_type = strdup("StorageFull");
+    assert_int_equal(store_finish_job(f->s, &j), STORE_OK);
+    job_free(&j);
+    assert_int_equal(status_of(f->s, id), JOB_FAILED);
+}
+
+/* Jobs stored before the quota existed are counted when the database is converted. */
+static void migration_counts_what_older_builds_stored(void **state)
+{
+    fixture *f = *state;
+    store_close(f->s);
+    f->s = NULL;
+    remove_db_files(f);
+    sqlite3 *db = raw_open(f);
+    raw_exec(db, "PRAGMA journal_mode=WAL");
+    char err[512] = "";
+    assert_int_equal(migrate_apply(db, migrations, 2, err, sizeof err), 2);
+    raw_exec(db, "INSERT INTO jobs (id, status, backend, created_at_ms, started_at_ms,"
+                 " finished_at_ms, script, inputs_json, timeout_seconds, memory_mb, cpu_seconds,"
+                 " max_processes, max_file_size_mb, max_open_files, max_output_bytes, result_json,"
+                 " error_message) VALUES ('a', 'succeeded', 'pool', 1, 2, 3, 'abc', '{}', 30, 512,"
+                 " 60, 64, 64, 256, 1048576, '[1]', 'x')");
+    raw_exec(db, "INSERT INTO jobs (id, status, backend, created_at_ms, script, inputs_json,"
+                 " timeout_seconds, memory_mb, cpu_seconds, max_processes, max_file_size_mb,"
+                 " max_open_files, max_output_bytes) VALUES ('b', 'queued', 'pool', 4, 'de',"
+                 " '{\"k\":1}', 30, 512, 60, 64, 64, 256, 1048576)");
+    raw_exec(db, "INSERT INTO job_output VALUES ('a', 1, 0, x'00112233'), ('a', 2, 0, x'44')");
+    sqlite3_close(db);
+
+    f->s = store_open(f->path, err, sizeof err);
+    assert_non_null(f->s);
+    /* a: script 3 + inputs 2 + result 3 + error 1 + output 5; b: 2 + 7 */
+    assert_int_equal(storage_used(f->s), 14 + 9);
+    total_matches_rows(f, 23);
+    db = raw_open(f);
+    assert_int_equal(raw_int(db, "SELECT output_stored_bytes FROM jobs WHERE id = ?1", "a"), 5);
+    sqlite3_close(db);
+    store_storage st;
+    assert_int_equal(store_storage_state(f->s, &st), 0);
+    assert_int_equal(st.evictable_bytes, 5 + 3); /* a's output and result; b is queued */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1432,6 +1704,13 @@ int main(void)
         cmocka_unit_test_setup_teardown(migration_from_v2_erases_and_digests,
                                         setup_upstream_sqlite, teardown_upstream_sqlite),
         cmocka_unit_test_setup_teardown(db_files_are_owner_only, setup, teardown),
+        cmocka_unit_test_setup_teardown(storage_total_follows_every_change, setup, teardown),
+        cmocka_unit_test_setup_teardown(eviction_takes_the_oldest_finished_first, setup, teardown),
+        cmocka_unit_test_setup_teardown(insert_refused_when_unfinished_jobs_hold_the_quota, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(result_that_does_not_fit_is_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(migration_counts_what_older_builds_stored, setup,
+                                        teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
