@@ -16,6 +16,7 @@
 #include "api/auth.h"
 #include "api/render.h"
 #include "api/router.h"
+#include "src/utf8.h"
 
 #define ID "0b7e3c1a-2f4d-4c5e-9a6b-7c8d9e0f1a2b"
 
@@ -207,6 +208,31 @@ static void logs_are_repaired_utf8(void **state)
     job_free(&j);
 }
 
+/* Where a window of script output may end: never inside a character still being written. */
+static void windows_end_on_whole_characters(void **state)
+{
+    const struct {
+        const char *s;
+        size_t want;
+    } cases[] = {
+        {"abc", 3},
+        {"ab\xc3", 2},              /* é cut after its lead byte */
+        {"ab\xc3\xa9", 4},          /* whole */
+        {"ab\xe2\x82", 2},          /* € cut after 2 of 3 */
+        {"ab\xe2\x82\xac", 5},
+        {"a\xf0\x9f\x98", 1},       /* an emoji cut after 3 of 4 */
+        {"a\xf0\x9f\x98\x80", 5},
+        {"ab\xff", 3},              /* invalid, not cut: repaired where it is */
+        {"ab\x80\x80\x80", 5},      /* stray continuation bytes: no lead in reach */
+        {"\xc3", 0},
+        {"", 0},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        if (utf8_complete_len(cases[i].s, strlen(cases[i].s)) != cases[i].want)
+            fail_msg("case %zu: %zu, want %zu", i, utf8_complete_len(cases[i].s, strlen(cases[i].s)),
+                     cases[i].want);
+}
+
 static void error_bodies(void **state)
 {
     api_error e;
@@ -358,6 +384,7 @@ int main(void)
         cmocka_unit_test(list_form_omits_script_and_inputs),
         cmocka_unit_test(queued_and_failed_jobs),
         cmocka_unit_test(logs_are_repaired_utf8),
+        cmocka_unit_test(windows_end_on_whole_characters),
         cmocka_unit_test(error_bodies),
         cmocka_unit_test(routes_match),
         cmocka_unit_test(wrong_method_gives_allow),
