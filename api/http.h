@@ -11,6 +11,7 @@
 #include <jansson.h>
 #include <microhttpd.h>
 
+#include "api/body.h"
 #include "api/deadline.h"
 #include "api/error.h"
 #include "api/router.h"
@@ -65,6 +66,7 @@ typedef struct api_response {
     unsigned int status;
     char *body;                    /* malloc'd; NULL with len 0 = no body */
     size_t len;
+    api_body *stream;              /* instead of body: produced while it is sent */
     const char *content_type;      /* static */
     struct {
         const char *name;          /* static */
@@ -90,6 +92,9 @@ api_result api_respond_errorf(api_response *rs, unsigned int status, const char 
 /* Takes ownership of the malloc'd data. */
 api_result api_respond_text(api_response *rs, unsigned int status, char *data, size_t len);
 api_result api_respond_empty(api_response *rs, unsigned int status);
+/* Takes ownership of the body, which is read from the store as the client takes it. */
+api_result api_respond_stream(api_response *rs, unsigned int status, const char *content_type,
+                              api_body *body);
 void api_response_header(api_response *rs, const char *name, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 

@@ -24,10 +24,35 @@ static api_result respond_not_found(api_response *rs, const char *id)
     return api_respond_errorf(rs, 404, "not_found", "job %s not found", id);
 }
 
-/* The job (full form) with the given status; 201 carries its Location. */
-static api_result respond_job(api_response *rs, unsigned int status, const job *j)
+/* A job whose result the store read only in part: the document without it, then the
+ * result's stored JSON text streamed in (api/body.c), so that a result as large as
+ * max_output_bytes is never held, parsed or serialised whole. */
+static void respond_streamed_job(store *st, api_response *rs, unsigned int status, const job *j)
 {
-    api_respond_json(rs, status, api_render_job(j, true));
+    static const char key[] = ",\"result\":";
+    json_t *doc = api_render_job(j, true);
+    char *head = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
+    json_decref(doc);
+    api_body *b = head ? api_body_new(st, j->id) : NULL;
+    /* head is "{...}": the result goes where its closing brace was. */
+    if (b && api_body_text(b, head, strlen(head) - 1) == 0 &&
+        api_body_text(b, key, sizeof key - 1) == 0 && api_body_result(b, 0, j->result_bytes) == 0 &&
+        api_body_text(b, "}", 1) == 0)
+        api_respond_stream(rs, status, "application/json", b);
+    else {
+        api_body_free(b);
+        api_respond_json(rs, status, NULL); /* a 500: out of memory */
+    }
+    free(head);
+}
+
+/* The job (full form) with the given status; 201 carries its Location. */
+static api_result respond_job(store *st, api_response *rs, unsigned int status, const job *j)
+{
+    if (api_job_result_inline(j))
+        api_respond_json(rs, status, api_render_job(j, true));
+    else
+        respond_streamed_job(st, rs, status, j);
     if (rs->status == 201)
         api_response_header(rs, MHD_HTTP_HEADER_LOCATION, "/v1/jobs/%s", j->id);
     return API_RESPOND;
@@ -44,7 +69,7 @@ static api_result respond_current(api_request *rq, api_response *rs, unsigned in
         return respond_not_found(rs, id);
     if (rc != STORE_OK)
         return respond_store_error(rs, rq->srv, "reading the job");
-    respond_job(rs, status, &j);
+    respond_job(rq->srv->st, rs, status, &j);
     job_free(&j);
     return API_RESPOND;
 }
@@ -100,7 +125,7 @@ static api_result answer_maybe_waiting(api_request *rq, api_response *rs, const 
         return r;
     if (wait > 0 && !job_status_is_final(j->status))
         return respond_current(rq, rs, status, j->id);
-    return respond_job(rs, status, j);
+    return respond_job(rq->srv->st, rs, status, j);
 }
 
 api_result api_jobs_create(api_request *rq, api_response *rs)
@@ -244,7 +269,7 @@ api_result api_jobs_cancel(api_request *rq, api_response *rs)
     switch (scheduler_cancel(rq->srv->sch, id, &j)) {
     case CANCEL_DONE:
         log_info("job %s cancelled", id);
-        r = respond_job(rs, 200, &j);
+        r = respond_job(rq->srv->st, rs, 200, &j);
         break;
     case CANCEL_FINISHED:
         r = api_respond_errorf(rs, 409, "job_finished", "job %s already finished (%s)", id,

@@ -11,14 +11,27 @@
 #include "api/error.h"
 #include "src/job.h"
 
-/* The job as the contract shows it. full = include "script" and "inputs". NULL only when
- * out of memory. */
+/* The first bytes of a result that the list form shows (result_preview). */
+#define API_RESULT_PREVIEW_BYTES 256
+
+/* The job as the contract shows it. full = include "script", "inputs" and "result"; the
+ * list form has only the result's size and first bytes. A full job whose result was read
+ * only in part (see api_job_result_inline) has no "result": the caller appends it from the
+ * store. NULL only when out of memory. */
 json_t *api_render_job(const job *j, bool full);
+/* False when j carries only the first bytes of its result (store_get_job reads at most
+ * STORE_RESULT_INLINE_MAX). */
+bool api_job_result_inline(const job *j);
 
 /* {"job_id","status","stdout","stderr","stdout_bytes","stderr_bytes",...}: the text is
  * repaired to valid UTF-8 (U+FFFD) first. */
 json_t *api_render_logs(const job *j, const char *out, size_t outlen, const char *err,
                         size_t errlen);
+
+/* Writes valid UTF-8 text as the content of a JSON string (quotes, backslashes and
+ * control characters escaped as jansson does; NUL as \u0000) into out, which has room for
+ * 6 * len bytes. Returns the bytes written. */
+size_t api_json_escape(const char *s, size_t len, char *out);
 
 /* {"error": {"code","message"[,"field"]}} */
 json_t *api_render_error(const api_error *e);

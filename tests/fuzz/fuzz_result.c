@@ -116,11 +116,27 @@ static void check_result_path(const char *doc, size_t len)
         json_t *back = round_trip(r);
         json_t *res = json_object_get(back, "result"), *err = json_object_get(back, "error");
         CHECK(json_is_object(json_object_get(back, "usage")));
+        /* Both forms: the result's size and first bytes, cut at a character. */
+        json_t *preview = json_object_get(back, "result_preview");
+        json_int_t bytes = json_integer_value(json_object_get(back, "result_bytes"));
         if (o.verdict == SANDBOX_SUCCEEDED) {
-            CHECK(json_equal(res, result)); /* the result survives, value for value */
+            size_t plen = json_string_length(preview);
+            CHECK(json_is_string(preview) && plen <= API_RESULT_PREVIEW_BYTES);
+            CHECK(bytes == (json_int_t)strlen(j.result_json));
+            CHECK(memcmp(json_string_value(preview), j.result_json, plen) == 0);
+            CHECK(json_is_boolean(json_object_get(back, "result_truncated")) &&
+                  json_is_true(json_object_get(back, "result_truncated")) == ((json_int_t)plen < bytes));
+        } else {
+            CHECK(json_is_null(preview) && bytes == 0);
+        }
+        if (!full) {
+            CHECK(res == NULL); /* the list form never carries the value */
+        }
+        if (o.verdict == SANDBOX_SUCCEEDED) {
+            CHECK(!full || json_equal(res, result)); /* the result survives, value for value */
             CHECK(json_is_null(err));
         } else {
-            CHECK(json_is_null(res));
+            CHECK(!full || json_is_null(res));
             CHECK(json_is_object(err));
             CHECK(json_is_string(json_object_get(err, "type")));
             CHECK(json_is_string(json_object_get(err, "message")));

@@ -1,6 +1,7 @@
 /* What clients see: a job rendered in full and list form with the contract's fields,
- * derived durations and RFC 3339 timestamps, env values never echoed, logs repaired to
- * valid UTF-8, error bodies; plus routing (404/405/Allow) and the bearer-token check. */
+ * derived durations and RFC 3339 timestamps, env values never echoed, result previews,
+ * logs repaired to valid UTF-8, log text escaped as JSON, error bodies; plus routing
+ * (404/405/Allow) and the bearer-token check. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -64,7 +65,7 @@ static void full_form_has_contract_fields(void **state)
                           "queue_wait_ms", "run_ms", "result", "error", "exit_code", "signal",
                           "usage", "limits", "labels", "allow_network", "env_vars",
                           "stdout_bytes", "stderr_bytes", "stdout_truncated", "stderr_truncated",
-                          "script", "inputs"};
+                          "script", "inputs", "result_preview", "result_bytes", "result_truncated"};
     for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
         if (!json_object_get(o, keys[i]))
             fail_msg("missing %s", keys[i]);
@@ -123,8 +124,59 @@ static void list_form_omits_script_and_inputs(void **state)
     json_t *o = api_render_job(&j, false);
     assert_null(json_object_get(o, "script"));
     assert_null(json_object_get(o, "inputs"));
-    assert_non_null(json_object_get(o, "result"));
+    assert_null(json_object_get(o, "result"));
     assert_non_null(json_object_get(o, "env_vars"));
+    /* a small result: all of its text is the preview */
+    assert_string_equal(json_string_value(json_object_get(o, "result_preview")), "{\"y\":[1,2]}");
+    assert_int_equal(json_integer_value(json_object_get(o, "result_bytes")), 11);
+    assert_true(json_is_false(json_object_get(o, "result_truncated")));
+    json_decref(o);
+    job_free(&j);
+}
+
+/* As the store reads it back: the first bytes of a large result and its whole size. */
+static void large_results_are_previewed_not_rendered(void **state)
+{
+    job j;
+    finished_job(&j);
+    free(j.result_json);
+    /* 300 bytes read of a 70000-byte string: "ééé..." (2 bytes each); the closing quote
+     * only so that the text is whole JSON once result_bytes says it is all there */
+    char text[301];
+    text[0] = '"';
+    for (int i = 1; i < 299; i += 2)
+        memcpy(text + i, "\xc3\xa9", 2);
+    text[299] = '"';
+    text[300] = '\0';
+    j.result_json = strdup(text);
+    j.result_bytes = 70000;
+    assert_false(api_job_result_inline(&j));
+    json_t *o = api_render_job(&j, false);
+    const char *preview = json_string_value(json_object_get(o, "result_preview"));
+    /* 256 bytes would cut an é in two: the preview stops before it */
+    assert_int_equal(strlen(preview), 255);
+    assert_memory_equal(preview, text, 255);
+    assert_int_equal(json_integer_value(json_object_get(o, "result_bytes")), 70000);
+    assert_true(json_is_true(json_object_get(o, "result_truncated")));
+    json_decref(o);
+    /* full form: no "result" at all, the caller streams it */
+    o = api_render_job(&j, true);
+    assert_null(json_object_get(o, "result"));
+    assert_non_null(json_object_get(o, "script"));
+    json_decref(o);
+    /* read whole: rendered as before */
+    j.result_bytes = 300;
+    assert_true(api_job_result_inline(&j));
+    o = api_render_job(&j, true);
+    assert_true(json_is_string(json_object_get(o, "result")));
+    json_decref(o);
+    /* a failed job shows no result, whatever is stored */
+    j.status = JOB_FAILED;
+    assert_true(api_job_result_inline(&j));
+    o = api_render_job(&j, false);
+    assert_true(json_is_null(json_object_get(o, "result_preview")));
+    assert_int_equal(json_integer_value(json_object_get(o, "result_bytes")), 0);
+    assert_true(json_is_false(json_object_get(o, "result_truncated")));
     json_decref(o);
     job_free(&j);
 }
@@ -182,30 +234,25 @@ static void queued_and_failed_jobs(void **state)
     job_free(&j);
 }
 
-static void logs_are_repaired_utf8(void **state)
+/* The text of a log window as the server streams it: escaped like jansson, NUL included. */
+static void output_is_escaped_as_json_string_content(void **state)
 {
-    job j;
-    finished_job(&j);
-    const char out[] = "ok \xff\xfe end\n\0tail"; /* invalid bytes and a NUL */
-    json_t *o = api_render_logs(&j, out, sizeof out - 1, "warn\n", 5);
-    assert_non_null(o);
-    assert_string_equal(json_string_value(json_object_get(o, "job_id")), ID);
-    assert_string_equal(json_string_value(json_object_get(o, "status")), "succeeded");
-    json_t *so = json_object_get(o, "stdout");
-    const char want[] = "ok \xef\xbf\xbd\xef\xbf\xbd end\n\0tail";
-    assert_int_equal(json_string_length(so), sizeof want - 1);
-    assert_memory_equal(json_string_value(so), want, sizeof want - 1);
-    assert_string_equal(json_string_value(json_object_get(o, "stderr")), "warn\n");
-    /* the stored byte counts win once known; the running case falls back to what was read */
-    assert_int_equal(json_integer_value(json_object_get(o, "stdout_bytes")), sizeof out - 1);
-    assert_int_equal(json_integer_value(json_object_get(o, "stderr_bytes")), 5);
-    assert_true(json_is_false(json_object_get(o, "stdout_truncated")));
-    char *text = json_dumps(o, JSON_COMPACT);
-    assert_non_null(text); /* serialisable: valid UTF-8 throughout */
-    assert_non_null(strstr(text, "\\u0000tail"));
-    free(text);
-    json_decref(o);
-    job_free(&j);
+    const char in[] = "a\"b\\c\n\r\t\b\f\x01\x1f\0 \xc3\xa9 / \x7f";
+    char out[6 * sizeof in];
+    size_t n = api_json_escape(in, sizeof in - 1, out);
+    const char want[] = "a\\\"b\\\\c\\n\\r\\t\\b\\f\\u0001\\u001F\\u0000 \xc3\xa9 / \x7f";
+    assert_int_equal(n, sizeof want - 1);
+    assert_memory_equal(out, want, n);
+    /* what jansson writes for the same string, and what it reads back */
+    json_t *str = json_stringn(in, sizeof in - 1);
+    char *dumped = json_dumps(str, JSON_ENCODE_ANY);
+    assert_int_equal(strlen(dumped), n + 2);
+    assert_memory_equal(dumped + 1, out, n);
+    free(dumped);
+    json_decref(str);
+    /* the bound the window sizes rely on: at most 6 bytes per byte */
+    char nuls[64] = {0}, big[6 * 64];
+    assert_int_equal(api_json_escape(nuls, sizeof nuls, big), 6 * sizeof nuls);
 }
 
 /* Where a window of script output may end: never inside a character still being written. */
@@ -231,6 +278,32 @@ static void windows_end_on_whole_characters(void **state)
         if (utf8_complete_len(cases[i].s, strlen(cases[i].s)) != cases[i].want)
             fail_msg("case %zu: %zu, want %zu", i, utf8_complete_len(cases[i].s, strlen(cases[i].s)),
                      cases[i].want);
+}
+
+static void logs_are_repaired_utf8(void **state)
+{
+    job j;
+    finished_job(&j);
+    const char out[] = "ok \xff\xfe end\n\0tail"; /* invalid bytes and a NUL */
+    json_t *o = api_render_logs(&j, out, sizeof out - 1, "warn\n", 5);
+    assert_non_null(o);
+    assert_string_equal(json_string_value(json_object_get(o, "job_id")), ID);
+    assert_string_equal(json_string_value(json_object_get(o, "status")), "succeeded");
+    json_t *so = json_object_get(o, "stdout");
+    const char want[] = "ok \xef\xbf\xbd\xef\xbf\xbd end\n\0tail";
+    assert_int_equal(json_string_length(so), sizeof want - 1);
+    assert_memory_equal(json_string_value(so), want, sizeof want - 1);
+    assert_string_equal(json_string_value(json_object_get(o, "stderr")), "warn\n");
+    /* the stored byte counts win once known; the running case falls back to what was read */
+    assert_int_equal(json_integer_value(json_object_get(o, "stdout_bytes")), sizeof out - 1);
+    assert_int_equal(json_integer_value(json_object_get(o, "stderr_bytes")), 5);
+    assert_true(json_is_false(json_object_get(o, "stdout_truncated")));
+    char *text = json_dumps(o, JSON_COMPACT);
+    assert_non_null(text); /* serialisable: valid UTF-8 throughout */
+    assert_non_null(strstr(text, "\\u0000tail"));
+    free(text);
+    json_decref(o);
+    job_free(&j);
 }
 
 static void error_bodies(void **state)
@@ -383,8 +456,10 @@ int main(void)
         cmocka_unit_test(full_form_has_contract_fields),
         cmocka_unit_test(list_form_omits_script_and_inputs),
         cmocka_unit_test(queued_and_failed_jobs),
-        cmocka_unit_test(logs_are_repaired_utf8),
+        cmocka_unit_test(large_results_are_previewed_not_rendered),
+        cmocka_unit_test(output_is_escaped_as_json_string_content),
         cmocka_unit_test(windows_end_on_whole_characters),
+        cmocka_unit_test(logs_are_repaired_utf8),
         cmocka_unit_test(error_bodies),
         cmocka_unit_test(routes_match),
         cmocka_unit_test(wrong_method_gives_allow),
