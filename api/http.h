@@ -60,7 +60,7 @@ typedef struct api_request {
     unsigned int wait_status;      /* 200 or 201 once resumed */
 } api_request;
 
-#define API_MAX_HEADERS 4
+#define API_MAX_HEADERS 8
 
 typedef struct api_response {
     unsigned int status;

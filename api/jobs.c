@@ -1,5 +1,5 @@
 /* The job endpoints: submit (with idempotency and ?wait=), list with filters and cursor,
- * get (with ?wait=), logs (JSON or a raw stream from an offset), cancel and delete.
+ * get (with ?wait=), cancel and delete (logs: api/logs.c).
  * Each maps the store's and scheduler's answers onto the contract's statuses and codes. */
 #include "api/jobs.h"
 
@@ -281,102 +281,6 @@ api_result api_jobs_cancel(api_request *rq, api_response *rs)
     default:
         r = api_respond_errorf(rs, 500, "internal", "cancelling job %s failed", id);
         break;
-    }
-    job_free(&j);
-    return r;
-}
-
-/* Total size of a stream so far, given that a read from offset returned got bytes (it
- * read to the end). Only a read that returned nothing leaves it open. */
-static store_rc stream_total(store *st, const char *id, int stream, uint64_t offset, size_t got,
-                             uint64_t *total)
-{
-    if (got > 0 || offset == 0) {
-        *total = offset + got;
-        return STORE_OK;
-    }
-    /* Caught up (the usual case for a poller): one byte just before offset proves the
-     * stream is exactly offset long. */
-    char *data = NULL;
-    size_t n = 0;
-    store_rc rc = store_read_output(st, id, stream, offset - 1, 1, &data, &n);
-    free(data);
-    if (rc != STORE_OK)
-        return rc;
-    if (n == 1) {
-        *total = offset;
-        return STORE_OK;
-    }
-    /* offset lies past the end: measure the stream. */
-    data = NULL;
-    rc = store_read_output(st, id, stream, 0, 0, &data, &n);
-    free(data);
-    *total = n;
-    return rc;
-}
-
-static api_result logs_stream(api_request *rq, api_response *rs, const job *j, int stream,
-                              uint64_t offset)
-{
-    store *st = rq->srv->st;
-    char *data = NULL;
-    size_t len = 0;
-    uint64_t total = 0;
-    store_rc rc = store_read_output(st, j->id, stream, offset, 0, &data, &len);
-    if (rc == STORE_OK)
-        rc = stream_total(st, j->id, stream, offset, len, &total);
-    if (rc != STORE_OK) {
-        free(data);
-        return rc == STORE_NOT_FOUND ? respond_not_found(rs, j->id)
-                                     : respond_store_error(rs, rq->srv, "reading output");
-    }
-    api_respond_text(rs, 200, data, len);
-    /* A script's output opened as a page: no script, form, plugin or same-origin access
-     * even if a browser were to render it (nosniff is on every answer, server.c). */
-    api_response_header(rs, "Content-Security-Policy", "sandbox");
-    api_response_header(rs, "X-Job-Status", "%s", job_status_name(j->status));
-    api_response_header(rs, "X-Output-Bytes", "%" PRIu64, total);
-    return API_RESPOND;
-}
-
-api_result api_jobs_logs(api_request *rq, api_response *rs)
-{
-    api_error e;
-    api_error_clear(&e);
-    int stream;
-    uint64_t offset;
-    if (api_parse_stream(api_query(rq, "stream"), &stream, &e) < 0 ||
-        api_parse_offset(api_query(rq, "offset"), &offset, &e) < 0)
-        return api_respond_error(rs, &e);
-    const char *id = rq->match.job_id;
-    store *st = rq->srv->st;
-    /* The job first, then its output: when the job is already final the output read next
-     * is complete, so a client never sees a final status with a missing tail. */
-    job j;
-    job_init(&j);
-    store_rc rc = store_get_job(st, id, &j);
-    if (rc != STORE_OK) {
-        job_free(&j);
-        return rc == STORE_NOT_FOUND ? respond_not_found(rs, id)
-                                     : respond_store_error(rs, rq->srv, "reading the job");
-    }
-    api_result r;
-    if (stream) {
-        r = logs_stream(rq, rs, &j, stream, offset);
-    } else {
-        char *out = NULL, *err = NULL;
-        size_t outlen = 0, errlen = 0;
-        rc = store_read_output(st, id, SANDBOX_STDOUT, 0, 0, &out, &outlen);
-        if (rc == STORE_OK)
-            rc = store_read_output(st, id, SANDBOX_STDERR, 0, 0, &err, &errlen);
-        if (rc == STORE_OK)
-            r = api_respond_json(rs, 200, api_render_logs(&j, out, outlen, err, errlen));
-        else if (rc == STORE_NOT_FOUND)
-            r = respond_not_found(rs, id);
-        else
-            r = respond_store_error(rs, rq->srv, "reading output");
-        free(out);
-        free(err);
     }
     job_free(&j);
     return r;

@@ -209,42 +209,34 @@ size_t api_json_escape(const char *s, size_t len, char *out)
     return o;
 }
 
-/* Script output as JSON text: invalid UTF-8 repaired, NUL bytes kept (as \u0000). */
-static json_t *output_text(const char *data, size_t len)
+static json_t *log_window(const api_log_window *w)
 {
-    size_t n = 0;
-    char *clean = utf8_sanitize(data ? data : "", data ? len : 0, &n);
-    if (!clean)
-        return NULL;
-    json_t *s = json_stringn_nocheck(clean, n);
-    free(clean);
-    return s;
+    return json_pack("{s:I, s:I, s:b}", "offset", (json_int_t)w->offset, "next_offset",
+                     (json_int_t)w->next_offset, "truncated", w->next_offset < w->total);
 }
 
-json_t *api_render_logs(const job *j, const char *out, size_t outlen, const char *err,
-                        size_t errlen)
+json_t *api_render_logs_head(const job *j, const api_log_window *out, const api_log_window *err,
+                             uint64_t limit)
 {
     /* While the job runs, the job row's byte counts lag behind the stored output. */
-    uint64_t out_bytes = j->stdout_bytes > outlen ? j->stdout_bytes : outlen;
-    uint64_t err_bytes = j->stderr_bytes > errlen ? j->stderr_bytes : errlen;
+    uint64_t out_bytes = j->stdout_bytes > out->total ? j->stdout_bytes : out->total;
+    uint64_t err_bytes = j->stderr_bytes > err->total ? j->stderr_bytes : err->total;
     json_t *o = json_object();
     if (!o)
         return NULL;
     json_object_set_new(o, "job_id", json_string(j->id));
     json_object_set_new(o, "status", json_string(job_status_name(j->status)));
-    json_t *so = output_text(out, outlen), *se = output_text(err, errlen);
-    if (!so || !se) {
-        json_decref(so);
-        json_decref(se);
-        json_decref(o);
-        return NULL;
-    }
-    json_object_set_new(o, "stdout", so);
-    json_object_set_new(o, "stderr", se);
     json_object_set_new(o, "stdout_bytes", json_integer((json_int_t)out_bytes));
     json_object_set_new(o, "stderr_bytes", json_integer((json_int_t)err_bytes));
     json_object_set_new(o, "stdout_truncated", json_boolean(j->stdout_truncated));
     json_object_set_new(o, "stderr_truncated", json_boolean(j->stderr_truncated));
+    json_t *w = json_pack("{s:I, s:o, s:o}", "limit", (json_int_t)limit, "stdout",
+                          log_window(out), "stderr", log_window(err));
+    if (!w) {
+        json_decref(o);
+        return NULL;
+    }
+    json_object_set_new(o, "window", w);
     return o;
 }
 

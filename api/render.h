@@ -23,10 +23,17 @@ json_t *api_render_job(const job *j, bool full);
  * STORE_RESULT_INLINE_MAX). */
 bool api_job_result_inline(const job *j);
 
-/* {"job_id","status","stdout","stderr","stdout_bytes","stderr_bytes",...}: the text is
- * repaired to valid UTF-8 (U+FFFD) first. */
-json_t *api_render_logs(const job *j, const char *out, size_t outlen, const char *err,
-                        size_t errlen);
+/* One stream's window of GET /v1/jobs/{id}/logs: the bytes [offset, next_offset) of a
+ * stream that has total bytes so far. */
+typedef struct api_log_window {
+    uint64_t total, offset, next_offset;
+} api_log_window;
+
+/* {"job_id","status","stdout_bytes","stderr_bytes","stdout_truncated","stderr_truncated",
+ * "window":{"limit","stdout":{"offset","next_offset","truncated"},"stderr":{...}}}: the
+ * logs document without the texts, which are streamed after it. */
+json_t *api_render_logs_head(const job *j, const api_log_window *out, const api_log_window *err,
+                             uint64_t limit);
 
 /* Writes valid UTF-8 text as the content of a JSON string (quotes, backslashes and
  * control characters escaped as jansson does; NUL as \u0000) into out, which has room for

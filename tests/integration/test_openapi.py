@@ -488,8 +488,13 @@ def test_contract_validator_can_fail(tmp_path):
                 "body_bytes": len(body if isinstance(body, str) else dumps(body)), "test": kw.get("test", "t")}
 
     item = {k: v for k, v in job.items() if k not in ("result", "script", "inputs")}
+    window = {"offset": 0, "next_offset": 3, "truncated": False}
+    logs = {"job_id": jid, "status": "queued", "stdout": "out", "stderr": "", "stdout_bytes": 3,
+            "stderr_bytes": 0, "stdout_truncated": False, "stderr_truncated": False,
+            "window": {"limit": 1048576, "stdout": window, "stderr": {**window, "next_offset": 0}}}
     good = [entry("GET", f"/v1/jobs/{jid}", 200, job),
             entry("GET", "/v1/jobs", 200, {"jobs": [item], "next_cursor": None}),
+            entry("GET", f"/v1/jobs/{jid}/logs", 200, logs),
             entry("GET", f"/v1/jobs/{jid}/logs?stream=stdout", 200, "out", "text/plain; charset=utf-8"),
             entry("GET", "/nope", 404, {"error": {"code": "not_found", "message": "m"}}),
             entry("PUT", "/v1/jobs", 405, {"error": {"code": "method_not_allowed", "message": "m"}},
@@ -510,6 +515,10 @@ def test_contract_validator_can_fail(tmp_path):
                                        "next_cursor": None}, test="list-without-preview"),
         entry("GET", "/v1/jobs", 200, {"jobs": [{**item, "result_preview": "x" * 257}], "next_cursor": None},
               test="preview-too-long"),
+        entry("GET", f"/v1/jobs/{jid}/logs", 200, {k: v for k, v in logs.items() if k != "window"},
+              test="logs-without-window"),
+        entry("GET", f"/v1/jobs/{jid}/logs", 200, {**logs, "window": {**logs["window"], "stdout": {"offset": 0}}},
+              test="window-incomplete"),
         entry("GET", "/nope", 200, "{}", test="unknown-path-200"),
         entry("PUT", "/v1/jobs", 405, {"error": {"code": "method_not_allowed", "message": "m"}},
               headers={"allow": "GET"}, test="allow-header"),

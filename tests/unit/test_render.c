@@ -1,6 +1,6 @@
 /* What clients see: a job rendered in full and list form with the contract's fields,
  * derived durations and RFC 3339 timestamps, env values never echoed, result previews,
- * logs repaired to valid UTF-8, log text escaped as JSON, error bodies; plus routing
+ * log text escaped as JSON and the logs document's windows, error bodies; plus routing
  * (404/405/Allow) and the bearer-token check. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -280,28 +280,23 @@ static void windows_end_on_whole_characters(void **state)
                      cases[i].want);
 }
 
-static void logs_are_repaired_utf8(void **state)
+static void logs_head_describes_the_windows(void **state)
 {
     job j;
     finished_job(&j);
-    const char out[] = "ok \xff\xfe end\n\0tail"; /* invalid bytes and a NUL */
-    json_t *o = api_render_logs(&j, out, sizeof out - 1, "warn\n", 5);
-    assert_non_null(o);
-    assert_string_equal(json_string_value(json_object_get(o, "job_id")), ID);
-    assert_string_equal(json_string_value(json_object_get(o, "status")), "succeeded");
-    json_t *so = json_object_get(o, "stdout");
-    const char want[] = "ok \xef\xbf\xbd\xef\xbf\xbd end\n\0tail";
-    assert_int_equal(json_string_length(so), sizeof want - 1);
-    assert_memory_equal(json_string_value(so), want, sizeof want - 1);
-    assert_string_equal(json_string_value(json_object_get(o, "stderr")), "warn\n");
-    /* the stored byte counts win once known; the running case falls back to what was read */
-    assert_int_equal(json_integer_value(json_object_get(o, "stdout_bytes")), sizeof out - 1);
-    assert_int_equal(json_integer_value(json_object_get(o, "stderr_bytes")), 5);
-    assert_true(json_is_false(json_object_get(o, "stdout_truncated")));
-    char *text = json_dumps(o, JSON_COMPACT);
-    assert_non_null(text); /* serialisable: valid UTF-8 throughout */
-    assert_non_null(strstr(text, "\\u0000tail"));
-    free(text);
+    j.status = JOB_RUNNING;
+    j.stdout_bytes = 10; /* the row lags behind what is stored */
+    j.stderr_truncated = true;
+    api_log_window out = {.total = 5000, .offset = 1000, .next_offset = 2000};
+    api_log_window err = {.total = 7, .offset = 9, .next_offset = 9};
+    json_t *o = api_render_logs_head(&j, &out, &err, 1000);
+    char *s = dump(o);
+    assert_string_equal(s, "{\"job_id\":\"" ID "\",\"status\":\"running\",\"stderr_bytes\":7,"
+                           "\"stderr_truncated\":true,\"stdout_bytes\":5000,\"stdout_truncated\":false,"
+                           "\"window\":{\"limit\":1000,\"stderr\":{\"next_offset\":9,\"offset\":9,"
+                           "\"truncated\":false},\"stdout\":{\"next_offset\":2000,\"offset\":1000,"
+                           "\"truncated\":true}}}");
+    free(s);
     json_decref(o);
     job_free(&j);
 }
@@ -459,7 +454,7 @@ int main(void)
         cmocka_unit_test(large_results_are_previewed_not_rendered),
         cmocka_unit_test(output_is_escaped_as_json_string_content),
         cmocka_unit_test(windows_end_on_whole_characters),
-        cmocka_unit_test(logs_are_repaired_utf8),
+        cmocka_unit_test(logs_head_describes_the_windows),
         cmocka_unit_test(error_bodies),
         cmocka_unit_test(routes_match),
         cmocka_unit_test(wrong_method_gives_allow),
