@@ -11,6 +11,7 @@
 #include <jansson.h>
 #include <microhttpd.h>
 
+#include "api/body.h"
 #include "api/deadline.h"
 #include "api/error.h"
 #include "api/router.h"
@@ -59,7 +60,7 @@ typedef struct api_request {
     unsigned int wait_status;      /* 200 or 201 once resumed */
 } api_request;
 
-#define API_MAX_HEADERS 4
+#define API_MAX_HEADERS 8
 
 /* Retry-After on 507 insufficient_storage (api/jobs.c). */
 #define API_STORAGE_RETRY_AFTER_S 10
@@ -68,6 +69,7 @@ typedef struct api_response {
     unsigned int status;
     char *body;                    /* malloc'd; NULL with len 0 = no body */
     size_t len;
+    api_body *stream;              /* instead of body: produced while it is sent */
     const char *content_type;      /* static */
     struct {
         const char *name;          /* static */
@@ -93,6 +95,9 @@ api_result api_respond_errorf(api_response *rs, unsigned int status, const char 
 /* Takes ownership of the malloc'd data. */
 api_result api_respond_text(api_response *rs, unsigned int status, char *data, size_t len);
 api_result api_respond_empty(api_response *rs, unsigned int status);
+/* Takes ownership of the body, which is read from the store as the client takes it. */
+api_result api_respond_stream(api_response *rs, unsigned int status, const char *content_type,
+                              api_body *body);
 void api_response_header(api_response *rs, const char *name, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 

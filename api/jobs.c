@@ -1,5 +1,5 @@
 /* The job endpoints: submit (with idempotency and ?wait=), list with filters and cursor,
- * get (with ?wait=), logs (JSON or a raw stream from an offset), cancel and delete.
+ * get (with ?wait=), cancel and delete (logs: api/logs.c).
  * Each maps the store's and scheduler's answers onto the contract's statuses and codes. */
 #include "api/jobs.h"
 
@@ -36,10 +36,35 @@ static api_result respond_not_found(api_response *rs, const char *id)
     return api_respond_errorf(rs, 404, "not_found", "job %s not found", id);
 }
 
-/* The job (full form) with the given status; 201 carries its Location. */
-static api_result respond_job(api_response *rs, unsigned int status, const job *j)
+/* A job whose result the store read only in part: the document without it, then the
+ * result's stored JSON text streamed in (api/body.c), so that a result as large as
+ * max_output_bytes is never held, parsed or serialised whole. */
+static void respond_streamed_job(store *st, api_response *rs, unsigned int status, const job *j)
 {
-    api_respond_json(rs, status, api_render_job(j, true));
+    static const char key[] = ",\"result\":";
+    json_t *doc = api_render_job(j, true);
+    char *head = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
+    json_decref(doc);
+    api_body *b = head ? api_body_new(st, j->id) : NULL;
+    /* head is "{...}": the result goes where its closing brace was. */
+    if (b && api_body_text(b, head, strlen(head) - 1) == 0 &&
+        api_body_text(b, key, sizeof key - 1) == 0 && api_body_result(b, 0, j->result_bytes) == 0 &&
+        api_body_text(b, "}", 1) == 0)
+        api_respond_stream(rs, status, "application/json", b);
+    else {
+        api_body_free(b);
+        api_respond_json(rs, status, NULL); /* a 500: out of memory */
+    }
+    free(head);
+}
+
+/* The job (full form) with the given status; 201 carries its Location. */
+static api_result respond_job(store *st, api_response *rs, unsigned int status, const job *j)
+{
+    if (api_job_result_inline(j))
+        api_respond_json(rs, status, api_render_job(j, true));
+    else
+        respond_streamed_job(st, rs, status, j);
     if (rs->status == 201)
         api_response_header(rs, MHD_HTTP_HEADER_LOCATION, "/v1/jobs/%s", j->id);
     return API_RESPOND;
@@ -56,7 +81,7 @@ static api_result respond_current(api_request *rq, api_response *rs, unsigned in
         return respond_not_found(rs, id);
     if (rc != STORE_OK)
         return respond_store_error(rs, rq->srv, "reading the job");
-    respond_job(rs, status, &j);
+    respond_job(rq->srv->st, rs, status, &j);
     job_free(&j);
     return API_RESPOND;
 }
@@ -112,7 +137,7 @@ static api_result answer_maybe_waiting(api_request *rq, api_response *rs, const 
         return r;
     if (wait > 0 && !job_status_is_final(j->status))
         return respond_current(rq, rs, status, j->id);
-    return respond_job(rs, status, j);
+    return respond_job(rq->srv->st, rs, status, j);
 }
 
 api_result api_jobs_create(api_request *rq, api_response *rs)
@@ -265,7 +290,7 @@ api_result api_jobs_cancel(api_request *rq, api_response *rs)
     switch (scheduler_cancel(rq->srv->sch, id, &j)) {
     case CANCEL_DONE:
         log_info("job %s cancelled", id);
-        r = respond_job(rs, 200, &j);
+        r = respond_job(rq->srv->st, rs, 200, &j);
         break;
     case CANCEL_FINISHED:
         r = api_respond_errorf(rs, 409, "job_finished", "job %s already finished (%s)", id,
@@ -277,104 +302,6 @@ api_result api_jobs_cancel(api_request *rq, api_response *rs)
     default:
         r = api_respond_errorf(rs, 500, "internal", "cancelling job %s failed", id);
         break;
-    }
-    job_free(&j);
-    return r;
-}
-
-/* Total size of a stream so far, given that a read from offset returned got bytes (it
- * read to the end). Only a read that returned nothing leaves it open. */
-static store_rc stream_total(store *st, const char *id, int stream, uint64_t offset, size_t got,
-                             uint64_t *total)
-{
-    if (got > 0 || offset == 0) {
-        *total = offset + got;
-        return STORE_OK;
-    }
-    /* Caught up (the usual case for a poller): one byte just before offset proves the
-     * stream is exactly offset long. */
-    char *data = NULL;
-    size_t n = 0;
-    store_rc rc = store_read_output(st, id, stream, offset - 1, 1, &data, &n);
-    free(data);
-    if (rc != STORE_OK)
-        return rc;
-    if (n == 1) {
-        *total = offset;
-        return STORE_OK;
-    }
-    /* offset lies past the end: measure the stream. */
-    data = NULL;
-    rc = store_read_output(st, id, stream, 0, 0, &data, &n);
-    free(data);
-    *total = n;
-    return rc;
-}
-
-static api_result logs_stream(api_request *rq, api_response *rs, const job *j, int stream,
-                              uint64_t offset)
-{
-    store *st = rq->srv->st;
-    char *data = NULL;
-    size_t len = 0;
-    uint64_t total = 0;
-    store_rc rc = store_read_output(st, j->id, stream, offset, 0, &data, &len);
-    if (rc == STORE_OK)
-        rc = stream_total(st, j->id, stream, offset, len, &total);
-    if (rc != STORE_OK) {
-        free(data);
-        return rc == STORE_NOT_FOUND ? respond_not_found(rs, j->id)
-                                     : respond_store_error(rs, rq->srv, "reading output");
-    }
-    api_respond_text(rs, 200, data, len);
-    /* A script's output opened as a page: no script, form, plugin or same-origin access
-     * even if a browser were to render it (nosniff is on every answer, server.c). */
-    api_response_header(rs, "Content-Security-Policy", "sandbox");
-    api_response_header(rs, "X-Job-Status", "%s", job_status_name(j->status));
-    api_response_header(rs, "X-Output-Bytes", "%" PRIu64, total);
-    if (j->output_evicted)
-        api_response_header(rs, "X-Output-Evicted", "true");
-    return API_RESPOND;
-}
-
-api_result api_jobs_logs(api_request *rq, api_response *rs)
-{
-    api_error e;
-    api_error_clear(&e);
-    int stream;
-    uint64_t offset;
-    if (api_parse_stream(api_query(rq, "stream"), &stream, &e) < 0 ||
-        api_parse_offset(api_query(rq, "offset"), &offset, &e) < 0)
-        return api_respond_error(rs, &e);
-    const char *id = rq->match.job_id;
-    store *st = rq->srv->st;
-    /* The job first, then its output: when the job is already final the output read next
-     * is complete, so a client never sees a final status with a missing tail. */
-    job j;
-    job_init(&j);
-    store_rc rc = store_get_job(st, id, &j);
-    if (rc != STORE_OK) {
-        job_free(&j);
-        return rc == STORE_NOT_FOUND ? respond_not_found(rs, id)
-                                     : respond_store_error(rs, rq->srv, "reading the job");
-    }
-    api_result r;
-    if (stream) {
-        r = logs_stream(rq, rs, &j, stream, offset);
-    } else {
-        char *out = NULL, *err = NULL;
-        size_t outlen = 0, errlen = 0;
-        rc = store_read_output(st, id, SANDBOX_STDOUT, 0, 0, &out, &outlen);
-        if (rc == STORE_OK)
-            rc = store_read_output(st, id, SANDBOX_STDERR, 0, 0, &err, &errlen);
-        if (rc == STORE_OK)
-            r = api_respond_json(rs, 200, api_render_logs(&j, out, outlen, err, errlen));
-        else if (rc == STORE_NOT_FOUND)
-            r = respond_not_found(rs, id);
-        else
-            r = respond_store_error(rs, rq->srv, "reading output");
-        free(out);
-        free(err);
     }
     job_free(&j);
     return r;

@@ -21,11 +21,10 @@ static json_t *timestamp(int64_t unix_ms)
 
 /* Text that came from a script or a backend may not be valid UTF-8; jansson refuses
  * such strings, so repair them rather than drop the field. NULL renders as null. */
-static json_t *text_or_null(const char *s)
+static json_t *textn_or_null(const char *s, size_t len)
 {
     if (!s)
         return json_null();
-    size_t len = strlen(s);
     if (utf8_valid(s, len))
         return json_stringn_nocheck(s, len);
     size_t n = 0;
@@ -33,6 +32,11 @@ static json_t *text_or_null(const char *s)
     json_t *v = clean ? json_stringn_nocheck(clean, n) : json_null();
     free(clean);
     return v;
+}
+
+static json_t *text_or_null(const char *s)
+{
+    return textn_or_null(s, s ? strlen(s) : 0);
 }
 
 static json_t *int_or_null(bool known, int64_t v)
@@ -101,11 +105,38 @@ static json_t *env_names(const char *env_json)
     return names;
 }
 
-static json_t *result_field(const job *j)
+static bool has_result(const job *j)
 {
-    if (j->status != JOB_SUCCEEDED)
-        return json_null();
-    return parsed(j->result_json);
+    return j->status == JOB_SUCCEEDED && j->result_json;
+}
+
+/* The whole result's size: as stored, or for a job built in memory its text's length. */
+static uint64_t result_size(const job *j)
+{
+    if (!has_result(j))
+        return 0;
+    return j->result_bytes ? j->result_bytes : strlen(j->result_json);
+}
+
+bool api_job_result_inline(const job *j)
+{
+    return !has_result(j) || result_size(j) <= strlen(j->result_json);
+}
+
+/* What a list shows of the result: its size and its first bytes (cut before a character
+ * that does not fit), never the value, which may be as large as max_output_bytes. */
+static void set_result_summary(json_t *o, const job *j)
+{
+    uint64_t size = result_size(j);
+    size_t n = has_result(j) ? strlen(j->result_json) : 0;
+    if (n > API_RESULT_PREVIEW_BYTES)
+        n = API_RESULT_PREVIEW_BYTES;
+    if (n < size)
+        n = utf8_complete_len(j->result_json, n);
+    json_object_set_new(o, "result_preview",
+                        has_result(j) ? textn_or_null(j->result_json, n) : json_null());
+    json_object_set_new(o, "result_bytes", json_integer((json_int_t)size));
+    json_object_set_new(o, "result_truncated", json_boolean(n < size));
 }
 
 json_t *api_render_job(const job *j, bool full)
@@ -125,7 +156,11 @@ json_t *api_render_job(const job *j, bool full)
                                     j->started_at_ms - j->created_at_ms));
     json_object_set_new(o, "run_ms",
                         int_or_null(started && finished, j->finished_at_ms - j->started_at_ms));
-    json_object_set_new(o, "result", result_field(j));
+    /* The value only in the full form, and only when it is all here (else the caller
+     * streams it from the store). */
+    if (full && api_job_result_inline(j))
+        json_object_set_new(o, "result", has_result(j) ? parsed(j->result_json) : json_null());
+    set_result_summary(o, j);
     json_object_set_new(o, "error", render_error_field(j));
     json_object_set_new(o, "exit_code", int_or_null(j->has_exit_code, j->exit_code));
     json_object_set_new(o, "signal", int_or_null(j->signal > 0, j->signal));
@@ -152,43 +187,59 @@ json_t *api_render_job(const job *j, bool full)
     return o;
 }
 
-/* Script output as JSON text: invalid UTF-8 repaired, NUL bytes kept (as \u0000). */
-static json_t *output_text(const char *data, size_t len)
+size_t api_json_escape(const char *s, size_t len, char *out)
 {
-    size_t n = 0;
-    char *clean = utf8_sanitize(data ? data : "", data ? len : 0, &n);
-    if (!clean)
-        return NULL;
-    json_t *s = json_stringn_nocheck(clean, n);
-    free(clean);
-    return s;
+    static const char hex[] = "0123456789ABCDEF";
+    size_t o = 0;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        const char *esc = c == '"' ? "\\\"" : c == '\\' ? "\\\\" : c == '\n' ? "\\n"
+                        : c == '\r' ? "\\r" : c == '\t' ? "\\t" : c == '\b' ? "\\b"
+                        : c == '\f' ? "\\f" : NULL;
+        if (esc) {
+            out[o++] = esc[0];
+            out[o++] = esc[1];
+        } else if (c < 0x20) {
+            memcpy(out + o, "\\u00", 4);
+            out[o + 4] = hex[c >> 4];
+            out[o + 5] = hex[c & 15];
+            o += 6;
+        } else {
+            out[o++] = (char)c;
+        }
+    }
+    return o;
 }
 
-json_t *api_render_logs(const job *j, const char *out, size_t outlen, const char *err,
-                        size_t errlen)
+static json_t *log_window(const api_log_window *w)
+{
+    return json_pack("{s:I, s:I, s:b}", "offset", (json_int_t)w->offset, "next_offset",
+                     (json_int_t)w->next_offset, "truncated", w->next_offset < w->total);
+}
+
+json_t *api_render_logs_head(const job *j, const api_log_window *out, const api_log_window *err,
+                             uint64_t limit)
 {
     /* While the job runs, the job row's byte counts lag behind the stored output. */
-    uint64_t out_bytes = j->stdout_bytes > outlen ? j->stdout_bytes : outlen;
-    uint64_t err_bytes = j->stderr_bytes > errlen ? j->stderr_bytes : errlen;
+    uint64_t out_bytes = j->stdout_bytes > out->total ? j->stdout_bytes : out->total;
+    uint64_t err_bytes = j->stderr_bytes > err->total ? j->stderr_bytes : err->total;
     json_t *o = json_object();
     if (!o)
         return NULL;
     json_object_set_new(o, "job_id", json_string(j->id));
     json_object_set_new(o, "status", json_string(job_status_name(j->status)));
-    json_t *so = output_text(out, outlen), *se = output_text(err, errlen);
-    if (!so || !se) {
-        json_decref(so);
-        json_decref(se);
-        json_decref(o);
-        return NULL;
-    }
-    json_object_set_new(o, "stdout", so);
-    json_object_set_new(o, "stderr", se);
     json_object_set_new(o, "stdout_bytes", json_integer((json_int_t)out_bytes));
     json_object_set_new(o, "stderr_bytes", json_integer((json_int_t)err_bytes));
     json_object_set_new(o, "stdout_truncated", json_boolean(j->stdout_truncated));
     json_object_set_new(o, "stderr_truncated", json_boolean(j->stderr_truncated));
     json_object_set_new(o, "output_evicted", json_boolean(j->output_evicted));
+    json_t *w = json_pack("{s:I, s:o, s:o}", "limit", (json_int_t)limit, "stdout",
+                          log_window(out), "stderr", log_window(err));
+    if (!w) {
+        json_decref(o);
+        return NULL;
+    }
+    json_object_set_new(o, "window", w);
     return o;
 }
 

@@ -27,12 +27,14 @@ void api_response_free(api_response *rs)
     free(rs->body);
     rs->body = NULL;
     rs->len = 0;
+    api_body_free(rs->stream);
+    rs->stream = NULL;
 }
 
 static void set_body(api_response *rs, unsigned int status, char *body, size_t len,
                      const char *type)
 {
-    free(rs->body);
+    api_response_free(rs);
     rs->status = status;
     rs->body = body;
     rs->len = len;
@@ -83,6 +85,14 @@ api_result api_respond_text(api_response *rs, unsigned int status, char *data, s
 api_result api_respond_empty(api_response *rs, unsigned int status)
 {
     set_body(rs, status, NULL, 0, JSON_TYPE);
+    return API_RESPOND;
+}
+
+api_result api_respond_stream(api_response *rs, unsigned int status, const char *content_type,
+                              api_body *body)
+{
+    set_body(rs, status, NULL, 0, content_type);
+    rs->stream = body;
     return API_RESPOND;
 }
 

@@ -14,6 +14,7 @@
 #include "api/health.h"
 #include "api/http.h"
 #include "api/jobs.h"
+#include "api/logs.h"
 #include "api/metrics.h"
 #include "api/origin.h"
 #include "api/static.h"

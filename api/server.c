@@ -74,10 +74,37 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
 
 /* --- responses -------------------------------------------------------------------- */
 
+/* MHD asks for the next bytes of a streamed body when the connection has room for them. */
+static ssize_t read_stream(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    (void)pos;
+    ssize_t n = api_body_read(cls, buf, max);
+    if (n < 0) {
+        log_warn("http: a streamed answer ended early: its job was deleted or the store failed");
+        return MHD_CONTENT_READER_END_WITH_ERROR;
+    }
+    return n > 0 ? n : MHD_CONTENT_READER_END_OF_STREAM;
+}
+
+static void free_stream(void *cls)
+{
+    api_body_free(cls);
+}
+
+/* The block MHD reads a streamed body in; the body itself keeps at most one piece. */
+#define STREAM_BLOCK (32u << 10)
+
 static enum MHD_Result send_response(api_request *rq, api_response *rs)
 {
     struct MHD_Response *r;
-    if (rs->len == 0) {
+    if (rs->stream) {
+        uint64_t size = api_body_size(rs->stream);
+        /* An unknown size goes out chunked (HTTP/1.1) or until the connection closes. */
+        r = MHD_create_response_from_callback(size == UINT64_MAX ? MHD_SIZE_UNKNOWN : size,
+                                              STREAM_BLOCK, read_stream, rs->stream, free_stream);
+        if (r)
+            rs->stream = NULL; /* MHD frees it (free_stream) */
+    } else if (rs->len == 0) {
         api_response_free(rs);
         r = MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
     } else {

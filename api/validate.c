@@ -692,3 +692,19 @@ int api_parse_offset(const char *value, uint64_t *offset, api_error *err)
         return bad_param(err, "offset", "must be a non-negative integer");
     return 0;
 }
+
+int api_parse_bytes(const char *name, const char *value, uint64_t dflt, uint64_t min,
+                    uint64_t max, uint64_t *out, api_error *err)
+{
+    *out = dflt;
+    if (!value)
+        return 0;
+    uint64_t v;
+    if (!parse_decimal(value, max, &v) || v < min) {
+        char rule[96];
+        snprintf(rule, sizeof rule, "must be an integer from %" PRIu64 " to %" PRIu64, min, max);
+        return bad_param(err, name, rule);
+    }
+    *out = v;
+    return 0;
+}

@@ -69,6 +69,9 @@ int api_parse_label(const char *value, char key[API_MAX_LABEL_KEY + 1],
 /* "stdout" -> SANDBOX_STDOUT, "stderr" -> SANDBOX_STDERR, not given -> 0. */
 int api_parse_stream(const char *value, int *stream, api_error *err);
 int api_parse_offset(const char *value, uint64_t *offset, api_error *err);
+/* A byte count or offset called name, from min to max; dflt when not given. */
+int api_parse_bytes(const char *name, const char *value, uint64_t dflt, uint64_t min,
+                    uint64_t max, uint64_t *out, api_error *err);
 
 bool api_env_name_valid(const char *name, size_t len);
 bool api_label_key_valid(const char *key, size_t len);

@@ -39,7 +39,10 @@ typedef struct job {
     char *request_json;          /* canonical request, for idempotency comparison; NULL when no key */
 
     /* the outcome; NULL / -1 until known */
-    char *result_json;           /* JSON text of the return value */
+    char *result_json;           /* JSON text of the return value; read back from the store,
+                                  * only its first bytes when it is large (see result_bytes) */
+    uint64_t result_bytes;       /* size of the whole result_json as stored; 0 = not read from
+                                  * the store (then result_json, if set, is all of it) */
     char *error_type;
     char *error_message;
     char *error_traceback;

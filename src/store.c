@@ -40,6 +40,7 @@ enum stmt_id {
     ST_FINISH,
     ST_CANCEL,
     ST_STATUS_OF,
+    ST_RESULT_OF,
     ST_DELETE_OUTPUT,
     ST_DELETE_JOB,
     ST_RECOVER,
@@ -75,18 +76,20 @@ enum stmt_id {
  * still sit in old WAL frames (see scrub_wal). */
 #define HAD_ENV "env_json <> '{}'"
 
-/* Column order is the order read_job() expects; the list form leaves script out (NULL) to
- * keep pages small. The request itself is never stored, only its digest (request_sha256),
- * which only the idempotency check reads. */
-#define JOB_COLUMNS_(script)                                                                \
+/* Column order is the order read_job() expects; the list form leaves script and inputs out
+ * (NULL) to keep pages small. The request itself is never stored, only its digest
+ * (request_sha256), which only the idempotency check reads. The result (up to
+ * max_output_bytes) is only typeof()'d here, which SQLite answers without loading the
+ * value; read_job() reads the part it wants through blob I/O. */
+#define JOB_COLUMNS_(script, inputs)                                                        \
     "seq, id, status, backend, created_at_ms, started_at_ms, finished_at_ms, " script       \
-    ", inputs_json, env_json, labels_json, allow_network, timeout_seconds, memory_mb, "     \
+    ", " inputs ", env_json, labels_json, allow_network, timeout_seconds, memory_mb, "      \
     "cpu_seconds, max_processes, max_file_size_mb, max_open_files, max_output_bytes, "      \
-    "idempotency_key, result_json, error_type, error_message, error_traceback, "            \
+    "idempotency_key, typeof(result_json), error_type, error_message, error_traceback, "    \
     "exit_code, signal, usage_json, stdout_bytes, stderr_bytes, stdout_truncated, "         \
     "stderr_truncated, output_evicted, result_evicted"
-#define JOB_COLUMNS JOB_COLUMNS_("script")
-#define JOB_LIST_COLUMNS JOB_COLUMNS_("NULL")
+#define JOB_COLUMNS JOB_COLUMNS_("script", "inputs_json")
+#define JOB_LIST_COLUMNS JOB_COLUMNS_("NULL", "NULL")
 
 static const char *const stmt_sql[ST_LIST0] = {
     [ST_GET_BY_ID] = "SELECT " JOB_COLUMNS " FROM jobs WHERE id = ?1",
@@ -123,6 +126,7 @@ static const char *const stmt_sql[ST_LIST0] = {
                   " env_json = " ENV_ERASED
                   " WHERE id = ?1 AND status = 'queued' RETURNING " JOB_COLUMNS,
     [ST_STATUS_OF] = "SELECT status FROM jobs WHERE id = ?1",
+    [ST_RESULT_OF] = "SELECT seq, typeof(result_json) FROM jobs WHERE id = ?1",
     [ST_DELETE_OUTPUT] = "DELETE FROM job_output WHERE job_id = ?1",
     [ST_DELETE_JOB] = "DELETE FROM jobs WHERE id = ?1 AND status IN " FINAL_STATUSES,
     [ST_RECOVER] = "UPDATE jobs SET status = 'failed', finished_at_ms = ?1,"
@@ -355,8 +359,11 @@ static uint64_t col_u64(sqlite3_stmt *st, int i)
     return v < 0 ? 0 : (uint64_t)v;
 }
 
-/* Fills *j (re-initialised first) from a row in JOB_COLUMNS order. */
-static store_rc read_job(sqlite3_stmt *st, job *j)
+static store_rc read_result_prefix(conn *c, job *j, size_t max);
+
+/* Fills *j (re-initialised first) from a row in JOB_COLUMNS order, with at most
+ * result_max bytes of the result. Caller holds c->mu; the row is still current. */
+static store_rc read_job(conn *c, sqlite3_stmt *st, job *j, size_t result_max)
 {
     job_init(j); /* overwrites: callers pass an empty job (job_init'ed or job_free'd) */
     j->seq = sqlite3_column_int64(st, 0);
@@ -396,9 +403,8 @@ static store_rc read_job(sqlite3_stmt *st, job *j)
         char **dst;
     } texts[] = {
         {7, &j->script},          {8, &j->inputs_json},     {9, &j->env_json},
-        {10, &j->labels_json},    {19, &j->idempotency_key}, {20, &j->result_json},
-        {21, &j->error_type},     {22, &j->error_message},  {23, &j->error_traceback},
-        {26, &j->usage_json},
+        {10, &j->labels_json},    {19, &j->idempotency_key}, {21, &j->error_type},
+        {22, &j->error_message},  {23, &j->error_traceback}, {26, &j->usage_json},
     };
     for (size_t i = 0; i < sizeof texts / sizeof texts[0]; i++) {
         if (col_dup(st, texts[i].col, texts[i].dst) != 0) {
@@ -406,6 +412,12 @@ static store_rc read_job(sqlite3_stmt *st, job *j)
             set_error("reading job: out of memory");
             return STORE_ERROR;
         }
+    }
+    const char *result_type = (const char *)sqlite3_column_text(st, 20);
+    if (result_type && strcmp(result_type, "null") != 0 &&
+        read_result_prefix(c, j, result_max) != STORE_OK) {
+        job_free(j);
+        return STORE_ERROR;
     }
     return STORE_OK;
 }
@@ -421,7 +433,7 @@ static store_rc step_job(conn *c, sqlite3_stmt *st, job *out, const char *what)
         return db_error(c, what);
     store_rc r = STORE_OK;
     if (out)
-        r = read_job(st, out);
+        r = read_job(c, st, out, STORE_RESULT_INLINE_MAX);
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
     }
     if (rc != SQLITE_DONE)
@@ -1931,7 +1943,7 @@ store_rc store_list_jobs(store *s, const store_filter *f, int64_t before_seq, si
             cap *= 2;
         }
         job_init(&out->items[out->count]);
-        if ((r = read_job(st, &out->items[out->count])) != STORE_OK)
+        if ((r = read_job(c, st, &out->items[out->count], STORE_LIST_RESULT_MAX)) != STORE_OK)
             goto out;
         out->count++;
     }
@@ -1993,4 +2005,127 @@ int64_t store_delete_finished_before(store *s, int64_t cutoff_ms)
     fast_delete(c, false);
     unlock(c);
     return n;
+}
+
+/* ---- bounded reads: results and output windows ------------------------------------ */
+
+/* Reads [offset, offset + max) of the result of the job at rowid seq into a malloc'd,
+ * NUL-terminated buffer, and the result's whole size. Blob I/O reads only the pages that
+ * hold those bytes; a column read would load the whole value (up to max_output_bytes).
+ * Caller holds c->mu, inside a transaction or a statement that read the row. */
+static store_rc read_result_range(conn *c, int64_t seq, uint64_t offset, size_t max,
+                                  char **data, size_t *len, uint64_t *total)
+{
+    *data = NULL;
+    *len = 0;
+    sqlite3_blob *b = NULL;
+    if (sqlite3_blob_open(c->db, "main", "jobs", "result_json", seq, 0, &b) != SQLITE_OK) {
+        store_rc r = db_error(c, "reading a result");
+        sqlite3_blob_close(b);
+        return r;
+    }
+    uint64_t size = (uint64_t)sqlite3_blob_bytes(b);
+    size_t n = offset >= size ? 0 : size - offset < max ? (size_t)(size - offset) : max;
+    char *p = malloc(n + 1);
+    store_rc r = STORE_OK;
+    if (!p) {
+        set_error("reading a result: out of memory");
+        r = STORE_ERROR;
+    } else if (n > 0 && sqlite3_blob_read(b, p, (int)n, (int)offset) != SQLITE_OK) {
+        r = db_error(c, "reading a result");
+        free(p);
+    } else {
+        p[n] = '\0';
+        *data = p;
+        *len = n;
+        *total = size;
+    }
+    sqlite3_blob_close(b);
+    return r;
+}
+
+static store_rc read_result_prefix(conn *c, job *j, size_t max)
+{
+    size_t n;
+    return read_result_range(c, j->seq, 0, max, &j->result_json, &n, &j->result_bytes);
+}
+
+store_rc store_read_result(store *s, const char *id, uint64_t offset, size_t max, char **data,
+                           size_t *len, uint64_t *total)
+{
+    *data = NULL;
+    *len = 0;
+    *total = 0;
+    if (offset > INT32_MAX || max > INT32_MAX) {
+        set_error("reading a result: range beyond what SQLite holds in one value");
+        return STORE_ERROR;
+    }
+    conn *c = s->reader;
+    lock(c);
+    store_rc r;
+    if (exec(c, "BEGIN") != SQLITE_OK) {
+        r = db_error(c, "BEGIN");
+        goto out;
+    }
+    sqlite3_stmt *st = stmt(c, ST_RESULT_OF);
+    if (!st) {
+        r = STORE_ERROR;
+        rollback(c);
+        goto out;
+    }
+    int rc = bind_text(st, 1, id);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_step(st);
+    int64_t seq = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
+    const char *type = rc == SQLITE_ROW ? (const char *)sqlite3_column_text(st, 1) : NULL;
+    bool has_result = type && strcmp(type, "null") != 0;
+    r = rc == SQLITE_ROW ? STORE_OK : rc == SQLITE_DONE ? STORE_NOT_FOUND
+                                                         : db_error(c, "reading a result");
+    done(st);
+    /* The transaction keeps the row as it was while its blob is read. */
+    if (r == STORE_OK && has_result)
+        r = read_result_range(c, seq, offset, max, data, len, total);
+    rollback(c);
+    if (r == STORE_OK && !*data && !(*data = calloc(1, 1))) {
+        set_error("reading a result: out of memory");
+        r = STORE_ERROR;
+    }
+out:
+    unlock(c);
+    return r;
+}
+
+store_rc store_output_size(store *s, const char *id, int stream, uint64_t *total)
+{
+    *total = 0;
+    store_rc r = check_stream(stream);
+    if (r != STORE_OK)
+        return r;
+    conn *c = s->reader;
+    job_status cur;
+    lock(c);
+    if (exec(c, "BEGIN") != SQLITE_OK) {
+        r = db_error(c, "BEGIN");
+        goto out;
+    }
+    r = status_of(c, id, &cur);
+    sqlite3_stmt *st = r == STORE_OK ? stmt(c, ST_OUTPUT_END) : NULL;
+    if (r == STORE_OK && !st)
+        r = STORE_ERROR;
+    if (st) {
+        int rc = bind_text(st, 1, id);
+        if (rc == SQLITE_OK)
+            rc = sqlite3_bind_int(st, 2, stream);
+        if (rc == SQLITE_OK)
+            rc = sqlite3_step(st);
+        if (rc == SQLITE_ROW)
+            *total = col_u64(st, 0);
+        else if (rc != SQLITE_DONE)
+            r = db_error(c, "measuring output");
+        done(st);
+    }
+    rollback(c);
+out:
+    unlock(c);
+    return r;
 }

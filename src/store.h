@@ -39,6 +39,9 @@ int store_ping(store *s, char *err, size_t errlen); /* 0 when a trivial query wo
  * when its script and inputs do not fit (see the storage section below). */
 store_rc store_insert_job(store *s, job *j, int64_t max_queued, job *existing);
 
+/* A job read back carries at most this much of its result in result_json, and its whole
+ * size in result_bytes; store_read_result reads the rest. */
+#define STORE_RESULT_INLINE_MAX (64u << 10)
 store_rc store_get_job(store *s, const char *id, job *out);
 
 /* Atomically takes the oldest queued job, marks it running with started_at_ms.
@@ -99,6 +102,15 @@ store_rc store_append_output(store *s, const char *id, int stream, const char *d
 store_rc store_read_output(store *s, const char *id, int stream, uint64_t offset, size_t max,
                            char **data, size_t *len);
 
+/* The size of a stream so far (what a read from 0 would return), read from the last
+ * chunk's end without reading any output. */
+store_rc store_output_size(store *s, const char *id, int stream, uint64_t *total);
+/* Bytes [offset, offset + max) of a job's result JSON text (fewer at its end; none when the
+ * job has no result), malloc'd and NUL-terminated, and the text's whole size in *total.
+ * Reads only those bytes from the database. */
+store_rc store_read_result(store *s, const char *id, uint64_t offset, size_t max, char **data,
+                           size_t *len, uint64_t *total);
+
 typedef struct store_filter {
     int has_status;
     job_status status;
@@ -113,8 +125,10 @@ typedef struct job_list {
 } job_list;
 
 /* Newest first. before_seq = 0 starts at the newest; otherwise only jobs with seq < before_seq.
- * Items carry every field except script (lists stay small). No job read back carries
+ * Items carry every field except script and inputs, and only the first
+ * STORE_LIST_RESULT_MAX bytes of the result (lists stay small). No job read back carries
  * request_json. */
+#define STORE_LIST_RESULT_MAX 256u
 store_rc store_list_jobs(store *s, const store_filter *f, int64_t before_seq, size_t limit,
                          job_list *out);
 void job_list_free(job_list *l);

@@ -76,3 +76,18 @@ char *utf8_sanitize(const char *s, size_t len, size_t *outlen)
         *outlen = o;
     return out;
 }
+
+size_t utf8_complete_len(const char *s, size_t len)
+{
+    const unsigned char *u = (const unsigned char *)s;
+    /* A sequence is at most 4 bytes, so a cut one starts in the last 3. */
+    for (size_t back = 1; back <= 3 && back <= len; back++) {
+        unsigned char c = u[len - back];
+        if ((c & 0xC0) == 0x80)
+            continue; /* a continuation byte: its lead is further back */
+        size_t need = c >= 0xC2 && c <= 0xDF ? 2 : c >= 0xE0 && c <= 0xEF ? 3
+                    : c >= 0xF0 && c <= 0xF4 ? 4 : 0;
+        return need > back ? len - back : len;
+    }
+    return len;
+}

@@ -1,9 +1,10 @@
 // The job list: GET /v1/jobs with status and label filters, cursor pagination (next and
-// previous, via a stack of the cursors seen), refreshed every 2 s on the same page.
+// previous, via a stack of the cursors seen), refreshed every 2 s on the same page. Each
+// row shows the list form's result preview (its first 256 bytes), never a whole result.
 import { api, ApiError } from './api.js';
 import { h, clear } from './dom.js';
 import { poller } from './poll.js';
-import { STATUSES, fmtTime, fmtDuration, jobTimes, fmtClock, statusLabel } from './format.js';
+import { STATUSES, fmtTime, fmtDuration, fmtBytes, jobTimes, fmtClock, statusLabel } from './format.js';
 import { statusBadge, labelChips } from './badges.js';
 
 const LABEL_RE = /^([A-Za-z0-9_.\-/]{1,128})[=:](.*)$/;
@@ -96,7 +97,7 @@ export function listView(root) {
       h('div', { class: 'table-wrap' },
         h('table', { class: 'jobs', id: 'jobs-table' },
           h('thead', {}, h('tr', {},
-            ['Job', 'Status', 'Backend', 'Labels', 'Created', 'Queue wait', 'Run time', 'Outcome']
+            ['Job', 'Status', 'Backend', 'Labels', 'Created', 'Queue wait', 'Run time', 'Outcome', 'Result']
               .map((t) => h('th', { scope: 'col' }, t)))),
           tbody)),
       h('div', { class: 'pager' }, prevBtn, pageInfo, nextBtn)));
@@ -109,6 +110,10 @@ export function listView(root) {
       : job.status === 'succeeded'
         ? h('span', { class: 'outcome-ok' }, job.exit_code === 0 || job.exit_code == null ? 'ok' : `exit ${job.exit_code}`)
         : h('span', { class: 'muted' }, '—');
+    const result = job.result_preview == null
+      ? h('span', { class: 'muted' }, '—')
+      : h('span', { class: 'result-preview', title: `${fmtBytes(job.result_bytes)} of JSON` },
+        job.result_truncated ? `${job.result_preview}…` : job.result_preview);
     return h('tr', {
       dataset: { jobId: job.id, status: job.status },
       class: 'job-row',
@@ -121,7 +126,8 @@ export function listView(root) {
       h('td', { class: 'nowrap', title: job.created_at }, fmtTime(job.created_at)),
       h('td', { class: 'num' }, fmtDuration(t.queue)),
       h('td', { class: `num${t.live ? ' live' : ''}` }, fmtDuration(t.run)),
-      h('td', {}, outcome));
+      h('td', {}, outcome),
+      h('td', { class: 'result-cell' }, result));
   }
 
   async function load() {
@@ -138,7 +144,7 @@ export function listView(root) {
       nextCursor = page.next_cursor;
       clear(tbody, page.jobs.length
         ? page.jobs.map(row)
-        : h('tr', { class: 'empty-row' }, h('td', { colspan: '8' },
+        : h('tr', { class: 'empty-row' }, h('td', { colspan: '9' },
           state.status || state.label ? 'No jobs match these filters.' : 'No jobs yet.')));
       const n = state.cursors.length;
       pageInfo.textContent = `Page ${n} · ${page.jobs.length} job${page.jobs.length === 1 ? '' : 's'}`;

@@ -380,6 +380,8 @@ try {
     assert.match(cells[5], /\d+ ms|\d+\.\d+ s/, 'queue wait');
     assert.match(cells[6], /\d+(\.\d+)? s/, 'run time of a ~3 s job');
     assert.equal(await page.locator(`tr[data-job-id="${ids.fail}"] td`).nth(7).textContent(), 'SandboxExecutionError');
+    assert.equal(cells[8], '{"total":10,"ok":true,"squares":[0,1,4,9]}', 'the result preview (all of a small result)');
+    assert.equal(await page.locator(`tr[data-job-id="${ids.fail}"] td`).nth(8).textContent(), '—');
   });
 
   await step('list-filter-status', async () => {
@@ -485,6 +487,31 @@ try {
     await waitListed((l) => l.includes(ids.xss), 'the HTML job');
     assert.equal(await page.locator('#jobs-tbody i').count(), 0, 'label HTML not rendered in the list');
     assert.match(await text(`tr[data-job-id="${ids.xss}"]`), /html=<i>italic<\/i>/);
+  });
+
+  await step('large-output-in-windows', async () => {
+    // 5 MiB of numbered lines: the pane pages through 1 MiB windows and keeps the last 2 MiB.
+    const script = "import sys\ndef main():\n    sys.stdout.write(''.join(f'{i:07d}\\n' for i in range(655360)))\n" +
+      "    return 'x' * 1000\n";
+    let job = await apiCall('POST', '/v1/jobs?wait=60', { script, limits: { max_output_bytes: 8 << 20 }, labels: { big: RUN } });
+    while (!['succeeded', 'failed', 'timed_out', 'cancelled'].includes(job.status)) job = await apiCall('GET', `/v1/jobs/${job.id}?wait=30`);
+    assert.equal(job.status, 'succeeded', JSON.stringify(job.error));
+    assert.equal(job.stdout_bytes, 5 << 20);
+    await page.goto(`${BASE}/#/jobs/${job.id}`);
+    await until('the stdout pane to reach the end of 5 MiB', () => (document.getElementById('log-stdout')?.textContent || '').endsWith('0655359\n'), null, 30000);
+    const out = await page.evaluate(() => document.getElementById('log-stdout').textContent);
+    const first = 655360 - (2 << 20) / 8;
+    assert.equal(out.length, 2 << 20, 'the last 2 MiB shown');
+    assert.ok(out.startsWith(`${String(first).padStart(7, '0')}\n${String(first + 1).padStart(7, '0')}\n`), out.slice(0, 40));
+    assert.equal(await text('#log-stdout-skipped'), 'first 3.0 MiB not shown');
+    assert.equal(await text('#log-stdout-size'), '5.0 MiB');
+    await page.click('nav.mainnav a[data-nav="list"]');
+    await page.fill('#filter-label', `big=${RUN}`);
+    await page.click('#filter-apply');
+    await waitListed((l) => l.length === 1 && l[0] === job.id, 'the large-output job');
+    const preview = await page.locator(`tr[data-job-id="${job.id}"] td`).nth(8).textContent();
+    assert.equal(preview, `"${'x'.repeat(255)}…`, 'the first 256 bytes of the result, marked as cut');
+    await page.click('#filter-clear');
   });
 
   await step('forget-token', { allow: [401] }, async () => {

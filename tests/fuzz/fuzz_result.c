@@ -3,7 +3,8 @@
  * job_apply_outcome into the job, api_render_job into the response, which must be valid
  * UTF-8 JSON that parses back with the same result. The same bytes also go through
  * utf8_valid/utf8_sanitize (checked against jansson's own UTF-8 check), as stored error
- * text of a job, as log output (api_render_logs) and as an API error message. */
+ * text of a job, as log output (utf8_sanitize + api_json_escape, as a log window streams
+ * it) and as an API error message. */
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -116,11 +117,27 @@ static void check_result_path(const char *doc, size_t len)
         json_t *back = round_trip(r);
         json_t *res = json_object_get(back, "result"), *err = json_object_get(back, "error");
         CHECK(json_is_object(json_object_get(back, "usage")));
+        /* Both forms: the result's size and first bytes, cut at a character. */
+        json_t *preview = json_object_get(back, "result_preview");
+        json_int_t bytes = json_integer_value(json_object_get(back, "result_bytes"));
         if (o.verdict == SANDBOX_SUCCEEDED) {
-            CHECK(json_equal(res, result)); /* the result survives, value for value */
+            size_t plen = json_string_length(preview);
+            CHECK(json_is_string(preview) && plen <= API_RESULT_PREVIEW_BYTES);
+            CHECK(bytes == (json_int_t)strlen(j.result_json));
+            CHECK(memcmp(json_string_value(preview), j.result_json, plen) == 0);
+            CHECK(json_is_boolean(json_object_get(back, "result_truncated")) &&
+                  json_is_true(json_object_get(back, "result_truncated")) == ((json_int_t)plen < bytes));
+        } else {
+            CHECK(json_is_null(preview) && bytes == 0);
+        }
+        if (!full) {
+            CHECK(res == NULL); /* the list form never carries the value */
+        }
+        if (o.verdict == SANDBOX_SUCCEEDED) {
+            CHECK(!full || json_equal(res, result)); /* the result survives, value for value */
             CHECK(json_is_null(err));
         } else {
-            CHECK(json_is_null(res));
+            CHECK(!full || json_is_null(res));
             CHECK(json_is_object(err));
             CHECK(json_is_string(json_object_get(err, "type")));
             CHECK(json_is_string(json_object_get(err, "message")));
@@ -166,15 +183,28 @@ static void check_raw_text(const char *s, size_t len)
     json_decref(round_trip(r));
     json_decref(r);
 
-    r = api_render_logs(&j, s, len, cstr, len / 2);
-    CHECK(r != NULL);
-    json_t *back = round_trip(r);
-    CHECK(json_is_string(json_object_get(back, "stdout")));
+    /* Log output as a window streams it: repaired, escaped, between quotes it is a JSON
+     * string jansson reads back as the repaired text, in at most 6 bytes per byte. */
+    size_t clean_len = 0;
+    char *clean = utf8_sanitize(s, len, &clean_len);
+    char *quoted = clean ? malloc(clean_len * 6 + 2) : NULL;
+    CHECK(quoted != NULL);
+    size_t n = api_json_escape(clean, clean_len, quoted + 1);
+    CHECK(n <= clean_len * 6);
+    quoted[0] = quoted[n + 1] = '"';
+    json_t *back = json_loadb(quoted, n + 2, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
+    CHECK(json_is_string(back) && json_string_length(back) == clean_len &&
+          memcmp(json_string_value(back), clean, clean_len) == 0);
     if (utf8_valid(s, len))
-        CHECK(json_string_length(json_object_get(back, "stdout")) == len &&
-              memcmp(json_string_value(json_object_get(back, "stdout")), s, len) == 0);
+        CHECK(clean_len == len && memcmp(clean, s, len) == 0);
+    /* a window cut where utf8_complete_len says leaves no half character behind */
+    size_t keep = utf8_complete_len(s, len);
+    CHECK(keep <= len && len - keep <= 3);
+    if (utf8_valid(s, len))
+        CHECK(keep == len); /* whole characters are never held back */
     json_decref(back);
-    json_decref(r);
+    free(quoted);
+    free(clean);
     job_free(&j);
 
     api_error e;

@@ -8,9 +8,9 @@ import pytest
 
 LIST_FIELDS = {
     "id", "status", "backend", "created_at", "started_at", "finished_at", "queue_wait_ms", "run_ms",
-    "result", "error", "exit_code", "signal", "usage", "limits", "labels", "allow_network", "env_vars",
-    "stdout_bytes", "stderr_bytes", "stdout_truncated", "stderr_truncated", "output_evicted",
-    "result_evicted",
+    "result_preview", "result_bytes", "result_truncated", "error", "exit_code", "signal", "usage", "limits",
+    "labels", "allow_network", "env_vars", "stdout_bytes", "stderr_bytes", "stdout_truncated", "stderr_truncated",
+    "output_evicted", "result_evicted",
 }
 
 
@@ -58,7 +58,7 @@ def test_list_newest_first_in_list_form(listing):
     assert [j["id"] for j in doc["jobs"]] == list(reversed(ids))
     assert doc["next_cursor"] is None
     for j in doc["jobs"]:
-        assert set(j) == LIST_FIELDS, "the list form omits script and inputs"
+        assert set(j) == LIST_FIELDS, "the list form omits script, inputs and the result (a preview instead)"
 
 
 def test_pagination_exactly_once_while_jobs_arrive(listing):

@@ -238,12 +238,13 @@ def test_job_schema_matches_contract(spec):
     schemas = spec["components"]["schemas"]
     summary = schemas["JobSummary"]
     fields = {"id", "status", "backend", "created_at", "started_at", "finished_at", "queue_wait_ms", "run_ms",
-              "result", "error", "exit_code", "signal", "usage", "limits", "labels", "allow_network", "env_vars",
-              "stdout_bytes", "stderr_bytes", "stdout_truncated", "stderr_truncated", "output_evicted",
-              "result_evicted"}
+              "result_preview", "result_bytes", "result_truncated", "error", "exit_code", "signal", "usage",
+              "limits", "labels", "allow_network", "env_vars", "stdout_bytes", "stderr_bytes",
+              "stdout_truncated", "stderr_truncated", "output_evicted", "result_evicted"}
     assert set(summary["properties"]) == fields
+    assert summary["properties"]["result_preview"]["maxLength"] == 256
     full = {n for part in schemas["Job"]["allOf"] for n in resolve(spec, part).get("properties", {})}
-    assert full == fields | {"script", "inputs"}
+    assert full == fields | {"result", "script", "inputs"}
     assert set(resolve(spec, schemas["JobStatus"])["enum"]) == {"queued", "running", "succeeded", "failed",
                                                                 "timed_out", "cancelled"}
     err_types = set(schemas["JobError"]["properties"]["type"]["enum"])
@@ -473,8 +474,8 @@ def test_contract_validator_can_fail(tmp_path):
     """contract.js must reject what the spec does not allow (and accept what it does)."""
     job = {"id": "00000000-0000-4000-8000-000000000000", "status": "queued", "backend": "pool",
            "created_at": "2026-11-27T04:21:36.774Z", "started_at": None, "finished_at": None,
-           "queue_wait_ms": None, "run_ms": None, "result": None, "error": None, "exit_code": None,
-           "signal": None, "usage": None,
+           "queue_wait_ms": None, "run_ms": None, "result": None, "result_preview": None, "result_bytes": 0,
+           "result_truncated": False, "error": None, "exit_code": None, "signal": None, "usage": None,
            "limits": {"timeout_seconds": 30, "memory_mb": 512, "cpu_seconds": 60, "max_processes": 64,
                       "max_file_size_mb": 64, "max_open_files": 256, "max_output_bytes": 1048576},
            "labels": {}, "allow_network": False, "env_vars": [], "stdout_bytes": 0, "stderr_bytes": 0,
@@ -488,7 +489,14 @@ def test_contract_validator_can_fail(tmp_path):
                 "headers": kw.get("headers", {}), "body": body if isinstance(body, str) else dumps(body),
                 "body_bytes": len(body if isinstance(body, str) else dumps(body)), "test": kw.get("test", "t")}
 
+    item = {k: v for k, v in job.items() if k not in ("result", "script", "inputs")}
+    window = {"offset": 0, "next_offset": 3, "truncated": False}
+    logs = {"job_id": jid, "status": "queued", "stdout": "out", "stderr": "", "stdout_bytes": 3,
+            "stderr_bytes": 0, "stdout_truncated": False, "stderr_truncated": False,
+            "window": {"limit": 1048576, "stdout": window, "stderr": {**window, "next_offset": 0}}}
     good = [entry("GET", f"/v1/jobs/{jid}", 200, job),
+            entry("GET", "/v1/jobs", 200, {"jobs": [item], "next_cursor": None}),
+            entry("GET", f"/v1/jobs/{jid}/logs", 200, logs),
             entry("GET", f"/v1/jobs/{jid}/logs?stream=stdout", 200, "out", "text/plain; charset=utf-8"),
             entry("GET", "/nope", 404, {"error": {"code": "not_found", "message": "m"}}),
             entry("PUT", "/v1/jobs", 405, {"error": {"code": "method_not_allowed", "message": "m"}},
@@ -505,6 +513,14 @@ def test_contract_validator_can_fail(tmp_path):
         entry("GET", f"/v1/jobs/{jid}", 418, job, test="undocumented-status"),
         entry("GET", f"/v1/jobs/{jid}", 200, "<html>", "text/html", test="undocumented-media"),
         entry("GET", "/v1/jobs", 200, {"jobs": [], "next_cursor": 5}, test="cursor-type"),
+        entry("GET", "/v1/jobs", 200, {"jobs": [{k: v for k, v in item.items() if k != "result_preview"}],
+                                       "next_cursor": None}, test="list-without-preview"),
+        entry("GET", "/v1/jobs", 200, {"jobs": [{**item, "result_preview": "x" * 257}], "next_cursor": None},
+              test="preview-too-long"),
+        entry("GET", f"/v1/jobs/{jid}/logs", 200, {k: v for k, v in logs.items() if k != "window"},
+              test="logs-without-window"),
+        entry("GET", f"/v1/jobs/{jid}/logs", 200, {**logs, "window": {**logs["window"], "stdout": {"offset": 0}}},
+              test="window-incomplete"),
         entry("GET", "/nope", 200, "{}", test="unknown-path-200"),
         entry("PUT", "/v1/jobs", 405, {"error": {"code": "method_not_allowed", "message": "m"}},
               headers={"allow": "GET"}, test="allow-header"),

@@ -1,6 +1,7 @@
 /* What clients see: a job rendered in full and list form with the contract's fields,
- * derived durations and RFC 3339 timestamps, env values never echoed, logs repaired to
- * valid UTF-8, error bodies; plus routing (404/405/Allow) and the bearer-token check. */
+ * derived durations and RFC 3339 timestamps, env values never echoed, result previews,
+ * log text escaped as JSON and the logs document's windows, error bodies; plus routing
+ * (404/405/Allow) and the bearer-token check. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -16,6 +17,7 @@
 #include "api/auth.h"
 #include "api/render.h"
 #include "api/router.h"
+#include "src/utf8.h"
 
 #define ID "0b7e3c1a-2f4d-4c5e-9a6b-7c8d9e0f1a2b"
 
@@ -63,7 +65,8 @@ static void full_form_has_contract_fields(void **state)
                           "queue_wait_ms", "run_ms", "result", "error", "exit_code", "signal",
                           "usage", "limits", "labels", "allow_network", "env_vars",
                           "stdout_bytes", "stderr_bytes", "stdout_truncated", "stderr_truncated",
-                          "output_evicted", "result_evicted", "script", "inputs"};
+                          "output_evicted", "result_evicted", "script", "inputs", "result_preview",
+                          "result_bytes", "result_truncated"};
     for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
         if (!json_object_get(o, keys[i]))
             fail_msg("missing %s", keys[i]);
@@ -124,8 +127,59 @@ static void list_form_omits_script_and_inputs(void **state)
     json_t *o = api_render_job(&j, false);
     assert_null(json_object_get(o, "script"));
     assert_null(json_object_get(o, "inputs"));
-    assert_non_null(json_object_get(o, "result"));
+    assert_null(json_object_get(o, "result"));
     assert_non_null(json_object_get(o, "env_vars"));
+    /* a small result: all of its text is the preview */
+    assert_string_equal(json_string_value(json_object_get(o, "result_preview")), "{\"y\":[1,2]}");
+    assert_int_equal(json_integer_value(json_object_get(o, "result_bytes")), 11);
+    assert_true(json_is_false(json_object_get(o, "result_truncated")));
+    json_decref(o);
+    job_free(&j);
+}
+
+/* As the store reads it back: the first bytes of a large result and its whole size. */
+static void large_results_are_previewed_not_rendered(void **state)
+{
+    job j;
+    finished_job(&j);
+    free(j.result_json);
+    /* 300 bytes read of a 70000-byte string: "ééé..." (2 bytes each); the closing quote
+     * only so that the text is whole JSON once result_bytes says it is all there */
+    char text[301];
+    text[0] = '"';
+    for (int i = 1; i < 299; i += 2)
+        memcpy(text + i, "\xc3\xa9", 2);
+    text[299] = '"';
+    text[300] = '\0';
+    j.result_json = strdup(text);
+    j.result_bytes = 70000;
+    assert_false(api_job_result_inline(&j));
+    json_t *o = api_render_job(&j, false);
+    const char *preview = json_string_value(json_object_get(o, "result_preview"));
+    /* 256 bytes would cut an é in two: the preview stops before it */
+    assert_int_equal(strlen(preview), 255);
+    assert_memory_equal(preview, text, 255);
+    assert_int_equal(json_integer_value(json_object_get(o, "result_bytes")), 70000);
+    assert_true(json_is_true(json_object_get(o, "result_truncated")));
+    json_decref(o);
+    /* full form: no "result" at all, the caller streams it */
+    o = api_render_job(&j, true);
+    assert_null(json_object_get(o, "result"));
+    assert_non_null(json_object_get(o, "script"));
+    json_decref(o);
+    /* read whole: rendered as before */
+    j.result_bytes = 300;
+    assert_true(api_job_result_inline(&j));
+    o = api_render_job(&j, true);
+    assert_true(json_is_string(json_object_get(o, "result")));
+    json_decref(o);
+    /* a failed job shows no result, whatever is stored */
+    j.status = JOB_FAILED;
+    assert_true(api_job_result_inline(&j));
+    o = api_render_job(&j, false);
+    assert_true(json_is_null(json_object_get(o, "result_preview")));
+    assert_int_equal(json_integer_value(json_object_get(o, "result_bytes")), 0);
+    assert_true(json_is_false(json_object_get(o, "result_truncated")));
     json_decref(o);
     job_free(&j);
 }
@@ -183,29 +237,69 @@ static void queued_and_failed_jobs(void **state)
     job_free(&j);
 }
 
-static void logs_are_repaired_utf8(void **state)
+/* The text of a log window as the server streams it: escaped like jansson, NUL included. */
+static void output_is_escaped_as_json_string_content(void **state)
+{
+    const char in[] = "a\"b\\c\n\r\t\b\f\x01\x1f\0 \xc3\xa9 / \x7f";
+    char out[6 * sizeof in];
+    size_t n = api_json_escape(in, sizeof in - 1, out);
+    const char want[] = "a\\\"b\\\\c\\n\\r\\t\\b\\f\\u0001\\u001F\\u0000 \xc3\xa9 / \x7f";
+    assert_int_equal(n, sizeof want - 1);
+    assert_memory_equal(out, want, n);
+    /* what jansson writes for the same string, and what it reads back */
+    json_t *str = json_stringn(in, sizeof in - 1);
+    char *dumped = json_dumps(str, JSON_ENCODE_ANY);
+    assert_int_equal(strlen(dumped), n + 2);
+    assert_memory_equal(dumped + 1, out, n);
+    free(dumped);
+    json_decref(str);
+    /* the bound the window sizes rely on: at most 6 bytes per byte */
+    char nuls[64] = {0}, big[6 * 64];
+    assert_int_equal(api_json_escape(nuls, sizeof nuls, big), 6 * sizeof nuls);
+}
+
+/* Where a window of script output may end: never inside a character still being written. */
+static void windows_end_on_whole_characters(void **state)
+{
+    const struct {
+        const char *s;
+        size_t want;
+    } cases[] = {
+        {"abc", 3},
+        {"ab\xc3", 2},              /* é cut after its lead byte */
+        {"ab\xc3\xa9", 4},          /* whole */
+        {"ab\xe2\x82", 2},          /* € cut after 2 of 3 */
+        {"ab\xe2\x82\xac", 5},
+        {"a\xf0\x9f\x98", 1},       /* an emoji cut after 3 of 4 */
+        {"a\xf0\x9f\x98\x80", 5},
+        {"ab\xff", 3},              /* invalid, not cut: repaired where it is */
+        {"ab\x80\x80\x80", 5},      /* stray continuation bytes: no lead in reach */
+        {"\xc3", 0},
+        {"", 0},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        if (utf8_complete_len(cases[i].s, strlen(cases[i].s)) != cases[i].want)
+            fail_msg("case %zu: %zu, want %zu", i, utf8_complete_len(cases[i].s, strlen(cases[i].s)),
+                     cases[i].want);
+}
+
+static void logs_head_describes_the_windows(void **state)
 {
     job j;
     finished_job(&j);
-    const char out[] = "ok \xff\xfe end\n\0tail"; /* invalid bytes and a NUL */
-    json_t *o = api_render_logs(&j, out, sizeof out - 1, "warn\n", 5);
-    assert_non_null(o);
-    assert_string_equal(json_string_value(json_object_get(o, "job_id")), ID);
-    assert_string_equal(json_string_value(json_object_get(o, "status")), "succeeded");
-    json_t *so = json_object_get(o, "stdout");
-    const char want[] = "ok \xef\xbf\xbd\xef\xbf\xbd end\n\0tail";
-    assert_int_equal(json_string_length(so), sizeof want - 1);
-    assert_memory_equal(json_string_value(so), want, sizeof want - 1);
-    assert_string_equal(json_string_value(json_object_get(o, "stderr")), "warn\n");
-    /* the stored byte counts win once known; the running case falls back to what was read */
-    assert_int_equal(json_integer_value(json_object_get(o, "stdout_bytes")), sizeof out - 1);
-    assert_int_equal(json_integer_value(json_object_get(o, "stderr_bytes")), 5);
-    assert_true(json_is_false(json_object_get(o, "stdout_truncated")));
-    assert_true(json_is_false(json_object_get(o, "output_evicted")));
-    char *text = json_dumps(o, JSON_COMPACT);
-    assert_non_null(text); /* serialisable: valid UTF-8 throughout */
-    assert_non_null(strstr(text, "\\u0000tail"));
-    free(text);
+    j.status = JOB_RUNNING;
+    j.stdout_bytes = 10; /* the row lags behind what is stored */
+    j.stderr_truncated = true;
+    api_log_window out = {.total = 5000, .offset = 1000, .next_offset = 2000};
+    api_log_window err = {.total = 7, .offset = 9, .next_offset = 9};
+    json_t *o = api_render_logs_head(&j, &out, &err, 1000);
+    char *s = dump(o);
+    assert_string_equal(s, "{\"job_id\":\"" ID "\",\"output_evicted\":false,\"status\":\"running\",\"stderr_bytes\":7,"
+                           "\"stderr_truncated\":true,\"stdout_bytes\":5000,\"stdout_truncated\":false,"
+                           "\"window\":{\"limit\":1000,\"stderr\":{\"next_offset\":9,\"offset\":9,"
+                           "\"truncated\":false},\"stdout\":{\"next_offset\":2000,\"offset\":1000,"
+                           "\"truncated\":true}}}");
+    free(s);
     json_decref(o);
     job_free(&j);
 }
@@ -218,17 +312,19 @@ static void evicted_output_and_result(void **state)
     free(j.result_json);
     j.result_json = NULL;
     j.output_evicted = j.result_evicted = true;
-    json_t *o = api_render_job(&j, false);
+    json_t *o = api_render_job(&j, true);
     assert_non_null(o);
     assert_string_equal(json_string_value(json_object_get(o, "status")), "succeeded");
     assert_true(json_is_null(json_object_get(o, "result")));
+    assert_true(json_is_null(json_object_get(o, "result_preview")));
+    assert_int_equal(json_integer_value(json_object_get(o, "result_bytes")), 0);
     assert_true(json_is_true(json_object_get(o, "output_evicted")));
     assert_true(json_is_true(json_object_get(o, "result_evicted")));
     assert_int_equal(json_integer_value(json_object_get(o, "stdout_bytes")), 12);
     json_decref(o);
-    o = api_render_logs(&j, "", 0, "", 0);
+    api_log_window none = {.total = 0, .offset = 0, .next_offset = 0};
+    o = api_render_logs_head(&j, &none, &none, 1024);
     assert_non_null(o);
-    assert_string_equal(json_string_value(json_object_get(o, "stdout")), "");
     assert_int_equal(json_integer_value(json_object_get(o, "stdout_bytes")), 12);
     assert_true(json_is_true(json_object_get(o, "output_evicted")));
     json_decref(o);
@@ -385,8 +481,11 @@ int main(void)
         cmocka_unit_test(full_form_has_contract_fields),
         cmocka_unit_test(list_form_omits_script_and_inputs),
         cmocka_unit_test(queued_and_failed_jobs),
-        cmocka_unit_test(logs_are_repaired_utf8),
         cmocka_unit_test(evicted_output_and_result),
+        cmocka_unit_test(large_results_are_previewed_not_rendered),
+        cmocka_unit_test(output_is_escaped_as_json_string_content),
+        cmocka_unit_test(windows_end_on_whole_characters),
+        cmocka_unit_test(logs_head_describes_the_windows),
         cmocka_unit_test(error_bodies),
         cmocka_unit_test(routes_match),
         cmocka_unit_test(wrong_method_gives_allow),

@@ -1,8 +1,8 @@
 /* The SQLite job store against a real database file in a fresh temp folder per test:
- * migrations, state transitions, idempotency, the queue bound, output offsets, cursor
- * pagination under concurrent inserts, filters and retention; what the files keep of
- * secrets (env values after a job ends, requests, freed space, the WAL, file modes); and
- * the storage quota: its running total, eviction order, refusals. */
+ * migrations, state transitions, idempotency, the queue bound, output offsets, results
+ * read in parts, cursor pagination under concurrent inserts, filters and retention; what
+ * the files keep of secrets (env values after a job ends, requests, freed space, the WAL,
+ * file modes); and the storage quota: its running total, eviction order, refusals. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -851,6 +851,119 @@ static void output_many_chunks(void **state)
 
 /* ---- lists ------------------------------------------------------------------- */
 
+/* A job with a result as large as max_output_bytes allows: gets carry its first 64 KiB,
+ * lists its first 256 bytes, each with its whole size, and the rest is read by range;
+ * none of that loads the whole value into SQLite's memory. */
+static void large_results_read_in_parts(void **state)
+{
+    fixture *f = *state;
+    const size_t big = 8u << 20;
+    char *text = malloc(big + 1);
+    assert_non_null(text);
+    for (size_t i = 0; i < big; i++)
+        text[i] = (char)('a' + i % 26);
+    text[0] = text[big - 1] = '"';
+    text[big] = '\0';
+    char a[JOB_ID_LEN + 1], none[JOB_ID_LEN + 1], small[JOB_ID_LEN + 1];
+    add_job(f->s, NULL, a);
+    claim_expect(f->s, a);
+    job j;
+    job_init(&j);
+    memcpy(j.id, a, sizeof j.id);
+    j.status = JOB_SUCCEEDED;
+    j.finished_at_ms = 1700000009000;
+    j.result_json = text;
+    assert_int_equal(store_finish_job(f->s, &j), STORE_OK);
+
+    sqlite3_int64 before = sqlite3_memory_used();
+    sqlite3_memory_highwater(1);
+    job g;
+    job_init(&g);
+    assert_int_equal(store_get_job(f->s, a, &g), STORE_OK);
+    assert_int_equal(g.result_bytes, big);
+    assert_int_equal(strlen(g.result_json), STORE_RESULT_INLINE_MAX);
+    assert_memory_equal(g.result_json, text, STORE_RESULT_INLINE_MAX);
+    assert_non_null(g.script);
+    job_free(&g);
+    job_list l;
+    assert_int_equal(store_list_jobs(f->s, NULL, 0, 10, &l), STORE_OK);
+    assert_int_equal(l.count, 1);
+    assert_int_equal(l.items[0].result_bytes, big);
+    assert_int_equal(strlen(l.items[0].result_json), STORE_LIST_RESULT_MAX);
+    assert_memory_equal(l.items[0].result_json, text, STORE_LIST_RESULT_MAX);
+    assert_null(l.items[0].script); /* the list form leaves the request out */
+    assert_null(l.items[0].inputs_json);
+    job_list_free(&l);
+    char *data = NULL;
+    size_t len = 0;
+    uint64_t total = 0;
+    assert_int_equal(store_read_result(f->s, a, big - 10, 100, &data, &len, &total), STORE_OK);
+    assert_int_equal(len, 10);
+    assert_int_equal(total, big);
+    assert_memory_equal(data, text + big - 10, 10);
+    assert_int_equal(data[len], '\0');
+    free(data);
+    /* Reading the whole value would have taken 8 MiB; the page cache (2 MB) is the rest. */
+    assert_in_range(sqlite3_memory_highwater(0) - before, 0, 4 << 20);
+
+    /* Read back by ranges, it is the text stored. */
+    size_t got = 0;
+    while (got < big) {
+        assert_int_equal(store_read_result(f->s, a, got, 3u << 20, &data, &len, &total), STORE_OK);
+        assert_true(len > 0);
+        assert_memory_equal(data, text + got, len);
+        got += len;
+        free(data);
+    }
+    assert_int_equal(got, big);
+    assert_int_equal(store_read_result(f->s, a, big, 5, &data, &len, &total), STORE_OK);
+    assert_int_equal(len, 0); /* past the end */
+    free(data);
+    job_free(&j);
+
+    /* A small result is all there; no result reads as empty; no job is not found. */
+    add_job(f->s, NULL, small);
+    assert_int_equal(store_read_result(f->s, small, 0, 5, &data, &len, &total), STORE_OK);
+    assert_true(len == 0 && total == 0 && data && !data[0]);
+    free(data);
+    claim_expect(f->s, small);
+    job_init(&j);
+    memcpy(j.id, small, sizeof j.id);
+    j.status = JOB_SUCCEEDED;
+    j.finished_at_ms = 1700000009000;
+    j.result_json = strdup("42");
+    assert_int_equal(store_finish_job(f->s, &j), STORE_OK);
+    job_free(&j);
+    assert_int_equal(store_get_job(f->s, small, &g), STORE_OK);
+    assert_string_equal(g.result_json, "42");
+    assert_int_equal(g.result_bytes, 2);
+    job_free(&g);
+    job_new_id(none);
+    assert_int_equal(store_read_result(f->s, none, 0, 5, &data, &len, &total), STORE_NOT_FOUND);
+    assert_null(data);
+}
+
+static void output_size_without_reading_output(void **state)
+{
+    fixture *f = *state;
+    char a[JOB_ID_LEN + 1], none[JOB_ID_LEN + 1];
+    add_job(f->s, NULL, a);
+    uint64_t total = 99;
+    assert_int_equal(store_output_size(f->s, a, 1, &total), STORE_OK);
+    assert_int_equal(total, 0);
+    claim_expect(f->s, a);
+    assert_int_equal(store_append_output(f->s, a, 1, "hello ", 6), STORE_OK);
+    assert_int_equal(store_append_output(f->s, a, 2, "e", 1), STORE_OK);
+    assert_int_equal(store_append_output(f->s, a, 1, "world", 5), STORE_OK);
+    assert_int_equal(store_output_size(f->s, a, 1, &total), STORE_OK);
+    assert_int_equal(total, 11);
+    assert_int_equal(store_output_size(f->s, a, 2, &total), STORE_OK);
+    assert_int_equal(total, 1);
+    job_new_id(none);
+    assert_int_equal(store_output_size(f->s, none, 1, &total), STORE_NOT_FOUND);
+    assert_int_equal(store_output_size(f->s, a, 3, &total), STORE_ERROR);
+}
+
 static void pagination_is_stable_under_inserts(void **state)
 {
     fixture *f = *state;
@@ -875,7 +988,8 @@ static void pagination_is_stable_under_inserts(void **state)
             assert_string_equal(l.items[i].id, ids[N - 1 - seen]);
             assert_null(l.items[i].script);       /* list form */
             assert_null(l.items[i].request_json);
-            assert_non_null(l.items[i].inputs_json);
+            assert_null(l.items[i].inputs_json);
+            assert_non_null(l.items[i].env_json);   /* the rest is read */
             seen++;
         }
         cursor = l.next_seq;
@@ -1693,6 +1807,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(queue_bound_gives_full, setup, teardown),
         cmocka_unit_test_setup_teardown(output_append_and_read_with_offsets, setup, teardown),
         cmocka_unit_test_setup_teardown(output_many_chunks, setup, teardown),
+        cmocka_unit_test_setup_teardown(large_results_read_in_parts, setup, teardown),
+        cmocka_unit_test_setup_teardown(output_size_without_reading_output, setup, teardown),
         cmocka_unit_test_setup_teardown(pagination_is_stable_under_inserts, setup, teardown),
         cmocka_unit_test_setup_teardown(status_and_label_filters, setup, teardown),
         cmocka_unit_test_setup_teardown(delete_finished_before_cutoff, setup, teardown),

@@ -36,11 +36,13 @@ FINAL_STATUSES = frozenset({"succeeded", "failed", "timed_out", "cancelled"})
 # 503 shutting_down, and what a proxy in front of executord says when it is down.
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
 MAX_SERVER_WAIT = 300.0  # the service caps ?wait= at 300 s
+LOG_WINDOW_MAX = 4 << 20  # the service's largest logs window (bytes per stream and answer)
 
 
 @dataclass
 class SandboxResult:
-    """A succeeded job: its result plus what the script printed."""
+    """A succeeded job: its result plus what the script printed (at most the client's
+    ``max_log_bytes`` of each stream; ``logs_truncated`` says when that cut one)."""
 
     output: Any
     stdout: str = ""
@@ -50,6 +52,7 @@ class SandboxResult:
     execution_time_ms: Optional[int] = None
     usage: Optional[Dict[str, Any]] = None
     job: Dict[str, Any] = field(default_factory=dict, repr=False)
+    logs_truncated: bool = False
 
     @property
     def success(self) -> bool:
@@ -80,6 +83,8 @@ class ExecutorClient:
                      sandbox start) before giving up with SandboxTimeoutError
     cancel_on_timeout  when that overall wait runs out, cancel the job so it never runs unobserved
     backend          default backend for jobs (None: the service's default)
+    max_log_bytes    the most of each stream that ``execute`` and the exceptions collect
+                     (``read_logs``); the service keeps up to the job's max_output_bytes
     on_retry         optional callable(attempt, reason, delay) called before each retry sleep
     """
 
@@ -97,6 +102,7 @@ class ExecutorClient:
         cancel_on_timeout: bool = True,
         backend: Optional[str] = None,
         ssl_context: Optional[ssl.SSLContext] = None,
+        max_log_bytes: int = 16 << 20,
         on_retry: Optional[Callable[[int, str, float], None]] = None,
     ) -> None:
         parts = urlsplit(base_url)
@@ -104,6 +110,8 @@ class ExecutorClient:
             raise ValueError(f"base_url must be http(s)://host[:port][/prefix], got {base_url!r}")
         if max_retries < 0:
             raise ValueError("max_retries must be >= 0")
+        if max_log_bytes < 0:
+            raise ValueError("max_log_bytes must be >= 0")
         self.base_url = base_url.rstrip("/")
         self._scheme = parts.scheme
         self._host = parts.hostname
@@ -119,6 +127,7 @@ class ExecutorClient:
         self.cancel_on_timeout = cancel_on_timeout
         self.backend = backend
         self.ssl_context = ssl_context
+        self.max_log_bytes = int(max_log_bytes)
         self.on_retry = on_retry
 
     def __enter__(self) -> "ExecutorClient":
@@ -192,14 +201,13 @@ class ExecutorClient:
         job = self._wait_until(job, deadline)
         if job["status"] != "succeeded":
             raise self._job_error(job)
-        stdout = stderr = ""
+        logs: Dict[str, Any] = {"stdout": "", "stderr": "", "complete": True}
         if fetch_logs:
-            logs = self.logs(job["id"])
-            stdout, stderr = logs.get("stdout", ""), logs.get("stderr", "")
+            logs = self.read_logs(job["id"])
         return SandboxResult(
-            output=job.get("result"), stdout=stdout, stderr=stderr, job_id=job["id"],
-            status=job["status"], execution_time_ms=job.get("run_ms"), usage=job.get("usage"),
-            job=job,
+            output=job.get("result"), stdout=logs["stdout"], stderr=logs["stderr"],
+            job_id=job["id"], status=job["status"], execution_time_ms=job.get("run_ms"),
+            usage=job.get("usage"), job=job, logs_truncated=not logs["complete"],
         )
 
     # ------------------------------------------------------------------ lower-level helpers
@@ -239,9 +247,58 @@ class ExecutorClient:
         deadline = time.monotonic() + timeout if timeout is not None else math.inf
         return self._wait_until(self.get(job_id), deadline, cancel=False)
 
-    def logs(self, job_id: str) -> Dict[str, Any]:
-        """GET /v1/jobs/{id}/logs: ``{stdout, stderr, stdout_bytes, ..., status}``."""
-        return self._call("GET", f"/v1/jobs/{quote(job_id, safe='')}/logs")
+    def logs(self, job_id: str, *, stdout_offset: int = 0, stderr_offset: int = 0,
+             limit: Optional[int] = None) -> Dict[str, Any]:
+        """GET /v1/jobs/{id}/logs: one window of each stream, ``{stdout, stderr, stdout_bytes,
+        ..., status, window}``: at most ``limit`` bytes (the service's default 1 MiB, at most
+        4 MiB) of each stream from its offset; ``window[stream]["next_offset"]`` is where the
+        next window starts and ``window[stream]["truncated"]`` whether more is stored. For
+        all of the output, see ``read_logs``."""
+        q = {k: v for k, v in (("stdout_offset", stdout_offset), ("stderr_offset", stderr_offset),
+                               ("limit", limit)) if v}
+        path = f"/v1/jobs/{quote(job_id, safe='')}/logs" + ("?" + urlencode(q) if q else "")
+        return self._call("GET", path)
+
+    def read_logs(self, job_id: str, max_bytes: Optional[int] = None) -> Dict[str, Any]:
+        """The job's stdout and stderr so far, paging through the logs windows: at most
+        ``max_bytes`` (default: the client's ``max_log_bytes``) of each stream, from its start.
+        Returns ``{stdout, stderr, stdout_bytes, stderr_bytes, status, complete}``;
+        ``complete`` is False when ``max_bytes`` cut a stream (``*_bytes`` are the stored
+        totals). Windows end between characters, so the texts are whole (and may stop up to
+        3 bytes short of ``max_bytes``)."""
+        cap = self.max_log_bytes if max_bytes is None else int(max_bytes)
+        streams = ("stdout", "stderr")
+        offset = dict.fromkeys(streams, 0)
+        parts: Dict[str, list] = {s: [] for s in streams}
+        active = dict.fromkeys(streams, cap > 0)  # still reading it
+        cut = dict.fromkeys(streams, False)       # stopped at the cap with more stored
+        doc: Optional[Dict[str, Any]] = None
+        while doc is None or any(active.values()):
+            limit = min(LOG_WINDOW_MAX, max([cap - offset[s] for s in streams if active[s]] or [1]))
+            # A stream no longer read is asked for at its end: an empty window.
+            at = {s: offset[s] if active[s] else max(offset[s], doc[f"{s}_bytes"] if doc else 0)
+                  for s in streams}
+            doc = self.logs(job_id, stdout_offset=at["stdout"], stderr_offset=at["stderr"],
+                            limit=limit)
+            for s in streams:
+                if not active[s]:
+                    continue
+                window = doc["window"][s]
+                parts[s].append(doc[s])
+                offset[s] = window["next_offset"]
+                if not window["truncated"]:
+                    active[s] = False
+                elif cap - offset[s] < 4:
+                    # A window never cuts a character (up to 4 bytes), so one of fewer
+                    # bytes could only bring half of one.
+                    active[s], cut[s] = False, True
+        if cap <= 0:
+            cut = {s: doc[f"{s}_bytes"] > 0 for s in streams}
+        return {
+            "stdout": "".join(parts["stdout"]), "stderr": "".join(parts["stderr"]),
+            "stdout_bytes": doc["stdout_bytes"], "stderr_bytes": doc["stderr_bytes"],
+            "status": doc["status"], "complete": not any(cut.values()),
+        }
 
     def cancel(self, job_id: str) -> Dict[str, Any]:
         """POST /v1/jobs/{id}/cancel; returns the job. A job that already ended is
@@ -378,8 +435,8 @@ class ExecutorClient:
             cls = SandboxExecutionError
         stdout = stderr = None
         try:
-            logs = self.logs(job["id"])
-            stdout, stderr = logs.get("stdout"), logs.get("stderr")
+            logs = self.read_logs(job["id"])
+            stdout, stderr = logs["stdout"], logs["stderr"]
         except SandboxError as e:
             log.debug("could not fetch the logs of job %s: %s", job["id"], e)
         return cls(message, error_type=etype, traceback=err.get("traceback"), job_id=job["id"],

@@ -84,6 +84,33 @@ def test_print_output_is_accessible(exd_client):
     assert logs["stdout"] == "hello tracecat\n"
 
 
+BIG_OUTPUT = ("import sys\n"
+              "def main():\n"
+              "    sys.stdout.write('\u00e9' * (3 << 19) + 'end')\n"  # 3 MiB of 2-byte characters
+              "    sys.stderr.write('e' * ((1 << 20) + 5))\n"
+              "    return 'ok'\n")
+
+
+def test_output_larger_than_a_window_is_paged(exd_server):
+    """The service answers logs in windows (1 MiB by default, 4 MiB at most): execute()
+    pages through them up to max_log_bytes per stream; logs() is one window."""
+    client = client_of(exd_server, request_timeout=60)
+    res = client.execute(BIG_OUTPUT, limits={"max_output_bytes": 8 << 20})
+    assert res.stdout == "\u00e9" * (3 << 19) + "end" and res.stderr == "e" * ((1 << 20) + 5)
+    assert res.logs_truncated is False
+    window = client.logs(res.job_id)
+    assert len(window["stdout"].encode()) == 1 << 20 and window["stdout_bytes"] == (3 << 20) + 3
+    assert window["window"]["stdout"] == {"offset": 0, "next_offset": 1 << 20, "truncated": True}
+    # A cap that falls inside a character: the text stops before it, never half of it.
+    capped = client_of(exd_server, max_log_bytes=(1 << 20) + 3).execute(
+        BIG_OUTPUT, limits={"max_output_bytes": 8 << 20})
+    assert capped.stdout == "\u00e9" * ((1 << 19) + 1) and capped.stderr == "e" * ((1 << 20) + 3)
+    assert capped.logs_truncated is True
+    part = client.read_logs(res.job_id, max_bytes=10)
+    assert part["stdout"] == "\u00e9" * 5 and part["stderr"] == "e" * 10 and part["complete"] is False
+    assert client.read_logs(res.job_id, max_bytes=0)["complete"] is False
+
+
 def test_script_raising_is_execution_error(exd_client):
     script = ("def helper(x):\n"
               "    raise ValueError(f'boom {x}')\n"
