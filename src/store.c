@@ -1356,8 +1356,15 @@ store_rc store_claim_next_within(store *s, int64_t started_at_ms, uint64_t max_m
      * them (or deleting) frees anything. */
     uint64_t shortfall = 0;
     store_rc r = admit_locked(s, c, MIN_ROOM, false, &shortfall);
-    if (r == STORE_NO_SPACE && make_room(s, shortfall, false))
-        r = admit_locked(s, c, MIN_ROOM, false, &shortfall);
+    if (r == STORE_NO_SPACE) {
+        /* Finished jobs' output is evicted for a job that waits, never for an empty queue
+         * (a worker looks whenever it wakes). */
+        store_rc q = queue_head(c, NULL);
+        if (q == STORE_NOT_FOUND)
+            r = STORE_NOT_FOUND;
+        else if (q == STORE_CONFLICT && make_room(s, shortfall, false))
+            r = admit_locked(s, c, MIN_ROOM, false, &shortfall);
+    }
     if (r == STORE_OK) {
         r = STORE_ERROR;
         sqlite3_stmt *st = stmt(c, ST_CLAIM);

@@ -492,7 +492,7 @@ def test_contract_validator_can_fail(tmp_path):
     item = {k: v for k, v in job.items() if k not in ("result", "script", "inputs")}
     window = {"offset": 0, "next_offset": 3, "truncated": False}
     logs = {"job_id": jid, "status": "queued", "stdout": "out", "stderr": "", "stdout_bytes": 3,
-            "stderr_bytes": 0, "stdout_truncated": False, "stderr_truncated": False,
+            "stderr_bytes": 0, "stdout_truncated": False, "stderr_truncated": False, "output_evicted": False,
             "window": {"limit": 1048576, "stdout": window, "stderr": {**window, "next_offset": 0}}}
     good = [entry("GET", f"/v1/jobs/{jid}", 200, job),
             entry("GET", "/v1/jobs", 200, {"jobs": [item], "next_cursor": None}),
