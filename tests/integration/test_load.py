@@ -77,7 +77,8 @@ def test_mixed_concurrent_traffic_no_server_errors(make_server):
                 elif op == "list":
                     r = c.list(limit=rnd.choice([1, 5, 50]), label=f"w:{seed}" if rnd.random() < 0.5 else None)
                 elif op == "logs":
-                    r = c.logs(job_id, stream=rnd.choice([None, "stdout"]), offset=0 if rnd.random() < 0.5 else None)
+                    stream = rnd.choice([None, "stdout"])  # offset goes with stream only (else 400)
+                    r = c.logs(job_id, stream=stream, offset=0 if stream and rnd.random() < 0.5 else None)
                 elif op == "cancel":
                     r = c.cancel(job_id)
                 else:
