@@ -1,18 +1,131 @@
-/* Shared by the tests that drive a sandboxing backend directly (test_ephemeral.c,
- * test_pool.c): output capture, default limits, running one job, and the checks on its
- * outcome. The including file defines `backend`, `job_counter` and HARNESS_JOB_PREFIX
- * before including this, after <cmocka.h>. */
+/* Shared by the tests that drive a sandboxing backend directly (test_isolation.c,
+ * test_ephemeral.c, test_pool.c): starting and stopping a backend in a scratch folder
+ * with uid ranges of the test's own, running one job, output capture, the checks on its
+ * outcome, and counting what a job might leave behind on the host. Include after
+ * <cmocka.h>; one backend under test per program (the `harness` global). */
 #ifndef EXECUTORD_TESTS_SANDBOX_HARNESS_H
 #define EXECUTORD_TESTS_SANDBOX_HARNESS_H
 
+#include <dirent.h>
+#include <fcntl.h>
 #include <jansson.h>
+#include <limits.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/types.h>
 #include <unistd.h>
 
+#include "sandbox/ephemeral.h"
+#include "sandbox/pool.h"
 #include "sandbox/sandbox.h"
+#include "sandbox/workdir.h"
+
+/* What a test program asks for. The uid ranges must differ between the programs ctest
+ * may run at once (ctest -j), or one's sandboxes would count as another's leftovers. */
+typedef struct harness_options {
+    const char *backend;       /* "ephemeral" or "pool" */
+    uid_t uid_base;            /* ephemeral's slots: uid_count slots of two ids */
+    unsigned uid_count;
+    uid_t pool_uid_base;       /* pool only: its zygotes' blocks of 258 ids */
+    unsigned pool_size;        /* pool only: warm sandboxes */
+    const char *cgroup_root;   /* NULL = the host's; a missing folder = no cgroups */
+} harness_options;
+
+typedef struct harness_state {
+    harness_options opt;
+    const sandbox_backend *backend;
+    char tmp_root[PATH_MAX];      /* /tmp/executord-test-<backend>-XXXXXX */
+    char work_root[PATH_MAX + 16];
+    char uid_locks[PATH_MAX + 16];
+    char why[1024];               /* the last init's message (a caveat even on success) */
+    int job_counter;
+} harness_state;
+
+static harness_state harness;
+
+/* Backends take their settings before init. ephemeral is always set up first, as in
+ * the service's registry: it owns the cgroup parent; pool reuses it and starts
+ * allow_network jobs through it. */
+static inline int harness_init_backends(void)
+{
+    ephemeral_options eo = {.uid_base = harness.opt.uid_base, .uid_count = harness.opt.uid_count,
+                            .uid_lock_dir = harness.uid_locks, .cgroup_root = harness.opt.cgroup_root};
+    ephemeral_configure(&eo);
+    bool pool = strcmp(harness.opt.backend, "pool") == 0;
+    if (pool) {
+        pool_options po = {.size = harness.opt.pool_size, .uid_base = harness.opt.pool_uid_base};
+        pool_configure(&po);
+    }
+    sandbox_config cfg = {.python_path = "/usr/bin/python3", .work_root = harness.work_root};
+    harness.why[0] = '\0';
+    if (sandbox_backend_ephemeral.init(&cfg, harness.why, sizeof harness.why) != 0) {
+        fprintf(stderr, "ephemeral init: %s\n", harness.why);
+        return -1;
+    }
+    if (!pool)
+        return 0;
+    char why[sizeof harness.why] = "";
+    if (sandbox_backend_pool.init(&cfg, why, sizeof why) != 0) {
+        fprintf(stderr, "pool init: %s\n", why);
+        sandbox_backend_ephemeral.shutdown();
+        return -1;
+    }
+    return 0;
+}
+
+static inline void harness_shutdown_backends(void)
+{
+    if (harness.backend == &sandbox_backend_pool)
+        sandbox_backend_pool.shutdown();
+    sandbox_backend_ephemeral.shutdown();
+}
+
+/* A cmocka group setup: returns 0, or -1 (the group fails) with the reason on stderr. */
+static inline int harness_start(const harness_options *o)
+{
+    memset(&harness, 0, sizeof harness);
+    harness.opt = *o;
+    if (strcmp(o->backend, "ephemeral") == 0)
+        harness.backend = &sandbox_backend_ephemeral;
+    else if (strcmp(o->backend, "pool") == 0)
+        harness.backend = &sandbox_backend_pool;
+    else {
+        fprintf(stderr, "harness: unknown backend \"%s\" (ephemeral or pool)\n", o->backend);
+        return -1;
+    }
+    snprintf(harness.tmp_root, sizeof harness.tmp_root, "/tmp/executord-test-%s-XXXXXX", o->backend);
+    if (!mkdtemp(harness.tmp_root)) {
+        perror("harness: mkdtemp");
+        return -1;
+    }
+    snprintf(harness.work_root, sizeof harness.work_root, "%s/work", harness.tmp_root);
+    snprintf(harness.uid_locks, sizeof harness.uid_locks, "%s/uid-locks", harness.tmp_root);
+    /* Not for the job: the sandbox must not pass the service's environment on. */
+    setenv("EXECUTORD_TEST_CANARY", "leaked", 1);
+    return harness_init_backends();
+}
+
+/* Re-initialises the backends with another cgroup root (NULL = the host's). */
+static inline int harness_restart(const char *cgroup_root)
+{
+    harness_shutdown_backends();
+    harness.opt.cgroup_root = cgroup_root;
+    return harness_init_backends();
+}
+
+/* A cmocka group teardown. */
+static inline int harness_stop(void)
+{
+    harness_shutdown_backends();
+    char err[512];
+    if (workdir_remove("/tmp", strrchr(harness.tmp_root, '/') + 1, err, sizeof err) != 0)
+        fprintf(stderr, "cleanup: %s\n", err);
+    return 0;
+}
+
+/* ---- one job ---- */
 
 typedef struct capture {
     char *buf[3];
@@ -51,21 +164,37 @@ static inline sandbox_limits default_limits(void)
     return l;
 }
 
-static inline void run_full(const char *script, const char *inputs, const sandbox_limits *lim, bool network,
-                     capture *cap, sandbox_outcome *out)
+/* A fresh job id naming the backend, the test program and the job. */
+static inline void harness_job_id(char *buf, size_t len)
+{
+    snprintf(buf, len, "%s-%d-%d", harness.opt.backend, (int)getpid(), ++harness.job_counter);
+}
+
+/* Runs spec (its job_id and cancel_fd filled in when unset) through the backend. */
+static inline void run_spec(sandbox_spec *spec, capture *cap, sandbox_outcome *out)
 {
     char job_id[64];
-    snprintf(job_id, sizeof job_id, HARNESS_JOB_PREFIX "-%d-%d", (int)getpid(), ++job_counter);
+    if (!spec->job_id) {
+        harness_job_id(job_id, sizeof job_id);
+        spec->job_id = job_id;
+    }
+    if (!spec->inputs_json)
+        spec->inputs_json = "{}";
+    sandbox_io io = {.ctx = cap, .on_output = on_output};
+    assert_int_equal(harness.backend->run(spec, cap ? &io : NULL, out), 0);
+}
+
+static inline void run_full(const char *script, const char *inputs, const sandbox_limits *lim, bool network,
+                            capture *cap, sandbox_outcome *out)
+{
     sandbox_spec spec = {
-        .job_id = job_id,
         .script = script,
-        .inputs_json = inputs ? inputs : "{}",
+        .inputs_json = inputs,
         .limits = lim ? *lim : default_limits(),
         .allow_network = network,
         .cancel_fd = -1,
     };
-    sandbox_io io = {.ctx = cap, .on_output = on_output};
-    assert_int_equal(backend->run(&spec, &io, out), 0);
+    run_spec(&spec, cap, out);
 }
 
 static inline void run_simple(const char *script, const char *inputs, capture *cap, sandbox_outcome *out)
@@ -101,7 +230,7 @@ static inline void expect_result(const sandbox_outcome *out, const capture *cap,
 }
 
 static inline void expect_failure(const sandbox_outcome *out, const capture *cap, sandbox_verdict v,
-                           const char *type, const char *message_part)
+                                  const char *type, const char *message_part)
 {
     if (out->verdict != v || !out->error_type || strcmp(out->error_type, type) != 0 ||
         !out->error_message || !strstr(out->error_message, message_part))
@@ -109,6 +238,67 @@ static inline void expect_failure(const sandbox_outcome *out, const capture *cap
     assert_int_equal(out->verdict, v);
     assert_string_equal(out->error_type, type);
     assert_non_null(strstr(out->error_message, message_part));
+}
+
+/* ---- what a job may leave behind ---- */
+
+/* Host processes whose real uid is in [first, end): a sandbox's, after its job ended. */
+static inline int count_processes_of_uids(unsigned first, unsigned end)
+{
+    DIR *d = opendir("/proc");
+    assert_non_null(d);
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (e->d_name[0] < '0' || e->d_name[0] > '9')
+            continue;
+        char path[300], line[256];
+        snprintf(path, sizeof path, "/proc/%s/status", e->d_name);
+        FILE *f = fopen(path, "re");
+        if (!f)
+            continue;
+        while (fgets(line, sizeof line, f)) {
+            unsigned ruid;
+            if (sscanf(line, "Uid:\t%u", &ruid) == 1) {
+                if (ruid >= first && ruid < end)
+                    n++;
+                break;
+            }
+        }
+        fclose(f);
+    }
+    closedir(d);
+    return n;
+}
+
+/* Host processes whose command line contains needle (a job's own marker). */
+static inline int count_processes_with(const char *needle)
+{
+    DIR *d = opendir("/proc");
+    assert_non_null(d);
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (e->d_name[0] < '0' || e->d_name[0] > '9')
+            continue;
+        char path[300], buf[4096];
+        snprintf(path, sizeof path, "/proc/%s/cmdline", e->d_name);
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+            continue;
+        ssize_t len = read(fd, buf, sizeof buf - 1);
+        close(fd);
+        if (len <= 0)
+            continue;
+        for (ssize_t i = 0; i < len; i++)
+            if (buf[i] == '\0')
+                buf[i] = ' ';
+        buf[len] = '\0';
+        if (strstr(buf, needle))
+            n++;
+    }
+    closedir(d);
+    return n;
 }
 
 #endif
