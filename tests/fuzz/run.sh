@@ -4,12 +4,19 @@
 # corpus in tests/fuzz/corpus/<name>/, working on a scratch copy so the repository's
 # corpus stays small. Exits non-zero on any crash, leak, sanitizer report or failed
 # invariant; the reproducer is kept under $FUZZ_OUT (default build-fuzz/fuzz-out).
+#   tests/fuzz/run.sh                  every harness (request, query, result)
+#   tests/fuzz/run.sh query            only these (ctest: fuzz_request, fuzz_query, ...)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 seconds=${FUZZ_SECONDS:-20}
-harnesses=(request query result)
-min_each=$(((60 + ${#harnesses[@]} - 1) / ${#harnesses[@]}))
+all=(request query result)
+harnesses=("${@:-${all[@]}}")
+for h in "${harnesses[@]}"; do
+    [ -d "tests/fuzz/corpus/$h" ] || { echo "fuzz: unknown harness $h (${all[*]})" >&2; exit 2; }
+done
+# The 60 s floor is for the whole set, so one harness run alone gets its share of it.
+min_each=$(((60 + ${#all[@]} - 1) / ${#all[@]}))
 if ((seconds < min_each)); then
     seconds=$min_each
 fi
@@ -18,16 +25,16 @@ out=${FUZZ_OUT:-build-fuzz/fuzz-out}
 
 echo "== build (clang, libFuzzer + ASan + UBSan)"
 CC=clang cmake -S . -B build-fuzz -DEXECUTORD_FUZZ=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-cmake --build build-fuzz -j"$jobs" --target fuzz_request fuzz_query fuzz_result >/dev/null
+cmake --build build-fuzz -j"$jobs" --target "${harnesses[@]/#/fuzz_}" >/dev/null
 
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 
-rm -rf "$out"
 mkdir -p "$out"
 failed=()
 for h in "${harnesses[@]}"; do
     work="$out/corpus-$h"
+    rm -rf "$work" "$out/$h.log" "$out/$h"-*
     mkdir -p "$work"
     cp -r "tests/fuzz/corpus/$h/." "$work/"
     echo "== fuzz_$h: ${seconds} s"
