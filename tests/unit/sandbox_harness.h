@@ -242,63 +242,88 @@ static inline void expect_failure(const sandbox_outcome *out, const capture *cap
 
 /* ---- what a job may leave behind ---- */
 
-/* Host processes whose real uid is in [first, end): a sandbox's, after its job ended. */
-static inline int count_processes_of_uids(unsigned first, unsigned end)
+/* A process on the host, as the leftover checks see it. */
+typedef struct host_process {
+    pid_t pid;
+    unsigned ruid;
+    char state;          /* 'Z': a zombie */
+    char cmdline[4096];  /* the arguments joined by spaces (cut) */
+} host_process;
+
+static inline bool read_host_process(const char *pid, host_process *p)
+{
+    char path[300], line[256];
+    snprintf(path, sizeof path, "/proc/%s/status", pid);
+    FILE *f = fopen(path, "re");
+    if (!f)
+        return false; /* gone meanwhile */
+    p->pid = (pid_t)atoi(pid);
+    p->state = '?';
+    bool have_uid = false;
+    while (!have_uid && fgets(line, sizeof line, f)) {
+        if (sscanf(line, "State:\t%c", &p->state) == 1)
+            continue;
+        have_uid = sscanf(line, "Uid:\t%u", &p->ruid) == 1;
+    }
+    fclose(f);
+    snprintf(path, sizeof path, "/proc/%s/cmdline", pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    ssize_t len = fd >= 0 ? read(fd, p->cmdline, sizeof p->cmdline - 1) : -1;
+    if (fd >= 0)
+        close(fd);
+    if (len < 0)
+        len = 0;
+    for (ssize_t i = 0; i < len; i++)
+        if (p->cmdline[i] == '\0')
+            p->cmdline[i] = ' ';
+    p->cmdline[len] = '\0';
+    return have_uid;
+}
+
+/* Calls visit for every process on the host; returns how many it accepted. */
+static inline int each_host_process(bool (*visit)(const host_process *p, void *ctx), void *ctx)
 {
     DIR *d = opendir("/proc");
     assert_non_null(d);
     int n = 0;
     struct dirent *e;
+    host_process p;
     while ((e = readdir(d))) {
         if (e->d_name[0] < '0' || e->d_name[0] > '9')
             continue;
-        char path[300], line[256];
-        snprintf(path, sizeof path, "/proc/%s/status", e->d_name);
-        FILE *f = fopen(path, "re");
-        if (!f)
-            continue;
-        while (fgets(line, sizeof line, f)) {
-            unsigned ruid;
-            if (sscanf(line, "Uid:\t%u", &ruid) == 1) {
-                if (ruid >= first && ruid < end)
-                    n++;
-                break;
-            }
-        }
-        fclose(f);
+        if (read_host_process(e->d_name, &p) && visit(&p, ctx))
+            n++;
     }
     closedir(d);
     return n;
 }
 
+typedef struct uid_range {
+    unsigned first, end;
+} uid_range;
+
+static inline bool runs_as_uid_in(const host_process *p, void *ctx)
+{
+    const uid_range *r = ctx;
+    return p->ruid >= r->first && p->ruid < r->end;
+}
+
+/* Host processes whose real uid is in [first, end): a sandbox's, after its job ended. */
+static inline int count_processes_of_uids(unsigned first, unsigned end)
+{
+    uid_range r = {first, end};
+    return each_host_process(runs_as_uid_in, &r);
+}
+
+static inline bool command_line_has(const host_process *p, void *ctx)
+{
+    return strstr(p->cmdline, ctx) != NULL;
+}
+
 /* Host processes whose command line contains needle (a job's own marker). */
 static inline int count_processes_with(const char *needle)
 {
-    DIR *d = opendir("/proc");
-    assert_non_null(d);
-    int n = 0;
-    struct dirent *e;
-    while ((e = readdir(d))) {
-        if (e->d_name[0] < '0' || e->d_name[0] > '9')
-            continue;
-        char path[300], buf[4096];
-        snprintf(path, sizeof path, "/proc/%s/cmdline", e->d_name);
-        int fd = open(path, O_RDONLY | O_CLOEXEC);
-        if (fd < 0)
-            continue;
-        ssize_t len = read(fd, buf, sizeof buf - 1);
-        close(fd);
-        if (len <= 0)
-            continue;
-        for (ssize_t i = 0; i < len; i++)
-            if (buf[i] == '\0')
-                buf[i] = ' ';
-        buf[len] = '\0';
-        if (strstr(buf, needle))
-            n++;
-    }
-    closedir(d);
-    return n;
+    return each_host_process(command_line_has, (void *)needle);
 }
 
 #endif

@@ -2,7 +2,6 @@
  * uids from the pool's own range, jobs beyond the warm sandboxes wait and still run, a
  * killed zygote is replaced, and its status, latency and throughput. The isolation every
  * backend promises (the pool's warm sandboxes included) is checked in test_isolation.c. */
-#include <dirent.h>
 #include <errno.h>
 #include <jansson.h>
 #include <limits.h>
@@ -25,38 +24,28 @@
 
 enum { UID_BASE = 2150000, UID_COUNT = 16, POOL_UID_BASE = 3200000 }; /* apart from the other backend tests (ctest -j) */
 
-/* Host pids of the zygotes: the processes running the runner with --zygote as the
- * zygotes' root uid (the first id of each zygote's block). */
+typedef struct pid_list {
+    pid_t *pids;
+    int n, max;
+} pid_list;
+
+/* A zygote: a live process running as the root uid of a block of the pool's range (the
+ * first id of each zygote's 258). */
+static bool collect_zygote(const host_process *p, void *ctx)
+{
+    pid_list *l = ctx;
+    if (p->state == 'Z' || p->ruid < POOL_UID_BASE || p->ruid >= POOL_UID_BASE + 32 * 258 ||
+        (p->ruid - POOL_UID_BASE) % 258 != 0 || l->n == l->max)
+        return false;
+    l->pids[l->n++] = p->pid;
+    return true;
+}
+
+/* Host pids of the zygotes (at most max). */
 static int zygote_pids(pid_t *pids, int max)
 {
-    DIR *d = opendir("/proc");
-    assert_non_null(d);
-    int n = 0;
-    struct dirent *e;
-    while ((e = readdir(d)) && n < max) {
-        if (e->d_name[0] < '0' || e->d_name[0] > '9')
-            continue;
-        char path[300], line[256];
-        snprintf(path, sizeof path, "/proc/%s/status", e->d_name);
-        FILE *f = fopen(path, "re");
-        if (!f)
-            continue;
-        unsigned ruid = 0;
-        char st = '?';
-        while (fgets(line, sizeof line, f)) {
-            if (sscanf(line, "State:\t%c", &st) == 1)
-                continue;
-            if (sscanf(line, "Uid:\t%u", &ruid) == 1)
-                break;
-        }
-        fclose(f);
-        if (st == 'Z')
-            continue;
-        if (ruid >= POOL_UID_BASE && ruid < POOL_UID_BASE + 32 * 258 && (ruid - POOL_UID_BASE) % 258 == 0)
-            pids[n++] = (pid_t)atoi(e->d_name);
-    }
-    closedir(d);
-    return n;
+    pid_list l = {pids, 0, max};
+    return each_host_process(collect_zygote, &l);
 }
 
 static void status_field(const char *key, json_int_t *v)
