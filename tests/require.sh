@@ -20,7 +20,7 @@ done
 [ $# -gt 0 ] || { echo "require.sh: no command after --" >&2; exit 2; }
 
 if [ ${#missing[@]} -gt 0 ]; then
-  echo "SKIPPED $(basename "$1"): needs ${missing[*]} (scripts/deps.sh test installs the tools)" >&2
+  echo "SKIPPED ($*): needs ${missing[*]} (scripts/deps.sh test installs the tools)" >&2
   [ "${EXECUTORD_TESTS_REQUIRE_ALL:-0}" = 1 ] && exit 1
   exit 77
 fi
