@@ -72,15 +72,20 @@ static json_t *seconds(double s)
     return json_real(s);
 }
 
+/* Every limit, in the order of sandbox/limits.def. */
 static json_t *render_limits(const sandbox_limits *l)
 {
-    return json_pack("{s:o, s:I, s:I, s:I, s:I, s:I, s:I}", "timeout_seconds",
-                     seconds(l->timeout_seconds), "memory_mb", (json_int_t)l->memory_mb,
-                     "cpu_seconds", (json_int_t)l->cpu_seconds, "max_processes",
-                     (json_int_t)l->max_processes, "max_file_size_mb",
-                     (json_int_t)l->max_file_size_mb, "max_open_files",
-                     (json_int_t)l->max_open_files, "max_output_bytes",
-                     (json_int_t)l->max_output_bytes);
+    json_t *o = json_object();
+    for (size_t i = 0; o && i < sandbox_limit_count; i++) {
+        const sandbox_limit_desc *d = &sandbox_limit_descs[i];
+        json_t *v = d->type == SANDBOX_LIMIT_SECONDS ? seconds(sandbox_limit_seconds(l, d))
+                                                     : json_integer((json_int_t)sandbox_limit_u64(l, d));
+        if (json_object_set_new(o, d->name, v) != 0) {
+            json_decref(o);
+            return NULL;
+        }
+    }
+    return o;
 }
 
 static json_t *render_error_field(const job *j)

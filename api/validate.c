@@ -17,25 +17,17 @@
 
 /* --- backends -------------------------------------------------------------------- */
 
-/* The backend names of the wire contract, whether or not this build can run them. */
-static const char *const contract_backends[] = {"direct", "ephemeral", "pool", NULL};
-
-static bool service_backend_available(const char *name, const char **why)
-{
-    return backends_available(name, why);
-}
-
-static const api_backend_checks default_checks = {
-    .names = contract_backends,
-    .known = backends_known,
-    .available = service_backend_available,
-    .note = backends_note,
-    .state_json = backends_state_json,
-};
-
+/* The registry's backends (src/backends.c reads sandbox/sandbox.c), the one list. */
 const api_backend_checks *api_backend_checks_default(void)
 {
-    return &default_checks;
+    static api_backend_checks checks = {
+        .known = backends_known,
+        .available = backends_available,
+        .note = backends_note,
+        .state_json = backends_state_json,
+    };
+    checks.names = backends_names();
+    return &checks;
 }
 
 /* --- small helpers ---------------------------------------------------------------- */
@@ -173,30 +165,6 @@ static const char *const top_fields[] = {"script",        "inputs",   "backend",
                                          "allow_network", "env_vars", "limits",   "labels",
                                          NULL};
 
-typedef struct limit_field {
-    const char *name;
-    size_t offset; /* of a uint64_t in sandbox_limits */
-    uint64_t min;  /* below it the interpreter cannot even start: refused, not run */
-} limit_field;
-
-/* The minimums match --default-*'s: 16 MB is below what a warm sandbox already holds on
- * some hosts' cgroups, and fewer than 16 files leave Python no descriptors to start with;
- * such a job would fail as a sandbox set-up error, counted against the service. */
-static const limit_field limit_fields[] = {
-    {"memory_mb", offsetof(sandbox_limits, memory_mb), 16},
-    {"cpu_seconds", offsetof(sandbox_limits, cpu_seconds), 1},
-    {"max_processes", offsetof(sandbox_limits, max_processes), 1},
-    {"max_file_size_mb", offsetof(sandbox_limits, max_file_size_mb), 1},
-    {"max_open_files", offsetof(sandbox_limits, max_open_files), 16},
-    {"max_output_bytes", offsetof(sandbox_limits, max_output_bytes), 1},
-};
-#define N_LIMIT_FIELDS (sizeof limit_fields / sizeof limit_fields[0])
-
-static uint64_t *limit_slot(sandbox_limits *l, const limit_field *f)
-{
-    return (uint64_t *)((char *)l + f->offset);
-}
-
 static bool in_list(const char *name, const char *const *list)
 {
     for (; *list; list++)
@@ -299,12 +267,12 @@ static int parse_backend(const config *cfg, const api_backend_checks *checks, co
     return 0;
 }
 
+/* timeout_seconds: a limit (sandbox/limits.def) that requests set at the top level. */
 static int parse_timeout(const config *cfg, const json_t *body, job *out, api_error *err)
 {
     json_t *v = json_object_get(body, "timeout_seconds");
-    out->limits.timeout_seconds = cfg->default_limits.timeout_seconds;
     if (!v)
-        return 0;
+        return 0; /* the default, filled by api_parse_job_request */
     if (!json_is_number(v)) {
         invalid(err, "timeout_seconds", "timeout_seconds must be a number (got %s)",
                 json_type_name(v));
@@ -336,11 +304,37 @@ static int parse_allow_network(const json_t *body, job *out, api_error *err)
     return 0;
 }
 
+/* One whole-number limit of the request's "limits" object, checked against its row of
+ * sandbox/limits.def and the instance's maximum. */
+static int parse_limit(const config *cfg, const sandbox_limit_desc *d, const char *field,
+                       const json_t *v, job *out, api_error *err)
+{
+    if (!json_is_integer(v)) {
+        invalid(err, field, "%s must be an integer (got %s)", field, json_type_name(v));
+        return -1;
+    }
+    json_int_t n = json_integer_value(v);
+    uint64_t max = sandbox_limit_u64(&cfg->max_limits, d);
+    if (strcmp(d->name, "memory_mb") == 0 && cfg->memory_budget_mb && n > 0 &&
+        (uint64_t)n > cfg->memory_budget_mb) {
+        /* Not just "too big": no amount of waiting would let it run here. */
+        invalid(err, field,
+                "%s must be an integer from %" PRIu64 " to %" PRIu64 ": %lld MB is above this instance's "
+                "memory budget of %" PRIu64 " MB (--memory-budget-mb), what all running jobs together may use",
+                field, d->request_min, max, (long long)n, cfg->memory_budget_mb);
+        return -1;
+    }
+    if (n <= 0 || (uint64_t)n < d->request_min || (uint64_t)n > max) {
+        invalid(err, field, "%s must be an integer from %" PRIu64 " to %" PRIu64, field, d->request_min, max);
+        return -1;
+    }
+    sandbox_limit_set_u64(&out->limits, d, (uint64_t)n);
+    return 0;
+}
+
+/* The request's "limits" object, over the defaults api_parse_job_request filled. */
 static int parse_limits(const config *cfg, const json_t *body, job *out, api_error *err)
 {
-    for (size_t i = 0; i < N_LIMIT_FIELDS; i++)
-        *limit_slot(&out->limits, &limit_fields[i]) =
-            *limit_slot((sandbox_limits *)&cfg->default_limits, &limit_fields[i]);
     json_t *obj = json_object_get(body, "limits");
     if (!obj)
         return 0;
@@ -353,34 +347,14 @@ static int parse_limits(const config *cfg, const json_t *body, job *out, api_err
     json_object_foreach(obj, key, v) {
         char field[sizeof err->field];
         snprintf(field, sizeof field, "limits.%s", key);
-        const limit_field *f = NULL;
-        for (size_t i = 0; i < N_LIMIT_FIELDS; i++)
-            if (strcmp(key, limit_fields[i].name) == 0)
-                f = &limit_fields[i];
-        if (!f) {
+        const sandbox_limit_desc *d = sandbox_limit_find(key);
+        /* timeout_seconds is a limit too, but requests give it at the top level. */
+        if (!d || d->type != SANDBOX_LIMIT_U64) {
             invalid(err, field, "unknown field '%s'", field);
             return -1;
         }
-        if (!json_is_integer(v)) {
-            invalid(err, field, "%s must be an integer (got %s)", field, json_type_name(v));
+        if (parse_limit(cfg, d, field, v, out, err) < 0)
             return -1;
-        }
-        json_int_t n = json_integer_value(v);
-        uint64_t max = *limit_slot((sandbox_limits *)&cfg->max_limits, f);
-        if (f->offset == offsetof(sandbox_limits, memory_mb) && cfg->memory_budget_mb && n > 0 &&
-            (uint64_t)n > cfg->memory_budget_mb) {
-            /* Not just "too big": no amount of waiting would let it run here. */
-            invalid(err, field,
-                    "%s must be an integer from %" PRIu64 " to %" PRIu64 ": %lld MB is above this instance's "
-                    "memory budget of %" PRIu64 " MB (--memory-budget-mb), what all running jobs together may use",
-                    field, f->min, max, (long long)n, cfg->memory_budget_mb);
-            return -1;
-        }
-        if (n <= 0 || (uint64_t)n < f->min || (uint64_t)n > max) {
-            invalid(err, field, "%s must be an integer from %" PRIu64 " to %" PRIu64, field, f->min, max);
-            return -1;
-        }
-        *limit_slot(&out->limits, f) = (uint64_t)n;
     }
     return 0;
 }
@@ -503,6 +477,7 @@ int api_parse_job_request(const config *cfg, const api_backend_checks *checks, c
     json_t *doc = load_body(body ? body : "", body ? len : 0, err);
     if (!doc)
         return -1;
+    out->limits = cfg->default_limits; /* every limit the request leaves out */
     int rc = -1;
     if (check_unknown_fields(doc, err) < 0 || parse_script(doc, out, err) < 0 ||
         parse_inputs(doc, out, err) < 0 || parse_backend(cfg, checks, doc, out, err) < 0 ||

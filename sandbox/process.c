@@ -221,11 +221,9 @@ char *proc_build_spec(const sandbox_spec *s, const char *home, const rlimit_set 
         errno = ENOMEM;
         return NULL;
     }
-    /* "o" steals script and env, also when the pack fails. */
-    json_t *doc = json_pack("{s:o, s:{s:I, s:I, s:I, s:f}, s:o}", "script", script, "limits", "cpu_seconds",
-                            (json_int_t)s->limits.cpu_seconds, "memory_mb", (json_int_t)s->limits.memory_mb,
-                            "max_file_size_mb", (json_int_t)s->limits.max_file_size_mb, "timeout_seconds",
-                            s->limits.timeout_seconds, "env", env);
+    json_t *limits = sandbox_limits_runner_json(&s->limits);
+    /* "o" steals script, limits and env, also when the pack fails ("o" of NULL fails it). */
+    json_t *doc = json_pack("{s:o, s:o, s:o}", "script", script, "limits", limits, "env", env);
     if (rls && (!doc || json_object_set_new(doc, "rlimits", rls) != 0)) {
         if (!doc)
             json_decref(rls); /* set_new frees it itself on failure */

@@ -7,18 +7,10 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
-/* Resource limits of one job. 0 means "not limited" only where noted; the API layer
- * always fills every field with an effective value before a job reaches a backend. */
-typedef struct sandbox_limits {
-    double timeout_seconds;    /* wall clock */
-    uint64_t memory_mb;        /* address space (direct), cgroup memory (sandboxes) */
-    uint64_t cpu_seconds;      /* RLIMIT_CPU */
-    uint64_t max_processes;    /* RLIMIT_NPROC / pids cgroup */
-    uint64_t max_file_size_mb; /* RLIMIT_FSIZE */
-    uint64_t max_open_files;   /* RLIMIT_NOFILE */
-    uint64_t max_output_bytes; /* per stream; also caps the result document */
-} sandbox_limits;
+#include "sandbox/limits.h"
+
 
 /* Everything a backend needs to run one job. All pointers stay valid for the call. */
 typedef struct sandbox_spec {
@@ -73,14 +65,44 @@ typedef struct sandbox_io {
     void (*on_output)(void *ctx, int stream, const char *data, size_t len);
 } sandbox_io;
 
-/* Service-wide settings a backend may need. Filled by the core from its configuration. */
+/* Settings of the sandboxes (ephemeral, pool): 0 / NULL = the default of sandbox/limits.h. */
+typedef struct sandbox_isolation_config {
+    const char *rootfs;         /* runtime folder bound read-only; NULL or "" = the host's */
+    const char *cgroup_root;    /* cgroup filesystem; NULL = /sys/fs/cgroup */
+    bool cgroup_fake_fs;        /* unit tests: cgroup_root is a plain folder */
+    const char *cgroup_self;    /* our cgroup below the hierarchy root; NULL = detect */
+    uid_t uid_base;             /* first host uid of the per-job uid slots */
+    unsigned uid_count;         /* slots, two host ids each */
+    const char *uid_lock_dir;   /* flocks shared by a host's instances; NULL = default, "" = off */
+    uint64_t tmp_mb, shm_mb, work_mb; /* sizes of a sandbox's /tmp, /dev/shm, /work */
+    unsigned cpu_quota_percent; /* CPU quota of one job (100 = a core) */
+} sandbox_isolation_config;
+
+/* Settings of the pool: 0 = the default. */
+typedef struct sandbox_pool_config {
+    unsigned size;              /* warm sandboxes kept ready (0 = one per CPU) */
+    bool cold_when_empty;       /* none ready: start the job cold (ephemeral), else wait */
+    unsigned recycle_jobs;      /* a zygote is replaced after this many sandboxes ... */
+    unsigned recycle_seconds;   /* ... or after this long */
+    unsigned refill_threads;    /* threads preparing warm sandboxes (at most 8) */
+    uid_t uid_base;             /* first host uid of the pool's sandboxes */
+} sandbox_pool_config;
+
+/* Everything a backend is configured with: the one way in, passed to every init. The
+ * service fills it from its configuration (src/main.c); strings stay valid until
+ * shutdown. */
 typedef struct sandbox_config {
     const char *python_path;  /* interpreter that runs the runner, e.g. /usr/bin/python3 */
     const char *work_root;    /* folder under which per-job work folders are created */
+    sandbox_isolation_config sandbox; /* ephemeral and pool */
+    sandbox_pool_config pool;
 } sandbox_config;
 
 typedef struct sandbox_backend {
     const char *name;
+    const char *description;  /* one line for GET /v1/backends and --help */
+    const char *builds_on;    /* a backend whose init must run first and which this one
+                               * runs jobs through (pool: ephemeral), or NULL */
     /* Prepare the backend once at start-up. Returns 0, or -1 with the reason in why:
      * the backend is then reported unavailable and jobs asking for it are refused. */
     int (*init)(const sandbox_config *cfg, char *why, size_t whylen);
@@ -95,9 +117,20 @@ typedef struct sandbox_backend {
     int (*status_json)(char *buf, size_t len);
 } sandbox_backend;
 
-/* Registry: the backends compiled in. */
+/* The registry (sandbox/sandbox.c): every backend executord has, in the order they are
+ * initialised; the one list of their names. */
 const sandbox_backend *sandbox_backend_find(const char *name);
 const sandbox_backend *const *sandbox_backends_all(void); /* NULL-terminated */
+/* True when name is a backend; len: compare that many bytes of name (items of a list). */
+bool sandbox_backend_known(const char *name, size_t len);
+/* The names, comma-separated ("direct, ephemeral, pool"), for messages and --help. */
+const char *sandbox_backend_names(void);
+
+/* The per-job work folders' root: created when missing, and emptied of what a dead
+ * instance left (call before any job runs; *removed counts those). Returns -1 when the
+ * root is unusable, else the number of stale folders it could not remove (the last
+ * reason in err). */
+int sandbox_prepare_work_root(const char *work_root, int *removed, char *err, size_t errlen);
 
 /* The Python source of the in-sandbox runner, embedded at build time. */
 extern const char sandbox_runner_source[];

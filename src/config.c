@@ -31,11 +31,15 @@ typedef struct option_def {
 } option_def;
 
 #define FIELD(f) offsetof(config, f), sizeof(((config *)0)->f)
+#define STR(x) #x
+#define XSTR(x) STR(x) /* a default of sandbox/limits.h as the text the table parses */
+#define OPT_KIND_U64 OPT_U64
+#define OPT_KIND_SECONDS OPT_SECONDS
 
 static const option_def options[] = {
     {"listen", "EXECUTORD_LISTEN", OPT_LISTEN, "127.0.0.1:8080", "address to serve HTTP on (HOST:PORT; port 0 picks a free one)", FIELD(listen_host), 0, 0},
     {"data-dir", "EXECUTORD_DATA_DIR", OPT_STRING, "./executord-data", "folder for the SQLite database and per-job work folders", FIELD(data_dir), 0, 0},
-    {"backend", "EXECUTORD_BACKEND", OPT_BACKEND, "pool", "default backend for jobs that name none (pool, ephemeral, direct)", FIELD(backend), 0, 0},
+    {"backend", "EXECUTORD_BACKEND", OPT_BACKEND, "pool", "default backend for jobs that name none (see --backends)", FIELD(backend), 0, 0},
     {"workers", "EXECUTORD_WORKERS", OPT_INT, "0", "jobs run at once (0 = number of CPUs)", FIELD(workers), 0, 1024},
     {"python", "EXECUTORD_PYTHON", OPT_STRING, "/usr/bin/python3", "Python interpreter that runs scripts", FIELD(python), 0, 0},
     {"backends", "EXECUTORD_BACKENDS", OPT_BACKENDS, "pool,ephemeral", "backends jobs may use, comma-separated (direct isolates no filesystem or network: add it only for trusted scripts)", FIELD(backends), 0, 0},
@@ -50,34 +54,28 @@ static const option_def options[] = {
     {"retention-seconds", "EXECUTORD_RETENTION_SECONDS", OPT_U64, "604800", "finished jobs older than this are deleted", FIELD(retention_seconds), 1, INT64_MAX},
     {"max-storage-mb", "EXECUTORD_MAX_STORAGE_MB", OPT_U64, "0", "storage quota in MiB for jobs' scripts, inputs, results and output; past it the output of the oldest finished jobs is evicted, then their results, and new jobs get 507 when nothing is left (0 = the smaller of 1024 and half the data folder's filesystem)", FIELD(max_storage_mb), 0, 1 << 30},
     {"sandbox-rootfs", "EXECUTORD_SANDBOX_ROOTFS", OPT_PATH_OR_EMPTY, "", "runtime folder bound read-only into sandboxes (an unpacked python:slim image, say; empty = the host's /usr, /lib, /bin, /sbin)", FIELD(sandbox_rootfs), 0, 0},
-    {"sandbox-uid-base", "EXECUTORD_SANDBOX_UID_BASE", OPT_U64, "2000000", "first host uid of the per-job sandbox uids (two per concurrent job)", FIELD(sandbox_uid_base), 1, 4000000000LL},
-    {"sandbox-uid-count", "EXECUTORD_SANDBOX_UID_COUNT", OPT_U64, "1024", "concurrent sandbox uid slots", FIELD(sandbox_uid_count), 1, 1 << 20},
-    {"sandbox-uid-lock-dir", "EXECUTORD_SANDBOX_UID_LOCK_DIR", OPT_PATH_OR_EMPTY, "/run/executord-uid-slots", "folder of the flocks by which the instances of a host share the sandbox and pool uid ranges (empty = no coordination: one instance per range)", FIELD(sandbox_uid_lock_dir), 0, 0},
-    {"sandbox-tmp-mb", "EXECUTORD_SANDBOX_TMP_MB", OPT_U64, "64", "size of a sandbox's /tmp", FIELD(sandbox_tmp_mb), 1, 1 << 20},
-    {"sandbox-shm-mb", "EXECUTORD_SANDBOX_SHM_MB", OPT_U64, "64", "size of a sandbox's /dev/shm", FIELD(sandbox_shm_mb), 1, 1 << 20},
-    {"sandbox-work-mb", "EXECUTORD_SANDBOX_WORK_MB", OPT_U64, "128", "size of a sandbox's /work", FIELD(sandbox_work_mb), 1, 1 << 20},
-    {"sandbox-cpu-percent", "EXECUTORD_SANDBOX_CPU_PERCENT", OPT_U64, "100", "CPU quota of one sandboxed job (100 = one core)", FIELD(sandbox_cpu_percent), 1, 100000},
+    {"sandbox-uid-base", "EXECUTORD_SANDBOX_UID_BASE", OPT_U64, XSTR(SANDBOX_DEFAULT_UID_BASE), "first host uid of the per-job sandbox uids (two per concurrent job)", FIELD(sandbox_uid_base), 1, 4000000000LL},
+    {"sandbox-uid-count", "EXECUTORD_SANDBOX_UID_COUNT", OPT_U64, XSTR(SANDBOX_DEFAULT_UID_COUNT), "concurrent sandbox uid slots", FIELD(sandbox_uid_count), 1, 1 << 20},
+    {"sandbox-uid-lock-dir", "EXECUTORD_SANDBOX_UID_LOCK_DIR", OPT_PATH_OR_EMPTY, SANDBOX_DEFAULT_UID_LOCK_DIR, "folder of the flocks by which the instances of a host share the sandbox and pool uid ranges (empty = no coordination: one instance per range)", FIELD(sandbox_uid_lock_dir), 0, 0},
+    {"sandbox-tmp-mb", "EXECUTORD_SANDBOX_TMP_MB", OPT_U64, XSTR(SANDBOX_DEFAULT_TMP_MB), "size of a sandbox's /tmp", FIELD(sandbox_tmp_mb), 1, 1 << 20},
+    {"sandbox-shm-mb", "EXECUTORD_SANDBOX_SHM_MB", OPT_U64, XSTR(SANDBOX_DEFAULT_SHM_MB), "size of a sandbox's /dev/shm", FIELD(sandbox_shm_mb), 1, 1 << 20},
+    {"sandbox-work-mb", "EXECUTORD_SANDBOX_WORK_MB", OPT_U64, XSTR(SANDBOX_DEFAULT_WORK_MB), "size of a sandbox's /work", FIELD(sandbox_work_mb), 1, 1 << 20},
+    {"sandbox-cpu-percent", "EXECUTORD_SANDBOX_CPU_PERCENT", OPT_U64, XSTR(SANDBOX_DEFAULT_CPU_PERCENT), "CPU quota of one sandboxed job (100 = one core)", FIELD(sandbox_cpu_percent), 1, 100000},
     {"cgroup-root", "EXECUTORD_CGROUP_ROOT", OPT_STRING, "/sys/fs/cgroup", "where the cgroup filesystem is mounted", FIELD(cgroup_root), 0, 0},
     {"pool-size", "EXECUTORD_POOL_SIZE", OPT_U64, "0", "warm pool sandboxes kept ready (0 = --workers)", FIELD(pool_size), 0, 1024},
     {"pool-when-empty", "EXECUTORD_POOL_WHEN_EMPTY", OPT_WHEN_EMPTY, "wait", "a pool job with no warm sandbox ready: wait for one, or start it cold", FIELD(pool_when_empty), 0, 0},
-    {"pool-recycle-jobs", "EXECUTORD_POOL_RECYCLE_JOBS", OPT_U64, "100", "a pool's zygote is replaced after this many sandboxes (they share its hash secret, address layout and stack canary: docs/security-model.md)", FIELD(pool_recycle_jobs), 1, 1 << 30},
-    {"pool-recycle-seconds", "EXECUTORD_POOL_RECYCLE_SECONDS", OPT_U64, "300", "... or after this many seconds", FIELD(pool_recycle_seconds), 1, 1 << 30},
-    {"pool-uid-base", "EXECUTORD_POOL_UID_BASE", OPT_U64, "3000000", "first host uid of the pool's sandboxes", FIELD(pool_uid_base), 1, 4000000000LL},
-    {"default-timeout-seconds", "EXECUTORD_DEFAULT_TIMEOUT_SECONDS", OPT_SECONDS, "30", "job wall-clock limit when the request sets none", FIELD(default_limits.timeout_seconds), 0, 86400},
-    {"max-timeout-seconds", "EXECUTORD_MAX_TIMEOUT_SECONDS", OPT_SECONDS, "3600", "largest timeout_seconds a request may ask for", FIELD(max_limits.timeout_seconds), 0, 86400},
-    {"default-memory-mb", "EXECUTORD_DEFAULT_MEMORY_MB", OPT_U64, "512", "limits.memory_mb default", FIELD(default_limits.memory_mb), 16, 1 << 24},
-    {"max-memory-mb", "EXECUTORD_MAX_MEMORY_MB", OPT_U64, "65536", "limits.memory_mb maximum (unless set: at most the memory budget)", FIELD(max_limits.memory_mb), 16, 1 << 24},
+    {"pool-recycle-jobs", "EXECUTORD_POOL_RECYCLE_JOBS", OPT_U64, XSTR(SANDBOX_DEFAULT_POOL_RECYCLE_JOBS), "a pool's zygote is replaced after this many sandboxes (they share its hash secret, address layout and stack canary: docs/security-model.md)", FIELD(pool_recycle_jobs), 1, 1 << 30},
+    {"pool-recycle-seconds", "EXECUTORD_POOL_RECYCLE_SECONDS", OPT_U64, XSTR(SANDBOX_DEFAULT_POOL_RECYCLE_SECONDS), "... or after this many seconds", FIELD(pool_recycle_seconds), 1, 1 << 30},
+    {"pool-uid-base", "EXECUTORD_POOL_UID_BASE", OPT_U64, XSTR(SANDBOX_DEFAULT_POOL_UID_BASE), "first host uid of the pool's sandboxes", FIELD(pool_uid_base), 1, 4000000000LL},
+    /* Each job limit's --default-* and --max-*, from sandbox/limits.def. */
+#define SANDBOX_LIMIT(name, type, flag, env, dflt, max, request_min, config_min, ceiling, runner)      \
+    {"default-" flag, "EXECUTORD_DEFAULT_" env, OPT_KIND_##type, #dflt,                                \
+     "a job's " #name " when the request sets none", FIELD(default_limits.name), config_min, ceiling}, \
+    {"max-" flag, "EXECUTORD_MAX_" env, OPT_KIND_##type, #max, "the largest " #name " a request may ask for", \
+     FIELD(max_limits.name), config_min, ceiling},
+#include "sandbox/limits.def"
+#undef SANDBOX_LIMIT
     {"memory-budget-mb", "EXECUTORD_MEMORY_BUDGET_MB", OPT_U64, "0", "what the memory limits of all running jobs may add up to; a job waits in the queue until its limits.memory_mb fits (0 = 80% of the host's memory, or of executord's cgroup limit when lower)", FIELD(memory_budget_mb), 0, 1 << 24},
-    {"default-cpu-seconds", "EXECUTORD_DEFAULT_CPU_SECONDS", OPT_U64, "60", "limits.cpu_seconds default", FIELD(default_limits.cpu_seconds), 1, 1 << 24},
-    {"max-cpu-seconds", "EXECUTORD_MAX_CPU_SECONDS", OPT_U64, "3600", "limits.cpu_seconds maximum", FIELD(max_limits.cpu_seconds), 1, 1 << 24},
-    {"default-max-processes", "EXECUTORD_DEFAULT_MAX_PROCESSES", OPT_U64, "64", "limits.max_processes default", FIELD(default_limits.max_processes), 1, 1 << 22},
-    {"max-max-processes", "EXECUTORD_MAX_MAX_PROCESSES", OPT_U64, "4096", "limits.max_processes maximum", FIELD(max_limits.max_processes), 1, 1 << 22},
-    {"default-max-file-size-mb", "EXECUTORD_DEFAULT_MAX_FILE_SIZE_MB", OPT_U64, "64", "limits.max_file_size_mb default", FIELD(default_limits.max_file_size_mb), 1, 1 << 24},
-    {"max-max-file-size-mb", "EXECUTORD_MAX_MAX_FILE_SIZE_MB", OPT_U64, "4096", "limits.max_file_size_mb maximum", FIELD(max_limits.max_file_size_mb), 1, 1 << 24},
-    {"default-max-open-files", "EXECUTORD_DEFAULT_MAX_OPEN_FILES", OPT_U64, "256", "limits.max_open_files default", FIELD(default_limits.max_open_files), 16, 1 << 20},
-    {"max-max-open-files", "EXECUTORD_MAX_MAX_OPEN_FILES", OPT_U64, "65536", "limits.max_open_files maximum", FIELD(max_limits.max_open_files), 16, 1 << 20},
-    {"default-max-output-bytes", "EXECUTORD_DEFAULT_MAX_OUTPUT_BYTES", OPT_U64, "1048576", "limits.max_output_bytes default (per stream)", FIELD(default_limits.max_output_bytes), 1024, INT64_MAX},
-    {"max-max-output-bytes", "EXECUTORD_MAX_MAX_OUTPUT_BYTES", OPT_U64, "67108864", "limits.max_output_bytes maximum", FIELD(max_limits.max_output_bytes), 1024, INT64_MAX},
 };
 
 #define N_OPTIONS (sizeof options / sizeof options[0])
@@ -129,7 +127,8 @@ static const char *expectation(const option_def *o)
     case OPT_LEVEL:
         return "one of debug, info, warn, error";
     case OPT_BACKEND:
-        return "one of direct, ephemeral, pool";
+        snprintf(buf, sizeof buf, "one of %s", sandbox_backend_names());
+        return buf;
     case OPT_SECONDS:
         snprintf(buf, sizeof buf, "a number of seconds from %lld to %lld", (long long)o->min, (long long)o->max);
         return buf;
@@ -150,18 +149,10 @@ static const char *expectation(const option_def *o)
     case OPT_HOSTS:
         return "host names or addresses (letters, digits, '.', '-', ':'; or '*')";
     case OPT_BACKENDS:
-        return "a comma-separated list of direct, ephemeral, pool, each at most once";
+        snprintf(buf, sizeof buf, "a comma-separated list of %s, each at most once", sandbox_backend_names());
+        return buf;
     }
     return "a valid value";
-}
-
-static bool backend_name_known(const char *name, size_t len)
-{
-    static const char *const names[] = {"direct", "ephemeral", "pool"};
-    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
-        if (strlen(names[i]) == len && strncmp(names[i], name, len) == 0)
-            return true;
-    return false;
 }
 
 static int parse_flag(const char *s, int *out)
@@ -182,7 +173,7 @@ static int parse_backends(const char *s, char *field, size_t size)
         return -1;
     for (const char *p = s; *p;) {
         size_t len = strcspn(p, ",");
-        if (!backend_name_known(p, len))
+        if (!sandbox_backend_known(p, len))
             return -1;
         for (const char *q = s; q < p; q += strcspn(q, ",") + 1)
             if (strcspn(q, ",") == len && strncmp(q, p, len) == 0)
@@ -232,7 +223,7 @@ static int apply_value(config *c, const option_def *o, const char *value)
     case OPT_LISTEN:
         return parse_listen(value, c);
     case OPT_BACKEND:
-        if (strcmp(value, "direct") && strcmp(value, "ephemeral") && strcmp(value, "pool"))
+        if (!sandbox_backend_known(value, strlen(value)))
             return -1;
         snprintf(field, o->size, "%s", value);
         return 0;
@@ -338,22 +329,19 @@ static int read_token_file(config *c)
 }
 
 /* Cross-field rules: a default above its maximum would make every job invalid. */
+static double limit_value(const sandbox_limits *l, const sandbox_limit_desc *d)
+{
+    return d->type == SANDBOX_LIMIT_SECONDS ? sandbox_limit_seconds(l, d) : (double)sandbox_limit_u64(l, d);
+}
+
 static int check_consistency(const config *c)
 {
-    const sandbox_limits *d = &c->default_limits, *m = &c->max_limits;
-    struct { const char *name; double def, max; } pairs[] = {
-        {"timeout-seconds", d->timeout_seconds, m->timeout_seconds},
-        {"memory-mb", (double)d->memory_mb, (double)m->memory_mb},
-        {"cpu-seconds", (double)d->cpu_seconds, (double)m->cpu_seconds},
-        {"max-processes", (double)d->max_processes, (double)m->max_processes},
-        {"max-file-size-mb", (double)d->max_file_size_mb, (double)m->max_file_size_mb},
-        {"max-open-files", (double)d->max_open_files, (double)m->max_open_files},
-        {"max-output-bytes", (double)d->max_output_bytes, (double)m->max_output_bytes},
-    };
-    for (size_t i = 0; i < sizeof pairs / sizeof pairs[0]; i++) {
-        if (pairs[i].def > pairs[i].max) {
-            fprintf(stderr, "executord: --default-%s (%g) is above --max-%s (%g)\n", pairs[i].name,
-                    pairs[i].def, pairs[i].name, pairs[i].max);
+    for (size_t i = 0; i < sandbox_limit_count; i++) {
+        const sandbox_limit_desc *d = &sandbox_limit_descs[i];
+        double def = limit_value(&c->default_limits, d), max = limit_value(&c->max_limits, d);
+        if (def > max) {
+            fprintf(stderr, "executord: --default-%s (%g) is above --max-%s (%g)\n", d->flag, def,
+                    d->flag, max);
             return -1;
         }
     }
