@@ -224,6 +224,7 @@ static void direct_shutdown(void)
 
 const sandbox_backend sandbox_backend_direct = {
     .name = "direct",
+    .description = "own PID and mount namespaces, a host uid of its own, rlimits; no filesystem or network isolation",
     .init = direct_init,
     .run = direct_run,
     .shutdown = direct_shutdown,

@@ -33,7 +33,6 @@
 #include "sandbox/userns.h"
 #include "sandbox/workdir.h"
 
-static ephemeral_options opts;
 static struct {
     bool ready;
     char python[PATH_MAX];
@@ -47,11 +46,6 @@ static struct {
 
 static atomic_uint anon_counter;
 static atomic_int active_jobs; /* shutdown waits for these before removing cgroups */
-
-void ephemeral_configure(const ephemeral_options *o)
-{
-    opts = *o;
-}
 
 const char *ephemeral_status(void)
 {
@@ -260,34 +254,26 @@ static int probe_namespaces(char *why, size_t whylen)
 static int eph_init(const sandbox_config *cfg, char *why, size_t whylen)
 {
     eph.ready = false;
-    snprintf(eph.rootfs, sizeof eph.rootfs, "%s", opts.rootfs ? opts.rootfs : "");
+    if (!cfg) {
+        snprintf(why, whylen, "no configuration");
+        return -1;
+    }
+    const sandbox_isolation_config *o = &cfg->sandbox;
+    snprintf(eph.rootfs, sizeof eph.rootfs, "%s", o->rootfs ? o->rootfs : "");
     size_t rl = strlen(eph.rootfs);
     while (rl > 0 && eph.rootfs[rl - 1] == '/')
         eph.rootfs[--rl] = '\0';
-    if (!cfg || !cfg->work_root) {
-        snprintf(why, whylen, "no work folder configured");
-        return -1;
-    }
     snprintf(eph.python, sizeof eph.python, "%s", cfg->python_path ? cfg->python_path : "/usr/bin/python3");
     if (check_python(eph.python, why, whylen) != 0)
         return -1;
-    if (workdir_prepare_root(cfg->work_root, why, whylen) != 0)
+    if (workdir_prepare_base(cfg->work_root, ".ephemeral-root", eph.base, sizeof eph.base, why, whylen) != 0)
         return -1;
-    int n = snprintf(eph.base, sizeof eph.base, "%s/.ephemeral-root", cfg->work_root);
-    if (n < 0 || (size_t)n >= sizeof eph.base) {
-        snprintf(why, whylen, "work folder path too long");
-        return -1;
-    }
-    if (mkdir(eph.base, 0700) != 0 && errno != EEXIST) {
-        snprintf(why, whylen, "mkdir %s: %s", eph.base, strerror(errno));
-        return -1;
-    }
-    uid_t base = opts.uid_base ? opts.uid_base : 2000000;
-    unsigned count = opts.uid_count ? opts.uid_count : 1024;
+    uid_t base = o->uid_base ? o->uid_base : SANDBOX_DEFAULT_UID_BASE;
+    unsigned count = o->uid_count ? o->uid_count : SANDBOX_DEFAULT_UID_COUNT;
     if (sandbox_userns_configure(base, count, why, whylen) != 0)
         return -1;
     /* Instances on one host share the default range: coordinate through flocks. */
-    const char *locks = opts.uid_lock_dir ? opts.uid_lock_dir : "/run/executord-uid-slots";
+    const char *locks = o->uid_lock_dir ? o->uid_lock_dir : SANDBOX_DEFAULT_UID_LOCK_DIR;
     if (sandbox_userns_lock_dir(*locks ? locks : NULL, why, whylen) != 0)
         return -1;
     if (drop_service_groups(why, whylen) != 0 || probe_namespaces(why, whylen) != 0)
@@ -295,15 +281,13 @@ static int eph_init(const sandbox_config *cfg, char *why, size_t whylen)
     sandbox_seccomp_free(&eph.seccomp);
     if (sandbox_seccomp_build(&eph.seccomp, why, whylen) != 0)
         return -1;
-    eph.tmp_bytes = (opts.tmp_mb ? opts.tmp_mb : 64) << 20;
-    eph.shm_bytes = (opts.shm_mb ? opts.shm_mb : 64) << 20;
-    eph.work_bytes = (opts.work_mb ? opts.work_mb : 128) << 20;
+    sandbox_tmpfs_bytes(o, &eph.tmp_bytes, &eph.shm_bytes, &eph.work_bytes);
 
     cgroup_options co = {
-        .root = opts.cgroup_root,
-        .self_path = opts.cgroup_self,
-        .cpu_quota_percent = opts.cpu_quota_percent ? opts.cpu_quota_percent : 100,
-        .fake_fs = opts.cgroup_fake_fs,
+        .root = o->cgroup_root,
+        .self_path = o->cgroup_self,
+        .cpu_quota_percent = o->cpu_quota_percent ? o->cpu_quota_percent : SANDBOX_DEFAULT_CPU_PERCENT,
+        .fake_fs = o->cgroup_fake_fs,
     };
     char cgwhy[1024];
     eph.cgroups = sandbox_cgroup_init(&co, cgwhy, sizeof cgwhy) == 0;
@@ -456,6 +440,7 @@ static void eph_shutdown(void)
 
 const sandbox_backend sandbox_backend_ephemeral = {
     .name = "ephemeral",
+    .description = "a complete sandbox built for the job and destroyed after it",
     .init = eph_init,
     .run = eph_run,
     .shutdown = eph_shutdown,

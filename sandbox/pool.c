@@ -43,7 +43,6 @@ enum {
 
 typedef pool_zygote zygote;
 
-static pool_options opts;
 static struct {
     bool ready;
     char python[PATH_MAX];
@@ -71,11 +70,6 @@ static pthread_t manager_thread, refill_thread[8];
 static unsigned n_refill;
 static int lock_dirfd = -1;   /* uid-block flocks shared with other instances; -1 = off */
 static int stop_efd = -1;
-
-void pool_configure(const pool_options *o)
-{
-    opts = *o;
-}
 
 /* Called with mu held. */
 static void note_failure(const char *what)
@@ -417,14 +411,16 @@ static void give_back(pool_warm *w)
 static int pool_init(const sandbox_config *cfg, char *why, size_t whylen)
 {
     pl.ready = false;
-    snprintf(pl.rootfs, sizeof pl.rootfs, "%s", opts.rootfs ? opts.rootfs : "");
+    if (!cfg) {
+        snprintf(why, whylen, "no configuration");
+        return -1;
+    }
+    const sandbox_isolation_config *o = &cfg->sandbox;
+    const sandbox_pool_config *po = &cfg->pool;
+    snprintf(pl.rootfs, sizeof pl.rootfs, "%s", o->rootfs ? o->rootfs : "");
     size_t rl = strlen(pl.rootfs);
     while (rl > 0 && pl.rootfs[rl - 1] == '/')
         pl.rootfs[--rl] = '\0';
-    if (!cfg || !cfg->work_root) {
-        snprintf(why, whylen, "no work folder configured");
-        return -1;
-    }
     snprintf(pl.python, sizeof pl.python, "%s", cfg->python_path ? cfg->python_path : "/usr/bin/python3");
     if (strncmp(pl.python, "/usr/", 5) != 0 && strncmp(pl.python, "/bin/", 5) != 0) {
         snprintf(why, whylen, "python %s is outside the sandbox's runtime (/usr, /bin)", pl.python);
@@ -432,34 +428,23 @@ static int pool_init(const sandbox_config *cfg, char *why, size_t whylen)
     }
     /* Default: one warm sandbox per CPU, which is also the default number of workers. */
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-    pl.size = opts.size ? opts.size : cpus > 0 ? (unsigned)cpus : 2;
+    pl.size = po->size ? po->size : cpus > 0 ? (unsigned)cpus : 2;
     if (pl.size == 0 || pl.size > POOL_SLOTS / 2)
         pl.size = pl.size ? POOL_SLOTS / 2 : 1;
-    pl.cold_when_empty = opts.cold_when_empty;
-    pl.recycle_jobs = opts.recycle_jobs ? opts.recycle_jobs : 100;
-    pl.recycle_seconds = opts.recycle_seconds ? opts.recycle_seconds : 300;
-    pl.refill_threads = opts.refill_threads ? opts.refill_threads : 2;
+    pl.cold_when_empty = po->cold_when_empty;
+    pl.recycle_jobs = po->recycle_jobs ? po->recycle_jobs : SANDBOX_DEFAULT_POOL_RECYCLE_JOBS;
+    pl.recycle_seconds = po->recycle_seconds ? po->recycle_seconds : SANDBOX_DEFAULT_POOL_RECYCLE_SECONDS;
+    pl.refill_threads = po->refill_threads ? po->refill_threads : SANDBOX_DEFAULT_POOL_REFILL_THREADS;
     if (pl.refill_threads > 8)
         pl.refill_threads = 8;
-    pl.uid_base = opts.uid_base ? opts.uid_base : 3000000;
+    pl.uid_base = po->uid_base ? po->uid_base : SANDBOX_DEFAULT_POOL_UID_BASE;
     if (pl.uid_base == 0 || (uint64_t)pl.uid_base + BLOCKS * POOL_BLOCK_UIDS >= UINT32_MAX - 1) {
         snprintf(why, whylen, "invalid pool uid base %u", (unsigned)pl.uid_base);
         return -1;
     }
-    pl.tmp_bytes = (opts.tmp_mb ? opts.tmp_mb : 64) << 20;
-    pl.shm_bytes = (opts.shm_mb ? opts.shm_mb : 64) << 20;
-    pl.work_bytes = (opts.work_mb ? opts.work_mb : 128) << 20;
-    if (workdir_prepare_root(cfg->work_root, why, whylen) != 0)
+    sandbox_tmpfs_bytes(o, &pl.tmp_bytes, &pl.shm_bytes, &pl.work_bytes);
+    if (workdir_prepare_base(cfg->work_root, ".pool-root", pl.base, sizeof pl.base, why, whylen) != 0)
         return -1;
-    int n = snprintf(pl.base, sizeof pl.base, "%s/.pool-root", cfg->work_root);
-    if (n < 0 || (size_t)n >= sizeof pl.base) {
-        snprintf(why, whylen, "work folder path too long");
-        return -1;
-    }
-    if (mkdir(pl.base, 0700) != 0 && errno != EEXIST) {
-        snprintf(why, whylen, "mkdir %s: %s", pl.base, strerror(errno));
-        return -1;
-    }
     /* Host supplementary groups would follow the zygote into its namespace. */
     if (getgroups(0, NULL) > 0 && setgroups(0, NULL) != 0) {
         snprintf(why, whylen, "setgroups(0): %s", strerror(errno));
@@ -488,8 +473,8 @@ static int pool_init(const sandbox_config *cfg, char *why, size_t whylen)
     char cgwhy[1024] = "";
     if (sandbox_cgroup_mode() == CGROUP_NONE) {
         cgroup_options co = {
-            .root = opts.cgroup_root,
-            .cpu_quota_percent = opts.cpu_quota_percent ? opts.cpu_quota_percent : 100,
+            .root = o->cgroup_root,
+            .cpu_quota_percent = o->cpu_quota_percent ? o->cpu_quota_percent : SANDBOX_DEFAULT_CPU_PERCENT,
         };
         pl.own_cgroups = sandbox_cgroup_init(&co, cgwhy, sizeof cgwhy) == 0;
     }
@@ -511,7 +496,7 @@ static int pool_init(const sandbox_config *cfg, char *why, size_t whylen)
     if (lock_dirfd >= 0)
         close(lock_dirfd);
     lock_dirfd = -1;
-    const char *locks = opts.uid_lock_dir ? opts.uid_lock_dir : "/run/executord-uid-slots";
+    const char *locks = o->uid_lock_dir ? o->uid_lock_dir : SANDBOX_DEFAULT_UID_LOCK_DIR;
     if (*locks) {
         if (mkdir(locks, 0700) != 0 && errno != EEXIST) {
             snprintf(why, whylen, "mkdir %s: %s", locks, strerror(errno));
@@ -734,6 +719,8 @@ int pool_status_json(char *buf, size_t len)
 
 const sandbox_backend sandbox_backend_pool = {
     .name = "pool",
+    .description = "the ephemeral sandbox, prepared ahead of demand from a pre-imported zygote",
+    .builds_on = "ephemeral",
     .init = pool_init,
     .run = pool_run,
     .shutdown = pool_shutdown,

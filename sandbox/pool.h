@@ -16,29 +16,6 @@
 
 extern const sandbox_backend sandbox_backend_pool;
 
-/* Settings; 0/NULL = default. The service fills them from its configuration (the flag's
- * variable is noted per field). */
-typedef struct pool_options {
-    unsigned size;             /* EXECUTORD_POOL_SIZE: warm sandboxes kept ready (CPUs) */
-    bool cold_when_empty;      /* EXECUTORD_POOL_WHEN_EMPTY=cold|wait (wait): no warm one
-                                * ready -> start the job cold (ephemeral) or wait for one */
-    unsigned recycle_jobs;     /* EXECUTORD_POOL_RECYCLE_JOBS: zygote replaced after (1000) */
-    unsigned recycle_seconds;  /* EXECUTORD_POOL_RECYCLE_SECONDS: ... or after (600) */
-    uid_t uid_base;            /* EXECUTORD_POOL_UID_BASE: first host uid (3000000) */
-    const char *uid_lock_dir;  /* EXECUTORD_SANDBOX_UID_LOCK_DIR: flocks shared by the
-                                * instances of a host (/run/executord-uid-slots; ""=off) */
-    unsigned refill_threads;   /* threads preparing warm sandboxes (2, at most 8) */
-    uint64_t tmp_mb;           /* EXECUTORD_SANDBOX_TMP_MB: /tmp size (64), as ephemeral */
-    uint64_t shm_mb;           /* EXECUTORD_SANDBOX_SHM_MB: /dev/shm size (64) */
-    uint64_t work_mb;          /* EXECUTORD_SANDBOX_WORK_MB: /work size (128) */
-    const char *rootfs;        /* EXECUTORD_SANDBOX_ROOTFS: as ephemeral ("" = host's) */
-    const char *cgroup_root;   /* EXECUTORD_CGROUP_ROOT: used if ephemeral set up none */
-    unsigned cpu_quota_percent; /* EXECUTORD_SANDBOX_CPU_PERCENT: likewise (100) */
-} pool_options;
-
-/* Call before init (the struct is copied). */
-void pool_configure(const pool_options *o);
-
 /* State for /readyz and GET /v1/backends: writes a JSON object
  * {"available":bool,"reason":str|null,"size":n,"ready":n,"busy":n,"started":n,
  *  "recycled":n,"failures":n,"cold_starts":n,"zygotes":n,"last_failure":str|null,

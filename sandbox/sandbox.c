@@ -1,14 +1,17 @@
-/* The backend registry (which backends are compiled in) and the outcome helpers every
- * backend uses to report how a job ended. */
+/* The backend registry, the one list of the backends executord has (their names,
+ * descriptions and what each builds on live in each backend's descriptor), and the
+ * outcome helpers every backend uses to report how a job ended. */
 #include "sandbox/sandbox.h"
 
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 /* Each backend's file defines its descriptor; they are listed here rather than in a
- * header so adding a backend is a one-line change in this file. */
+ * header so adding a backend is a one-line change in this file. Order matters: a backend
+ * comes after the one it builds on (init runs in this order, shutdown in reverse). */
 extern const sandbox_backend sandbox_backend_direct;
 extern const sandbox_backend sandbox_backend_ephemeral;
 extern const sandbox_backend sandbox_backend_pool;
@@ -33,6 +36,35 @@ const sandbox_backend *sandbox_backend_find(const char *name)
 const sandbox_backend *const *sandbox_backends_all(void)
 {
     return all_backends;
+}
+
+bool sandbox_backend_known(const char *name, size_t len)
+{
+    for (size_t i = 0; all_backends[i]; i++)
+        if (strlen(all_backends[i]->name) == len && strncmp(all_backends[i]->name, name, len) == 0)
+            return true;
+    return false;
+}
+
+static char backend_names[128];
+
+static void join_backend_names(void)
+{
+    size_t n = 0;
+    for (size_t i = 0; all_backends[i]; i++) {
+        int w = snprintf(backend_names + n, sizeof backend_names - n, "%s%s", i ? ", " : "",
+                         all_backends[i]->name);
+        if (w < 0 || (size_t)w >= sizeof backend_names - n)
+            break; /* a longer list is cut, never overrun: it is only shown */
+        n += (size_t)w;
+    }
+}
+
+const char *sandbox_backend_names(void)
+{
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, join_backend_names);
+    return backend_names;
 }
 
 void sandbox_outcome_init(sandbox_outcome *out)

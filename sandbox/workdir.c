@@ -5,6 +5,8 @@
  * with "..", checking each parent's device/inode against what it saw on the way down. */
 #include "sandbox/workdir.h"
 
+#include "sandbox/sandbox.h"
+
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -41,6 +43,51 @@ int workdir_prepare_root(const char *work_root, char *err, size_t errlen)
         return fail(err, errlen, "stat", work_root);
     }
     return 0;
+}
+
+int workdir_prepare_base(const char *work_root, const char *name, char *base, size_t baselen,
+                         char *err, size_t errlen)
+{
+    if (!work_root) {
+        snprintf(err, errlen, "no work folder configured");
+        return -1;
+    }
+    if (workdir_prepare_root(work_root, err, errlen) != 0)
+        return -1;
+    int n = snprintf(base, baselen, "%s/%s", work_root, name);
+    if (n < 0 || (size_t)n >= baselen) {
+        snprintf(err, errlen, "work folder path too long");
+        return -1;
+    }
+    if (mkdir(base, 0700) != 0 && errno != EEXIST)
+        return fail(err, errlen, "mkdir", base);
+    return 0;
+}
+
+int sandbox_prepare_work_root(const char *work_root, int *removed, char *err, size_t errlen)
+{
+    *removed = 0;
+    if (workdir_prepare_root(work_root, err, errlen) != 0)
+        return -1;
+    /* Work folders left by a dead instance: no job runs yet, so every entry is stale. One
+     * that cannot be removed only wastes space: go on, and say so. */
+    DIR *d = opendir(work_root);
+    if (!d) {
+        fail(err, errlen, "opendir", work_root);
+        return 1;
+    }
+    int failed = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+            continue;
+        if (workdir_remove(work_root, e->d_name, err, errlen) != 0)
+            failed++;
+        else
+            (*removed)++;
+    }
+    closedir(d);
+    return failed;
 }
 
 int workdir_create(const char *work_root, const char *name, char *path, size_t pathlen,

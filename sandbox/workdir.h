@@ -8,6 +8,11 @@
 /* Creates work_root (0700, parents must exist) when missing. Returns 0 or -1 + err. */
 int workdir_prepare_root(const char *work_root, char *err, size_t errlen);
 
+/* Prepares work_root and a backend's own folder <work_root>/<name> (0700; its path into
+ * base). Returns 0, or -1 with the reason in err. */
+int workdir_prepare_base(const char *work_root, const char *name, char *base, size_t baselen,
+                         char *err, size_t errlen);
+
 /* Creates <work_root>/<name> with mode 0700 and writes its path into path. name must be
  * a single path component (no '/', not "." or ".."). A leftover folder of that name is
  * removed first. Returns 0, or -1 with "call path: strerror" in err. */

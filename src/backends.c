@@ -1,7 +1,9 @@
-/* Backend availability: every compiled-in backend is initialised once at start-up; the
- * result (usable, or the reason it is not) is kept for request validation and /readyz. */
+/* Backend availability: every backend of the registry (sandbox/sandbox.c) is initialised
+ * once at start-up; the result (usable, or the reason it is not) is kept for request
+ * validation, /readyz and /v1/backends. */
 #include "src/backends.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,15 +22,16 @@ typedef struct backend_state {
 static backend_state states[MAX_BACKENDS];
 static int n_states;
 
-/* Backends that are planned but not built yet still have a name, so a request naming
- * them gets "not available" rather than "unknown backend". */
-static const char *const known_names[] = {"direct", "ephemeral", "pool"};
-
-/* A backend is started when enabled, or when an enabled one runs jobs through it. */
+/* A backend is started when enabled, or when an enabled one builds on it (the
+ * registry's builds_on: the pool starts cold jobs through ephemeral). */
 static bool needed(const char *enabled, const char *name)
 {
-    return config_list_contains(enabled, name) ||
-           (strcmp(name, "ephemeral") == 0 && config_list_contains(enabled, "pool"));
+    if (config_list_contains(enabled, name))
+        return true;
+    for (const sandbox_backend *const *b = sandbox_backends_all(); *b; b++)
+        if ((*b)->builds_on && strcmp((*b)->builds_on, name) == 0 && needed(enabled, (*b)->name))
+            return true;
+    return false;
 }
 
 void backends_init(const sandbox_config *cfg, const char *enabled)
@@ -80,10 +83,24 @@ const sandbox_backend *backends_get(const char *name)
 
 bool backends_known(const char *name)
 {
-    for (size_t i = 0; i < sizeof known_names / sizeof known_names[0]; i++)
-        if (strcmp(known_names[i], name) == 0)
-            return true;
-    return find_state(name) != NULL;
+    return sandbox_backend_known(name, strlen(name));
+}
+
+static const char *names_list[MAX_BACKENDS + 1]; /* NULL-terminated */
+
+static void list_names(void)
+{
+    size_t n = 0;
+    for (const sandbox_backend *const *b = sandbox_backends_all(); *b && n < MAX_BACKENDS; b++)
+        names_list[n++] = (*b)->name;
+    names_list[n] = NULL;
+}
+
+const char *const *backends_names(void)
+{
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, list_names);
+    return names_list;
 }
 
 const char *backends_note(const char *name)
@@ -118,6 +135,6 @@ bool backends_available(const char *name, const char **why)
         return true;
     }
     if (why)
-        *why = s ? s->why : "this backend is not built into this version of executord yet";
+        *why = s ? s->why : "this backend was not initialised";
     return false;
 }

@@ -14,8 +14,10 @@ void backends_init(const sandbox_config *cfg, const char *enabled);
 void backends_shutdown(void);
 /* The backend when it is available, else NULL. */
 const sandbox_backend *backends_get(const char *name);
-/* True for every backend name executord knows (direct, ephemeral, pool), built or not. */
+/* True for every backend of the registry (sandbox/sandbox.c). */
 bool backends_known(const char *name);
+/* The registry's names, NULL-terminated, in its order. */
+const char *const *backends_names(void);
 /* True when usable; otherwise *why (if given) says why not. */
 bool backends_available(const char *name, const char **why);
 /* For an available backend, what the operator should know about how it runs here (e.g.

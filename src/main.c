@@ -1,9 +1,10 @@
-/* executord's entry point: load the configuration (or run the --healthcheck mode), decide
+/* The composition root, the top of the dependency graph (api -> src -> sandbox): the one
+ * place that knows every layer and wires them together; nothing includes it.
+ * executord's entry point: load the configuration (or run the --healthcheck mode), decide
  * the memory budget (src/membudget.c), put a minimal init in front when PID 1
  * (src/pid1.c), open the store (recovering jobs a dead instance left running), initialise
  * the backends, start the scheduler and the HTTP server, then wait for SIGTERM/SIGINT and
  * shut down gracefully. */
-#include <dirent.h>
 #include <errno.h>
 #include <limits.h>
 #include <signal.h>
@@ -27,32 +28,34 @@
 #include "src/store.h"
 #include "src/timeutil.h"
 #include "src/token.h"
-#include "sandbox/ephemeral.h"
-#include "sandbox/pool.h"
-#include "sandbox/workdir.h"
+#include "sandbox/sandbox.h"
 
-/* Work folders left by a dead instance: no job runs yet, so every entry is stale. */
-static void remove_stale_work_folders(const char *work_root)
+/* The backends' one configuration, from the service's (strings stay in cfg, which lives
+ * as long as main). */
+static sandbox_config sandbox_config_from(const config *cfg, const char *work_root)
 {
-    DIR *d = opendir(work_root);
-    if (!d) {
-        log_warn("cannot list %s: %s", work_root, strerror(errno));
-        return;
-    }
-    int removed = 0;
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL) {
-        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
-            continue;
-        char err[512];
-        if (workdir_remove(work_root, e->d_name, err, sizeof err) != 0)
-            log_warn("cannot remove a stale work folder: %s", err);
-        else
-            removed++;
-    }
-    closedir(d);
-    if (removed)
-        log_info("removed %d work folder(s) left by a previous instance", removed);
+    return (sandbox_config){
+        .python_path = cfg->python,
+        .work_root = work_root,
+        .sandbox = {
+            .rootfs = cfg->sandbox_rootfs,
+            .cgroup_root = cfg->cgroup_root,
+            .uid_base = (uid_t)cfg->sandbox_uid_base,
+            .uid_count = (unsigned)cfg->sandbox_uid_count,
+            .uid_lock_dir = cfg->sandbox_uid_lock_dir,
+            .tmp_mb = cfg->sandbox_tmp_mb,
+            .shm_mb = cfg->sandbox_shm_mb,
+            .work_mb = cfg->sandbox_work_mb,
+            .cpu_quota_percent = (unsigned)cfg->sandbox_cpu_percent,
+        },
+        .pool = {
+            .size = (unsigned)(cfg->pool_size ? cfg->pool_size : (uint64_t)cfg->workers),
+            .cold_when_empty = strcmp(cfg->pool_when_empty, "cold") == 0,
+            .recycle_jobs = (unsigned)cfg->pool_recycle_jobs,
+            .recycle_seconds = (unsigned)cfg->pool_recycle_seconds,
+            .uid_base = (uid_t)cfg->pool_uid_base,
+        },
+    };
 }
 
 /* SIGTERM and SIGINT are blocked in every thread (threads inherit the mask) and taken
@@ -227,11 +230,15 @@ int main(int argc, char **argv)
     snprintf(cfg.data_dir, sizeof cfg.data_dir, "%s", abs_data_dir);
     char work_root[PATH_MAX + 8];
     snprintf(work_root, sizeof work_root, "%s/work", cfg.data_dir);
-    if (workdir_prepare_root(work_root, err, sizeof err) != 0) {
+    int stale_removed = 0, stale_left = sandbox_prepare_work_root(work_root, &stale_removed, err, sizeof err);
+    if (stale_left < 0) {
         log_error("work folder: %s", err);
         return 1;
     }
-    remove_stale_work_folders(work_root);
+    if (stale_left > 0)
+        log_warn("cannot remove %d stale work folder(s), the last: %s", stale_left, err);
+    if (stale_removed)
+        log_info("removed %d work folder(s) left by a previous instance", stale_removed);
     if (prepare_authentication(&cfg) != 0)
         return 1;
     warn_about_weak_settings(&cfg);
@@ -240,34 +247,7 @@ int main(int argc, char **argv)
     if (!st)
         return 1;
 
-    ephemeral_options eopt = {
-        .rootfs = cfg.sandbox_rootfs,
-        .cgroup_root = cfg.cgroup_root,
-        .uid_base = (uid_t)cfg.sandbox_uid_base,
-        .uid_count = (unsigned)cfg.sandbox_uid_count,
-        .uid_lock_dir = cfg.sandbox_uid_lock_dir,
-        .tmp_mb = cfg.sandbox_tmp_mb,
-        .shm_mb = cfg.sandbox_shm_mb,
-        .work_mb = cfg.sandbox_work_mb,
-        .cpu_quota_percent = (unsigned)cfg.sandbox_cpu_percent,
-    };
-    ephemeral_configure(&eopt);
-    pool_options popt = {
-        .size = (unsigned)(cfg.pool_size ? cfg.pool_size : (uint64_t)cfg.workers),
-        .cold_when_empty = strcmp(cfg.pool_when_empty, "cold") == 0,
-        .recycle_jobs = (unsigned)cfg.pool_recycle_jobs,
-        .recycle_seconds = (unsigned)cfg.pool_recycle_seconds,
-        .uid_base = (uid_t)cfg.pool_uid_base,
-        .uid_lock_dir = cfg.sandbox_uid_lock_dir,
-        .tmp_mb = cfg.sandbox_tmp_mb,
-        .shm_mb = cfg.sandbox_shm_mb,
-        .work_mb = cfg.sandbox_work_mb,
-        .rootfs = cfg.sandbox_rootfs,
-        .cgroup_root = cfg.cgroup_root,
-        .cpu_quota_percent = (unsigned)cfg.sandbox_cpu_percent,
-    };
-    pool_configure(&popt);
-    sandbox_config scfg = {.python_path = cfg.python, .work_root = work_root};
+    sandbox_config scfg = sandbox_config_from(&cfg, work_root);
     backends_init(&scfg, cfg.backends);
     const char *why = NULL;
     if (!backends_available(cfg.backend, &why)) {

@@ -45,20 +45,19 @@ typedef struct harness_state {
 
 static harness_state harness;
 
-/* Backends take their settings before init. ephemeral is always set up first, as in
- * the service's registry: it owns the cgroup parent; pool reuses it and starts
- * allow_network jobs through it. */
+/* Backends take their settings through init's sandbox_config. ephemeral is always set
+ * up first, as in the service's registry: it owns the cgroup parent; pool reuses it and
+ * starts allow_network jobs through it. */
 static inline int harness_init_backends(void)
 {
-    ephemeral_options eo = {.uid_base = harness.opt.uid_base, .uid_count = harness.opt.uid_count,
-                            .uid_lock_dir = harness.uid_locks, .cgroup_root = harness.opt.cgroup_root};
-    ephemeral_configure(&eo);
     bool pool = strcmp(harness.opt.backend, "pool") == 0;
-    if (pool) {
-        pool_options po = {.size = harness.opt.pool_size, .uid_base = harness.opt.pool_uid_base};
-        pool_configure(&po);
-    }
-    sandbox_config cfg = {.python_path = "/usr/bin/python3", .work_root = harness.work_root};
+    sandbox_config cfg = {
+        .python_path = "/usr/bin/python3",
+        .work_root = harness.work_root,
+        .sandbox = {.uid_base = harness.opt.uid_base, .uid_count = harness.opt.uid_count,
+                    .uid_lock_dir = harness.uid_locks, .cgroup_root = harness.opt.cgroup_root},
+        .pool = {.size = harness.opt.pool_size, .uid_base = harness.opt.pool_uid_base},
+    };
     harness.why[0] = '\0';
     if (sandbox_backend_ephemeral.init(&cfg, harness.why, sizeof harness.why) != 0) {
         fprintf(stderr, "ephemeral init: %s\n", harness.why);
