@@ -87,8 +87,8 @@ int cgroup1_job_create(const cgroup_state *s, const char *name, const sandbox_li
     if (s->cpu_quota_percent > 0) {
         char v[64];
         cg_fmt(v, sizeof v, "%u", s->cpu_quota_percent * 1000);
-        if (cg_write(s, j->path[CG1_CPU], "cpu.cfs_period_us", "100000", err, errlen) != 0 ||
-            cg_write(s, j->path[CG1_CPU], "cpu.cfs_quota_us", v, err, errlen) != 0)
+        if (cg_write(s->fake_fs, j->path[CG1_CPU], "cpu.cfs_period_us", "100000", err, errlen) != 0 ||
+            cg_write(s->fake_fs, j->path[CG1_CPU], "cpu.cfs_quota_us", v, err, errlen) != 0)
             return -1;
     }
     return 0;
@@ -101,16 +101,16 @@ int cgroup1_job_set_limits(const cgroup_state *s, cgroup_job *j, const sandbox_l
     if (lim->memory_mb > 0) {
         cg_fmt(v, sizeof v, "%" PRIu64, lim->memory_mb * 1024 * 1024);
         /* memsw must never be below the plain limit: set the plain one first. */
-        if (cg_write(s, j->path[CG1_MEMORY], "memory.limit_in_bytes", v, err, errlen) != 0)
+        if (cg_write(s->fake_fs, j->path[CG1_MEMORY], "memory.limit_in_bytes", v, err, errlen) != 0)
             return -1;
-        if (s->has_memsw && cg_write(s, j->path[CG1_MEMORY], "memory.memsw.limit_in_bytes", v, err, errlen) != 0)
+        if (s->has_memsw && cg_write(s->fake_fs, j->path[CG1_MEMORY], "memory.memsw.limit_in_bytes", v, err, errlen) != 0)
             return -1;
         j->limits_memory = true;
     }
     if (lim->max_processes > 0) {
         /* +1: the sandbox's init lives in the cgroup too. */
         cg_fmt(v, sizeof v, "%" PRIu64, lim->max_processes + 1);
-        if (cg_write(s, j->path[CG1_PIDS], "pids.max", v, err, errlen) != 0)
+        if (cg_write(s->fake_fs, j->path[CG1_PIDS], "pids.max", v, err, errlen) != 0)
             return -1;
     }
     return 0;
@@ -121,7 +121,7 @@ int cgroup1_job_attach(const cgroup_state *s, cgroup_job *j, pid_t pid, char *er
     char v[32];
     cg_fmt(v, sizeof v, "%d", (int)pid);
     for (int c = 0; c < j->npaths; c++)
-        if (cg_write(s, j->path[c], "cgroup.procs", v, err, errlen) != 0)
+        if (cg_write(s->fake_fs, j->path[c], "cgroup.procs", v, err, errlen) != 0)
             return -1;
     return 0;
 }
@@ -130,7 +130,7 @@ int cgroup1_job_attach(const cgroup_state *s, cgroup_job *j, pid_t pid, char *er
 void cgroup1_kill_dir(const cgroup_state *s, const char *freezer_dir)
 {
     char err[512];
-    bool frozen = cg_write(s, freezer_dir, "freezer.state", "FROZEN", err, sizeof err) == 0;
+    bool frozen = cg_write(s->fake_fs, freezer_dir, "freezer.state", "FROZEN", err, sizeof err) == 0;
     for (int i = 0; frozen && i < 50; i++) {
         char st[32];
         if (cg_read(freezer_dir, "freezer.state", st, sizeof st) <= 0 || strncmp(st, "FROZEN", 6) == 0)
@@ -139,7 +139,7 @@ void cgroup1_kill_dir(const cgroup_state *s, const char *freezer_dir)
         nanosleep(&ts, NULL);
     }
     cg_kill_listed(freezer_dir);
-    if (frozen && cg_write(s, freezer_dir, "freezer.state", "THAWED", err, sizeof err) != 0)
+    if (frozen && cg_write(s->fake_fs, freezer_dir, "freezer.state", "THAWED", err, sizeof err) != 0)
         fprintf(stderr, "executord: cgroup: %s\n", err);
 }
 
@@ -181,7 +181,7 @@ int cgroup1_job_destroy(const cgroup_state *s, cgroup_job *j, char *err, size_t 
     cgroup1_job_kill(s, j);
     int rc = 0;
     for (int c = j->npaths - 1; c >= 0; c--)
-        if (cg_remove(s, j->path[c], err, errlen) != 0)
+        if (cg_remove(s->fake_fs, j->path[c], err, errlen) != 0)
             rc = -1;
     return rc;
 }
@@ -190,6 +190,6 @@ void cgroup1_shutdown(const cgroup_state *s)
 {
     char err[512];
     for (int c = s->nparents - 1; c >= 0; c--)
-        if (cg_remove(s, s->parent[c], err, sizeof err) != 0)
+        if (cg_remove(s->fake_fs, s->parent[c], err, sizeof err) != 0)
             fprintf(stderr, "executord: cgroup: %s\n", err);
 }

@@ -37,16 +37,16 @@ static int enable_controllers(cgroup_state *s, const char *dir, bool may_move_se
     char cur[512] = "";
     if (cg_read(dir, "cgroup.subtree_control", cur, sizeof cur) >= 0 && has_all(cur))
         return 0;
-    if (cg_write(s, dir, "cgroup.subtree_control", "+memory +pids +cpu", why, whylen) == 0)
+    if (cg_write(s->fake_fs, dir, "cgroup.subtree_control", "+memory +pids +cpu", why, whylen) == 0)
         return 0;
     if (!may_move_self || errno != EBUSY)
         return -1;
     char leaf[4400], pid[32];
     cg_fmt(leaf, sizeof leaf, "%s/executord-supervisor-%d", dir, (int)getpid());
     cg_fmt(pid, sizeof pid, "%d", (int)getpid());
-    if (cg_mkdir(leaf, why, whylen) != 0 || cg_write(s, leaf, "cgroup.procs", pid, why, whylen) != 0)
+    if (cg_mkdir(leaf, why, whylen) != 0 || cg_write(s->fake_fs, leaf, "cgroup.procs", pid, why, whylen) != 0)
         return -1;
-    if (cg_write(s, dir, "cgroup.subtree_control", "+memory +pids +cpu", why, whylen) != 0) {
+    if (cg_write(s->fake_fs, dir, "cgroup.subtree_control", "+memory +pids +cpu", why, whylen) != 0) {
         size_t len = strlen(why);
         cg_fmt(why + len, whylen - len, " (other processes share executord's cgroup: delegate a cgroup of its own)");
         return -1;
@@ -115,7 +115,7 @@ int cgroup2_job_create(const cgroup_state *s, const char *name, const sandbox_li
     if (s->cpu_quota_percent > 0) {
         char v[64];
         cg_fmt(v, sizeof v, "%u 100000", s->cpu_quota_percent * 1000);
-        if (cg_write(s, j->path[0], "cpu.max", v, err, errlen) != 0)
+        if (cg_write(s->fake_fs, j->path[0], "cpu.max", v, err, errlen) != 0)
             return -1;
     }
     return 0;
@@ -127,15 +127,15 @@ int cgroup2_job_set_limits(const cgroup_state *s, cgroup_job *j, const sandbox_l
     char v[64];
     if (lim->memory_mb > 0) {
         cg_fmt(v, sizeof v, "%" PRIu64, lim->memory_mb * 1024 * 1024);
-        if (cg_write(s, j->path[0], "memory.max", v, err, errlen) != 0)
+        if (cg_write(s->fake_fs, j->path[0], "memory.max", v, err, errlen) != 0)
             return -1;
-        if (s->has_swap_max && cg_write(s, j->path[0], "memory.swap.max", "0", err, errlen) != 0)
+        if (s->has_swap_max && cg_write(s->fake_fs, j->path[0], "memory.swap.max", "0", err, errlen) != 0)
             return -1;
         j->limits_memory = true;
     }
     if (lim->max_processes > 0) {
         cg_fmt(v, sizeof v, "%" PRIu64, lim->max_processes + 1); /* +1: the sandbox's init */
-        if (cg_write(s, j->path[0], "pids.max", v, err, errlen) != 0)
+        if (cg_write(s->fake_fs, j->path[0], "pids.max", v, err, errlen) != 0)
             return -1;
     }
     return 0;
@@ -145,18 +145,18 @@ int cgroup2_job_attach(const cgroup_state *s, cgroup_job *j, pid_t pid, char *er
 {
     char v[32];
     cg_fmt(v, sizeof v, "%d", (int)pid);
-    return cg_write(s, j->path[0], "cgroup.procs", v, err, errlen);
+    return cg_write(s->fake_fs, j->path[0], "cgroup.procs", v, err, errlen);
 }
 
 void cgroup2_kill_dir(const cgroup_state *s, const char *dir)
 {
     char err[512];
-    if (cg_exists(dir, "cgroup.kill") && cg_write(s, dir, "cgroup.kill", "1", err, sizeof err) == 0)
+    if (cg_exists(dir, "cgroup.kill") && cg_write(s->fake_fs, dir, "cgroup.kill", "1", err, sizeof err) == 0)
         return;
     /* Kernels before 5.14: freeze, kill the members, thaw. */
-    bool frozen = cg_write(s, dir, "cgroup.freeze", "1", err, sizeof err) == 0;
+    bool frozen = cg_write(s->fake_fs, dir, "cgroup.freeze", "1", err, sizeof err) == 0;
     cg_kill_listed(dir);
-    if (frozen && cg_write(s, dir, "cgroup.freeze", "0", err, sizeof err) != 0)
+    if (frozen && cg_write(s->fake_fs, dir, "cgroup.freeze", "0", err, sizeof err) != 0)
         fprintf(stderr, "executord: cgroup: %s\n", err);
 }
 
@@ -183,12 +183,12 @@ void cgroup2_job_usage(const cgroup_state *s, cgroup_job *j, sandbox_usage *u, b
 int cgroup2_job_destroy(const cgroup_state *s, cgroup_job *j, char *err, size_t errlen)
 {
     cgroup2_job_kill(s, j);
-    return cg_remove(s, j->path[0], err, errlen);
+    return cg_remove(s->fake_fs, j->path[0], err, errlen);
 }
 
 void cgroup2_shutdown(const cgroup_state *s)
 {
     char err[512];
-    if (s->nparents > 0 && cg_remove(s, s->parent[0], err, sizeof err) != 0)
+    if (s->nparents > 0 && cg_remove(s->fake_fs, s->parent[0], err, sizeof err) != 0)
         fprintf(stderr, "executord: cgroup: %s\n", err);
 }
