@@ -19,6 +19,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "sandbox/cgroupfs.h"
+
 static const int forwarded[] = {SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2};
 
 /* The shell convention (and tini's): 128+N for a service killed by signal N. */
@@ -56,7 +58,7 @@ static bool reap_all(pid_t service, int *service_status)
  * cgroup v2 there is nothing to move out of, and the service reports what it found. */
 static void leave_service_cgroup(const char *cgroup_root)
 {
-    char line[PATH_MAX], dir[PATH_MAX * 2], file[PATH_MAX * 2 + 32];
+    char line[PATH_MAX], dir[PATH_MAX * 2], err[PATH_MAX * 2 + 128];
     FILE *f = fopen("/proc/self/cgroup", "re");
     if (!f)
         return;
@@ -66,17 +68,11 @@ static void leave_service_cgroup(const char *cgroup_root)
         return;
     line[strcspn(line, "\n")] = '\0';
     snprintf(dir, sizeof dir, "%s%s/executord-init", cgroup_root, strcmp(line + 3, "/") == 0 ? "" : line + 3);
-    snprintf(file, sizeof file, "%s/cgroup.procs", dir);
     if (mkdir(dir, 0755) != 0 && errno != EEXIST)
         return; /* read-only or not delegated: the usual container, nothing to do */
-    int fd = open(file, O_WRONLY | O_CLOEXEC);
-    if (fd < 0) {
-        fprintf(stderr, "executord: init: open %s: %s\n", file, strerror(errno));
-        return;
-    }
-    if (write(fd, "0", 1) != 1) /* "0": the writing process itself */
-        fprintf(stderr, "executord: init: moving to %s: %s\n", dir, strerror(errno));
-    close(fd);
+    /* "0": the writing process itself */
+    if (cg_write(false, dir, "cgroup.procs", "0", err, sizeof err) != 0)
+        fprintf(stderr, "executord: init: moving to %s: %s\n", dir, err);
 }
 
 static _Noreturn void run_init(pid_t service, const sigset_t *wanted)
