@@ -110,6 +110,41 @@ static json_t *env_names(const char *env_json)
     return names;
 }
 
+/* A request field (a row of src/job_fields.def) as the wire shows it. */
+static json_t *render_field(const job *j, const job_field_desc *f)
+{
+    const void *slot = job_field_cslot(j, f);
+    switch (f->kind) {
+    case JOB_FIELD_TEXT:
+        return text_or_null(*(char *const *)slot);
+    case JOB_FIELD_OBJECT:
+    case JOB_FIELD_LABELS:
+        return parsed_object(*(char *const *)slot);
+    case JOB_FIELD_BACKEND:
+        return text_or_null(slot);
+    case JOB_FIELD_BOOL:
+        return json_boolean(*(const bool *)slot);
+    case JOB_FIELD_ENV:
+        return env_names(*(char *const *)slot);
+    case JOB_FIELD_LIMITS:
+        return render_limits(slot);
+    case JOB_FIELD_TIMEOUT:
+        break; /* rendered inside limits */
+    }
+    return json_null();
+}
+
+/* The request fields shown at one spot of a rendered job, by their rank. */
+static void set_request_fields(json_t *o, const job *j, job_field_render where)
+{
+    for (int rank = 1; rank <= (int)job_field_count; rank++)
+        for (size_t i = 0; i < job_field_count; i++) {
+            const job_field_desc *f = &job_field_descs[i];
+            if (f->render == where && f->rank == rank)
+                json_object_set_new(o, f->name, render_field(j, f));
+        }
+}
+
 static bool has_result(const job *j)
 {
     return j->status == JOB_SUCCEEDED && j->result_json;
@@ -152,7 +187,7 @@ json_t *api_render_job(const job *j, bool full)
         return NULL;
     json_object_set_new(o, "id", json_string(j->id));
     json_object_set_new(o, "status", json_string(job_status_name(j->status)));
-    json_object_set_new(o, "backend", text_or_null(j->backend));
+    set_request_fields(o, j, JOB_RENDER_HEAD);
     json_object_set_new(o, "created_at", timestamp(j->created_at_ms));
     json_object_set_new(o, "started_at", timestamp(j->started_at_ms));
     json_object_set_new(o, "finished_at", timestamp(j->finished_at_ms));
@@ -175,20 +210,15 @@ json_t *api_render_job(const job *j, bool full)
         usage = json_null();
     }
     json_object_set_new(o, "usage", usage);
-    json_object_set_new(o, "limits", render_limits(&j->limits));
-    json_object_set_new(o, "labels", parsed_object(j->labels_json));
-    json_object_set_new(o, "allow_network", json_boolean(j->allow_network));
-    json_object_set_new(o, "env_vars", env_names(j->env_json));
+    set_request_fields(o, j, JOB_RENDER_REQUEST);
     json_object_set_new(o, "stdout_bytes", json_integer((json_int_t)j->stdout_bytes));
     json_object_set_new(o, "stderr_bytes", json_integer((json_int_t)j->stderr_bytes));
     json_object_set_new(o, "stdout_truncated", json_boolean(j->stdout_truncated));
     json_object_set_new(o, "stderr_truncated", json_boolean(j->stderr_truncated));
     json_object_set_new(o, "output_evicted", json_boolean(j->output_evicted));
     json_object_set_new(o, "result_evicted", json_boolean(j->result_evicted));
-    if (full) {
-        json_object_set_new(o, "script", text_or_null(j->script));
-        json_object_set_new(o, "inputs", parsed_object(j->inputs_json));
-    }
+    if (full)
+        set_request_fields(o, j, JOB_RENDER_FULL);
     return o;
 }
 

@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -161,10 +162,6 @@ static void locate_nul_key(const char *s, size_t len, size_t pos, char *field, s
 
 /* --- the body ---------------------------------------------------------------------- */
 
-static const char *const top_fields[] = {"script",        "inputs",   "backend",  "timeout_seconds",
-                                         "allow_network", "env_vars", "limits",   "labels",
-                                         NULL};
-
 static bool in_list(const char *name, const char *const *list)
 {
     for (; *list; list++)
@@ -173,141 +170,129 @@ static bool in_list(const char *name, const char *const *list)
     return false;
 }
 
-static int check_unknown_fields(const json_t *body, api_error *err)
-{
-    const char *key;
-    json_t *v;
-    json_object_foreach((json_t *)body, key, v) {
-        if (!in_list(key, top_fields)) {
-            invalid(err, key, "unknown field '%s'", key);
-            return -1;
-        }
-    }
-    return 0;
-}
+/* Each kind of field of src/job_fields.def: validated from the body's value v (NULL when
+ * the request leaves it out) into its member. Messages name the field as the table does. */
 
-static int parse_script(const json_t *body, job *out, api_error *err)
+static int parse_text(const char *name, const json_t *v, char **dst, api_error *err)
 {
-    json_t *v = json_object_get(body, "script");
     if (!v) {
-        invalid(err, "script", "script is required");
+        invalid(err, name, "%s is required", name);
         return -1;
     }
     if (!json_is_string(v)) {
-        invalid(err, "script", "script must be a string (got %s)", json_type_name(v));
+        invalid(err, name, "%s must be a string (got %s)", name, json_type_name(v));
         return -1;
     }
     if (json_string_length(v) == 0) {
-        invalid(err, "script", "script must not be empty");
+        invalid(err, name, "%s must not be empty", name);
         return -1;
     }
     if (has_nul(v)) {
-        invalid(err, "script", "script must not contain NUL characters");
+        invalid(err, name, "%s must not contain NUL characters", name);
         return -1;
     }
-    out->script = strdup(json_string_value(v));
-    return out->script ? 0 : -1;
+    *dst = strdup(json_string_value(v));
+    return *dst ? 0 : -1;
 }
 
-static int parse_inputs(const json_t *body, job *out, api_error *err)
+static int parse_object(const char *name, const json_t *v, char **dst, api_error *err)
 {
-    json_t *v = json_object_get(body, "inputs");
     if (v && !json_is_object(v) && !json_is_null(v)) {
-        invalid(err, "inputs", "inputs must be an object or null (got %s)", json_type_name(v));
+        invalid(err, name, "%s must be an object or null (got %s)", name, json_type_name(v));
         return -1;
     }
-    if (v && json_is_object(v))
-        out->inputs_json = json_dumps(v, JSON_COMPACT);
-    else
-        out->inputs_json = strdup("{}");
-    return out->inputs_json ? 0 : -1;
+    *dst = v && json_is_object(v) ? json_dumps(v, JSON_COMPACT) : strdup("{}");
+    return *dst ? 0 : -1;
 }
 
-static int parse_backend(const config *cfg, const api_backend_checks *checks, const json_t *body,
-                         job *out, api_error *err)
+/* "unknown backend 'x' (known: direct, ephemeral, pool)" */
+static void unknown_backend(const api_backend_checks *checks, const char *name, api_error *err)
 {
-    json_t *v = json_object_get(body, "backend");
+    char known[128] = "";
+    for (const char *const *n = checks->names; *n; n++) {
+        if (n != checks->names)
+            strncat(known, ", ", sizeof known - strlen(known) - 1);
+        strncat(known, *n, sizeof known - strlen(known) - 1);
+    }
+    char shown[64];
+    snprintf(shown, sizeof shown, "%s", name);
+    invalid(err, "backend", "unknown backend '%s' (known: %s)", shown, known);
+}
+
+static int parse_backend(const config *cfg, const api_backend_checks *checks, const char *field,
+                         const json_t *v, char dst[JOB_BACKEND_LEN], api_error *err)
+{
     const char *name = cfg->backend;
     if (v) {
         if (!json_is_string(v)) {
-            invalid(err, "backend", "backend must be a string (got %s)", json_type_name(v));
+            invalid(err, field, "%s must be a string (got %s)", field, json_type_name(v));
             return -1;
         }
         if (has_nul(v)) {
-            invalid(err, "backend", "backend must not contain NUL characters");
+            invalid(err, field, "%s must not contain NUL characters", field);
             return -1;
         }
         name = json_string_value(v);
     }
     bool is_backend = checks->known ? checks->known(name) : in_list(name, checks->names);
-    if (!is_backend || strlen(name) >= sizeof out->backend) {
-        char known[128] = "";
-        for (const char *const *n = checks->names; *n; n++) {
-            if (n != checks->names)
-                strncat(known, ", ", sizeof known - strlen(known) - 1);
-            strncat(known, *n, sizeof known - strlen(known) - 1);
-        }
-        char shown[64];
-        snprintf(shown, sizeof shown, "%s", name);
-        invalid(err, "backend", "unknown backend '%s' (known: %s)", shown, known);
+    if (!is_backend || strlen(name) >= JOB_BACKEND_LEN) {
+        unknown_backend(checks, name, err);
         return -1;
     }
     if (!config_backend_enabled(cfg, name)) {
-        invalid(err, "backend", "backend '%s' is not enabled on this instance (enabled: %s; the "
+        invalid(err, field, "backend '%s' is not enabled on this instance (enabled: %s; the "
                 "operator chooses them with --backends)", name, cfg->backends);
         return -1;
     }
     const char *why = NULL;
     if (!checks->available(name, &why)) {
-        invalid(err, "backend", "backend '%s' is not available: %s", name,
+        invalid(err, field, "backend '%s' is not available: %s", name,
                 why && why[0] ? why : "unknown reason");
         return -1;
     }
-    snprintf(out->backend, sizeof out->backend, "%s", name);
+    snprintf(dst, JOB_BACKEND_LEN, "%s", name);
     return 0;
 }
 
-/* timeout_seconds: a limit (sandbox/limits.def) that requests set at the top level. */
-static int parse_timeout(const config *cfg, const json_t *body, job *out, api_error *err)
+/* A limit (sandbox/limits.def) that requests set at the top level, in seconds. Left out,
+ * it keeps the default api_parse_job_request filled. */
+static int parse_timeout(const config *cfg, const char *name, const json_t *v, double *dst,
+                         api_error *err)
 {
-    json_t *v = json_object_get(body, "timeout_seconds");
     if (!v)
-        return 0; /* the default, filled by api_parse_job_request */
+        return 0;
     if (!json_is_number(v)) {
-        invalid(err, "timeout_seconds", "timeout_seconds must be a number (got %s)",
-                json_type_name(v));
+        invalid(err, name, "%s must be a number (got %s)", name, json_type_name(v));
         return -1;
     }
+    const sandbox_limit_desc *d = sandbox_limit_find(name);
     double t = json_number_value(v);
-    double max = cfg->max_limits.timeout_seconds;
+    double max = d ? sandbox_limit_seconds(&cfg->max_limits, d) : 0;
     if (!isfinite(t) || t <= 0 || t > max) {
-        invalid(err, "timeout_seconds", "timeout_seconds must be greater than 0 and at most %g",
-                max);
+        invalid(err, name, "%s must be greater than 0 and at most %g", name, max);
         return -1;
     }
-    out->limits.timeout_seconds = t;
+    *dst = t;
     return 0;
 }
 
-static int parse_allow_network(const json_t *body, job *out, api_error *err)
+static int parse_bool(const char *name, const json_t *v, bool *dst, api_error *err)
 {
-    json_t *v = json_object_get(body, "allow_network");
-    out->allow_network = false;
+    *dst = false;
     if (!v)
         return 0;
     if (!json_is_boolean(v)) {
-        invalid(err, "allow_network", "allow_network must be a boolean (got %s)",
-                json_type_name(v));
+        invalid(err, name, "%s must be a boolean (got %s)", name, json_type_name(v));
         return -1;
     }
-    out->allow_network = json_is_true(v);
+    *dst = json_is_true(v);
     return 0;
 }
 
-/* One whole-number limit of the request's "limits" object, checked against its row of
+/* One whole-number limit of the request's limits object, checked against its row of
  * sandbox/limits.def and the instance's maximum. */
 static int parse_limit(const config *cfg, const sandbox_limit_desc *d, const char *field,
-                       const json_t *v, job *out, api_error *err)
+                       const json_t *v, sandbox_limits *dst, api_error *err)
 {
     if (!json_is_integer(v)) {
         invalid(err, field, "%s must be an integer (got %s)", field, json_type_name(v));
@@ -328,101 +313,71 @@ static int parse_limit(const config *cfg, const sandbox_limit_desc *d, const cha
         invalid(err, field, "%s must be an integer from %" PRIu64 " to %" PRIu64, field, d->request_min, max);
         return -1;
     }
-    sandbox_limit_set_u64(&out->limits, d, (uint64_t)n);
+    sandbox_limit_set_u64(dst, d, (uint64_t)n);
     return 0;
 }
 
-/* The request's "limits" object, over the defaults api_parse_job_request filled. */
-static int parse_limits(const config *cfg, const json_t *body, job *out, api_error *err)
+/* The limits object, over the defaults api_parse_job_request filled. */
+static int parse_limits(const config *cfg, const char *name, const json_t *obj,
+                        sandbox_limits *dst, api_error *err)
 {
-    json_t *obj = json_object_get(body, "limits");
     if (!obj)
         return 0;
     if (!json_is_object(obj)) {
-        invalid(err, "limits", "limits must be an object (got %s)", json_type_name(obj));
+        invalid(err, name, "%s must be an object (got %s)", name, json_type_name(obj));
         return -1;
     }
     const char *key;
     json_t *v;
-    json_object_foreach(obj, key, v) {
+    json_object_foreach((json_t *)obj, key, v) {
         char field[sizeof err->field];
-        snprintf(field, sizeof field, "limits.%s", key);
+        snprintf(field, sizeof field, "%s.%s", name, key);
         const sandbox_limit_desc *d = sandbox_limit_find(key);
         /* timeout_seconds is a limit too, but requests give it at the top level. */
         if (!d || d->type != SANDBOX_LIMIT_U64) {
             invalid(err, field, "unknown field '%s'", field);
             return -1;
         }
-        if (parse_limit(cfg, d, field, v, out, err) < 0)
+        if (parse_limit(cfg, d, field, v, dst, err) < 0)
             return -1;
     }
     return 0;
 }
 
-static int parse_env(const json_t *body, job *out, api_error *err)
-{
-    json_t *obj = json_object_get(body, "env_vars");
-    if (!obj) {
-        out->env_json = strdup("{}");
-        return out->env_json ? 0 : -1;
-    }
-    if (!json_is_object(obj)) {
-        invalid(err, "env_vars", "env_vars must be an object of strings (got %s)",
-                json_type_name(obj));
-        return -1;
-    }
-    if (json_object_size(obj) > API_MAX_ENV_VARS) {
-        invalid(err, "env_vars", "env_vars may hold at most %d entries", API_MAX_ENV_VARS);
-        return -1;
-    }
-    const char *name;
-    json_t *v;
-    json_object_foreach(obj, name, v) {
-        char field[sizeof err->field];
-        snprintf(field, sizeof field, "env_vars.%s", name);
-        if (!api_env_name_valid(name, strlen(name))) {
-            invalid(err, "env_vars", "env_vars name '%s' must match [A-Za-z_][A-Za-z0-9_]*",
-                    name);
-            return -1;
-        }
-        if (!json_is_string(v)) {
-            invalid(err, field, "%s must be a string (got %s)", field, json_type_name(v));
-            return -1;
-        }
-        if (has_nul(v)) {
-            invalid(err, field, "%s must not contain NUL characters", field);
-            return -1;
-        }
-    }
-    out->env_json = json_dumps(obj, JSON_COMPACT);
-    return out->env_json ? 0 : -1;
-}
+/* The rules of a string map's keys and values (env_vars, labels). */
+typedef struct string_map_rules {
+    size_t max_entries;
+    bool (*key_ok)(const char *key, size_t len);
+    const char *key_what, *key_rule; /* "label key", "[A-Za-z0-9_.-/]{1,128}" */
+    int key_shown;                   /* at most this many bytes of a bad key are quoted */
+    size_t max_value;                /* bytes; 0 = unbounded */
+} string_map_rules;
 
-static int parse_labels(const json_t *body, job *out, api_error *err)
+static const string_map_rules env_rules = {API_MAX_ENV_VARS, api_env_name_valid, "env_vars name",
+                                           "[A-Za-z_][A-Za-z0-9_]*", INT_MAX, 0};
+static const string_map_rules label_rules = {API_MAX_LABELS, api_label_key_valid, "label key",
+                                             "[A-Za-z0-9_.-/]{1,128}", API_MAX_LABEL_KEY + 7,
+                                             API_MAX_LABEL_VALUE};
+
+/* An object whose values are strings without NUL: the checks env_vars and labels share. */
+static int check_string_map(const char *name, const json_t *obj, const string_map_rules *r,
+                            api_error *err)
 {
-    json_t *obj = json_object_get(body, "labels");
-    if (!obj) {
-        out->labels_json = strdup("{}");
-        return out->labels_json ? 0 : -1;
-    }
     if (!json_is_object(obj)) {
-        invalid(err, "labels", "labels must be an object of strings (got %s)",
-                json_type_name(obj));
+        invalid(err, name, "%s must be an object of strings (got %s)", name, json_type_name(obj));
         return -1;
     }
-    if (json_object_size(obj) > API_MAX_LABELS) {
-        invalid(err, "labels", "labels may hold at most %d entries", API_MAX_LABELS);
+    if (json_object_size(obj) > r->max_entries) {
+        invalid(err, name, "%s may hold at most %zu entries", name, r->max_entries);
         return -1;
     }
     const char *key;
     json_t *v;
-    json_object_foreach(obj, key, v) {
+    json_object_foreach((json_t *)obj, key, v) {
         char field[sizeof err->field];
-        snprintf(field, sizeof field, "labels.%s", key);
-        if (!api_label_key_valid(key, strlen(key))) {
-            char shown[API_MAX_LABEL_KEY + 8];
-            snprintf(shown, sizeof shown, "%s", key);
-            invalid(err, "labels", "label key '%s' must match [A-Za-z0-9_.-/]{1,128}", shown);
+        snprintf(field, sizeof field, "%s.%s", name, key);
+        if (!r->key_ok(key, strlen(key))) {
+            invalid(err, name, "%s '%.*s' must match %s", r->key_what, r->key_shown, key, r->key_rule);
             return -1;
         }
         if (!json_is_string(v)) {
@@ -433,13 +388,64 @@ static int parse_labels(const json_t *body, job *out, api_error *err)
             invalid(err, field, "%s must not contain NUL characters", field);
             return -1;
         }
-        if (json_string_length(v) > API_MAX_LABEL_VALUE) {
-            invalid(err, field, "%s must be at most 256 bytes", field);
+        if (r->max_value && json_string_length(v) > r->max_value) {
+            invalid(err, field, "%s must be at most %zu bytes", field, r->max_value);
             return -1;
         }
     }
-    out->labels_json = json_dumps(obj, JSON_COMPACT);
-    return out->labels_json ? 0 : -1;
+    return 0;
+}
+
+static int parse_string_map(const char *name, const json_t *obj, const string_map_rules *r,
+                            char **dst, api_error *err)
+{
+    if (!obj) {
+        *dst = strdup("{}");
+        return *dst ? 0 : -1;
+    }
+    if (check_string_map(name, obj, r, err) < 0)
+        return -1;
+    *dst = json_dumps(obj, JSON_COMPACT);
+    return *dst ? 0 : -1;
+}
+
+static int parse_field(const config *cfg, const api_backend_checks *checks, const json_t *body,
+                       const job_field_desc *f, job *out, api_error *err)
+{
+    const json_t *v = json_object_get(body, f->name);
+    void *slot = job_field_slot(out, f);
+    switch (f->kind) {
+    case JOB_FIELD_TEXT:
+        return parse_text(f->name, v, slot, err);
+    case JOB_FIELD_OBJECT:
+        return parse_object(f->name, v, slot, err);
+    case JOB_FIELD_BACKEND:
+        return parse_backend(cfg, checks, f->name, v, slot, err);
+    case JOB_FIELD_TIMEOUT:
+        return parse_timeout(cfg, f->name, v, slot, err);
+    case JOB_FIELD_BOOL:
+        return parse_bool(f->name, v, slot, err);
+    case JOB_FIELD_LIMITS:
+        return parse_limits(cfg, f->name, v, slot, err);
+    case JOB_FIELD_ENV:
+        return parse_string_map(f->name, v, &env_rules, slot, err);
+    case JOB_FIELD_LABELS:
+        return parse_string_map(f->name, v, &label_rules, slot, err);
+    }
+    return -1;
+}
+
+static int check_unknown_fields(const json_t *body, api_error *err)
+{
+    const char *key;
+    json_t *v;
+    json_object_foreach((json_t *)body, key, v) {
+        if (!job_field_find(key)) {
+            invalid(err, key, "unknown field '%s'", key);
+            return -1;
+        }
+    }
+    return 0;
 }
 
 static json_t *load_body(const char *body, size_t len, api_error *err)
@@ -479,12 +485,11 @@ int api_parse_job_request(const config *cfg, const api_backend_checks *checks, c
         return -1;
     out->limits = cfg->default_limits; /* every limit the request leaves out */
     int rc = -1;
-    if (check_unknown_fields(doc, err) < 0 || parse_script(doc, out, err) < 0 ||
-        parse_inputs(doc, out, err) < 0 || parse_backend(cfg, checks, doc, out, err) < 0 ||
-        parse_timeout(cfg, doc, out, err) < 0 || parse_allow_network(doc, out, err) < 0 ||
-        parse_env(doc, out, err) < 0 || parse_limits(cfg, doc, out, err) < 0 ||
-        parse_labels(doc, out, err) < 0)
+    if (check_unknown_fields(doc, err) < 0)
         goto done;
+    for (size_t i = 0; i < job_field_count; i++)
+        if (parse_field(cfg, checks, doc, &job_field_descs[i], out, err) < 0)
+            goto done;
     if (idempotency_key) {
         out->idempotency_key = strdup(idempotency_key);
         out->request_json = json_dumps(doc, JSON_COMPACT | JSON_SORT_KEYS);

@@ -41,6 +41,48 @@ bool job_status_is_final(job_status s)
     return s == JOB_SUCCEEDED || s == JOB_FAILED || s == JOB_TIMED_OUT || s == JOB_CANCELLED;
 }
 
+#define JOB_KIND_TEXT JOB_FIELD_TEXT
+#define JOB_KIND_OBJECT JOB_FIELD_OBJECT
+#define JOB_KIND_BACKEND JOB_FIELD_BACKEND
+#define JOB_KIND_TIMEOUT JOB_FIELD_TIMEOUT
+#define JOB_KIND_BOOL JOB_FIELD_BOOL
+#define JOB_KIND_ENV JOB_FIELD_ENV
+#define JOB_KIND_LIMITS JOB_FIELD_LIMITS
+#define JOB_KIND_LABELS JOB_FIELD_LABELS
+
+const job_field_desc job_field_descs[] = {
+#define JOB_FIELD(name, kind, member, render, rank) \
+    {#name, JOB_KIND_##kind, offsetof(job, member), JOB_RENDER_##render, rank},
+#include "src/job_fields.def"
+#undef JOB_FIELD
+};
+const size_t job_field_count = sizeof job_field_descs / sizeof job_field_descs[0];
+
+const job_field_desc *job_field_find(const char *name)
+{
+    for (size_t i = 0; i < job_field_count; i++)
+        if (strcmp(job_field_descs[i].name, name) == 0)
+            return &job_field_descs[i];
+    return NULL;
+}
+
+void *job_field_slot(job *j, const job_field_desc *f)
+{
+    return (char *)j + f->offset;
+}
+
+const void *job_field_cslot(const job *j, const job_field_desc *f)
+{
+    return (const char *)j + f->offset;
+}
+
+/* The kinds held as an owned string (JSON text or plain). */
+static bool field_owns_string(const job_field_desc *f)
+{
+    return f->kind == JOB_FIELD_TEXT || f->kind == JOB_FIELD_OBJECT || f->kind == JOB_FIELD_ENV ||
+           f->kind == JOB_FIELD_LABELS;
+}
+
 void job_init(job *j)
 {
     memset(j, 0, sizeof *j);
@@ -52,10 +94,11 @@ void job_init(job *j)
 
 void job_free(job *j)
 {
-    char **owned[] = {&j->script,          &j->inputs_json,   &j->env_json,
-                      &j->labels_json,     &j->idempotency_key, &j->request_json,
-                      &j->result_json,     &j->error_type,    &j->error_message,
-                      &j->error_traceback, &j->usage_json};
+    for (size_t i = 0; i < job_field_count; i++)
+        if (field_owns_string(&job_field_descs[i]))
+            free(*(char **)job_field_slot(j, &job_field_descs[i]));
+    char **owned[] = {&j->idempotency_key, &j->request_json, &j->result_json, &j->error_type,
+                      &j->error_message,   &j->error_traceback, &j->usage_json};
     for (size_t i = 0; i < sizeof owned / sizeof owned[0]; i++)
         free(*owned[i]);
     job_init(j);

@@ -4,6 +4,7 @@
 #define EXECUTORD_JOB_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "sandbox/sandbox.h"
@@ -18,23 +19,30 @@ typedef enum job_status {
 } job_status;
 
 #define JOB_ID_LEN 36 /* canonical lowercase UUID text */
+#define JOB_BACKEND_LEN 16 /* room for a backend's name and its NUL */
+
+/* How each kind of request field (src/job_fields.def) is held in struct job. */
+#define JOB_MEMBER_TEXT(m) char *m;           /* owned */
+#define JOB_MEMBER_OBJECT(m) char *m;         /* owned JSON object text */
+#define JOB_MEMBER_BACKEND(m) char m[JOB_BACKEND_LEN];
+#define JOB_MEMBER_TIMEOUT(m)                 /* a member of limits */
+#define JOB_MEMBER_BOOL(m) bool m;
+#define JOB_MEMBER_ENV(m) char *m;            /* owned JSON object text {name: value} */
+#define JOB_MEMBER_LIMITS(m) sandbox_limits m; /* effective limits */
+#define JOB_MEMBER_LABELS(m) char *m;         /* owned JSON object text {key: value} */
 
 typedef struct job {
     int64_t seq;                 /* store's insertion order; cursor and queue order */
     char id[JOB_ID_LEN + 1];
     job_status status;
-    char backend[16];
     int64_t created_at_ms;       /* Unix ms; 0 = not set */
     int64_t started_at_ms;
     int64_t finished_at_ms;
 
-    /* the request, as accepted */
-    char *script;
-    char *inputs_json;           /* JSON object text */
-    char *env_json;              /* JSON object text {name: value} */
-    char *labels_json;           /* JSON object text {key: value} */
-    bool allow_network;
-    sandbox_limits limits;       /* effective limits */
+    /* the request, as accepted: one member per row of src/job_fields.def */
+#define JOB_FIELD(name, kind, member, render, rank) JOB_MEMBER_##kind(member)
+#include "src/job_fields.def"
+#undef JOB_FIELD
     char *idempotency_key;       /* NULL when none */
     char *request_json;          /* canonical request, for idempotency comparison; NULL when no key */
 
@@ -55,6 +63,33 @@ typedef struct job {
     /* the storage quota (or a full disk) took the stored output / the result back */
     bool output_evicted, result_evicted;
 } job;
+
+typedef enum job_field_kind {
+    JOB_FIELD_TEXT, JOB_FIELD_OBJECT, JOB_FIELD_BACKEND, JOB_FIELD_TIMEOUT,
+    JOB_FIELD_BOOL, JOB_FIELD_ENV, JOB_FIELD_LIMITS, JOB_FIELD_LABELS,
+} job_field_kind;
+
+/* Where a rendered job shows a request field (see src/job_fields.def). */
+typedef enum job_field_render {
+    JOB_RENDER_NONE, JOB_RENDER_HEAD, JOB_RENDER_REQUEST, JOB_RENDER_FULL,
+} job_field_render;
+
+/* One row of src/job_fields.def, as data. */
+typedef struct job_field_desc {
+    const char *name;
+    job_field_kind kind;
+    size_t offset; /* of its member in struct job */
+    job_field_render render;
+    int rank;
+} job_field_desc;
+
+extern const job_field_desc job_field_descs[];
+extern const size_t job_field_count;
+/* The row called name, or NULL. */
+const job_field_desc *job_field_find(const char *name);
+/* The member a row describes, in j. */
+void *job_field_slot(job *j, const job_field_desc *f);
+const void *job_field_cslot(const job *j, const job_field_desc *f);
 
 const char *job_status_name(job_status s);
 /* Returns 0 and sets *out, or -1 for an unknown name. */
