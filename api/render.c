@@ -62,32 +62,6 @@ static json_t *parsed_object(const char *text)
     return json_object();
 }
 
-/* A whole number of seconds renders as an integer (30, not 30.0). No libm: the
- * binary does not link it. */
-static json_t *seconds(double s)
-{
-    if (isfinite(s) && s > -9007199254740992.0 && s < 9007199254740992.0 &&
-        (double)(int64_t)s == s)
-        return json_integer((json_int_t)s);
-    return json_real(s);
-}
-
-/* Every limit, in the order of sandbox/limits.def. */
-static json_t *render_limits(const sandbox_limits *l)
-{
-    json_t *o = json_object();
-    for (size_t i = 0; o && i < sandbox_limit_count; i++) {
-        const sandbox_limit_desc *d = &sandbox_limit_descs[i];
-        json_t *v = d->type == SANDBOX_LIMIT_SECONDS ? seconds(sandbox_limit_seconds(l, d))
-                                                     : json_integer((json_int_t)sandbox_limit_u64(l, d));
-        if (json_object_set_new(o, d->name, v) != 0) {
-            json_decref(o);
-            return NULL;
-        }
-    }
-    return o;
-}
-
 static json_t *render_error_field(const job *j)
 {
     if (!j->error_type && !j->error_message)
@@ -127,7 +101,7 @@ static json_t *render_field(const job *j, const job_field_desc *f)
     case JOB_FIELD_ENV:
         return env_names(*(char *const *)slot);
     case JOB_FIELD_LIMITS:
-        return render_limits(slot);
+        return sandbox_limits_json(slot, false);
     case JOB_FIELD_TIMEOUT:
         break; /* rendered inside limits */
     }

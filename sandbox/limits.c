@@ -2,6 +2,7 @@
  * of the spec runner.py reads. */
 #include "sandbox/limits.h"
 
+#include <math.h>
 #include <string.h>
 
 #include "sandbox/sandbox.h"
@@ -58,14 +59,23 @@ void sandbox_limits_defaults(sandbox_limits *l)
 #undef SANDBOX_LIMIT
 }
 
-json_t *sandbox_limits_runner_json(const sandbox_limits *l)
+/* A whole number of seconds as an integer (30, not 30.0), as the API always showed it.
+ * isfinite is a macro: no libm, which the binary does not link. */
+static json_t *seconds_json(double s)
+{
+    if (isfinite(s) && s > -9007199254740992.0 && s < 9007199254740992.0 && (double)(int64_t)s == s)
+        return json_integer((json_int_t)s);
+    return json_real(s);
+}
+
+json_t *sandbox_limits_json(const sandbox_limits *l, bool runner_only)
 {
     json_t *o = json_object();
     for (size_t i = 0; o && i < sandbox_limit_count; i++) {
         const sandbox_limit_desc *d = &sandbox_limit_descs[i];
-        if (!d->runner)
+        if (runner_only && !d->runner)
             continue;
-        json_t *v = d->type == SANDBOX_LIMIT_SECONDS ? json_real(sandbox_limit_seconds(l, d))
+        json_t *v = d->type == SANDBOX_LIMIT_SECONDS ? seconds_json(sandbox_limit_seconds(l, d))
                                                      : json_integer((json_int_t)sandbox_limit_u64(l, d));
         if (json_object_set_new(o, d->name, v) != 0) {
             json_decref(o);
@@ -73,6 +83,11 @@ json_t *sandbox_limits_runner_json(const sandbox_limits *l)
         }
     }
     return o;
+}
+
+json_t *sandbox_limits_runner_json(const sandbox_limits *l)
+{
+    return sandbox_limits_json(l, true);
 }
 
 void sandbox_tmpfs_bytes(const struct sandbox_isolation_config *c, uint64_t *tmp, uint64_t *shm,
