@@ -235,6 +235,62 @@ static void help_and_version_ask_to_exit_zero(void **state)
     assert_int_equal(rc_version, 1);
 }
 
+/* Each row of sandbox/limits.def has its two flags, defaulting to the table's values. */
+static void every_limit_has_default_and_max_flags(void **state)
+{
+    config c;
+    const char *argv[] = {"executord"};
+    assert_int_equal(load(&c, 1, argv), 0);
+    sandbox_limits embedded;
+    sandbox_limits_defaults(&embedded);
+    for (size_t i = 0; i < sandbox_limit_count; i++) {
+        const sandbox_limit_desc *d = &sandbox_limit_descs[i];
+        char def[96], max[96], arg_def[128], arg_max[128];
+        snprintf(def, sizeof def, "default-%s", d->flag);
+        snprintf(max, sizeof max, "max-%s", d->flag);
+        if (d->type == SANDBOX_LIMIT_SECONDS)
+            assert_true(sandbox_limit_seconds(&c.default_limits, d) == sandbox_limit_seconds(&embedded, d));
+        else
+            assert_int_equal(sandbox_limit_u64(&c.default_limits, d), sandbox_limit_u64(&embedded, d));
+        assert_false(config_given(&c, def));
+        /* The smallest value the flag takes sets both ends; a default above the max is refused. */
+        snprintf(arg_def, sizeof arg_def, "--%s=%lld", def, (long long)(d->config_min ? d->config_min : 1));
+        snprintf(arg_max, sizeof arg_max, "--%s=%lld", max, (long long)(d->config_min ? d->config_min : 1));
+        const char *both[] = {"executord", arg_def, arg_max};
+        assert_int_equal(load(&c, 3, both), 0);
+        assert_true(config_given(&c, def));
+        assert_true(config_given(&c, max));
+        snprintf(arg_def, sizeof arg_def, "--%s=%lld", def, (long long)(d->config_min ? d->config_min : 1) + 1);
+        const char *above[] = {"executord", arg_def, arg_max};
+        assert_int_equal(load(&c, 3, above), 2);
+    }
+}
+
+/* The sandbox-wide defaults are the sandbox layer's, and backend names its registry's. */
+static void sandbox_defaults_and_backend_names_come_from_the_sandbox_layer(void **state)
+{
+    config c;
+    const char *argv[] = {"executord"};
+    assert_int_equal(load(&c, 1, argv), 0);
+    assert_int_equal(c.sandbox_tmp_mb, SANDBOX_DEFAULT_TMP_MB);
+    assert_int_equal(c.sandbox_shm_mb, SANDBOX_DEFAULT_SHM_MB);
+    assert_int_equal(c.sandbox_work_mb, SANDBOX_DEFAULT_WORK_MB);
+    assert_int_equal(c.sandbox_uid_base, SANDBOX_DEFAULT_UID_BASE);
+    assert_int_equal(c.pool_uid_base, SANDBOX_DEFAULT_POOL_UID_BASE);
+    assert_string_equal(c.sandbox_uid_lock_dir, SANDBOX_DEFAULT_UID_LOCK_DIR);
+    for (const sandbox_backend *const *b = sandbox_backends_all(); *b; b++) {
+        char arg[64];
+        snprintf(arg, sizeof arg, "--backends=%s", (*b)->name);
+        const char *one[] = {"executord", arg, "--backend", (*b)->name};
+        assert_int_equal(load(&c, 4, one), 0);
+        assert_non_null((*b)->description);
+        if ((*b)->builds_on)
+            assert_non_null(sandbox_backend_find((*b)->builds_on));
+    }
+    const char *unknown[] = {"executord", "--backends=pool,nosuch"};
+    assert_int_equal(load(&c, 2, unknown), 2);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -247,6 +303,8 @@ int main(void)
         cmocka_unit_test_setup(help_and_version_ask_to_exit_zero, setup),
         cmocka_unit_test_setup(insecure_settings_are_refused_beyond_loopback, setup),
         cmocka_unit_test_setup(backends_and_allowed_hosts_are_parsed, setup),
+        cmocka_unit_test_setup(every_limit_has_default_and_max_flags, setup),
+        cmocka_unit_test_setup(sandbox_defaults_and_backend_names_come_from_the_sandbox_layer, setup),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
