@@ -75,8 +75,11 @@ json_t *sandbox_limits_json(const sandbox_limits *l, bool runner_only)
         const sandbox_limit_desc *d = &sandbox_limit_descs[i];
         if (runner_only && !d->runner)
             continue;
-        json_t *v = d->type == SANDBOX_LIMIT_SECONDS ? seconds_json(sandbox_limit_seconds(l, d))
-                                                     : json_integer((json_int_t)sandbox_limit_u64(l, d));
+        /* The runner's spec has always carried seconds as a real (20.0). */
+        double secs = d->type == SANDBOX_LIMIT_SECONDS ? sandbox_limit_seconds(l, d) : 0;
+        json_t *v = d->type != SANDBOX_LIMIT_SECONDS ? json_integer((json_int_t)sandbox_limit_u64(l, d))
+                    : runner_only                    ? json_real(secs)
+                                                     : seconds_json(secs);
         if (json_object_set_new(o, d->name, v) != 0) {
             json_decref(o);
             return NULL;

@@ -50,7 +50,7 @@ const sandbox_limit_desc *sandbox_limit_find(const char *name);
 /* The embedded defaults (limits.def's dflt column). */
 void sandbox_limits_defaults(sandbox_limits *l);
 /* Every limit as a JSON object in the order of limits.def (whole seconds as integers), or
- * with runner_only the rows marked runner. New reference, NULL when out of memory. */
+ * with runner_only the rows marked runner (seconds always as reals). New reference, NULL when out of memory. */
 json_t *sandbox_limits_json(const sandbox_limits *l, bool runner_only);
 /* The "limits" object of the spec sent to runner.py: the rows marked runner. New
  * reference, NULL when out of memory. */
