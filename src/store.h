@@ -1,7 +1,9 @@
-/* The durable job store: SQLite in WAL mode, schema from the numbered migrations, jobs
- * and their output chunks; a job's env_vars values only while it may run (every call that
- * makes it final erases them, names kept, and scrubs them from the files); the storage
- * quota and what it evicts, and the disk space the store keeps free. Thread-safe. */
+/* The durable job store's API, the same whichever store is behind it (src/store.c picks
+ * it by location; the interface is src/store_backend.h; SQLite, in WAL mode, is
+ * src/store_sqlite*.c): jobs and their output chunks; a job's env_vars values only while it
+ * may run (every call that makes it final erases them, names kept, and scrubs them from the
+ * files); the storage quota and what it evicts, and the disk space the store keeps free.
+ * Thread-safe. */
 #ifndef EXECUTORD_STORE_H
 #define EXECUTORD_STORE_H
 
@@ -24,7 +26,8 @@ typedef enum store_rc {
 } store_rc;
 
 /* Opens (creating if needed) the database file, applies pending migrations in order.
- * Refuses (NULL, message in err) a database whose schema is newer than this binary. */
+ * Refuses (NULL, message in err) a database whose schema is newer than this binary, and a
+ * location with a scheme ("...://...") that no built-in store takes. */
 store *store_open(const char *path, char *err, size_t errlen);
 void store_close(store *s);
 const char *store_last_error(store *s);   /* thread-local copy of the last error text */
