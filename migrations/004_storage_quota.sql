@@ -13,7 +13,8 @@ ALTER TABLE jobs ADD COLUMN output_evicted INTEGER NOT NULL DEFAULT 0
 ALTER TABLE jobs ADD COLUMN result_evicted INTEGER NOT NULL DEFAULT 0
     CHECK (result_evicted IN (0, 1));
 
--- Jobs stored by older builds: counted once here, the same way src/store.c counts.
+-- Jobs stored by older builds: counted once here, the same way src/store_sqlite_jobs.c and
+-- src/store_sqlite_output.c count.
 UPDATE jobs SET output_stored_bytes =
     (SELECT COALESCE(SUM(length(data)), 0) FROM job_output WHERE job_output.job_id = jobs.id),
     result_stored_bytes = COALESCE(length(CAST(result_json AS BLOB)), 0);
