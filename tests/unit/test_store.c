@@ -1788,12 +1788,29 @@ static void migration_counts_what_older_builds_stored(void **state)
     assert_int_equal(st.evictable_bytes, 5 + 3); /* a's output and result; b is queued */
 }
 
+/* A location with a scheme names another store: the SQLite store refuses it rather than
+ * create a file called "postgresql:" in the working directory. */
+static void url_location_is_refused(void **state)
+{
+    (void)state;
+    char cwd_file[] = "postgresql:";
+    unlink(cwd_file);
+    char err[512] = "";
+    store *s = store_open("postgresql://db.example/executord", err, sizeof err);
+    assert_null(s);
+    assert_non_null(strstr(err, "postgresql://db.example/executord is a URL"));
+    assert_non_null(strstr(err, "SQLite store takes a file path"));
+    assert_int_equal(access(cwd_file, F_OK), -1);
+    assert_int_equal(errno, ENOENT);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(migrations_are_applied_and_recorded, setup, teardown),
         cmocka_unit_test_setup_teardown(reopening_is_idempotent_and_durable, setup, teardown),
         cmocka_unit_test_setup_teardown(newer_schema_is_refused, setup, teardown),
+        cmocka_unit_test(url_location_is_refused),
         cmocka_unit_test_setup_teardown(failed_migration_rolls_back, setup, teardown),
         cmocka_unit_test_setup_teardown(insert_and_get_round_trip, setup, teardown),
         cmocka_unit_test_setup_teardown(claim_takes_oldest_first, setup, teardown),
