@@ -147,7 +147,11 @@ store_rc sq_read(sq_store *s, bool snapshot, sq_read_fn fn, void *arg);
  * read into job.member (SQ_READ_<kind> in store_sqlite_row.c). The request itself is never
  * stored, only its digest, which only the idempotency check reads. The first column goes
  * to FIRST so that the SELECT list needs no leading comma.
- * TODO(issue 12): derive from src/job_fields.def once that table of a job's fields lands. */
+ * Not yet derived from src/job_fields.def and sandbox/limits.def (issue 12): the limits'
+ * columns are limits.def's rows, by name and in order, and could come from it; the request
+ * fields are stored under other names (inputs -> inputs_json, env_vars -> env_json), so
+ * the .def would need a column for each. Until then a new field or limit is a row here
+ * and a bind in SQL_INSERT_JOB (store_sqlite_jobs.c), besides its migration. */
 #define JOB_COLUMNS(FIRST, X)                                                               \
     FIRST(seq, COL, I64, seq)                                                               \
     X(id, COL, CHARS, id)                                                                   \
