@@ -10,13 +10,10 @@
 #define SANDBOX_LIMIT_TYPE_U64 SANDBOX_LIMIT_U64
 #define SANDBOX_LIMIT_TYPE_SECONDS SANDBOX_LIMIT_SECONDS
 
-const sandbox_limit_desc sandbox_limit_descs[] = {
-#define SANDBOX_LIMIT(name, type, flag, env, dflt, max, request_min, config_min, ceiling, runner) \
-    {#name, SANDBOX_LIMIT_TYPE_##type, flag, env, #dflt, #max, request_min, config_min, ceiling,  \
+#define LIMIT_DESC(ctx, name, type, flag, env, dflt, max, request_min, config_min, ceiling, runner) \
+    {#name, SANDBOX_LIMIT_TYPE_##type, flag, env, #dflt, #max, request_min, config_min, ceiling,    \
      runner, offsetof(sandbox_limits, name)},
-#include "sandbox/limits.def"
-#undef SANDBOX_LIMIT
-};
+const sandbox_limit_desc sandbox_limit_descs[] = {SANDBOX_LIMITS(LIMIT_DESC, )};
 const size_t sandbox_limit_count = sizeof sandbox_limit_descs / sizeof sandbox_limit_descs[0];
 
 double sandbox_limit_seconds(const sandbox_limits *l, const sandbox_limit_desc *d)
@@ -54,9 +51,8 @@ const sandbox_limit_desc *sandbox_limit_find(const char *name)
 void sandbox_limits_defaults(sandbox_limits *l)
 {
     memset(l, 0, sizeof *l);
-#define SANDBOX_LIMIT(name, type, flag, env, dflt, ...) l->name = dflt;
-#include "sandbox/limits.def"
-#undef SANDBOX_LIMIT
+#define SET_DEFAULT(ctx, name, type, flag, env, dflt, ...) ctx->name = dflt;
+    SANDBOX_LIMITS(SET_DEFAULT, l)
 }
 
 /* A whole number of seconds as an integer (30, not 30.0), as the API always showed it.

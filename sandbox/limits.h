@@ -15,10 +15,11 @@
 
 /* Resource limits of one job; the API layer always fills every member with an effective
  * value before a job reaches a backend. */
-typedef struct sandbox_limits {
-#define SANDBOX_LIMIT(name, type, ...) SANDBOX_LIMIT_CTYPE_##type name;
 #include "sandbox/limits.def"
-#undef SANDBOX_LIMIT
+
+#define SANDBOX_LIMIT_MEMBER(ctx, name, type, ...) SANDBOX_LIMIT_CTYPE_##type name;
+typedef struct sandbox_limits {
+    SANDBOX_LIMITS(SANDBOX_LIMIT_MEMBER, )
 } sandbox_limits;
 
 typedef enum sandbox_limit_type { SANDBOX_LIMIT_U64, SANDBOX_LIMIT_SECONDS } sandbox_limit_type;

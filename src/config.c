@@ -68,13 +68,12 @@ static const option_def options[] = {
     {"pool-recycle-seconds", "EXECUTORD_POOL_RECYCLE_SECONDS", OPT_U64, XSTR(SANDBOX_DEFAULT_POOL_RECYCLE_SECONDS), "... or after this many seconds", FIELD(pool_recycle_seconds), 1, 1 << 30},
     {"pool-uid-base", "EXECUTORD_POOL_UID_BASE", OPT_U64, XSTR(SANDBOX_DEFAULT_POOL_UID_BASE), "first host uid of the pool's sandboxes", FIELD(pool_uid_base), 1, 4000000000LL},
     /* Each job limit's --default-* and --max-*, from sandbox/limits.def. */
-#define SANDBOX_LIMIT(name, type, flag, env, dflt, max, request_min, config_min, ceiling, runner)      \
-    {"default-" flag, "EXECUTORD_DEFAULT_" env, OPT_KIND_##type, #dflt,                                \
-     "a job's " #name " when the request sets none", FIELD(default_limits.name), config_min, ceiling}, \
+#define LIMIT_OPTIONS(ctx, name, type, flag, env, dflt, max, request_min, config_min, ceiling, runner) \
+    {"default-" flag, "EXECUTORD_DEFAULT_" env, OPT_KIND_##type, #dflt,                                  \
+     "a job's " #name " when the request sets none", FIELD(default_limits.name), config_min, ceiling},   \
     {"max-" flag, "EXECUTORD_MAX_" env, OPT_KIND_##type, #max, "the largest " #name " a request may ask for", \
      FIELD(max_limits.name), config_min, ceiling},
-#include "sandbox/limits.def"
-#undef SANDBOX_LIMIT
+    SANDBOX_LIMITS(LIMIT_OPTIONS, )
     {"memory-budget-mb", "EXECUTORD_MEMORY_BUDGET_MB", OPT_U64, "0", "what the memory limits of all running jobs may add up to; a job waits in the queue until its limits.memory_mb fits (0 = 80% of the host's memory, or of executord's cgroup limit when lower)", FIELD(memory_budget_mb), 0, 1 << 24},
 };
 

@@ -50,12 +50,9 @@ bool job_status_is_final(job_status s)
 #define JOB_KIND_LIMITS JOB_FIELD_LIMITS
 #define JOB_KIND_LABELS JOB_FIELD_LABELS
 
-const job_field_desc job_field_descs[] = {
-#define JOB_FIELD(name, kind, member, render, rank) \
+#define FIELD_DESC(ctx, name, kind, member, render, rank) \
     {#name, JOB_KIND_##kind, offsetof(job, member), JOB_RENDER_##render, rank},
-#include "src/job_fields.def"
-#undef JOB_FIELD
-};
+const job_field_desc job_field_descs[] = {JOB_FIELDS(FIELD_DESC, )};
 const size_t job_field_count = sizeof job_field_descs / sizeof job_field_descs[0];
 
 const job_field_desc *job_field_find(const char *name)

@@ -31,6 +31,9 @@ typedef enum job_status {
 #define JOB_MEMBER_LIMITS(m) sandbox_limits m; /* effective limits */
 #define JOB_MEMBER_LABELS(m) char *m;         /* owned JSON object text {key: value} */
 
+#include "src/job_fields.def"
+#define JOB_FIELD_MEMBER(ctx, name, kind, member, render, rank) JOB_MEMBER_##kind(member)
+
 typedef struct job {
     int64_t seq;                 /* store's insertion order; cursor and queue order */
     char id[JOB_ID_LEN + 1];
@@ -40,9 +43,7 @@ typedef struct job {
     int64_t finished_at_ms;
 
     /* the request, as accepted: one member per row of src/job_fields.def */
-#define JOB_FIELD(name, kind, member, render, rank) JOB_MEMBER_##kind(member)
-#include "src/job_fields.def"
-#undef JOB_FIELD
+    JOB_FIELDS(JOB_FIELD_MEMBER, )
     char *idempotency_key;       /* NULL when none */
     char *request_json;          /* canonical request, for idempotency comparison; NULL when no key */
 
