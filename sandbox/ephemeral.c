@@ -23,10 +23,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "sandbox/caps.h"
 #include "sandbox/cgroup.h"
 #include "sandbox/mnt.h"
 #include "sandbox/net.h"
+#include "sandbox/policy.h"
 #include "sandbox/process.h"
 #include "sandbox/result.h"
 #include "sandbox/seccomp.h"
@@ -80,16 +80,11 @@ static int hook_parent_attach(void *ctx, pid_t pid, char *err, size_t errlen)
     return 0;
 }
 
-/* In init once attached, async-signal-safe. A cgroup namespace rooted at the job's
- * cgroup, so /proc/self/cgroup shows "/" and nothing of the host's hierarchy. */
+/* In init once attached, async-signal-safe (policy.h). */
 static int hook_child_attached(void *ctx, const char **step)
 {
     (void)ctx;
-    if (unshare(CLONE_NEWCGROUP) != 0) {
-        *step = "unshare(CLONE_NEWCGROUP)";
-        return -1;
-    }
-    return 0;
+    return policy_enter_cgroup_ns(step);
 }
 
 /* In init (pid 1), async-signal-safe; runs while the service attaches init to its
@@ -97,38 +92,16 @@ static int hook_child_attached(void *ctx, const char **step)
 static int hook_child_setup(void *ctx, const char **step)
 {
     eph_job *j = ctx;
-    if (sandbox_mnt_apply(&j->plan, step) != 0)
-        return -1;
-    /* init is a copy of the service's memory (tokens, other jobs' data): nobody may read
-     * it through /proc or ptrace. After the mount plan, whose id switch resets the flag
-     * to fs.suid_dumpable. */
-    if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0) {
-        *step = "prctl(PR_SET_DUMPABLE)";
-        return -1;
-    }
-    if (sethostname("sandbox", 7) != 0) {
-        *step = "sethostname";
-        return -1;
-    }
-    if (setdomainname("sandbox", 7) != 0) {
-        *step = "setdomainname";
-        return -1;
-    }
-    if (j->new_net && sandbox_net_loopback_up(step) != 0)
-        return -1;
-    return 0;
+    policy_init init = {.mounts = &j->plan, .own_network = j->new_net};
+    return policy_init_steps(&init, step);
 }
 
-/* In the runner right before execve, async-signal-safe. Order matters: rlimits and the
- * capability drop need privilege, seccomp comes last so the filter never sees setup. */
+/* In the runner right before execve, async-signal-safe. */
 static int hook_child_pre_exec(void *ctx, const char **step)
 {
     eph_job *j = ctx;
-    if (rlimits_apply(&j->extra_rl, step) != 0)
-        return -1;
-    if (sandbox_caps_drop_to(SANDBOX_INSIDE_UID, SANDBOX_INSIDE_GID, step) != 0)
-        return -1;
-    return sandbox_seccomp_apply(j->seccomp, step);
+    policy_job job = {.rlimits = &j->extra_rl, .seccomp = j->seccomp, .no_exec_follows = false};
+    return policy_job_steps(&job, step);
 }
 
 static void hook_kill_all(void *ctx)
@@ -394,8 +367,7 @@ static int eph_run(const sandbox_spec *spec, const sandbox_io *io, sandbox_outco
         .home = "/work",
         .runner_from_source = eph.rootfs[0] != '\0', /* another interpreter inside */
         .hooks = {
-            .clone_flags = CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS |
-                           sandbox_net_clone_flags(spec->allow_network),
+            .clone_flags = policy_namespaces(spec->allow_network),
             .ctx = &j,
             .parent_setup = hook_parent_setup,
             .parent_attach = hook_parent_attach,

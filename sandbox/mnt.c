@@ -275,17 +275,63 @@ static int build_dev(mnt_plan *p, const char *base, const mnt_options *o, char *
         op_symlink(p, base, "/proc/self/fd/1", "/dev/stdout") < 0 ||
         op_symlink(p, base, "/proc/self/fd/2", "/dev/stderr") < 0 ||
         op_mkdir(p, base, "/dev/shm", 01777) < 0 ||
-        op_tmpfs(p, base, "/dev/shm", MS_NOSUID | MS_NODEV | MS_NOEXEC,
-                 fmt(p, "size=%llu,nr_inodes=%llu,mode=1777,uid=%u,gid=%u", (unsigned long long)o->shm_bytes,
-                     (unsigned long long)o->tmp_inodes, o->setup_uid, o->setup_gid)) < 0 ||
         /* Nothing more gets created in /dev: make its tmpfs read-only (the binds and
-         * /dev/shm are separate mounts and keep their own flags). */
+         * /dev/shm, mounted later by add_scratch_mounts, keep their own flags). */
         op_setattr(p, fmt(p, "%s/dev", base), "/dev", MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC, false) < 0)
         goto oom;
     return 0;
 oom:
     snprintf(err, errlen, "build mount plan: %s", strerror(ENOMEM));
     return -1;
+}
+
+/* The mounts every sandbox gets fresh, also a warm one on its zygote's root: /proc of
+ * its PID namespace, size-capped tmpfs /tmp, /work (or the bound job folder) and
+ * /dev/shm. The mount points exist already. */
+static int add_scratch_mounts(mnt_plan *p, const mnt_options *o, const char *base)
+{
+    /* subset=pid leaves out /proc/sys, /proc/kcore and friends, hidepid=invisible hides
+     * processes of other uids (the sandbox's init). Older kernels without subset= get
+     * hidepid alone. */
+    mnt_op *op = add(p, OP_MOUNT, "mount proc on /proc");
+    if (!op || !(op->dst = fmt(p, "%s/proc", base)))
+        return -1;
+    op->src = "proc";
+    op->fstype = "proc";
+    op->flags = MS_NOSUID | MS_NODEV | MS_NOEXEC | (o->proc_read_only ? MS_RDONLY : 0);
+    op->data = "hidepid=invisible,subset=pid";
+    op->alt_data = "hidepid=2";
+    if (op_tmpfs(p, base, "/tmp", MS_NOSUID | MS_NODEV,
+                 fmt(p, "size=%llu,nr_inodes=%llu,mode=1777,uid=%u,gid=%u", (unsigned long long)o->tmp_bytes,
+                     (unsigned long long)o->tmp_inodes, o->setup_uid, o->setup_gid)) < 0)
+        return -1;
+    if (o->work_source) {
+        if (!(op = add(p, OP_MOUNT, "bind the job folder on /work")) ||
+            !(op->src = keep(p, strdup(o->work_source))) || !(op->dst = fmt(p, "%s/work", base)))
+            return -1;
+        op->flags = MS_BIND;
+        if (op_setattr(p, op->dst, "/work", MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV, false) < 0)
+            return -1;
+    } else if (op_tmpfs(p, base, "/work", MS_NOSUID | MS_NODEV,
+                        fmt(p, "size=%llu,nr_inodes=%llu,mode=0700,uid=%u,gid=%u",
+                            (unsigned long long)o->work_bytes, (unsigned long long)o->tmp_inodes,
+                            o->inside_uid, o->inside_gid)) < 0) {
+        return -1;
+    }
+    return op_tmpfs(p, base, "/dev/shm", MS_NOSUID | MS_NODEV | MS_NOEXEC,
+                    fmt(p, "size=%llu,nr_inodes=%llu,mode=1777,uid=%u,gid=%u", (unsigned long long)o->shm_bytes,
+                        (unsigned long long)o->tmp_inodes, o->setup_uid, o->setup_gid));
+}
+
+/* "become root of the user namespace" (see mnt_options.switch_ids). */
+static int op_setids(mnt_plan *p, const mnt_options *o)
+{
+    mnt_op *op = add(p, OP_SETIDS, "become root of the user namespace");
+    if (!op)
+        return -1;
+    op->uid = o->setup_uid;
+    op->gid = o->setup_gid;
+    return 0;
 }
 
 static int build(mnt_plan *p, const mnt_options *o, char *err, size_t errlen)
@@ -308,50 +354,21 @@ static int build(mnt_plan *p, const mnt_options *o, char *err, size_t errlen)
     if (!(op = add(p, OP_CHDIR, "chdir into the new root")))
         goto oom;
     op->dst = o->base;
-    if (o->switch_ids) {
-        if (!(op = add(p, OP_SETIDS, "become root of the user namespace")))
-            goto oom;
-        op->uid = o->setup_uid;
-        op->gid = o->setup_gid;
-    }
+    if (o->switch_ids && op_setids(p, o) < 0)
+        goto oom;
     base = ".";
     for (size_t i = 0; i < sizeof runtime_dirs / sizeof runtime_dirs[0]; i++)
         if (mirror(p, o, base, runtime_dirs[i], strcmp(runtime_dirs[i], "/usr") != 0, err, errlen) < 0)
             return -1;
     if (build_etc(p, o, base, err, errlen) < 0)
         return -1;
-    /* A fresh /proc of the job's PID namespace: subset=pid leaves out /proc/sys,
-     * /proc/kcore and friends, hidepid=invisible hides processes of other uids (the
-     * sandbox's init). Older kernels without subset= get hidepid alone. */
-    if (op_mkdir(p, base, "/proc", 0555) < 0 || !(op = add(p, OP_MOUNT, "mount proc on /proc")) ||
-        !(op->dst = fmt(p, "%s/proc", base)))
+    if (op_mkdir(p, base, "/proc", 0555) < 0)
         goto oom;
-    op->src = "proc";
-    op->fstype = "proc";
-    op->flags = MS_NOSUID | MS_NODEV | MS_NOEXEC | (o->proc_read_only ? MS_RDONLY : 0);
-    op->data = "hidepid=invisible,subset=pid";
-    op->alt_data = "hidepid=2";
     if (build_dev(p, base, o, err, errlen) < 0)
         return -1;
-    if (op_mkdir(p, base, "/tmp", 01777) < 0 ||
-        op_tmpfs(p, base, "/tmp", MS_NOSUID | MS_NODEV,
-                 fmt(p, "size=%llu,nr_inodes=%llu,mode=1777,uid=%u,gid=%u", (unsigned long long)o->tmp_bytes,
-                     (unsigned long long)o->tmp_inodes, o->setup_uid, o->setup_gid)) < 0 ||
-        op_mkdir(p, base, "/work", 0755) < 0)
+    if (op_mkdir(p, base, "/tmp", 01777) < 0 || op_mkdir(p, base, "/work", 0755) < 0 ||
+        add_scratch_mounts(p, o, base) < 0)
         goto oom;
-    if (o->work_source) {
-        if (!(op = add(p, OP_MOUNT, "bind the job folder on /work")) ||
-            !(op->src = keep(p, strdup(o->work_source))) || !(op->dst = fmt(p, "%s/work", base)))
-            goto oom;
-        op->flags = MS_BIND;
-        if (op_setattr(p, op->dst, "/work", MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV, false) < 0)
-            goto oom;
-    } else if (op_tmpfs(p, base, "/work", MS_NOSUID | MS_NODEV,
-                        fmt(p, "size=%llu,nr_inodes=%llu,mode=0700,uid=%u,gid=%u",
-                            (unsigned long long)o->work_bytes, (unsigned long long)o->tmp_inodes,
-                            o->inside_uid, o->inside_gid)) < 0) {
-        goto oom;
-    }
     if (!(op = add(p, OP_PIVOT, "pivot_root into the new root")))
         goto oom;
     op->dst = ".";
@@ -377,6 +394,17 @@ int sandbox_mnt_plan_build(mnt_plan *p, const mnt_options *o, char *err, size_t 
     }
     if (build(p, o, err, errlen) < 0) {
         sandbox_mnt_plan_free(p);
+        return -1;
+    }
+    return 0;
+}
+
+int sandbox_mnt_plan_scratch(mnt_plan *p, const mnt_options *o, char *err, size_t errlen)
+{
+    memset(p, 0, sizeof *p);
+    if ((o->switch_ids && op_setids(p, o) < 0) || add_scratch_mounts(p, o, "") < 0) {
+        sandbox_mnt_plan_free(p);
+        snprintf(err, errlen, "build scratch mount plan: %s", strerror(ENOMEM));
         return -1;
     }
     return 0;

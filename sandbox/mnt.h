@@ -44,6 +44,10 @@ typedef struct mnt_plan {
 
 /* Builds the plan in the service. Returns 0, or -1 with "step: reason" in err. */
 int sandbox_mnt_plan_build(mnt_plan *p, const mnt_options *o, char *err, size_t errlen);
+/* The mounts a sandbox gets fresh on a root that exists already (a warm sandbox on its
+ * zygote's): after the id switch when o->switch_ids, /proc, /tmp, /work and /dev/shm as
+ * in the whole plan. rootfs and base are not used. Same return rules. */
+int sandbox_mnt_plan_scratch(mnt_plan *p, const mnt_options *o, char *err, size_t errlen);
 void sandbox_mnt_plan_free(mnt_plan *p);
 
 /* Child side (new mount namespace, capable in its user namespace), async-signal-safe:

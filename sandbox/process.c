@@ -30,6 +30,7 @@
 #include <unistd.h>
 
 #include "sandbox/oom.h"
+#include "sandbox/policy.h"
 #include "sandbox/pump.h"
 #include "sandbox/result.h"
 
@@ -514,17 +515,9 @@ static _Noreturn void init_main(const child_plan *p)
     }
     /* Place the fds we need at 0..6 (close-on-exec) and drop every other fd inherited
      * from the service: init never execs, so CLOEXEC alone would not close them. */
-    int tmp[FD_INIT_COUNT];
-    for (int i = 0; i < FD_INIT_COUNT; i++) {
-        tmp[i] = fcntl(p->fds[i], F_DUPFD_CLOEXEC, FD_INIT_COUNT);
-        if (tmp[i] < 0)
-            _exit(126); /* no status fd yet: the service reports the bare exit */
-    }
-    for (int i = 0; i < FD_INIT_COUNT; i++)
-        if (dup3(tmp[i], i, O_CLOEXEC) < 0)
-            _exit(126);
-    if (syscall(SYS_close_range, FD_INIT_COUNT, ~0U, 0) != 0)
-        child_fail("close_range");
+    const char *placing = NULL;
+    if (policy_place_fds(p->fds, FD_INIT_COUNT, 0, &placing) != 0)
+        _exit(126); /* no status fd yet: the service reports the bare exit */
     if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) != 0)
         child_fail("prctl PR_SET_PDEATHSIG");
 

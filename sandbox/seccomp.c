@@ -350,16 +350,3 @@ void sandbox_seccomp_free(struct sock_fprog *prog)
     prog->filter = NULL;
     prog->len = 0;
 }
-
-int sandbox_seccomp_apply(const struct sock_fprog *prog, const char **step)
-{
-    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) {
-        *step = "prctl(PR_SET_NO_NEW_PRIVS)";
-        return -1;
-    }
-    if (prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, prog, 0, 0) != 0) {
-        *step = "prctl(PR_SET_SECCOMP)";
-        return -1;
-    }
-    return 0;
-}
