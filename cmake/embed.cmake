@@ -1,6 +1,8 @@
-# Turns text files into a C source at build time, so the binary carries its own SQL
-# migrations and Python runner and needs no files beside it.
+# Turns files into a C source at build time, so the binary carries its own SQL
+# migrations, Python runner and warm library and needs no files beside it.
 #   cmake -DMODE=file -DIN=<file> -DSYMBOL=<name> -DOUT=<out.c> -P embed.cmake
+#   cmake -DMODE=binary -DIN=<file> -DSYMBOL=<name> -DOUT=<out.c> -P embed.cmake
+#     (unsigned char <name>[] without a terminating NUL, and size_t <name>_size)
 #   cmake -DMODE=migrations -DDIR=<dir> -DOUT=<out.c> -P embed.cmake
 #   cmake -DMODE=assets -DDIR=<dir> -DOUT=<out.c> -P embed.cmake   (the dashboard's files)
 function(to_c_literal path var)
@@ -12,6 +14,12 @@ endfunction()
 if(MODE STREQUAL "file")
   to_c_literal("${IN}" lit)
   file(WRITE "${OUT}.tmp" "/* Generated from ${IN}; do not edit. */\nconst char ${SYMBOL}[] = ${lit};\n")
+elseif(MODE STREQUAL "binary")
+  file(READ "${IN}" hex HEX)
+  string(REGEX REPLACE "([0-9a-f][0-9a-f])" "0x\\1," bytes "${hex}")
+  file(SIZE "${IN}" size)
+  file(WRITE "${OUT}.tmp" "/* Generated from ${IN}; do not edit. */\n#include <stddef.h>\n"
+       "const unsigned char ${SYMBOL}[] = {${bytes}};\nconst size_t ${SYMBOL}_size = ${size};\n")
 elseif(MODE STREQUAL "migrations")
   file(GLOB files "${DIR}/*.sql")
   list(SORT files)

@@ -178,6 +178,11 @@ pool_warm *pool_warm_prepare(pool_zygote *z, unsigned slot, int ctl, const pool_
     /* The job process confirms its privilege drop and seccomp; only then is it ready. */
     r = pool_wait_readable(w->status_fd, POOL_READY_TIMEOUT_MS);
     n = r > 0 ? recv(w->status_fd, reply, sizeof reply - 1, 0) : -1;
+    if (n > 1 && reply[0] == 'E') {
+        reply[n] = '\0';
+        snprintf(err, errlen, "warm sandbox setup: %s", reply + 2);
+        goto fail;
+    }
     if (n != 1 || reply[0] != 'S') {
         snprintf(err, errlen, "warm sandbox: the job process failed its setup (%s; see the log)",
                  r == 0 ? "timed out" : "exited");

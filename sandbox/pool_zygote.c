@@ -1,5 +1,6 @@
 /* The pool's zygote (see pool_zygote.h): cloning it into its namespaces, writing its uid
- * maps, handing it its program and seccomp filter, and killing it. Its parent-death signal
+ * maps, handing it its program, the warm library (a sealed memfd) and the seccomp filter,
+ * and killing it. Its parent-death signal
  * is tied to the thread that starts it: the pool's manager thread. */
 #include "sandbox/pool_zygote.h"
 
@@ -12,18 +13,19 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "sandbox/net.h"
 #include "sandbox/oom.h"
+#include "sandbox/policy.h"
 #include "sandbox/process.h"
 #include "sandbox/userns.h"
 
 typedef struct zchild {
-    int ctl, sync, devnull, logfd;
+    int ctl, sync, devnull, logfd, library;
     const mnt_plan *plan;
     const char *python;
     char *const *argv;
@@ -56,16 +58,12 @@ static _Noreturn void zygote_child(const zchild *c)
         sa.sa_handler = SIG_DFL;
         (void)sigaction(sig, &sa, NULL);
     }
-    int fds[5] = {c->devnull, c->devnull, c->logfd, c->ctl, c->sync};
-    int tmp[5];
-    for (int i = 0; i < 5; i++)
-        if ((tmp[i] = fcntl(fds[i], F_DUPFD_CLOEXEC, 5)) < 0)
-            _exit(126);
-    for (int i = 0; i < 5; i++)
-        if (dup3(tmp[i], i, i == 4 ? O_CLOEXEC : 0) < 0)
-            _exit(126);
-    if (syscall(SYS_close_range, 5, ~0U, 0) != 0)
-        zygote_fail("close_range");
+    /* 0-2 and the control socket survive the exec of python, and so does the warm
+     * library, which it loads from /proc/self/fd/POOL_ZYGOTE_LIBRARY_FD; not the sync. */
+    int fds[6] = {c->devnull, c->devnull, c->logfd, c->ctl, c->sync, c->library};
+    const char *step = NULL;
+    if (policy_place_fds(fds, 6, 0x2f, &step) != 0)
+        zygote_fail(step);
     if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) != 0)
         zygote_fail("prctl(PR_SET_PDEATHSIG)");
     char go;
@@ -76,15 +74,11 @@ static _Noreturn void zygote_child(const zchild *c)
     if (n != 1)
         _exit(125);
     close(4);
-    const char *step = NULL;
-    if (sandbox_mnt_apply(c->plan, &step) != 0)
-        zygote_fail(step ? step : "mount plan");
-    if (sethostname("sandbox", 7) != 0)
-        zygote_fail("sethostname");
-    if (setdomainname("sandbox", 7) != 0)
-        zygote_fail("setdomainname");
-    if (sandbox_net_loopback_up(&step) != 0)
-        zygote_fail(step);
+    /* A sandbox's init steps on the zygote's root (the execve below makes it dumpable
+     * again: it writes its own sandboxes' uid maps). */
+    policy_init init = {.mounts = c->plan, .own_network = true};
+    if (policy_init_steps(&init, &step) != 0)
+        zygote_fail(step ? step : "sandbox init steps");
     if (chdir("/work") != 0)
         zygote_fail("chdir /work");
     sigset_t none;
@@ -93,6 +87,37 @@ static _Noreturn void zygote_child(const zchild *c)
         zygote_fail("sigprocmask");
     execve(c->python, c->argv, c->envp);
     zygote_fail("execve python");
+}
+
+/* The warm library embedded in the binary, in a memfd sealed against every change: the
+ * zygote maps what the service built, byte for byte. -1 with err on failure. */
+static int warm_library_memfd(char *err, size_t errlen)
+{
+    int fd = memfd_create("executord-warm", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    if (fd < 0) {
+        snprintf(err, errlen, "memfd_create (warm library): %s", strerror(errno));
+        return -1;
+    }
+    const unsigned char *p = pool_warm_library;
+    size_t left = pool_warm_library_size;
+    while (left > 0) {
+        ssize_t n = write(fd, p, left);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            snprintf(err, errlen, "write the warm library: %s", strerror(n < 0 ? errno : EIO));
+            close(fd);
+            return -1;
+        }
+        p += n;
+        left -= (size_t)n;
+    }
+    if (fcntl(fd, F_ADD_SEALS, F_SEAL_WRITE | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) != 0) {
+        snprintf(err, errlen, "seal the warm library: %s", strerror(errno));
+        close(fd);
+        return -1;
+    }
+    return fd;
 }
 
 /* uid/gid 0 of the zygote -> base; base+1 .. base+2*SLOTS -> themselves (slot i: the
@@ -133,7 +158,7 @@ int pool_zygote_start(pool_zygote *z, const pool_zygote_setup *s, unsigned block
     z->block = block;
     z->lock_fd = lock_fd;
     z->base = base;
-    int ctl[2] = {-1, -1}, sync[2] = {-1, -1}, devnull = -1, rc = -1;
+    int ctl[2] = {-1, -1}, sync[2] = {-1, -1}, devnull = -1, library = -1, rc = -1;
     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, ctl) != 0 ||
         socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sync) != 0) {
         snprintf(err, errlen, "socketpair: %s", strerror(errno));
@@ -143,14 +168,15 @@ int pool_zygote_start(pool_zygote *z, const pool_zygote_setup *s, unsigned block
         snprintf(err, errlen, "open /dev/null: %s", strerror(errno));
         goto out;
     }
+    if ((library = warm_library_memfd(err, errlen)) < 0)
+        goto out;
     char *argv[] = {(char *)s->python, "-I", "-u", "-c", (char *)sandbox_runner_source, "--zygote", NULL};
     char *envp[] = {"PATH=/usr/local/bin:/usr/bin:/bin", "HOME=/work", "LANG=C.UTF-8", NULL};
-    zchild c = {.ctl = ctl[1], .sync = sync[1], .devnull = devnull, .logfd = 2, .plan = s->plan, .python = s->python,
+    zchild c = {.ctl = ctl[1], .sync = sync[1], .devnull = devnull, .logfd = 2, .library = library, .plan = s->plan, .python = s->python,
                 .argv = argv, .envp = envp};
     struct clone_args args;
     memset(&args, 0, sizeof args);
-    args.flags = CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWNET |
-                 CLONE_PIDFD;
+    args.flags = policy_namespaces(false) | CLONE_PIDFD;
     args.pidfd = (uint64_t)(uintptr_t)&z->pidfd;
     args.exit_signal = SIGCHLD;
     sigset_t all, old;
@@ -206,6 +232,7 @@ out:
     pool_close_fd(&sync[0]);
     pool_close_fd(&sync[1]);
     pool_close_fd(&devnull);
+    pool_close_fd(&library);
     if (rc != 0) {
         if (z->pid > 0)
             pool_zygote_kill(z);

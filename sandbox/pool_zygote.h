@@ -1,8 +1,9 @@
 /* The pool's zygote: a Python interpreter that imported the runner and the common stdlib,
  * started inside its own user/PID/mount/IPC/UTS/net namespaces and the read-only root of
- * mnt.c, which forks the warm sandboxes (pool_warm.h). Starting, mapping and killing one;
- * plus its program (sandbox/pool_zygote.py, embedded), sent as its first message so the
- * cold runner stays small. */
+ * mnt.c, which serves the warm sandboxes (pool_warm.h) by calling the warm library
+ * (warm.h) it gets as a sealed memfd. Starting, mapping and killing one; plus its program
+ * (sandbox/pool_zygote.py, embedded), sent as its first message so the cold runner stays
+ * small. */
 #ifndef EXECUTORD_SANDBOX_POOL_ZYGOTE_H
 #define EXECUTORD_SANDBOX_POOL_ZYGOTE_H
 
@@ -18,10 +19,14 @@
 #include "sandbox/mnt.h"
 
 extern const char pool_zygote_source[];
+/* libexecutord_warm.so (sandbox/warm.h), embedded at build time. */
+extern const unsigned char pool_warm_library[];
+extern const size_t pool_warm_library_size;
 
 enum {
     POOL_SLOTS = 128,             /* sandboxes per zygote (warm + busy at once) */
     POOL_ZYGOTE_START_MS = 20000, /* imports of the zygote */
+    POOL_ZYGOTE_LIBRARY_FD = 5,   /* the warm library's memfd in the zygote (pool_zygote.py) */
 };
 
 /* A block of host uids per zygote: base (its root), then two per slot, then the owner of
