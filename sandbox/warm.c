@@ -38,12 +38,13 @@ typedef struct warm_request {
 int exd_warm_init(const void *bpf, size_t len)
 {
     size_t insns = len / sizeof(struct sock_filter);
-    if (!bpf || len == 0 || len % sizeof(struct sock_filter) != 0 || insns > BPF_MAXINSNS || warm_seccomp.filter)
+    if (!bpf || len == 0 || len % sizeof(struct sock_filter) != 0 || insns > BPF_MAXINSNS)
         return -1;
     struct sock_filter *copy = malloc(len);
     if (!copy)
         return -1;
     memcpy(copy, bpf, len);
+    free(warm_seccomp.filter);
     warm_seccomp.filter = copy;
     warm_seccomp.len = (unsigned short)insns;
     return 0;

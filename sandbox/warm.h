@@ -19,8 +19,9 @@ enum {
     EXD_WARM_EXIT_JOB = 122,   /* the job process failed a step */
 };
 
-/* Once, in the zygote: keeps a copy of the seccomp program (classic BPF, len a multiple
- * of 8 bytes, at most BPF_MAXINSNS instructions) every sandbox loads. 0, or -1. */
+/* In the zygote, before any spawn: keeps a copy of the seccomp program (classic BPF, len
+ * a multiple of 8 bytes, at most BPF_MAXINSNS instructions) every sandbox loads,
+ * replacing an earlier one. 0, or -1 (the earlier program stays). */
 EXD_WARM_EXPORT int exd_warm_init(const void *bpf, size_t len);
 
 /* One warm sandbox for the request "F <root uid> <job uid> <tmp> <shm> <work> <inodes>"
