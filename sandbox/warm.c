@@ -149,9 +149,8 @@ fail:;
     char msg[300];
     int e = errno;
     int n = snprintf(msg, sizeof msg, "E job process: %s: %s", step, strerror(e));
-    if (n > 0 && write(done, msg, (size_t)n < sizeof msg ? (size_t)n : sizeof msg - 1) < 0) {
-        /* init reports the bare exit */
-    }
+    ssize_t told = n > 0 ? write(done, msg, (size_t)n < sizeof msg ? (size_t)n : sizeof msg - 1) : 0;
+    (void)told; /* without it, init reports the bare exit */
     _exit(EXD_WARM_EXIT_JOB);
 }
 
@@ -293,9 +292,8 @@ long exd_warm_spawn(const char *request, const int *fds, int nfds)
     }
     close(mapped[0]);
     char err[256];
-    /* Without the byte the sandbox reports "did not write the uid map" itself. */
-    if (write_maps((pid_t)pid, &r, err, sizeof err) == 0 && write(mapped[1], "m", 1) != 1) {
-    }
+    ssize_t told = write_maps((pid_t)pid, &r, err, sizeof err) == 0 ? write(mapped[1], "m", 1) : 0;
+    (void)told; /* without the byte the sandbox reports "did not write the uid map" itself */
     close(mapped[1]);
     return pid;
 }
