@@ -15,7 +15,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -182,8 +181,7 @@ static int drop_service_groups(char *why, size_t whylen)
  * start-up instead of failing every job. The child waits until the maps are written. */
 static int probe_namespaces(char *why, size_t whylen)
 {
-    unsigned long flags = CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS |
-                          CLONE_NEWNET | CLONE_NEWCGROUP;
+    unsigned long flags = policy_namespaces(false) | CLONE_NEWCGROUP;
     int hold[2];
     if (pipe2(hold, O_CLOEXEC) != 0) {
         snprintf(why, whylen, "pipe2: %s", strerror(errno));
