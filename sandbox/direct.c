@@ -67,7 +67,7 @@ static int direct_child_setup(void *ctx, const char **step)
 static int direct_parent_setup(void *ctx, pid_t pid, char *err, size_t errlen)
 {
     const direct_ctx *c = ctx;
-    return proc_write_id_maps(pid, c->uid, c->gid, err, errlen);
+    return spawn_write_id_maps(pid, c->uid, c->gid, err, errlen);
 }
 
 static unsigned long direct_clone_flags(void)
@@ -153,8 +153,8 @@ static int direct_init(const sandbox_config *cfg, char *why, size_t whylen)
         snprintf(why, whylen, "out of memory");
         return -1;
     }
-    /* Compile the runner once now, not in the first job (see proc_runner_program). */
-    (void)proc_runner_program(python_path);
+    /* Compile the runner once now, not in the first job (see runner_program). */
+    (void)runner_program(python_path);
     proc_set_shutting_down(false);
     return 0;
 }

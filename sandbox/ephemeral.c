@@ -1,6 +1,7 @@
 /* The `ephemeral` backend (see ephemeral.h): glues userns, mnt, net, seccomp, caps and
- * cgroup onto process.c's supervisor. Any step that fails fails the job with
- * SandboxError ("step: strerror"); the script never runs with less isolation. */
+ * cgroup onto process.c's cold run (the job's cgroup goes to the one supervisor). Any
+ * step that fails fails the job with SandboxError ("step: strerror"); the script never
+ * runs with less isolation. */
 #include "sandbox/ephemeral.h"
 
 #include <errno.h>
@@ -27,7 +28,6 @@
 #include "sandbox/net.h"
 #include "sandbox/policy.h"
 #include "sandbox/process.h"
-#include "sandbox/result.h"
 #include "sandbox/seccomp.h"
 #include "sandbox/userns.h"
 #include "sandbox/workdir.h"
@@ -58,7 +58,6 @@ typedef struct eph_job {
     cgroup_job *cg;
     mnt_plan plan;
     bool new_net;
-    rlimit_set extra_rl;       /* beyond rlimits.c: memlock 0, stack, address-space backstop */
     const struct sock_fprog *seccomp;
 } eph_job;
 
@@ -95,43 +94,13 @@ static int hook_child_setup(void *ctx, const char **step)
     return policy_init_steps(&init, step);
 }
 
-/* In the runner right before execve, async-signal-safe. */
+/* In the runner right before execve, async-signal-safe. Its rlimits are set already
+ * (runner_sandbox_rlimits, by spawn.c), so the policy's job steps start at the drop. */
 static int hook_child_pre_exec(void *ctx, const char **step)
 {
     eph_job *j = ctx;
-    policy_job job = {.rlimits = &j->extra_rl, .seccomp = j->seccomp, .no_exec_follows = false};
+    policy_job job = {.rlimits = NULL, .seccomp = j->seccomp, .no_exec_follows = false};
     return policy_job_steps(&job, step);
-}
-
-static void hook_kill_all(void *ctx)
-{
-    eph_job *j = ctx;
-    if (j->cg)
-        sandbox_cgroup_job_kill(j->cg);
-}
-
-static void hook_collect_usage(void *ctx, sandbox_usage *u)
-{
-    eph_job *j = ctx;
-    bool pids_hit = false; /* read again by classify() */
-    if (j->cg)
-        sandbox_cgroup_job_usage(j->cg, u, &pids_hit);
-}
-
-/* ---- outcome classification ---- */
-
-/* Names the limit a failed job ran into; the kernel's OOM kill is visible only in the
- * cgroup. */
-static void classify(sandbox_outcome *out, const sandbox_limits *lim, eph_job *j)
-{
-    if (out->verdict != SANDBOX_FAILED)
-        return;
-    bool pids_hit = false;
-    sandbox_usage scratch = out->usage;
-    if (j->cg)
-        sandbox_cgroup_job_usage(j->cg, &scratch, &pids_hit);
-    bool oom_killed = out->usage.oom_kills > 0 || (out->signal == SIGKILL && scratch.oom_kills > 0);
-    sandbox_outcome_name_limit(out, lim, oom_killed, pids_hit);
 }
 
 /* ---- init / run / shutdown ---- */
@@ -271,10 +240,10 @@ static int eph_init(const sandbox_config *cfg, char *why, size_t whylen)
         snprintf(why, whylen, "%s", eph.status);
     }
     fprintf(stderr, "executord: ephemeral: %s\n", eph.status);
-    /* Compile the runner now rather than in the first job (see proc_runner_program);
+    /* Compile the runner now rather than in the first job (see runner_program);
      * with a rootfs the interpreter inside is another one and gets the source. */
     if (!eph.rootfs[0])
-        (void)proc_runner_program(eph.python);
+        (void)runner_program(eph.python);
     proc_set_shutting_down(false);
     eph.ready = true;
     return 0;
@@ -339,26 +308,8 @@ static int eph_run(const sandbox_spec *spec, const sandbox_io *io, sandbox_outco
         setup_failed(out, "", err);
         goto release;
     }
-    /* Second wall: no locked memory, a bounded stack. */
-    j.extra_rl.count = 2;
-    j.extra_rl.items[0] = (rlimit_item){RLIMIT_MEMLOCK, "setrlimit RLIMIT_MEMLOCK", {0, 0}};
-    j.extra_rl.items[1] = (rlimit_item){RLIMIT_STACK, "setrlimit RLIMIT_STACK", {8 << 20, 8 << 20}};
-
-    /* With the cgroup enforcing memory, RLIMIT_AS at memory_mb would only break programs
-     * that reserve large mappings (thread stacks, malloc arenas): the cgroup is the limit
-     * and RLIMIT_AS becomes a generous finite backstop (4x, at least 4 GiB) that the
-     * script still cannot lift. Without cgroups it stays at memory_mb (rlimits.c). */
-    sandbox_spec run_spec = *spec;
-    if (sandbox_cgroup_job_limits_memory(j.cg)) {
-        run_spec.limits.memory_mb = 0;
-        uint64_t mb = spec->limits.memory_mb > UINT64_MAX / 4 ? UINT64_MAX / 4 : spec->limits.memory_mb;
-        uint64_t as_mb = mb * 4 < 4096 ? 4096 : mb * 4;
-        rlim_t as = as_mb > (uint64_t)RLIM_INFINITY >> 20 ? RLIM_INFINITY : (rlim_t)(as_mb << 20);
-        j.extra_rl.items[j.extra_rl.count++] = (rlimit_item){RLIMIT_AS, "setrlimit RLIMIT_AS", {as, as}};
-    }
-
     proc_job pj = {
-        .spec = &run_spec,
+        .spec = spec,
         .io = io,
         .python = eph.python,
         .cwd = "/work",
@@ -375,12 +326,11 @@ static int eph_run(const sandbox_spec *spec, const sandbox_io *io, sandbox_outco
             .clone_into_cgroup = sandbox_cgroup_job_clone_fd(j.cg) >= 0,
             .cgroup_fd = sandbox_cgroup_job_clone_fd(j.cg),
             .child_pre_exec = hook_child_pre_exec,
-            .kill_all = hook_kill_all,
-            .collect_usage = hook_collect_usage,
         },
+        .cg = j.cg,
+        .sandboxed = true,
     };
     proc_run_job(&pj, out);
-    classify(out, &spec->limits, &j);
 
 release:
     if (j.cg && sandbox_cgroup_job_destroy(j.cg, err, sizeof err) != 0)

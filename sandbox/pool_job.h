@@ -1,7 +1,6 @@
 /* One job in a warm sandbox of the pool: the job's limits into its cgroup, the spec
- * (script, inputs, limits, environment, rlimits) to the waiting runner, supervision
- * (output caps, timeout, cancel, shutdown, kill through the cgroup and the PID
- * namespace's init) and the mapping to an outcome, as process.c does for cold ones. */
+ * (script, inputs, limits, environment, rlimits) to the waiting runner, and the one
+ * supervisor (supervise.h) over the sandbox's init and cgroup, as for cold ones. */
 #ifndef EXECUTORD_SANDBOX_POOL_JOB_H
 #define EXECUTORD_SANDBOX_POOL_JOB_H
 

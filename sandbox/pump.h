@@ -1,7 +1,7 @@
 /* A running job's I/O as the service sees it while supervising: stdout and stderr read
  * under the output cap and handed to the core, the spec written to the runner, the result
- * document read under the same cap. Shared by the cold (process.c) and warm (pool_job.c)
- * supervisors, which differ in how they watch and kill a sandbox, not in its I/O. */
+ * document read under the same cap. Driven by the one supervisor (supervise.c) for cold and
+ * warm sandboxes alike. */
 #ifndef EXECUTORD_SANDBOX_PUMP_H
 #define EXECUTORD_SANDBOX_PUMP_H
 

@@ -10,7 +10,7 @@
 #include <string.h>
 #include <sys/wait.h>
 
-#include "sandbox/process.h"
+#include "sandbox/supervise.h"
 
 static char *dup_json_string(json_t *obj, const char *key)
 {
@@ -106,13 +106,13 @@ void sandbox_outcome_no_result(sandbox_outcome *out, const sandbox_limits *lim, 
                 (WTERMSIG(st) == SIGKILL && lim->cpu_seconds > 0 && cpu_ms >= (int64_t)lim->cpu_seconds * 1000))) {
         /* SIGKILL past the limit is the kernel's hard-limit backstop (SIGXCPU caught). */
         sandbox_outcome_set_error(out, "ResourceLimitExceeded", "CPU time limit of %llu seconds exceeded (killed by %s)",
-                                  (unsigned long long)lim->cpu_seconds, proc_signal_name(WTERMSIG(st)));
+                                  (unsigned long long)lim->cpu_seconds, sv_signal_name(WTERMSIG(st)));
     } else if (WIFSIGNALED(st) && WTERMSIG(st) == SIGXFSZ) {
         sandbox_outcome_set_error(out, "ResourceLimitExceeded", "File size limit of %llu MB exceeded (killed by SIGXFSZ)",
                                   (unsigned long long)lim->max_file_size_mb);
     } else if (WIFSIGNALED(st)) {
         sandbox_outcome_set_error(out, "SandboxExecutionError", "Process killed by signal %s without returning a result",
-                                  proc_signal_name(WTERMSIG(st)));
+                                  sv_signal_name(WTERMSIG(st)));
     } else {
         sandbox_outcome_set_error(out, "SandboxExecutionError", "Process exited with code %d without returning a result",
                                   WEXITSTATUS(st));

@@ -1,7 +1,7 @@
 /* A job's outcome from what its supervisor saw: the runner's result document (the one
  * JSON object the in-sandbox runner writes to the result pipe), why the service killed
  * it, or how it ended without a result, and which limit a failure ran into. Pure (no
- * I/O), shared by the cold (process.c) and warm (pool_job.c) supervisors; the document
+ * I/O), used by the one supervisor (supervise.c); the document
  * parser is fuzzed in tests/fuzz. */
 #ifndef EXECUTORD_SANDBOX_RESULT_H
 #define EXECUTORD_SANDBOX_RESULT_H

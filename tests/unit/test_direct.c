@@ -434,7 +434,7 @@ static void test_large_environment(void **state)
 static json_t *spec_doc(const sandbox_spec *spec, const char *home, const rlimit_set *rl)
 {
     size_t len = 0;
-    char *text = proc_build_spec(spec, home, rl, &len);
+    char *text = runner_build_spec(spec, home, rl, &len);
     assert_non_null(text);
     assert_int_equal(len, strlen(text));
     json_error_t e;
@@ -459,14 +459,14 @@ static void expect_json(const json_t *got, const char *want_text)
     json_decref(want);
 }
 
-/* The one spec document the cold and warm runners read (proc_build_spec). */
+/* The one spec document the cold and warm runners read (runner_build_spec). */
 static void test_spec_document(void **state)
 {
     const char *env[] = {"HOME=/elsewhere", "MY=a=b\nc", NULL};
     sandbox_spec spec = {.script = "def main(x): return x\n", .inputs_json = "{\"x\": [1, 2.50, \"\\u00e9\"]}",
                          .env = env, .limits = default_limits(), .cancel_fd = -1};
     size_t len;
-    char *text = proc_build_spec(&spec, "/work", NULL, &len);
+    char *text = runner_build_spec(&spec, "/work", NULL, &len);
     assert_non_null(text);
     /* The inputs' own text, not parsed and encoded again. */
     assert_non_null(strstr(text, "\"inputs\":{\"x\": [1, 2.50, \"\\u00e9\"]},"));
@@ -499,7 +499,7 @@ static void test_spec_document(void **state)
     const char *bad[] = {"X=\xff", NULL};
     spec.env = bad;
     errno = 0;
-    assert_null(proc_build_spec(&spec, "/w", NULL, &len));
+    assert_null(runner_build_spec(&spec, "/w", NULL, &len));
     assert_int_equal(errno, EINVAL);
 }
 
@@ -883,7 +883,7 @@ static int failing_child_setup(void *ctx, const char **step)
 
 static int map_ids(void *ctx, pid_t pid, char *err, size_t errlen)
 {
-    return proc_write_id_maps(pid, geteuid(), getegid(), err, errlen);
+    return spawn_write_id_maps(pid, geteuid(), getegid(), err, errlen);
 }
 
 static void test_setup_errors_fail_closed(void **state)
