@@ -199,6 +199,16 @@ static double now_s(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+/* sv_run, then the child's wait status; *took: how long supervision lasted. */
+static int supervise(kid *k, const sv_tree *t, sv_report *rep, double *took)
+{
+    double t0 = now_s();
+    sv_run(t, rep);
+    if (took)
+        *took = now_s() - t0;
+    return reap(k);
+}
+
 static sandbox_limits limits(void)
 {
     sandbox_limits l = {.timeout_seconds = 30, .cpu_seconds = 10, .max_output_bytes = 1 << 20};
@@ -213,8 +223,7 @@ static void exit_code_becomes_the_outcome(void **state)
     start(&k, EXIT_3, 0, &io);
     sv_tree t = tree_of(&k, 30);
     sv_report rep;
-    sv_run(&t, &rep);
-    int st = reap(&k);
+    int st = supervise(&k, &t, &rep, NULL);
     assert_int_equal(rep.killed, SANDBOX_KILL_NONE);
     assert_false(rep.hard_killed);
     assert_false(rep.exit_known);
@@ -236,8 +245,7 @@ static void signal_becomes_the_outcome(void **state)
     start(&k, SEGV, 0, &io);
     sv_tree t = tree_of(&k, 30);
     sv_report rep;
-    sv_run(&t, &rep);
-    int st = reap(&k);
+    int st = supervise(&k, &t, &rep, NULL);
     sandbox_limits lim = limits();
     sv_decide(&t, &rep, true, st, &lim, false, &k.out);
     assert_int_equal(k.out.verdict, SANDBOX_FAILED);
@@ -257,8 +265,7 @@ static void result_document_becomes_the_outcome(void **state)
     start(&k, RESULT, 0, &io);
     sv_tree t = tree_of(&k, 30);
     sv_report rep;
-    sv_run(&t, &rep);
-    int st = reap(&k);
+    int st = supervise(&k, &t, &rep, NULL);
     sandbox_limits lim = limits();
     sv_decide(&t, &rep, true, st, &lim, true, &k.out);
     assert_int_equal(k.out.verdict, SANDBOX_SUCCEEDED);
@@ -275,10 +282,8 @@ static void timeout_kills_the_whole_tree(void **state)
     start(&k, SLEEP_TREE, 0, &io);
     sv_tree t = tree_of(&k, 0.3);
     sv_report rep;
-    double t0 = now_s();
-    sv_run(&t, &rep);
-    double took = now_s() - t0;
-    int st = reap(&k);
+    double took;
+    int st = supervise(&k, &t, &rep, &took);
     assert_true(took >= 0.29);
     assert_true(took < 2.5);
     assert_int_equal(rep.killed, SANDBOX_KILL_TIMEOUT);
@@ -308,8 +313,7 @@ static void cancel_asks_init_first(void **state)
     usleep(100 * 1000); /* the child's handler is installed */
     assert_int_equal(write(efd, &one, sizeof one), (ssize_t)sizeof one);
     sv_report rep;
-    sv_run(&t, &rep);
-    int st = reap(&k);
+    int st = supervise(&k, &t, &rep, NULL);
     assert_int_equal(rep.killed, SANDBOX_KILL_CANCEL);
     assert_false(rep.hard_killed); /* init did it itself */
     assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
@@ -336,10 +340,8 @@ static void ignored_request_gives_way_to_sigkill(void **state)
     t.shutdown_fd = efd;
     usleep(100 * 1000);
     sv_report rep;
-    double t0 = now_s();
-    sv_run(&t, &rep);
-    double took = now_s() - t0;
-    int st = reap(&k);
+    double took;
+    int st = supervise(&k, &t, &rep, &took);
     assert_int_equal(rep.killed, SANDBOX_KILL_SHUTDOWN);
     assert_true(rep.hard_killed);
     assert_true(took >= SV_KILL_GRACE_MS / 1000.0 - 0.05);
@@ -360,8 +362,7 @@ static void output_cap_kills(void **state)
     start(&k, FLOOD, 100, &io);
     sv_tree t = tree_of(&k, 30);
     sv_report rep;
-    sv_run(&t, &rep);
-    int st = reap(&k);
+    int st = supervise(&k, &t, &rep, NULL);
     assert_int_equal(rep.killed, SANDBOX_KILL_OUTPUT);
     assert_int_equal(rep.killed_stream, SANDBOX_STDOUT);
     assert_true(rep.hard_killed);
