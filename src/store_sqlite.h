@@ -12,6 +12,7 @@
 
 #include <sqlite3.h>
 
+#include "src/job.h"
 #include "src/reserve.h"
 #include "src/store_backend.h"
 
@@ -141,37 +142,24 @@ store_rc sq_read(sq_store *s, bool snapshot, sq_read_fn fn, void *arg);
 
 /* ---- a job row (store_sqlite_row.c) ------------------------------------------------
  * The columns a job is read back from, in SELECT order: X(column, form, kind, member).
- * form: how it is selected: COL (the column), BULKY (the column, NULL in lists: script and
- * inputs keep pages small), TYPEOF (only typeof(), which SQLite answers without loading a
- * value: the result, read by blob I/O up to the size the caller wants). kind: how it is
- * read into job.member (SQ_READ_<kind> in store_sqlite_row.c). The request itself is never
- * stored, only its digest, which only the idempotency check reads. The first column goes
- * to FIRST so that the SELECT list needs no leading comma.
- * Not yet derived from src/job_fields.def and sandbox/limits.def (issue 12): the limits'
- * columns are limits.def's rows, by name and in order, and could come from it; the request
- * fields are stored under other names (inputs -> inputs_json, env_vars -> env_json), so
- * the .def would need a column for each. Until then a new field or limit is a row here
- * and a bind in SQL_INSERT_JOB (store_sqlite_jobs.c), besides its migration. */
+ * The request's columns come from src/job_fields.def (each named as its member of struct
+ * job) and the limits' from sandbox/limits.def (each named as the limit), so a new field
+ * or limit needs only its migration here. form: how it is selected: COL, HEAD and REQUEST
+ * (the column), FULL (the column, NULL in lists: the script and inputs, which only the full
+ * form of a job shows, keep pages small), TYPEOF (only typeof(), which SQLite answers
+ * without loading a value: the result, read by blob I/O up to the size the caller wants).
+ * kind: how it is read into job.member (SQ_READ_<kind>, store_sqlite_row.c) and bound
+ * (SQ_BIND_<kind>, store_sqlite_jobs.c). The request itself is never stored, only its
+ * digest, which only the idempotency check reads. The first column goes to FIRST so that
+ * the SELECT list needs no leading comma. */
 #define JOB_COLUMNS(FIRST, X)                                                               \
     FIRST(seq, COL, I64, seq)                                                               \
     X(id, COL, CHARS, id)                                                                   \
     X(status, COL, STATUS, status)                                                          \
-    X(backend, COL, CHARS, backend)                                                         \
     X(created_at_ms, COL, I64, created_at_ms)                                               \
     X(started_at_ms, COL, I64, started_at_ms) /* NULL reads as 0 */                         \
     X(finished_at_ms, COL, I64, finished_at_ms)                                             \
-    X(script, BULKY, TEXT, script)                                                          \
-    X(inputs_json, BULKY, TEXT, inputs_json)                                                \
-    X(env_json, COL, TEXT, env_json)                                                        \
-    X(labels_json, COL, TEXT, labels_json)                                                  \
-    X(allow_network, COL, BOOL, allow_network)                                              \
-    X(timeout_seconds, COL, DOUBLE, limits.timeout_seconds)                                 \
-    X(memory_mb, COL, U64, limits.memory_mb)                                                \
-    X(cpu_seconds, COL, U64, limits.cpu_seconds)                                            \
-    X(max_processes, COL, U64, limits.max_processes)                                        \
-    X(max_file_size_mb, COL, U64, limits.max_file_size_mb)                                  \
-    X(max_open_files, COL, U64, limits.max_open_files)                                      \
-    X(max_output_bytes, COL, U64, limits.max_output_bytes)                                  \
+    JOB_REQUEST_COLUMNS(X)                                                                  \
     X(idempotency_key, COL, TEXT, idempotency_key)                                          \
     X(result_json, TYPEOF, RESULT, result_json)                                             \
     X(error_type, COL, TEXT, error_type)                                                    \
@@ -187,11 +175,30 @@ store_rc sq_read(sq_store *s, bool snapshot, sq_read_fn fn, void *arg);
     X(output_evicted, COL, BOOL, output_evicted)                                            \
     X(result_evicted, COL, BOOL, result_evicted)
 
+/* The columns of the request: one per row of src/job_fields.def, by its kind (JSON: text
+ * stored as "{}" when absent), and one per limit for its LIMITS row. */
+#define JOB_REQUEST_COLUMNS(X) JOB_FIELDS(SQ_FIELD_COLUMNS, X)
+#define SQ_FIELD_COLUMNS(X, name, kind, member, render, rank) SQ_FIELD_##kind(X, member, render)
+#define SQ_FIELD_TEXT(X, m, render) X(m, render, TEXT, m)
+#define SQ_FIELD_OBJECT(X, m, render) X(m, render, JSON, m)
+#define SQ_FIELD_BACKEND(X, m, render) X(m, render, CHARS, m)
+#define SQ_FIELD_TIMEOUT(X, m, render) /* a limit: a column of the LIMITS row */
+#define SQ_FIELD_BOOL(X, m, render) X(m, render, BOOL, m)
+#define SQ_FIELD_ENV(X, m, render) X(m, render, JSON, m)
+#define SQ_FIELD_LABELS(X, m, render) X(m, render, JSON, m)
+#define SQ_FIELD_LIMITS(X, m, render) SANDBOX_LIMITS(SQ_LIMIT_COLUMN, X)
+/* kind U64 or SECONDS; struct job holds them in its member limits (job_fields.def). */
+#define SQ_LIMIT_COLUMN(X, name, type, ...) X(name, COL, type, limits.name)
+
 #define SQ_JOB_SEL_COL(col) #col
-#define SQ_JOB_SEL_BULKY(col) #col
+#define SQ_JOB_SEL_HEAD(col) #col
+#define SQ_JOB_SEL_REQUEST(col) #col
+#define SQ_JOB_SEL_FULL(col) #col
 #define SQ_JOB_SEL_TYPEOF(col) "typeof(" #col ")"
 #define SQ_LIST_SEL_COL(col) #col
-#define SQ_LIST_SEL_BULKY(col) "NULL"
+#define SQ_LIST_SEL_HEAD(col) #col
+#define SQ_LIST_SEL_REQUEST(col) #col
+#define SQ_LIST_SEL_FULL(col) "NULL"
 #define SQ_LIST_SEL_TYPEOF(col) "typeof(" #col ")"
 #define SQ_JOB_FIRST(col, form, kind, member) SQ_JOB_SEL_##form(col)
 #define SQ_JOB_NEXT(col, form, kind, member) ", " SQ_JOB_SEL_##form(col)

@@ -176,13 +176,14 @@ int sq_count_by_status_backend(void *self, store_status_count *out, int max)
 /* ---- insert -------------------------------------------------------------------------- */
 
 #define SQL_DIGEST_BY_KEY "SELECT request_sha256 FROM jobs WHERE idempotency_key = ?1"
+/* The request's columns (JOB_REQUEST_COLUMNS) are bound by name, :<column>, after the
+ * numbered parameters. */
+#define SQ_INSERT_NAME(col, form, kind, member) ", " #col
+#define SQ_INSERT_PARAM(col, form, kind, member) ", :" #col
 #define SQL_INSERT_JOB                                                                      \
-    "INSERT INTO jobs (id, status, backend, created_at_ms, script, inputs_json, env_json,"   \
-    " labels_json, allow_network, timeout_seconds, memory_mb, cpu_seconds, max_processes,"  \
-    " max_file_size_mb, max_open_files, max_output_bytes, idempotency_key, request_sha256," \
-    " stored_bytes)"                                                                        \
-    " VALUES (?1, 'queued', ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15,"  \
-    " ?16, ?17, ?18)"
+    "INSERT INTO jobs (id, status, created_at_ms, idempotency_key, request_sha256,"         \
+    " stored_bytes" JOB_REQUEST_COLUMNS(SQ_INSERT_NAME) ")"                                 \
+    " VALUES (?1, 'queued', ?2, ?3, ?4, ?5" JOB_REQUEST_COLUMNS(SQ_INSERT_PARAM) ")"
 /* Keys come decoded from json_each, so "a.b" or "a\"b" are stored as written. */
 #define SQL_INSERT_LABELS                                                                   \
     "INSERT OR REPLACE INTO job_labels (job_seq, key, value)"                               \
@@ -231,28 +232,26 @@ static store_rc check_idempotency(sq_conn *c, const job *j, const char *digest, 
             rc = (call);                                                                    \
     } while (0)
 
+/* How each kind of a request column is bound to its named parameter. A name the
+ * statement lacks binds nothing and fails (SQLITE_RANGE). */
+#define SQ_BIND_TEXT(st, p, v) sq_bind_text(st, sqlite3_bind_parameter_index(st, p), v)
+#define SQ_BIND_JSON(st, p, v) SQ_BIND_TEXT(st, p, (v) ? (v) : "{}")
+#define SQ_BIND_CHARS(st, p, v) SQ_BIND_TEXT(st, p, v)
+#define SQ_BIND_BOOL(st, p, v)                                                              \
+    sqlite3_bind_int(st, sqlite3_bind_parameter_index(st, p), (v) ? 1 : 0)
+#define SQ_BIND_U64(st, p, v) sq_bind_u64(st, sqlite3_bind_parameter_index(st, p), v)
+#define SQ_BIND_SECONDS(st, p, v) sqlite3_bind_double(st, sqlite3_bind_parameter_index(st, p), v)
+#define SQ_BIND_COLUMN(col, form, kind, member) BIND(SQ_BIND_##kind(st, ":" #col, j->member));
+
 static int bind_insert(sqlite3_stmt *st, const job *j, const char *digest, uint64_t bytes)
 {
-    const sandbox_limits *l = &j->limits;
     int rc = SQLITE_OK;
     BIND(sq_bind_text(st, 1, j->id));
-    BIND(sq_bind_text(st, 2, j->backend));
-    BIND(sqlite3_bind_int64(st, 3, j->created_at_ms));
-    BIND(sq_bind_text(st, 4, j->script));
-    BIND(sq_bind_text(st, 5, j->inputs_json ? j->inputs_json : "{}"));
-    BIND(sq_bind_text(st, 6, j->env_json ? j->env_json : "{}"));
-    BIND(sq_bind_text(st, 7, j->labels_json ? j->labels_json : "{}"));
-    BIND(sqlite3_bind_int(st, 8, j->allow_network ? 1 : 0));
-    BIND(sqlite3_bind_double(st, 9, l->timeout_seconds));
-    BIND(sq_bind_u64(st, 10, l->memory_mb));
-    BIND(sq_bind_u64(st, 11, l->cpu_seconds));
-    BIND(sq_bind_u64(st, 12, l->max_processes));
-    BIND(sq_bind_u64(st, 13, l->max_file_size_mb));
-    BIND(sq_bind_u64(st, 14, l->max_open_files));
-    BIND(sq_bind_u64(st, 15, l->max_output_bytes));
-    BIND(sq_bind_text(st, 16, j->idempotency_key));
-    BIND(sq_bind_text(st, 17, digest));
-    BIND(sq_bind_u64(st, 18, bytes));
+    BIND(sqlite3_bind_int64(st, 2, j->created_at_ms));
+    BIND(sq_bind_text(st, 3, j->idempotency_key));
+    BIND(sq_bind_text(st, 4, digest));
+    BIND(sq_bind_u64(st, 5, bytes));
+    JOB_REQUEST_COLUMNS(SQ_BIND_COLUMN)
     return rc;
 }
 
