@@ -288,6 +288,10 @@ static void print_help(void)
     }
     printf("  --%-26s %s\n  --%-26s %s\n", "help", "show this help and exit", "version",
            "show the version and exit");
+    printf("\nBackends (--backend, --backends):\n");
+    for (const sandbox_backend *const *b = sandbox_backends_all(); *b; b++)
+        printf("  %-28s %s%s%s\n", (*b)->name, (*b)->description, (*b)->builds_on ? "; builds on " : "",
+               (*b)->builds_on ? (*b)->builds_on : "");
 }
 
 static const option_def *find_flag(const char *name, size_t len)
