@@ -6,7 +6,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <grp.h>
+
 #include <limits.h>
 #include <pthread.h>
 #include <sched.h>
@@ -28,15 +28,15 @@
 #include "sandbox/net.h"
 #include "sandbox/policy.h"
 #include "sandbox/process.h"
+#include "sandbox/runtime.h"
 #include "sandbox/seccomp.h"
 #include "sandbox/userns.h"
 #include "sandbox/workdir.h"
 
 static struct {
     bool ready;
-    char python[PATH_MAX];
+    sandbox_runtime rt;       /* the root and interpreter (runtime.c) */
     char base[PATH_MAX];      /* mount point of each job's new root (in its own ns) */
-    char rootfs[PATH_MAX];
     struct sock_fprog seccomp;
     bool cgroups;
     uint64_t tmp_bytes, shm_bytes, work_bytes; /* resolved once, at init */
@@ -105,46 +105,6 @@ static int hook_child_pre_exec(void *ctx, const char **step)
 
 /* ---- init / run / shutdown ---- */
 
-/* The interpreter must be reachable inside: under one of the bound runtime folders. */
-static int check_python(const char *py, char *why, size_t whylen)
-{
-    static const char *const prefixes[] = {"/usr/", "/bin/", "/sbin/", "/lib/", "/lib64/"};
-    bool inside = false;
-    for (size_t i = 0; i < sizeof prefixes / sizeof prefixes[0]; i++)
-        inside = inside || strncmp(py, prefixes[i], strlen(prefixes[i])) == 0;
-    if (!inside) {
-        snprintf(why, whylen, "python %s is outside the sandbox's runtime (/usr, /bin, ...)", py);
-        return -1;
-    }
-    char path[PATH_MAX * 2];
-    snprintf(path, sizeof path, "%s%s", eph.rootfs, py);
-    if (access(path, X_OK) != 0) {
-        snprintf(why, whylen, "python %s: %s", path, strerror(errno));
-        return -1;
-    }
-    return 0;
-}
-
-/* The service's supplementary groups would follow every job into its namespace, where
- * setgroups is denied: drop them once here (we are root; groups add nothing to that). */
-static int drop_service_groups(char *why, size_t whylen)
-{
-    int n = getgroups(0, NULL);
-    if (n < 0) {
-        snprintf(why, whylen, "getgroups: %s", strerror(errno));
-        return -1;
-    }
-    if (n == 0)
-        return 0;
-    if (setgroups(0, NULL) != 0) {
-        snprintf(why, whylen, "setgroups(0) to keep host groups out of sandboxes: %s", strerror(errno));
-        return -1;
-    }
-    return 0;
-}
-
-/* Proves the namespaces can be created here, so an unusable backend is reported at
- * start-up instead of failing every job. */
 /* Builds the namespaces once and maps a job's uids into them, so a host that cannot
  * (no user namespaces, or no CAP_SETUID/CAP_SETGID for other uids' maps) is reported at
  * start-up instead of failing every job. The child waits until the maps are written. */
@@ -198,14 +158,9 @@ static int eph_init(const sandbox_config *cfg, char *why, size_t whylen)
         snprintf(why, whylen, "no configuration");
         return -1;
     }
-    const sandbox_isolation_config *o = &cfg->sandbox;
-    snprintf(eph.rootfs, sizeof eph.rootfs, "%s", o->rootfs ? o->rootfs : "");
-    size_t rl = strlen(eph.rootfs);
-    while (rl > 0 && eph.rootfs[rl - 1] == '/')
-        eph.rootfs[--rl] = '\0';
-    snprintf(eph.python, sizeof eph.python, "%s", cfg->python_path ? cfg->python_path : "/usr/bin/python3");
-    if (check_python(eph.python, why, whylen) != 0)
+    if (sandbox_runtime_resolve(cfg, &eph.rt, why, whylen) != 0)
         return -1;
+    const sandbox_isolation_config *o = &cfg->sandbox;
     if (workdir_prepare_base(cfg->work_root, ".ephemeral-root", eph.base, sizeof eph.base, why, whylen) != 0)
         return -1;
     uid_t base = o->uid_base ? o->uid_base : SANDBOX_DEFAULT_UID_BASE;
@@ -216,7 +171,7 @@ static int eph_init(const sandbox_config *cfg, char *why, size_t whylen)
     const char *locks = o->uid_lock_dir ? o->uid_lock_dir : SANDBOX_DEFAULT_UID_LOCK_DIR;
     if (sandbox_userns_lock_dir(*locks ? locks : NULL, why, whylen) != 0)
         return -1;
-    if (drop_service_groups(why, whylen) != 0 || probe_namespaces(why, whylen) != 0)
+    if (probe_namespaces(why, whylen) != 0)
         return -1;
     sandbox_seccomp_free(&eph.seccomp);
     if (sandbox_seccomp_build(&eph.seccomp, why, whylen) != 0)
@@ -242,8 +197,8 @@ static int eph_init(const sandbox_config *cfg, char *why, size_t whylen)
     fprintf(stderr, "executord: ephemeral: %s\n", eph.status);
     /* Compile the runner now rather than in the first job (see runner_program);
      * with a rootfs the interpreter inside is another one and gets the source. */
-    if (!eph.rootfs[0])
-        (void)runner_program(eph.python);
+    if (!eph.rt.rootfs[0])
+        (void)runner_program(eph.rt.python);
     proc_set_shutting_down(false);
     eph.ready = true;
     return 0;
@@ -252,7 +207,7 @@ static int eph_init(const sandbox_config *cfg, char *why, size_t whylen)
 static void fill_mnt_options(mnt_options *mo, const sandbox_spec *spec)
 {
     memset(mo, 0, sizeof *mo);
-    mo->rootfs = eph.rootfs;
+    mo->rootfs = eph.rt.rootfs;
     mo->base = eph.base;
     mo->work_source = NULL; /* private tmpfs: a disk fill never reaches the host */
     mo->allow_network = spec->allow_network;
@@ -311,10 +266,10 @@ static int eph_run(const sandbox_spec *spec, const sandbox_io *io, sandbox_outco
     proc_job pj = {
         .spec = spec,
         .io = io,
-        .python = eph.python,
+        .python = eph.rt.python,
         .cwd = "/work",
         .home = "/work",
-        .runner_from_source = eph.rootfs[0] != '\0', /* another interpreter inside */
+        .runner_from_source = eph.rt.rootfs[0] != '\0', /* another interpreter inside */
         .hooks = {
             .clone_flags = policy_namespaces(spec->allow_network),
             .ctx = &j,

@@ -8,7 +8,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <grp.h>
+
 #include <jansson.h>
 #include <limits.h>
 #include <pthread.h>
@@ -31,6 +31,7 @@
 #include "sandbox/pool_job.h"
 #include "sandbox/pool_warm.h"
 #include "sandbox/pool_zygote.h"
+#include "sandbox/runtime.h"
 #include "sandbox/seccomp.h"
 #include "sandbox/userns.h"
 #include "sandbox/workdir.h"
@@ -45,9 +46,8 @@ typedef pool_zygote zygote;
 
 static struct {
     bool ready;
-    char python[PATH_MAX];
+    sandbox_runtime rt; /* the root and interpreter (runtime.c) */
     char base[PATH_MAX];
-    char rootfs[PATH_MAX];
     struct sock_fprog seccomp;
     mnt_plan zplan;
     bool cgroups, own_cgroups;
@@ -116,7 +116,7 @@ static uid_t block_base(unsigned block)
 
 static int start_zygote(zygote *z, unsigned block, int lock_fd, char *err, size_t errlen)
 {
-    pool_zygote_setup s = {.python = pl.python, .plan = &pl.zplan, .seccomp = &pl.seccomp};
+    pool_zygote_setup s = {.python = pl.rt.python, .plan = &pl.zplan, .seccomp = &pl.seccomp};
     return pool_zygote_start(z, &s, block, block_base(block), lock_fd, err, errlen);
 }
 
@@ -417,15 +417,8 @@ static int pool_init(const sandbox_config *cfg, char *why, size_t whylen)
     }
     const sandbox_isolation_config *o = &cfg->sandbox;
     const sandbox_pool_config *po = &cfg->pool;
-    snprintf(pl.rootfs, sizeof pl.rootfs, "%s", o->rootfs ? o->rootfs : "");
-    size_t rl = strlen(pl.rootfs);
-    while (rl > 0 && pl.rootfs[rl - 1] == '/')
-        pl.rootfs[--rl] = '\0';
-    snprintf(pl.python, sizeof pl.python, "%s", cfg->python_path ? cfg->python_path : "/usr/bin/python3");
-    if (strncmp(pl.python, "/usr/", 5) != 0 && strncmp(pl.python, "/bin/", 5) != 0) {
-        snprintf(why, whylen, "python %s is outside the sandbox's runtime (/usr, /bin)", pl.python);
+    if (sandbox_runtime_resolve(cfg, &pl.rt, why, whylen) != 0)
         return -1;
-    }
     /* Default: one warm sandbox per CPU, which is also the default number of workers. */
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
     pl.size = po->size ? po->size : cpus > 0 ? (unsigned)cpus : 2;
@@ -445,17 +438,12 @@ static int pool_init(const sandbox_config *cfg, char *why, size_t whylen)
     sandbox_tmpfs_bytes(o, &pl.tmp_bytes, &pl.shm_bytes, &pl.work_bytes);
     if (workdir_prepare_base(cfg->work_root, ".pool-root", pl.base, sizeof pl.base, why, whylen) != 0)
         return -1;
-    /* Host supplementary groups would follow the zygote into its namespace. */
-    if (getgroups(0, NULL) > 0 && setgroups(0, NULL) != 0) {
-        snprintf(why, whylen, "setgroups(0): %s", strerror(errno));
-        return -1;
-    }
     sandbox_seccomp_free(&pl.seccomp);
     if (sandbox_seccomp_build(&pl.seccomp, why, whylen) != 0)
         return -1;
     mnt_options mo;
     memset(&mo, 0, sizeof mo);
-    mo.rootfs = pl.rootfs;
+    mo.rootfs = pl.rt.rootfs;
     mo.base = pl.base;
     mo.tmp_bytes = mo.shm_bytes = mo.work_bytes = 1 << 20; /* covered by each job's own */
     mo.tmp_inodes = 64;
