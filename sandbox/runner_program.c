@@ -98,28 +98,32 @@ static json_t *rlimits_json(const rlimit_set *rl)
     return arr;
 }
 
+/* Whether text is a compact JSON object's text, "{}" or "{...}", as the splice needs. */
+static bool is_object_text(const char *text, size_t len)
+{
+    return len >= 2 && text[0] == '{' && text[len - 1] == '}';
+}
+
 char *runner_build_spec(const sandbox_spec *s, const char *home, const rlimit_set *rl, size_t *len)
 {
-    json_t *script = json_string(s->script ? s->script : "");
-    if (!script) {
-        errno = EINVAL; /* not UTF-8 (allocation failures aside) */
+    const char *fields = s->runner_fields_json;
+    size_t flen = fields ? strlen(fields) : 0;
+    if (!is_object_text(fields, flen)) {
+        errno = EINVAL; /* no script to run: refuse rather than start an empty job */
         return NULL;
     }
     json_t *env = env_json(home, s->env);
-    if (!env) {
-        json_decref(script);
+    if (!env)
         return NULL;
-    }
     json_t *rls = NULL;
     if (rl && !(rls = rlimits_json(rl))) {
-        json_decref(script);
         json_decref(env);
         errno = ENOMEM;
         return NULL;
     }
     json_t *limits = sandbox_limits_runner_json(&s->limits);
-    /* "o" steals script, limits and env, also when the pack fails ("o" of NULL fails it). */
-    json_t *doc = json_pack("{s:o, s:o, s:o}", "script", script, "limits", limits, "env", env);
+    /* "o" steals limits and env, also when the pack fails ("o" of NULL fails it). */
+    json_t *doc = json_pack("{s:o, s:o}", "limits", limits, "env", env);
     if (rls && (!doc || json_object_set_new(doc, "rlimits", rls) != 0)) {
         if (!doc)
             json_decref(rls); /* set_new frees it itself on failure */
@@ -132,23 +136,20 @@ char *runner_build_spec(const sandbox_spec *s, const char *home, const rlimit_se
         errno = ENOMEM;
         return NULL;
     }
-    /* The inputs are spliced in as the JSON text the core already validated, rather than
-     * parsed and encoded again (they may be megabytes): {"inputs":<text>, + the rest. */
-    static const char head[] = "{\"inputs\":";
-    const char *inputs = s->inputs_json && *s->inputs_json ? s->inputs_json : "{}";
-    size_t ilen = strlen(inputs), rlen = strlen(rest); /* rest is "{...}", never "{}" */
-    char *text = malloc(sizeof head - 1 + ilen + rlen + 1);
+    /* The runner's fields are spliced in as the JSON text the core built, rather than
+     * parsed and encoded again (the inputs may be megabytes): the fields' members, then
+     * the rest's, {<fields>,<rest>}. */
+    size_t rlen = strlen(rest); /* rest is "{...}", never "{}" */
+    char *text = malloc(flen + rlen); /* fields less '}', ',', rest less '{', NUL */
     if (!text) {
         free(rest);
         errno = ENOMEM;
         return NULL;
     }
-    size_t n = 0;
-    memcpy(text + n, head, sizeof head - 1);
-    n += sizeof head - 1;
-    memcpy(text + n, inputs, ilen);
-    n += ilen;
-    text[n++] = ',';
+    size_t n = flen - 1;
+    memcpy(text, fields, n);
+    if (flen > 2)
+        text[n++] = ',';
     memcpy(text + n, rest + 1, rlen); /* with its NUL */
     n += rlen - 1;
     free(rest);

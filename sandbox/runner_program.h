@@ -13,15 +13,15 @@
 
 /* The one description of a job for the runner (fd 3), a JSON object shared by the cold
  * (process.c) and warm (pool_job.c) paths:
- *   {"inputs": <inputs_json as given>, "script": "...", "limits": {"cpu_seconds",
- *    "memory_mb", "max_file_size_mb", "timeout_seconds"}, "env": ["NAME=VALUE", ...]
- *    [, "rlimits": [[resource, soft, hard], ...]]}
+ *   {<the members of spec->runner_fields_json as given: "script", "inputs", ...>,
+ *    "limits": {"cpu_seconds", "memory_mb", "max_file_size_mb", "timeout_seconds"},
+ *    "env": ["NAME=VALUE", ...] [, "rlimits": [[resource, soft, hard], ...]]}
  * env is the script's whole environment: PATH=/usr/local/bin:/usr/bin:/bin, HOME=home,
  * LANG=C.UTF-8, then spec->env, which overrides those; nothing of the service's own. The
  * runner sets it (os.environ, so putenv too) before the script is compiled. rl: limits a
  * warm runner must apply itself (-1 = unlimited); NULL for a cold one, set before exec.
  * Returns malloc'd text (length in *len), or NULL with errno set (ENOMEM, or EINVAL for
- * text that is not UTF-8). */
+ * text that is not UTF-8 or runner fields that are not a compact JSON object's text). */
 char *runner_build_spec(const sandbox_spec *s, const char *home, const rlimit_set *rl, size_t *len);
 
 /* The program the runner's interpreter gets with -c: a bootstrap holding the runner

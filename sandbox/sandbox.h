@@ -15,8 +15,10 @@
 /* Everything a backend needs to run one job. All pointers stay valid for the call. */
 typedef struct sandbox_spec {
     const char *job_id;       /* UUID text, used to name per-job folders/cgroups */
-    const char *script;       /* Python source, UTF-8 */
-    const char *inputs_json;  /* JSON object text ("{}" when none) */
+    /* The request fields the runner reads (script, inputs, ...), one JSON object text
+     * spliced into its spec as is: {"script":"...","inputs":{...}}; see
+     * src/job_fields.def (seen RUNNER) and runner_build_spec. */
+    const char *runner_fields_json;
     const char *const *env;   /* user env as "NAME=VALUE", NULL-terminated; may be NULL */
     bool allow_network;
     sandbox_limits limits;

@@ -1,7 +1,9 @@
-/* The job model: status names, ids, and how a sandbox outcome becomes a job's final
+/* The job model: status names, ids, the request fields' rows as data (and the ones the
+ * runner reads as one JSON object), and how a sandbox outcome becomes a job's final
  * status and outcome fields (with default error texts when a backend left them out). */
 #include "src/job.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,8 +52,11 @@ bool job_status_is_final(job_status s)
 #define JOB_KIND_LIMITS JOB_FIELD_LIMITS
 #define JOB_KIND_LABELS JOB_FIELD_LABELS
 
-#define FIELD_DESC(ctx, name, kind, member, render, rank) \
-    {#name, JOB_KIND_##kind, offsetof(job, member), JOB_RENDER_##render, rank},
+#define JOB_SEEN_RUNNER true
+#define JOB_SEEN_SERVICE false
+
+#define FIELD_DESC(ctx, name, kind, member, render, rank, seen) \
+    {#name, JOB_KIND_##kind, offsetof(job, member), JOB_RENDER_##render, rank, JOB_SEEN_##seen},
 const job_field_desc job_field_descs[] = {JOB_FIELDS(FIELD_DESC, )};
 const size_t job_field_count = sizeof job_field_descs / sizeof job_field_descs[0];
 
@@ -71,6 +76,94 @@ void *job_field_slot(job *j, const job_field_desc *f)
 const void *job_field_cslot(const job *j, const job_field_desc *f)
 {
     return (const char *)j + f->offset;
+}
+
+#define FIELD_COUNT (sizeof job_field_descs / sizeof job_field_descs[0])
+
+/* A runner field's value as JSON text: its stored text when it is JSON already (not
+ * copied), else encoded into *owned. NULL with errno set when it cannot be. */
+static const char *runner_value_text(const job *j, const job_field_desc *f, char **owned)
+{
+    const void *slot = job_field_cslot(j, f);
+    json_t *v = NULL;
+    *owned = NULL;
+    switch (f->kind) {
+    case JOB_FIELD_OBJECT:
+    case JOB_FIELD_ENV:
+    case JOB_FIELD_LABELS: {
+        const char *text = *(char *const *)slot;
+        return text && *text ? text : "{}";
+    }
+    case JOB_FIELD_BOOL:
+        return *(const bool *)slot ? "true" : "false";
+    case JOB_FIELD_TEXT: {
+        const char *text = *(char *const *)slot;
+        v = json_string(text ? text : "");
+        break;
+    }
+    case JOB_FIELD_BACKEND:
+        v = json_string((const char *)slot);
+        break;
+    case JOB_FIELD_TIMEOUT:
+        v = json_real(*(const double *)slot);
+        break;
+    case JOB_FIELD_LIMITS: /* the runner gets the limits transformed (runner_build_spec) */
+    default:
+        errno = EINVAL;
+        return NULL;
+    }
+    if (!v) {
+        errno = EINVAL; /* not UTF-8 (allocation failures aside) */
+        return NULL;
+    }
+    *owned = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+    json_decref(v);
+    if (!*owned)
+        errno = ENOMEM;
+    return *owned;
+}
+
+char *job_runner_fields_json(const job *j)
+{
+    const char *values[FIELD_COUNT] = {0};
+    size_t lens[FIELD_COUNT] = {0};
+    char *owned[FIELD_COUNT] = {0};
+    char *text = NULL;
+    size_t len = sizeof "{}";
+    int err = 0;
+    for (size_t i = 0; i < FIELD_COUNT; i++) {
+        const job_field_desc *f = &job_field_descs[i];
+        if (!f->runner)
+            continue;
+        if (!(values[i] = runner_value_text(j, f, &owned[i]))) {
+            err = errno;
+            goto done;
+        }
+        lens[i] = strlen(values[i]);
+        len += strlen(f->name) + sizeof ",\"\":" - 1 + lens[i];
+    }
+    if (!(text = malloc(len))) {
+        err = ENOMEM;
+        goto done;
+    }
+    /* {"name":value,...}: names are identifiers, so they need no escaping. */
+    char *p = text;
+    *p++ = '{';
+    for (size_t i = 0; i < FIELD_COUNT; i++) {
+        if (!values[i])
+            continue;
+        p += sprintf(p, "%s\"%s\":", p == text + 1 ? "" : ",", job_field_descs[i].name);
+        memcpy(p, values[i], lens[i]);
+        p += lens[i];
+    }
+    *p++ = '}';
+    *p = '\0';
+done:
+    for (size_t i = 0; i < FIELD_COUNT; i++)
+        free(owned[i]);
+    if (!text)
+        errno = err;
+    return text;
 }
 
 /* The kinds held as an owned string (JSON text or plain). */

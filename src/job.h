@@ -32,7 +32,7 @@ typedef enum job_status {
 #define JOB_MEMBER_LABELS(m) char *m;         /* owned JSON object text {key: value} */
 
 #include "src/job_fields.def"
-#define JOB_FIELD_MEMBER(ctx, name, kind, member, render, rank) JOB_MEMBER_##kind(member)
+#define JOB_FIELD_MEMBER(ctx, name, kind, member, render, rank, seen) JOB_MEMBER_##kind(member)
 
 typedef struct job {
     int64_t seq;                 /* store's insertion order; cursor and queue order */
@@ -82,6 +82,7 @@ typedef struct job_field_desc {
     size_t offset; /* of its member in struct job */
     job_field_render render;
     int rank;
+    bool runner; /* seen RUNNER: a member of the runner's spec */
 } job_field_desc;
 
 extern const job_field_desc job_field_descs[];
@@ -91,6 +92,14 @@ const job_field_desc *job_field_find(const char *name);
 /* The member a row describes, in j. */
 void *job_field_slot(job *j, const job_field_desc *f);
 const void *job_field_cslot(const job *j, const job_field_desc *f);
+
+/* The request fields the runner reads (rows seen RUNNER), as one JSON object text for
+ * sandbox_spec.runner_fields_json, e.g. {"script":"...","inputs":{...}}: TEXT and BACKEND
+ * as strings, OBJECT/ENV/LABELS as their stored JSON text spliced as is ("{}" when none;
+ * inputs may be megabytes, so never parsed again), BOOL as true/false, TIMEOUT as a
+ * number. Returns malloc'd text, or NULL with errno set: ENOMEM, or EINVAL for text that
+ * is not UTF-8 or a kind the runner gets another way (LIMITS). */
+char *job_runner_fields_json(const job *j);
 
 const char *job_status_name(job_status s);
 /* Returns 0 and sets *out, or -1 for an unknown name. */

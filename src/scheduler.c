@@ -243,6 +243,8 @@ static void run_on_backend(worker *w, job *j)
     const char *why = NULL;
     const sandbox_backend *b = backends_get(j->backend);
     char **env = build_env(j->env_json);
+    char *runner_fields = job_runner_fields_json(j);
+    bool fields_not_utf8 = !runner_fields && errno == EINVAL;
     if (w->over_budget) {
         sandbox_outcome_set_error(&out, "SandboxError",
                                   "limits.memory_mb %llu is above this instance's memory budget of %llu MB "
@@ -259,11 +261,14 @@ static void run_on_backend(worker *w, job *j)
     } else if (!env) {
         sandbox_outcome_set_error(&out, "SandboxError", "cannot build the environment: out of memory");
         out.verdict = SANDBOX_SETUP_ERROR;
+    } else if (!runner_fields) {
+        sandbox_outcome_set_error(&out, "SandboxError", "cannot build the runner's fields: %s",
+                                  fields_not_utf8 ? "not UTF-8" : "out of memory");
+        out.verdict = SANDBOX_SETUP_ERROR;
     } else {
         sandbox_spec spec = {
             .job_id = j->id,
-            .script = j->script,
-            .inputs_json = j->inputs_json ? j->inputs_json : "{}",
+            .runner_fields_json = runner_fields,
             .env = (const char *const *)env,
             .allow_network = j->allow_network,
             .limits = j->limits,
@@ -272,6 +277,7 @@ static void run_on_backend(worker *w, job *j)
         sandbox_io io = {.ctx = &sink, .on_output = on_output};
         b->run(&spec, &io, &out);
     }
+    free(runner_fields);
     free(env);
     /* The backend's word for "the sandbox could not be built, the script never ran", as
      * opposed to a script that failed: worth its own counter (a host problem, not a user's). */

@@ -178,7 +178,7 @@ store_rc sq_read(sq_store *s, bool snapshot, sq_read_fn fn, void *arg);
 /* The columns of the request: one per row of src/job_fields.def, by its kind (JSON: text
  * stored as "{}" when absent), and one per limit for its LIMITS row. */
 #define JOB_REQUEST_COLUMNS(X) JOB_FIELDS(SQ_FIELD_COLUMNS, X)
-#define SQ_FIELD_COLUMNS(X, name, kind, member, render, rank) SQ_FIELD_##kind(X, member, render)
+#define SQ_FIELD_COLUMNS(X, name, kind, member, render, rank, seen) SQ_FIELD_##kind(X, member, render)
 #define SQ_FIELD_TEXT(X, m, render) X(m, render, TEXT, m)
 #define SQ_FIELD_OBJECT(X, m, render) X(m, render, JSON, m)
 #define SQ_FIELD_BACKEND(X, m, render) X(m, render, CHARS, m)

@@ -21,6 +21,7 @@
 #include "sandbox/pool.h"
 #include "sandbox/sandbox.h"
 #include "sandbox/workdir.h"
+#include "runner_fields.h"
 
 /* What a test program asks for. The uid ranges must differ between the programs ctest
  * may run at once (ctest -j), or one's sandboxes would count as another's leftovers. */
@@ -177,8 +178,6 @@ static inline void run_spec(sandbox_spec *spec, capture *cap, sandbox_outcome *o
         harness_job_id(job_id, sizeof job_id);
         spec->job_id = job_id;
     }
-    if (!spec->inputs_json)
-        spec->inputs_json = "{}";
     sandbox_io io = {.ctx = cap, .on_output = on_output};
     assert_int_equal(harness.backend->run(spec, cap ? &io : NULL, out), 0);
 }
@@ -186,14 +185,15 @@ static inline void run_spec(sandbox_spec *spec, capture *cap, sandbox_outcome *o
 static inline void run_full(const char *script, const char *inputs, const sandbox_limits *lim, bool network,
                             capture *cap, sandbox_outcome *out)
 {
+    char *fields = runner_fields_make(script, inputs);
     sandbox_spec spec = {
-        .script = script,
-        .inputs_json = inputs,
+        .runner_fields_json = fields,
         .limits = lim ? *lim : default_limits(),
         .allow_network = network,
         .cancel_fd = -1,
     };
     run_spec(&spec, cap, out);
+    free(fields);
 }
 
 static inline void run_simple(const char *script, const char *inputs, capture *cap, sandbox_outcome *out)

@@ -25,6 +25,7 @@
 #include "sandbox/sandbox.h"
 #include "sandbox/workdir.h"
 #include "large_env.h"
+#include "runner_fields.h"
 
 static const sandbox_backend *backend;
 static char tmp_root[PATH_MAX];  /* test scratch folder */
@@ -102,16 +103,17 @@ static void next_job_id(char *buf, size_t len)
 static void run_job(const char *script, job_opts *o, capture *cap, sandbox_outcome *out)
 {
     next_job_id(o->job_id, sizeof o->job_id);
+    char *fields = runner_fields_make(script, o->inputs);
     sandbox_spec spec = {
         .job_id = o->job_id,
-        .script = script,
-        .inputs_json = o->inputs ? o->inputs : "{}",
+        .runner_fields_json = fields,
         .env = o->env,
         .limits = o->has_limits ? o->limits : default_limits(),
         .cancel_fd = o->cancel_fd,
     };
     sandbox_io io = {.ctx = cap, .on_output = on_output};
     assert_int_equal(backend->run(&spec, &io, out), 0);
+    free(fields);
 }
 
 /* Runs a script with default options. */
@@ -463,17 +465,18 @@ static void expect_json(const json_t *got, const char *want_text)
 static void test_spec_document(void **state)
 {
     const char *env[] = {"HOME=/elsewhere", "MY=a=b\nc", NULL};
-    sandbox_spec spec = {.script = "def main(x): return x\n", .inputs_json = "{\"x\": [1, 2.50, \"\\u00e9\"]}",
-                         .env = env, .limits = default_limits(), .cancel_fd = -1};
+    char *fields = runner_fields_make("def main(x): return x\n", "{\"x\": [1, 2.50, \"\\u00e9\"]}");
+    sandbox_spec spec = {.runner_fields_json = fields, .env = env, .limits = default_limits(), .cancel_fd = -1};
     size_t len;
     char *text = runner_build_spec(&spec, "/work", NULL, &len);
     assert_non_null(text);
-    /* The inputs' own text, not parsed and encoded again. */
-    assert_non_null(strstr(text, "\"inputs\":{\"x\": [1, 2.50, \"\\u00e9\"]},"));
+    /* The runner's fields as given, the inputs' own text not parsed and encoded again. */
+    assert_non_null(strstr(text, "{\"script\":\"def main(x): return x\\n\",\"inputs\":{\"x\": [1, 2.50, \"\\u00e9\"]},"));
     free(text);
 
     json_t *doc = spec_doc(&spec, "/work", NULL);
     expect_json(json_object_get(doc, "script"), "\"def main(x): return x\\n\"");
+    expect_json(json_object_get(doc, "inputs"), "{\"x\": [1, 2.5, \"\\u00e9\"]}");
     /* The base without the HOME the job sets, then the job's own, '=' and all. */
     expect_json(json_object_get(doc, "env"),
                 "[\"PATH=/usr/local/bin:/usr/bin:/bin\", \"LANG=C.UTF-8\", \"HOME=/elsewhere\", \"MY=a=b\\nc\"]");
@@ -486,7 +489,9 @@ static void test_spec_document(void **state)
                      .items = {{RLIMIT_NOFILE, "nofile", {10, 20}},
                                {RLIMIT_AS, "as", {RLIM_INFINITY, RLIM_INFINITY}}}};
     spec.env = NULL;
-    spec.inputs_json = NULL;
+    free(fields);
+    fields = runner_fields_make("def main(): return 1\n", NULL);
+    spec.runner_fields_json = fields;
     doc = spec_doc(&spec, "/w", &rl);
     expect_json(json_object_get(doc, "env"), "[\"PATH=/usr/local/bin:/usr/bin:/bin\", \"HOME=/w\", \"LANG=C.UTF-8\"]");
     char want[128];
@@ -495,12 +500,31 @@ static void test_spec_document(void **state)
     expect_json(json_object_get(doc, "inputs"), "{}");
     json_decref(doc);
 
+    /* No runner fields: the spec holds only what the backend adds. */
+    spec.runner_fields_json = "{}";
+    doc = spec_doc(&spec, "/w", NULL);
+    assert_int_equal(json_object_size(doc), 2);
+    assert_non_null(json_object_get(doc, "limits"));
+    assert_non_null(json_object_get(doc, "env"));
+    json_decref(doc);
+
+    /* Fields that are not an object's text are refused, not spliced into a broken spec. */
+    const char *not_objects[] = {NULL, "", "{", "[]", "\"x\""};
+    for (size_t i = 0; i < sizeof not_objects / sizeof not_objects[0]; i++) {
+        spec.runner_fields_json = not_objects[i];
+        errno = 0;
+        assert_null(runner_build_spec(&spec, "/w", NULL, &len));
+        assert_int_equal(errno, EINVAL);
+    }
+
     /* Text that is not UTF-8 cannot be encoded (the API never lets it through). */
     const char *bad[] = {"X=\xff", NULL};
+    spec.runner_fields_json = fields;
     spec.env = bad;
     errno = 0;
     assert_null(runner_build_spec(&spec, "/w", NULL, &len));
     assert_int_equal(errno, EINVAL);
+    free(fields);
 }
 
 static void test_subprocess_output_is_captured(void **state)
@@ -840,10 +864,12 @@ static void *run_parallel(void *arg)
              "import time\ndef main(n):\n    for i in range(3):\n        print(n, i)\n"
              "        time.sleep(0.05)\n    return n * 10\n");
     snprintf(inputs, sizeof inputs, "{\"n\": %d}", pj->n);
-    sandbox_spec spec = {.job_id = pj->job_id, .script = script, .inputs_json = inputs,
-                         .limits = default_limits(), .cancel_fd = -1};
+    char *fields = runner_fields_make(script, inputs);
+    sandbox_spec spec = {.job_id = pj->job_id, .runner_fields_json = fields, .limits = default_limits(),
+                         .cancel_fd = -1};
     sandbox_io io = {.ctx = &pj->cap, .on_output = on_output};
     backend->run(&spec, &io, &pj->out);
+    free(fields);
     return NULL;
 }
 
@@ -888,8 +914,8 @@ static int map_ids(void *ctx, pid_t pid, char *err, size_t errlen)
 
 static void test_setup_errors_fail_closed(void **state)
 {
-    sandbox_spec spec = {.job_id = "x", .script = "def main():\n    return 1\n",
-                         .inputs_json = "{}", .limits = default_limits(), .cancel_fd = -1};
+    sandbox_spec spec = {.job_id = "x", .runner_fields_json = "{\"script\":\"def main():\\n    return 1\\n\",\"inputs\":{}}",
+                         .limits = default_limits(), .cancel_fd = -1};
     proc_job job = {.spec = &spec, .python = "/nonexistent/python", .cwd = "/", .home = "/"};
     if (geteuid() != 0) { /* unprivileged: a PID namespace needs a user namespace */
         job.hooks.clone_flags = CLONE_NEWUSER;

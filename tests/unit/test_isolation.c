@@ -286,9 +286,9 @@ static void run_check(void **state)
     char inputs[PATH_MAX + 32];
     if (c->pass_host_dir)
         snprintf(inputs, sizeof inputs, "{\"host_dir\": \"%s\"}", harness.tmp_root);
+    char *fields = runner_fields_make(c->script, c->pass_host_dir ? inputs : c->inputs);
     sandbox_spec spec = {
-        .script = c->script,
-        .inputs_json = c->pass_host_dir ? inputs : c->inputs,
+        .runner_fields_json = fields,
         .env = c->env,
         .limits = limits_of(c),
         .cancel_fd = -1,
@@ -296,6 +296,7 @@ static void run_check(void **state)
     capture cap = {0};
     sandbox_outcome out;
     run_spec(&spec, &cap, &out);
+    free(fields);
     expect_outcome(c, &out, &cap);
     sandbox_outcome_free(&out);
     capture_free(&cap);
@@ -309,11 +310,13 @@ static void test_large_environment(void **state)
 {
     char **env = large_env_make();
     assert_non_null(env);
-    sandbox_spec spec = {.script = LARGE_ENV_SCRIPT, .env = (const char *const *)env,
+    char *fields = runner_fields_make(LARGE_ENV_SCRIPT, NULL);
+    sandbox_spec spec = {.runner_fields_json = fields, .env = (const char *const *)env,
                          .limits = default_limits(), .cancel_fd = -1};
     capture cap = {0};
     sandbox_outcome out;
     run_spec(&spec, &cap, &out);
+    free(fields);
     expect_result(&out, &cap, "[true, true]");
     sandbox_outcome_free(&out);
     capture_free(&cap);
@@ -400,11 +403,12 @@ static void test_cancel(void **state)
     assert_true(efd >= 0);
     uint64_t one = 1;
     assert_int_equal(write(efd, &one, sizeof one), (ssize_t)sizeof one);
-    sandbox_spec spec = {.script = "import time\ndef main():\n    time.sleep(30)\n",
-                         .limits = default_limits(), .cancel_fd = efd};
+    char *fields = runner_fields_make("import time\ndef main():\n    time.sleep(30)\n", NULL);
+    sandbox_spec spec = {.runner_fields_json = fields, .limits = default_limits(), .cancel_fd = efd};
     capture cap = {0};
     sandbox_outcome out;
     run_spec(&spec, &cap, &out);
+    free(fields);
     expect_failure(&out, &cap, SANDBOX_CANCELLED, "Cancelled", "cancelled");
     sandbox_outcome_free(&out);
     capture_free(&cap);

@@ -1,11 +1,13 @@
 /* The job model: status names round-trip, id validation at its boundaries, and how each
- * sandbox verdict becomes a job status, error and usage document. */
+ * sandbox verdict becomes a job status, error and usage document, and the one object of
+ * the request fields the runner reads. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -258,6 +260,60 @@ static void failed_by_signal_default_message(void **state)
     job_free(&j);
 }
 
+/* The fields the runner reads, as one object: script encoded, inputs spliced as stored,
+ * nothing of the service's own fields (backend, allow_network, labels, ...). */
+static void runner_fields_json_of_a_job(void **state)
+{
+    job j;
+    job_init(&j);
+    j.script = strdup("print(\"h\xc3\xa9 \\\\ \xe2\x9c\x93\")\n");
+    j.inputs_json = strdup("{\"a\":[1,2.50],\"b\":\"\\u00e9\"}");
+    strcpy(j.backend, "direct");
+    j.allow_network = true;
+    j.labels_json = strdup("{\"team\":\"x\"}");
+    j.env_json = strdup("{\"SECRET\":\"v\"}");
+    char *text = job_runner_fields_json(&j);
+    assert_non_null(text);
+    /* UTF-8 kept as is; the inputs' own text (2.50, \u00e9), never parsed again. */
+    assert_string_equal(text, "{\"script\":\"print(\\\"h\xc3\xa9 \\\\\\\\ \xe2\x9c\x93\\\")\\n\","
+                              "\"inputs\":{\"a\":[1,2.50],\"b\":\"\\u00e9\"}}");
+    json_t *doc = json_loads(text, 0, NULL);
+    assert_non_null(doc);
+    assert_int_equal(json_object_size(doc), 2);
+    assert_string_equal(json_string_value(json_object_get(doc, "script")), j.script);
+    json_decref(doc);
+    free(text);
+
+    /* No inputs stored: an empty object, as the runner expects. */
+    free(j.inputs_json);
+    j.inputs_json = NULL;
+    text = job_runner_fields_json(&j);
+    assert_non_null(text);
+    assert_non_null(strstr(text, ",\"inputs\":{}}"));
+    free(text);
+
+    /* A script that is not UTF-8 cannot be encoded: refused, not passed on. */
+    free(j.script);
+    j.script = strdup("print('\xff')");
+    errno = 0;
+    assert_null(job_runner_fields_json(&j));
+    assert_int_equal(errno, EINVAL);
+    job_free(&j);
+}
+
+/* Which rows the runner sees is the def's column, as data. */
+static void runner_rows_are_script_and_inputs(void **state)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < job_field_count; i++)
+        n += job_field_descs[i].runner;
+    assert_int_equal(n, 2);
+    assert_true(job_field_find("script")->runner);
+    assert_true(job_field_find("inputs")->runner);
+    assert_false(job_field_find("allow_network")->runner);
+    assert_false(job_field_find("env_vars")->runner);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -271,6 +327,8 @@ int main(void)
         cmocka_unit_test(timeout_message_uses_g_format),
         cmocka_unit_test(backend_errors_are_kept),
         cmocka_unit_test(failed_by_signal_default_message),
+        cmocka_unit_test(runner_fields_json_of_a_job),
+        cmocka_unit_test(runner_rows_are_script_and_inputs),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -112,9 +112,10 @@ static void *par_main(void *arg)
     char job_id[64], inputs[64];
     snprintf(job_id, sizeof job_id, "pool-par-%d-%d", (int)getpid(), p->n);
     snprintf(inputs, sizeof inputs, "{\"n\": %d}", p->n);
-    sandbox_spec spec = {.job_id = job_id, .script = "import time\ndef main(n):\n    time.sleep(0.3)\n    return n\n",
-                         .inputs_json = inputs, .limits = default_limits(), .cancel_fd = -1};
+    char *fields = runner_fields_make("import time\ndef main(n):\n    time.sleep(0.3)\n    return n\n", inputs);
+    sandbox_spec spec = {.job_id = job_id, .runner_fields_json = fields, .limits = default_limits(), .cancel_fd = -1};
     harness.backend->run(&spec, NULL, &p->out);
+    free(fields);
     return NULL;
 }
 
@@ -182,9 +183,10 @@ static void *tp_main(void *arg)
         for (char *c = job_id; *c; c++)
             if (*c == 'x')
                 *c = '0';
-        sandbox_spec spec = {.job_id = job_id, .script = "def main():\n    return 1\n", .inputs_json = "{}",
-                             .limits = default_limits(), .cancel_fd = -1};
+        char *fields = runner_fields_make("def main():\n    return 1\n", "{}");
+        sandbox_spec spec = {.job_id = job_id, .runner_fields_json = fields, .limits = default_limits(), .cancel_fd = -1};
         harness.backend->run(&spec, NULL, &out);
+        free(fields);
         a->ok += out.verdict == SANDBOX_SUCCEEDED;
         sandbox_outcome_free(&out);
     }
