@@ -1,5 +1,10 @@
 #!/bin/sh
 # One command for the benchmark: builds build/ if needed, starts executord on a free
 # port with a temporary data folder, measures, prints and records the table.
-# Flags go to bench/bench.py (see bench/README.md or --help).
+# Flags go to bench/bench.py (see bench/README.md or --help); with --network first, to
+# bench/network.py instead (the cost of allow_network; root, in test namespaces).
+if [ "${1-}" = --network ]; then
+    shift
+    exec /usr/bin/python3 "$(dirname "$0")/network.py" "$@"
+fi
 exec /usr/bin/python3 "$(dirname "$0")/bench.py" "$@"
