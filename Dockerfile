@@ -8,7 +8,7 @@ FROM debian:12 AS build
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
       gcc libc6-dev cmake make pkg-config \
-      libmicrohttpd-dev libjansson-dev libseccomp-dev uuid-dev libsqlite3-dev nettle-dev \
+      libmicrohttpd-dev libjansson-dev libseccomp-dev uuid-dev libsqlite3-dev nettle-dev libnftables-dev \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY CMakeLists.txt ./
@@ -28,7 +28,7 @@ FROM debian:12-slim
 # Runtime libraries only (Debian 12 names) and the sandboxes' interpreter; no compiler.
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
-      libmicrohttpd12 libjansson4 libseccomp2 libuuid1 libsqlite3-0 libnettle8 \
+      libmicrohttpd12 libjansson4 libseccomp2 libuuid1 libsqlite3-0 libnettle8 libnftables1 slirp4netns \
       python3 ca-certificates tzdata \
  && rm -rf /var/lib/apt/lists/* \
  && mkdir -p /var/lib/executord /run/executord-uid-slots \

@@ -37,6 +37,16 @@ static json_t *backends_json(const config *cfg, const api_backend_checks *checks
     return list;
 }
 
+/* How network-enabled jobs reach the outside and what they may not reach (the egress
+ * policy): shown so an operator can check it without reading the configuration. */
+static json_t *network_json(const api_backend_checks *checks)
+{
+    char *text = checks->network_json ? checks->network_json() : NULL;
+    json_t *o = text ? json_loads(text, 0, NULL) : NULL;
+    free(text);
+    return o ? o : json_pack("{s:b, s:s}", "available", false, "reason", "unknown");
+}
+
 /* The storage part of an authenticated /readyz: "ok", or "degraded" while the disk's
  * reserve is in use (jobs are still accepted), with the figures behind it. */
 static json_t *storage_json(const store_storage *st)
@@ -78,15 +88,17 @@ api_result api_health_readyz(api_request *rq, api_response *rs)
     if (!api_auth_ok(srv->cfg->api_token, api_header(rq, MHD_HTTP_HEADER_AUTHORIZATION)))
         return api_respond_json(rs, 200, json_pack("{s:s}", "status", "ready"));
     return api_respond_json(rs, 200,
-                            json_pack("{s:s, s:s, s:o, s:s, s:o}", "status", "ready", "store", "ok",
+                            json_pack("{s:s, s:s, s:o, s:s, s:o, s:o}", "status", "ready", "store", "ok",
                                       "storage", storage_json(&storage), "default_backend",
                                       srv->cfg->backend, "backends",
-                                      backends_json(srv->cfg, srv->backends)));
+                                      backends_json(srv->cfg, srv->backends), "network",
+                                      network_json(srv->backends)));
 }
 
 api_result api_health_backends(api_request *rq, api_response *rs)
 {
     return api_respond_json(rs, 200,
-                            json_pack("{s:s, s:o}", "default", rq->srv->cfg->backend, "backends",
-                                      backends_json(rq->srv->cfg, rq->srv->backends)));
+                            json_pack("{s:s, s:o, s:o}", "default", rq->srv->cfg->backend, "backends",
+                                      backends_json(rq->srv->cfg, rq->srv->backends), "network",
+                                      network_json(rq->srv->backends)));
 }

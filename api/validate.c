@@ -26,6 +26,7 @@ const api_backend_checks *api_backend_checks_default(void)
         .available = backends_available,
         .note = backends_note,
         .state_json = backends_state_json,
+        .network_json = backends_network_json,
     };
     checks.names = backends_names();
     return &checks;

@@ -35,6 +35,9 @@ typedef struct api_backend_checks {
     const char *(*note)(const char *name);
     /* The backend's own state as malloc'd JSON object text, or NULL. May be NULL. */
     char *(*state_json)(const char *name);
+    /* How network-enabled jobs reach the outside (stack, egress policy) as malloc'd JSON
+     * object text, or NULL. May be NULL. */
+    char *(*network_json)(void);
 } api_backend_checks;
 
 const api_backend_checks *api_backend_checks_default(void);

@@ -24,8 +24,8 @@
 #include <unistd.h>
 
 #include "sandbox/cgroup.h"
+#include "sandbox/jobnet.h"
 #include "sandbox/mnt.h"
-#include "sandbox/net.h"
 #include "sandbox/policy.h"
 #include "sandbox/process.h"
 #include "sandbox/runtime.h"
@@ -57,23 +57,33 @@ typedef struct eph_job {
     uid_t host_id;
     cgroup_job *cg;
     mnt_plan plan;
-    bool new_net;
+    bool network;             /* allow_network: connected by jobnet */
+    jobnet net;
     const struct sock_fprog *seccomp;
 } eph_job;
 
+/* Maps the ids, then starts connecting a network-enabled job (the stack and the policy
+ * come up while init assembles its root; hook_parent_attach waits for them). */
 static int hook_parent_setup(void *ctx, pid_t pid, char *err, size_t errlen)
 {
     eph_job *j = ctx;
-    return sandbox_userns_write_maps(pid, j->host_id, err, errlen);
+    if (sandbox_userns_write_maps(pid, j->host_id, err, errlen) != 0)
+        return -1;
+    if (j->network && jobnet_begin(&j->net, pid, -1, err, errlen) != 0)
+        return -1;
+    return 0;
 }
 
 /* While init assembles its root: on cgroup v1 the write waits for an RCU grace period
  * (~10 ms on this kind of host), which this way overlaps the mounts. init forks nothing
- * before it is told this succeeded, so every process of the job is born inside. */
-static int hook_parent_attach(void *ctx, pid_t pid, char *err, size_t errlen)
+ * before it is told this succeeded, so every process of the job is born inside, and a
+ * network-enabled job's first packet already meets the policy. */
+static int hook_parent_attach(void *ctx, pid_t pid, bool in_cgroup, char *err, size_t errlen)
 {
     eph_job *j = ctx;
-    if (j->cg && sandbox_cgroup_job_attach(j->cg, pid, err, errlen) != 0)
+    if (!in_cgroup && j->cg && sandbox_cgroup_job_attach(j->cg, pid, err, errlen) != 0)
+        return -1;
+    if (j->network && jobnet_finish(&j->net, err, errlen) != 0)
         return -1;
     return 0;
 }
@@ -90,7 +100,7 @@ static int hook_child_attached(void *ctx, const char **step)
 static int hook_child_setup(void *ctx, const char **step)
 {
     eph_job *j = ctx;
-    policy_init init = {.mounts = &j->plan, .own_network = j->new_net};
+    policy_init init = {.mounts = &j->plan};
     return policy_init_steps(&init, step);
 }
 
@@ -110,7 +120,7 @@ static int hook_child_pre_exec(void *ctx, const char **step)
  * start-up instead of failing every job. The child waits until the maps are written. */
 static int probe_namespaces(char *why, size_t whylen)
 {
-    unsigned long flags = policy_namespaces(false) | CLONE_NEWCGROUP;
+    unsigned long flags = policy_namespaces() | CLONE_NEWCGROUP;
     int hold[2];
     if (pipe2(hold, O_CLOEXEC) != 0) {
         snprintf(why, whylen, "pipe2: %s", strerror(errno));
@@ -177,6 +187,11 @@ static int eph_init(const sandbox_config *cfg, char *why, size_t whylen)
     if (sandbox_seccomp_build(&eph.seccomp, why, whylen) != 0)
         return -1;
     sandbox_tmpfs_bytes(o, &eph.tmp_bytes, &eph.shm_bytes, &eph.work_bytes);
+    /* Jobs without network do not need it: a host without slirp4netns or nftables still
+     * runs them, and network-enabled jobs fail with the reason (never run unfiltered). */
+    char netwhy[512];
+    if (jobnet_configure(&cfg->network, netwhy, sizeof netwhy) != 0)
+        fprintf(stderr, "executord: ephemeral: network-enabled jobs will fail: %s\n", netwhy);
 
     cgroup_options co = {
         .root = o->cgroup_root,
@@ -210,7 +225,6 @@ static void fill_mnt_options(mnt_options *mo, const sandbox_spec *spec)
     mo->rootfs = eph.rt.rootfs;
     mo->base = eph.base;
     mo->work_source = NULL; /* private tmpfs: a disk fill never reaches the host */
-    mo->allow_network = spec->allow_network;
     mo->tmp_bytes = eph.tmp_bytes;
     mo->shm_bytes = eph.shm_bytes;
     mo->work_bytes = eph.work_bytes;
@@ -247,7 +261,8 @@ static int eph_run(const sandbox_spec *spec, const sandbox_io *io, sandbox_outco
     eph_job j;
     memset(&j, 0, sizeof j);
     j.seccomp = &eph.seccomp;
-    j.new_net = sandbox_net_clone_flags(spec->allow_network) != 0;
+    j.network = spec->allow_network;
+    jobnet_init(&j.net);
     if (sandbox_userns_acquire(&j.host_id) != 0) {
         setup_failed(out, "sandbox uid slot: ", strerror(errno));
         atomic_fetch_sub(&active_jobs, 1);
@@ -271,7 +286,7 @@ static int eph_run(const sandbox_spec *spec, const sandbox_io *io, sandbox_outco
         .home = "/work",
         .runner_from_source = eph.rt.rootfs[0] != '\0', /* another interpreter inside */
         .hooks = {
-            .clone_flags = policy_namespaces(spec->allow_network),
+            .clone_flags = policy_namespaces(),
             .ctx = &j,
             .parent_setup = hook_parent_setup,
             .parent_attach = hook_parent_attach,
@@ -288,6 +303,7 @@ static int eph_run(const sandbox_spec *spec, const sandbox_io *io, sandbox_outco
     proc_run_job(&pj, out);
 
 release:
+    jobnet_end(&j.net);
     if (j.cg && sandbox_cgroup_job_destroy(j.cg, err, sizeof err) != 0)
         fprintf(stderr, "executord: ephemeral: job %s: removing cgroup: %s\n", job_id, err);
     sandbox_mnt_plan_free(&j.plan);

@@ -18,6 +18,8 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "sandbox/net.h"
+
 enum mnt_kind { OP_MKDIR, OP_MOUNT, OP_SETATTR, OP_SYMLINK, OP_WRITE, OP_TOUCH, OP_PIVOT, OP_CHDIR, OP_SETIDS };
 
 struct mnt_op {
@@ -220,20 +222,12 @@ static int build_etc(mnt_plan *p, const mnt_options *o, const char *base, char *
         snprintf(err, errlen, "build mount plan: %s", strerror(ENOMEM));
         return -1;
     }
-    if (o->allow_network) {
-        /* The service's resolver configuration, copied (not bound): the job may resolve
-         * names because it shares the service's network. */
-        char text[4096] = "";
-        int fd = open("/etc/resolv.conf", O_RDONLY | O_CLOEXEC);
-        if (fd >= 0) {
-            ssize_t got = read(fd, text, sizeof text - 1);
-            close(fd);
-            text[got > 0 ? got : 0] = '\0';
-        }
-        if (op_write(p, base, "/etc/resolv.conf", text) < 0) {
-            snprintf(err, errlen, "build mount plan: %s", strerror(ENOMEM));
-            return -1;
-        }
+    /* Generated, never the host's: a network-enabled job resolves through the user-space
+     * stack's forwarder (net.h; egress.h lets it through: blocked address it may use, port 53
+     * only); without network the name simply does not resolve. */
+    if (op_write(p, base, "/etc/resolv.conf", "nameserver " SANDBOX_NET_DNS_ADDRESS "\n") < 0) {
+        snprintf(err, errlen, "build mount plan: %s", strerror(ENOMEM));
+        return -1;
     }
     /* Public, non-secret runtime data of /etc: loader cache, CA certificates, time zone,
      * Debian's alternatives symlinks (so /usr/bin/awk and friends resolve). */

@@ -17,7 +17,6 @@ typedef struct mnt_options {
     const char *base;          /* existing empty folder used as the mount point of the
                                 * new root inside the job's mount namespace */
     const char *work_source;   /* host folder bound at /work; NULL = a private tmpfs */
-    bool allow_network;        /* adds /etc/resolv.conf */
     uint64_t tmp_bytes;        /* size caps of the tmpfs mounts */
     uint64_t shm_bytes;
     uint64_t work_bytes;

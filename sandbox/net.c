@@ -9,14 +9,6 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-unsigned long sandbox_net_clone_flags(bool allow_network)
-{
-    /* allow_network shares the service's namespace unfiltered. Egress filtering (an
-     * allow-list of destinations) belongs HERE: it would need a veth pair or a
-     * slirp/pasta user-mode stack in a fresh namespace instead of sharing ours. */
-    return allow_network ? 0 : CLONE_NEWNET;
-}
-
 int sandbox_net_loopback_up(const char **step)
 {
     int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);

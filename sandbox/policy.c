@@ -21,10 +21,11 @@ static int failed(const char **step, const char *what)
     return -1;
 }
 
-unsigned long policy_namespaces(bool allow_network)
+unsigned long policy_namespaces(void)
 {
-    return CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS |
-           sandbox_net_clone_flags(allow_network);
+    /* CLONE_NEWNET always: a network-enabled job is connected from outside (jobnet.h),
+     * it never shares the service's namespace. */
+    return CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWNET;
 }
 
 int policy_init_steps(const policy_init *p, const char **step)
@@ -40,7 +41,7 @@ int policy_init_steps(const policy_init *p, const char **step)
         return failed(step, "sethostname");
     if (setdomainname("sandbox", 7) != 0)
         return failed(step, "setdomainname");
-    if (p->own_network && sandbox_net_loopback_up(step) != 0)
+    if (sandbox_net_loopback_up(step) != 0)
         return -1;
     return 0;
 }

@@ -22,16 +22,16 @@
 #include "sandbox/mnt.h"
 #include "sandbox/rlimits.h"
 
-/* CLONE_NEW* flags of a sandbox: user, PID, mount, IPC, UTS, and network unless the job
- * shares the service's (allow_network). The cgroup namespace comes later
- * (policy_enter_cgroup_ns), once the sandbox is in its cgroup. */
-unsigned long policy_namespaces(bool allow_network);
+/* CLONE_NEW* flags of a sandbox: user, PID, mount, IPC, UTS and network, whether or not
+ * the job may use the network (the service connects it from outside: jobnet.h). The
+ * cgroup namespace comes later (policy_enter_cgroup_ns), once the sandbox is in its
+ * cgroup. */
+unsigned long policy_namespaces(void);
 
 /* What a sandbox's init sets up, in its fresh namespaces and as their root. */
 typedef struct policy_init {
     const mnt_plan *mounts;  /* a whole root (sandbox_mnt_plan_build) or fresh scratch
                               * mounts on the zygote's root (sandbox_mnt_plan_scratch) */
-    bool own_network;        /* a network namespace of its own: bring loopback up */
 } policy_init;
 
 /* In the sandbox's init: the mount plan, then not dumpable (init is a copy of the

@@ -3,7 +3,8 @@
  * A zygote itself is pool_zygote.c, one warm sandbox pool_warm.c, one job pool_job.c.
  * The per-job isolation is built inside the zygote's fork (runner.py, warm mode); the
  * service side owns the host-side parts: uid maps, the cgroup and its limits, seccomp
- * program, supervision, and the kill. Jobs with allow_network start cold (ephemeral). */
+ * program, supervision, and the kill. A network-enabled job is connected (jobnet.h) to
+ * the warm sandbox it takes, before its spec is sent. */
 #include "sandbox/pool.h"
 
 #include <errno.h>
@@ -27,6 +28,7 @@
 
 #include "sandbox/cgroup.h"
 #include "sandbox/ephemeral.h"
+#include "sandbox/jobnet.h"
 #include "sandbox/mnt.h"
 #include "sandbox/pool_job.h"
 #include "sandbox/pool_warm.h"
@@ -556,9 +558,6 @@ static int pool_run(const sandbox_spec *spec, const sandbox_io *io, sandbox_outc
         sandbox_outcome_set_error(out, "SandboxError", "pool backend is not initialised");
         return 0;
     }
-    /* The host network is a different sandbox shape: started cold, by ephemeral. */
-    if (spec->allow_network)
-        return sandbox_backend_ephemeral.run(spec, io, out);
     for (int attempt = 0;; attempt++) {
         bool lost = false;
         pool_run_once(spec, io, out, attempt > 0, &lost);
@@ -593,6 +592,20 @@ static void pool_run_once(const sandbox_spec *spec, const sandbox_io *io, sandbo
     for (unsigned id = 1; id <= 2; id++)
         if (setpriority(PRIO_USER, w->z->base + id + 2 * w->slot, 0) != 0)
             fprintf(stderr, "executord: pool: setpriority: %s\n", strerror(errno));
+    /* The job process waits for its spec: nothing of the script runs before the policy
+     * is in place and the stack is ready (bench: slirp4netns on a warm sandbox costs
+     * less than starting the job cold). */
+    jobnet net;
+    jobnet_init(&net);
+    char err[1024];
+    if (spec->allow_network &&
+        (jobnet_begin(&net, w->host_pid, w->pidfd, err, sizeof err) != 0 || jobnet_finish(&net, err, sizeof err) != 0)) {
+        jobnet_end(&net);
+        out->verdict = SANDBOX_SETUP_ERROR;
+        sandbox_outcome_set_error(out, "SandboxError", "%s", err);
+        give_back(w); /* destroyed, never reused */
+        return;
+    }
     pool_job pj = {
         .spec = spec,
         .io = io,
@@ -607,6 +620,7 @@ static void pool_run_once(const sandbox_spec *spec, const sandbox_io *io, sandbo
         .lost = lost,
     };
     pool_job_run(&pj, out);
+    jobnet_end(&net);
     /* pool_job_run closed what it consumed */
     w->out_r = w->err_r = w->spec_fd = w->result_r = -1;
     if (*lost) {

@@ -76,7 +76,7 @@ static _Noreturn void zygote_child(const zchild *c)
     close(4);
     /* A sandbox's init steps on the zygote's root (the execve below makes it dumpable
      * again: it writes its own sandboxes' uid maps). */
-    policy_init init = {.mounts = c->plan, .own_network = true};
+    policy_init init = {.mounts = c->plan};
     if (policy_init_steps(&init, &step) != 0)
         zygote_fail(step ? step : "sandbox init steps");
     if (chdir("/work") != 0)
@@ -176,7 +176,7 @@ int pool_zygote_start(pool_zygote *z, const pool_zygote_setup *s, unsigned block
                 .argv = argv, .envp = envp};
     struct clone_args args;
     memset(&args, 0, sizeof args);
-    args.flags = policy_namespaces(false) | CLONE_PIDFD;
+    args.flags = policy_namespaces() | CLONE_PIDFD;
     args.pidfd = (uint64_t)(uintptr_t)&z->pidfd;
     args.exit_signal = SIGCHLD;
     sigset_t all, old;

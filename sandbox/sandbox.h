@@ -90,6 +90,13 @@ typedef struct sandbox_pool_config {
     uid_t uid_base;             /* first host uid of the pool's sandboxes */
 } sandbox_pool_config;
 
+/* Network-enabled jobs (sandbox/jobnet.h): their user-space stack and egress policy. */
+typedef struct sandbox_network_config {
+    const char *slirp4netns;          /* the binary; NULL = /usr/bin/slirp4netns */
+    const char *const *egress_allow;  /* CIDRs exempt from the built-in blocks, NULL-terminated */
+    const char *const *egress_deny;   /* CIDRs blocked besides them, NULL-terminated */
+} sandbox_network_config;
+
 /* Everything a backend is configured with: the one way in, passed to every init. The
  * service fills it from its configuration (src/main.c); strings stay valid until
  * shutdown. */
@@ -98,6 +105,7 @@ typedef struct sandbox_config {
     const char *work_root;    /* folder under which per-job work folders are created */
     sandbox_isolation_config sandbox; /* ephemeral and pool */
     sandbox_pool_config pool;
+    sandbox_network_config network;
 } sandbox_config;
 
 typedef struct sandbox_backend {
@@ -133,6 +141,10 @@ const char *sandbox_backend_names(void);
  * root is unusable, else the number of stale folders it could not remove (the last
  * reason in err). */
 int sandbox_prepare_work_root(const char *work_root, int *removed, char *err, size_t errlen);
+
+/* How network-enabled jobs reach the outside (stack, version, availability, the egress
+ * policy), a JSON object text for /v1/backends and /readyz; malloc'd, NULL on ENOMEM. */
+char *sandbox_network_json(void);
 
 /* The Python source of the in-sandbox runner, embedded at build time. */
 extern const char sandbox_runner_source[];

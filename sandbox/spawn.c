@@ -301,7 +301,7 @@ static int release_init(const child_plan *c, spawn_tree *t, bool in_cgroup, int 
     if (!c->two_phase)
         return SPAWN_OK;
     /* init assembles its root meanwhile. */
-    if (!in_cgroup && h->parent_attach && h->parent_attach(h->ctx, t->pid, err, errlen) != 0)
+    if (h->parent_attach && h->parent_attach(h->ctx, t->pid, in_cgroup, err, errlen) != 0)
         return SPAWN_FAILED_LATE;
     if (send(sync_w, "a", 1, MSG_NOSIGNAL) != 1) {
         /* EPIPE: init is gone already (its setup failed); its record says why. */

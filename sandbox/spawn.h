@@ -61,9 +61,10 @@ typedef struct spawn_hooks {
      * grace period, ~10 ms, which then overlaps the root's assembly instead of preceding
      * it). init waits for it to succeed before child_attached and before forking the
      * runner, so no process of the job starts outside. Same return rules as
-     * parent_setup; a setup failure init reports itself takes precedence. Not called
-     * when clone_into_cgroup placed init in its cgroup already. */
-    int (*parent_attach)(void *ctx, pid_t init_pid, char *err, size_t errlen);
+     * parent_setup; a setup failure init reports itself takes precedence. in_cgroup:
+     * clone_into_cgroup placed init in its cgroup already (nothing to attach); still
+     * called, as the last step before the runner exists (e.g. the job's network). */
+    int (*parent_attach)(void *ctx, pid_t init_pid, bool in_cgroup, char *err, size_t errlen);
     /* In init once parent_attach succeeded, before the runner is forked (e.g.
      * unshare(CLONE_NEWCGROUP), which must see init in its final cgroup). Same rules as
      * child_setup. */

@@ -223,7 +223,7 @@ static void init_main(const warm_request *r, const int *fds, int mapped_r)
     mnt_plan plan;
     if (scratch_plan(r, &plan, err, sizeof err) != 0)
         init_fail(err, 0);
-    policy_init init = {.mounts = &plan, .own_network = true};
+    policy_init init = {.mounts = &plan};
     if (policy_init_steps(&init, &step) != 0)
         init_fail(step, errno);
     sandbox_mnt_plan_free(&plan);
@@ -277,7 +277,7 @@ long exd_warm_spawn(const char *request, const int *fds, int nfds)
     /* Without CLONE_VM this behaves like fork() and creates the namespaces itself: one
      * copy of the interpreter per sandbox. The zygote holds the GIL across the call
      * (PyDLL), so the job process returns to Python holding its copy of it. */
-    long pid = syscall(SYS_clone, policy_namespaces(false) | SIGCHLD, 0L, 0L, 0L, 0L);
+    long pid = syscall(SYS_clone, policy_namespaces() | SIGCHLD, 0L, 0L, 0L, 0L);
     if (pid < 0) {
         int e = errno;
         close(mapped[0]);

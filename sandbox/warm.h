@@ -26,7 +26,7 @@ EXD_WARM_EXPORT int exd_warm_init(const void *bpf, size_t len);
 
 /* One warm sandbox for the request "F <root uid> <job uid> <tmp> <shm> <work> <inodes>"
  * with fds {stdout, stderr, spec, result, status} (the zygote closes its copies after
- * the call). Clones the sandbox into policy_namespaces(false) and writes its uid maps;
+ * the call). Clones the sandbox into policy_namespaces() and writes its uid maps;
  * the sandbox's init runs policy_init_steps on a scratch mount plan, reports "R" (with a
  * pidfd of itself) on status, waits for "G", enters its cgroup namespace and forks the
  * job process, which places its fds (0 /dev/null, 1-4 the job's), runs policy_job_steps

@@ -126,6 +126,11 @@ char *backends_state_json(const char *name)
     return NULL;
 }
 
+char *backends_network_json(void)
+{
+    return sandbox_network_json();
+}
+
 bool backends_available(const char *name, const char **why)
 {
     backend_state *s = find_state(name);

@@ -27,4 +27,7 @@ const char *backends_note(const char *name);
  * when it reports none. */
 char *backends_state_json(const char *name);
 
+/* The network of network-enabled jobs (sandbox_network_json): malloc'd JSON text. */
+char *backends_network_json(void);
+
 #endif

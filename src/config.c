@@ -15,9 +15,10 @@
 #include <unistd.h>
 #include <arpa/inet.h>
 
+#include "sandbox/egress.h"
 #include "src/log.h"
 
-typedef enum opt_kind { OPT_STRING, OPT_PATH_OR_EMPTY, OPT_WHEN_EMPTY, OPT_LISTEN, OPT_INT, OPT_U64, OPT_SECONDS, OPT_LEVEL, OPT_BACKEND, OPT_MODE, OPT_FLAG, OPT_HOSTS, OPT_BACKENDS } opt_kind;
+typedef enum opt_kind { OPT_STRING, OPT_PATH_OR_EMPTY, OPT_WHEN_EMPTY, OPT_LISTEN, OPT_INT, OPT_U64, OPT_SECONDS, OPT_LEVEL, OPT_BACKEND, OPT_MODE, OPT_FLAG, OPT_HOSTS, OPT_BACKENDS, OPT_CIDRS } opt_kind;
 
 typedef struct option_def {
     const char *flag;    /* without the leading "--" */
@@ -74,6 +75,9 @@ static const option_def options[] = {
     {"max-" flag, "EXECUTORD_MAX_" env, OPT_KIND_##type, #max, "the largest " #name " a request may ask for", \
      FIELD(max_limits.name), config_min, ceiling},
     SANDBOX_LIMITS(LIMIT_OPTIONS, )
+    {"egress-allow", "EXECUTORD_EGRESS_ALLOW", OPT_CIDRS, "", "an address range (CIDR) network-enabled jobs may reach although a built-in block covers it, e.g. an internal API or package index (repeatable; the variable takes a comma-separated list; the host's own addresses and --egress-deny stay blocked)", FIELD(egress_allow), 0, 0},
+    {"egress-deny", "EXECUTORD_EGRESS_DENY", OPT_CIDRS, "", "an address range (CIDR) network-enabled jobs may not reach, besides the built-in blocks (repeatable; the variable takes a comma-separated list)", FIELD(egress_deny), 0, 0},
+    {"slirp4netns", "EXECUTORD_SLIRP4NETNS", OPT_STRING, "/usr/bin/slirp4netns", "the user-space network stack of network-enabled jobs (Debian package slirp4netns)", FIELD(slirp4netns), 0, 0},
     {"memory-budget-mb", "EXECUTORD_MEMORY_BUDGET_MB", OPT_U64, "0", "what the memory limits of all running jobs may add up to; a job waits in the queue until its limits.memory_mb fits (0 = 80% of the host's memory, or of executord's cgroup limit when lower)", FIELD(memory_budget_mb), 0, 1 << 24},
 };
 
@@ -147,6 +151,8 @@ static const char *expectation(const option_def *o)
         return "1, 0, true, false, yes or no";
     case OPT_HOSTS:
         return "host names or addresses (letters, digits, '.', '-', ':'; or '*')";
+    case OPT_CIDRS:
+        return "address ranges such as 10.1.0.0/16 or fd00::/8, comma-separated";
     case OPT_BACKENDS:
         snprintf(buf, sizeof buf, "a comma-separated list of %s, each at most once", sandbox_backend_names());
         return buf;
@@ -209,6 +215,28 @@ static int add_allowed_hosts(config *c, const char *s)
     return 0;
 }
 
+/* One or more comma-separated CIDRs, each kept in its canonical form (host bits
+ * cleared) so that the same range given twice compares equal. */
+static int add_cidrs(config_cidrs *l, const char *s)
+{
+    for (const char *p = s; *p;) {
+        size_t len = strcspn(p, ",");
+        char text[sizeof l->items[0]];
+        egress_cidr cidr;
+        if (len == 0 || len >= sizeof text || l->n >= CONFIG_MAX_CIDRS)
+            return -1;
+        memcpy(text, p, len);
+        text[len] = '\0';
+        if (egress_cidr_parse(text, &cidr) != 0)
+            return -1;
+        egress_cidr_format(&cidr, l->items[l->n++], sizeof l->items[0]);
+        p += len;
+        if (*p == ',' && *++p == '\0')
+            return -1;
+    }
+    return 0;
+}
+
 static int apply_value(config *c, const option_def *o, const char *value)
 {
     char *field = (char *)c + o->offset;
@@ -239,6 +267,8 @@ static int apply_value(config *c, const option_def *o, const char *value)
         return add_allowed_hosts(c, value);
     case OPT_BACKENDS:
         return parse_backends(value, field, o->size);
+    case OPT_CIDRS:
+        return add_cidrs((config_cidrs *)field, value);
     case OPT_MODE:
         /* Only the embedded default ("0") and the bare flag ("1") reach here. */
         *(int *)field = strcmp(value, "1") == 0;
@@ -411,6 +441,13 @@ static int check_security(const config *c)
             return -1;
         }
     }
+    for (int i = 0; i < c->egress_allow.n; i++)
+        for (int k = 0; k < c->egress_deny.n; k++)
+            if (strcmp(c->egress_allow.items[i], c->egress_deny.items[k]) == 0) {
+                fprintf(stderr, "executord: %s is in both --egress-allow and --egress-deny: choose one\n",
+                        c->egress_allow.items[i]);
+                return -1;
+            }
     if (!config_backend_enabled(c, c->backend)) {
         fprintf(stderr, "executord: the default backend '%s' (--backend) is not in --backends %s\n",
                 c->backend, c->backends);
@@ -438,7 +475,8 @@ int config_load(config *c, int argc, char **argv)
         if (v)
             c->given[i] = true;
     }
-    bool hosts_from_flags = false;
+    bool hosts_from_flags = false, list_from_flags[N_OPTIONS];
+    memset(list_from_flags, 0, sizeof list_from_flags);
     for (int i = 1; i < argc; i++) {
         const char *arg = argv[i];
         if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0) {
@@ -466,6 +504,10 @@ int config_load(config *c, int argc, char **argv)
             c->n_allowed_hosts = 0;
             hosts_from_flags = true;
         }
+        if (o->kind == OPT_CIDRS && !list_from_flags[o - options]) {
+            ((config_cidrs *)((char *)c + o->offset))->n = 0; /* likewise */
+            list_from_flags[o - options] = true;
+        }
         if (o->kind == OPT_FLAG && !value) {
             value = "1";
         } else if (o->kind == OPT_MODE) {
@@ -481,7 +523,7 @@ int config_load(config *c, int argc, char **argv)
             }
             value = argv[++i];
         }
-        if ((o->kind == OPT_HOSTS && !*value) || apply_value(c, o, value) != 0) {
+        if (((o->kind == OPT_HOSTS || o->kind == OPT_CIDRS) && !*value) || apply_value(c, o, value) != 0) {
             fprintf(stderr, "executord: invalid value \"%s\" for --%s: expected %s\n", value, o->flag,
                     expectation(o));
             return 2;

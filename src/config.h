@@ -10,9 +10,16 @@
 #include "sandbox/sandbox.h"
 
 #define CONFIG_MAX_ALLOWED_HOSTS 16
+#define CONFIG_MAX_CIDRS 32
 #define CONFIG_MAX_OPTIONS 96 /* room in config.given; config.c checks its table fits */
 
 typedef enum log_level { LOG_DEBUG = 0, LOG_INFO, LOG_WARN, LOG_ERROR } log_level;
+
+/* A repeatable list of address ranges, canonical ("10.0.0.0/8"). */
+typedef struct config_cidrs {
+    char items[CONFIG_MAX_CIDRS][64];
+    int n;
+} config_cidrs;
 
 typedef struct config {
     char listen_host[256];
@@ -61,6 +68,9 @@ typedef struct config {
      * the flag means "automatic"; src/membudget.c then replaces it with the effective
      * budget at start-up (and fits max/default memory_mb to it). */
     uint64_t memory_budget_mb;
+    config_cidrs egress_allow;     /* --egress-allow: exempt from the built-in blocks */
+    config_cidrs egress_deny;      /* --egress-deny: blocked besides them */
+    char slirp4netns[4096];        /* the user-space stack of network-enabled jobs */
 
     bool given[CONFIG_MAX_OPTIONS]; /* which options the environment or a flag set */
 } config;

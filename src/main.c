@@ -30,10 +30,20 @@
 #include "src/token.h"
 #include "sandbox/sandbox.h"
 
+/* A NULL-terminated view of a CIDR list (the texts stay in cfg). */
+static const char *const *cidr_texts(const config_cidrs *l, const char **out)
+{
+    for (int i = 0; i < l->n; i++)
+        out[i] = l->items[i];
+    out[l->n] = NULL;
+    return out;
+}
+
 /* The backends' one configuration, from the service's (strings stay in cfg, which lives
  * as long as main). */
 static sandbox_config sandbox_config_from(const config *cfg, const char *work_root)
 {
+    static const char *allow[CONFIG_MAX_CIDRS + 1], *deny[CONFIG_MAX_CIDRS + 1];
     return (sandbox_config){
         .python_path = cfg->python,
         .work_root = work_root,
@@ -54,6 +64,11 @@ static sandbox_config sandbox_config_from(const config *cfg, const char *work_ro
             .recycle_jobs = (unsigned)cfg->pool_recycle_jobs,
             .recycle_seconds = (unsigned)cfg->pool_recycle_seconds,
             .uid_base = (uid_t)cfg->pool_uid_base,
+        },
+        .network = {
+            .slirp4netns = cfg->slirp4netns,
+            .egress_allow = cidr_texts(&cfg->egress_allow, allow),
+            .egress_deny = cidr_texts(&cfg->egress_deny, deny),
         },
     };
 }

@@ -135,7 +135,15 @@ def test_healthz_and_readyz(client):
     # the server also lists "backends" (as GET /v1/backends) - an addition beyond the contract
     assert {k: doc[k] for k in ("status", "store", "default_backend")} == \
         {"status": "ready", "store": "ok", "default_backend": DEFAULT_BACKEND}, doc
-    assert set(doc) <= {"status", "store", "storage", "default_backend", "backends"}, doc
+    assert set(doc) <= {"status", "store", "storage", "default_backend", "backends", "network"}, doc
+    # how network-enabled jobs get out, and what they may not reach (issue 13)
+    net = doc["network"]
+    assert net["stack"] == "slirp4netns", net
+    if net["available"]:
+        assert "10.0.0.0/8" in net["egress"]["deny"] and "169.254.0.0/16" in net["egress"]["deny"], net
+        assert "127.0.0.1/32" in net["egress"]["host_addresses"], net
+    else:
+        assert net["reason"], net
 
 
 # --- 400 ----------------------------------------------------------------------------------

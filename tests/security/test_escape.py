@@ -270,16 +270,24 @@ def test_concurrent_jobs_run_as_different_host_uids(target):
         assert m[3] == "1000" and int(m[4]) > 65535, m  # uid 1000 is no host system account
 
 
-def test_network_allowed_is_explicit(target):
-    # allow_network shares executord's network namespace: the loopback listener is
-    # reachable then (documented); without it (other tests) it is not.
+def test_network_job_cannot_reach_the_service(target):
+    # allow_network gives the job a namespace of its own behind the user-space stack and
+    # the egress policy: executord's port is reachable neither on the job's loopback nor
+    # through the stack's gateway (10.0.2.2, the host's loopback unless disabled). Both
+    # are refused inside the job's namespace: no packet leaves the machine.
     r = ok(target, s("""
-        import socket
+        import errno, socket
         def main(port):
-            socket.create_connection(('127.0.0.1', port), timeout=2).close()
-            return sorted(n for _, n in socket.if_nameindex()) != ['lo']
+            out = {'interfaces': sorted(n for _, n in socket.if_nameindex())}
+            for host in ('127.0.0.1', '10.0.2.2'):
+                try:
+                    socket.create_connection((host, port), timeout=2).close()
+                    out[host] = 'connected'
+                except OSError as e:
+                    out[host] = errno.errorcode.get(e.errno, str(e))
+            return out
         """), inputs={"port": target.server.port}, allow_network=True)
-    assert r is True
+    assert r == {"interfaces": ["lo", "tap0"], "127.0.0.1": "ECONNREFUSED", "10.0.2.2": "EHOSTUNREACH"}, r
 
 
 def test_job_files_are_not_world_readable_on_host(target):

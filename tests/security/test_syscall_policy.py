@@ -406,8 +406,8 @@ def test_standard_library_workload_runs(target):
     assert r["seccomp"] == ["2", "1"], r["seccomp"]
 
 
-# With allow_network the job shares executord's network namespace: only loopback is used
-# here, no name is resolved, no packet leaves the machine.
+# With allow_network the job has its own namespace behind the user-space stack: only its
+# loopback is used here, no name is resolved, no packet leaves the machine.
 NETWORK_WORKLOAD = s('''
     import socket, threading
     def main():

@@ -219,6 +219,37 @@ static void backends_and_allowed_hosts_are_parsed(void **state)
     }
 }
 
+/* --egress-allow / --egress-deny: CIDRs in canonical form, the variable's comma list
+ * replaced by the flags, bad ranges and a range in both lists refused. */
+static void egress_ranges_are_parsed(void **state)
+{
+    config c;
+    setenv("EXECUTORD_EGRESS_ALLOW", "10.1.2.3/16,fd00::1/8", 1);
+    const char *none[] = {"executord"};
+    assert_int_equal(load(&c, 1, none), 0);
+    assert_int_equal(c.egress_allow.n, 2);
+    assert_string_equal(c.egress_allow.items[0], "10.1.0.0/16"); /* host bits cleared */
+    assert_string_equal(c.egress_allow.items[1], "fd00::/8");
+    const char *flags[] = {"executord", "--egress-allow", "192.168.7.0/24", "--egress-deny=198.51.100.7",
+                           "--egress-deny", "2001:db8::/32"};
+    assert_int_equal(load(&c, 6, flags), 0);
+    assert_int_equal(c.egress_allow.n, 1); /* the flags replace the variable's list */
+    assert_string_equal(c.egress_allow.items[0], "192.168.7.0/24");
+    assert_int_equal(c.egress_deny.n, 2);
+    assert_string_equal(c.egress_deny.items[0], "198.51.100.7/32");
+    assert_string_equal(c.egress_deny.items[1], "2001:db8::/32");
+    unsetenv("EXECUTORD_EGRESS_ALLOW");
+    static const char *const bad[] = {"", "10.0.0.0/33", "fd00::/129", "10.0.0/8", "example.com", "10.0.0.0/",
+                                      "10.0.0.0/-1", "10.0.0.0/8,", ",10.0.0.0/8", "10.0.0.0/8 "};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        const char *argv[] = {"executord", "--egress-deny", bad[i]};
+        assert_int_equal(load(&c, 3, argv), 2);
+    }
+    /* The same range allowed and denied: a contradiction, said at start-up. */
+    const char *both[] = {"executord", "--egress-allow", "10.9.0.0/24", "--egress-deny", "10.9.0.7/24"};
+    assert_int_equal(load(&c, 5, both), 2);
+}
+
 static void help_and_version_ask_to_exit_zero(void **state)
 {
     config c;
@@ -303,6 +334,7 @@ int main(void)
         cmocka_unit_test_setup(help_and_version_ask_to_exit_zero, setup),
         cmocka_unit_test_setup(insecure_settings_are_refused_beyond_loopback, setup),
         cmocka_unit_test_setup(backends_and_allowed_hosts_are_parsed, setup),
+        cmocka_unit_test_setup(egress_ranges_are_parsed, setup),
         cmocka_unit_test_setup(every_limit_has_default_and_max_flags, setup),
         cmocka_unit_test_setup(sandbox_defaults_and_backend_names_come_from_the_sandbox_layer, setup),
     };

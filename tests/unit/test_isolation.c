@@ -138,7 +138,7 @@ static const char *const identity_env[] = {"API_KEY=secret", "HOME=/elsewhere", 
     "    r['work'] = tryw('/work/ok')\n"                                                      \
     "    r['shadow'] = os.path.exists('/etc/shadow')\n"                                       \
     "    r['passwd'] = 'sandbox:x:1000:1000' in open('/etc/passwd').read()\n"                 \
-    "    r['resolv'] = os.path.exists('/etc/resolv.conf')\n"                                  \
+    "    r['resolv'] = open('/etc/resolv.conf').read()\n"                                  \
     "    r['null'] = open('/dev/null', 'w').write('abc')\n"                                   \
     "    r['urandom'] = len(open('/dev/urandom', 'rb').read(8))\n"                            \
     "    r['pids'] = sorted(int(p) for p in os.listdir('/proc') if p.isdigit())\n"            \
@@ -189,7 +189,7 @@ static const isolation_check filesystem_is_locked_down = {
     .result = "{\"/x\": \"EROFS\", \"/etc/passwd\": \"EROFS\", \"/usr/x\": \"EROFS\", \"/bin/x\": \"EROFS\","
               " \"/proc/x\": \"ENOENT\", \"/dev/x\": \"EROFS\", \"/etc/x\": \"EROFS\","
               " \"tmp\": \"written\", \"shm\": \"written\", \"work\": \"written\", \"shadow\": false,"
-              " \"passwd\": true, \"resolv\": false, \"null\": 3, \"urandom\": 8, \"pids\": [2],"
+              " \"passwd\": true, \"resolv\": \"nameserver 10.0.2.3\\n\", \"null\": 3, \"urandom\": 8, \"pids\": [2],"
               " \"old_root\": false}",
 };
 /* The sandbox's init is root of the job's user namespace: the job cannot signal it. */
@@ -323,8 +323,9 @@ static void test_large_environment(void **state)
     large_env_free(env);
 }
 
-/* A listener of "the service" on the host's loopback: unreachable from a job, reachable
- * from one with allow_network (the service's namespace). */
+/* A listener of "the service" on the host's loopback: unreachable from a job, with or
+ * without allow_network (its own namespace behind slirp4netns and the egress policy: only
+ * its own loopback is tried here, no packet leaves the machine). */
 static void test_network_is_loopback_only(void **state)
 {
     int ls = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -354,10 +355,7 @@ static void test_network_is_loopback_only(void **state)
     sandbox_outcome_free(&out);
     capture_free(&cap);
     run_full(script, NULL, NULL, true, &cap, &out);
-    if (out.verdict != SANDBOX_SUCCEEDED)
-        dump(&out, &cap);
-    assert_int_equal(out.verdict, SANDBOX_SUCCEEDED);
-    assert_non_null(strstr(out.result_json, "\"connected\""));
+    expect_result(&out, &cap, "[[\"lo\", \"tap0\"], \"ECONNREFUSED\"]");
     sandbox_outcome_free(&out);
     capture_free(&cap);
     close(ls);

@@ -1,0 +1,273 @@
+/* slirp4netns for one job (see netstack.h): its command line, the fds it is given, the
+ * ready handshake and the kill. */
+#include "sandbox/netstack.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+/* The fds slirp4netns finds: 3 ready pipe, 4 exit pipe, 5 user namespace, 6 network
+ * namespace (named to it as /proc/self/fd/N). */
+enum { FD_READY = 3, FD_EXIT = 4, FD_USERNS = 5, FD_NETNS = 6, FD_FIRST_FREE = 7 };
+
+static struct {
+    char path[4096];
+    char version[128];
+} st;
+
+static char *const spawn_env[] = {"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL=C", NULL};
+
+const char *netstack_version(void)
+{
+    return st.version;
+}
+
+static void close_fd(int *fd)
+{
+    if (*fd >= 0)
+        close(*fd);
+    *fd = -1;
+}
+
+/* posix_spawn with default signal dispositions and an empty mask (the service's threads
+ * block signals that slirp4netns must receive), fds as prepared in fa. */
+static int spawn(const char *path, char *const argv[], posix_spawn_file_actions_t *fa, pid_t *pid)
+{
+    posix_spawnattr_t at;
+    int e = posix_spawnattr_init(&at);
+    if (e != 0)
+        return e;
+    sigset_t none, all;
+    sigemptyset(&none);
+    sigfillset(&all);
+    e = posix_spawnattr_setsigmask(&at, &none);
+    if (e == 0)
+        e = posix_spawnattr_setsigdefault(&at, &all);
+    if (e == 0)
+        e = posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+    if (e == 0)
+        e = posix_spawn(pid, path, fa, &at, argv, spawn_env);
+    posix_spawnattr_destroy(&at);
+    return e;
+}
+
+static void wait_child(pid_t pid, int *status)
+{
+    while (waitpid(pid, status, __WALL) < 0 && errno == EINTR) {
+    }
+}
+
+/* The last non-empty line slirp4netns wrote (its reason, when it fails). */
+static void last_line(int fd, char *buf, size_t len)
+{
+    char text[4096];
+    ssize_t n = pread(fd, text, sizeof text - 1, 0);
+    off_t size = lseek(fd, 0, SEEK_END);
+    if (size > (off_t)sizeof text - 1)
+        n = pread(fd, text, sizeof text - 1, size - (off_t)(sizeof text - 1));
+    if (n <= 0) {
+        snprintf(buf, len, "(it printed nothing)");
+        return;
+    }
+    text[n] = '\0';
+    while (n > 0 && (text[n - 1] == '\n' || text[n - 1] == ' '))
+        text[--n] = '\0';
+    char *line = strrchr(text, '\n');
+    snprintf(buf, len, "%.*s", (int)(len > 1 ? len - 1 : 0), line ? line + 1 : text);
+}
+
+int netstack_configure(const char *path, char *why, size_t whylen)
+{
+    st.version[0] = '\0';
+    snprintf(st.path, sizeof st.path, "%s", path && *path ? path : "/usr/bin/slirp4netns");
+    if (access(st.path, X_OK) != 0) {
+        snprintf(why, whylen, "slirp4netns: %s: %s (Debian package slirp4netns)", st.path, strerror(errno));
+        return -1;
+    }
+    int out = memfd_create("slirp4netns-version", MFD_CLOEXEC);
+    if (out < 0) {
+        snprintf(why, whylen, "memfd_create: %s", strerror(errno));
+        return -1;
+    }
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+    posix_spawn_file_actions_adddup2(&fa, out, 1);
+    posix_spawn_file_actions_adddup2(&fa, out, 2);
+    char *const argv[] = {st.path, "--version", NULL};
+    pid_t pid;
+    int e = spawn(st.path, argv, &fa, &pid);
+    posix_spawn_file_actions_destroy(&fa);
+    if (e != 0) {
+        close(out);
+        snprintf(why, whylen, "slirp4netns: %s: %s", st.path, strerror(e));
+        return -1;
+    }
+    int status;
+    wait_child(pid, &status);
+    char text[256] = "";
+    ssize_t n = pread(out, text, sizeof text - 1, 0);
+    close(out);
+    text[n > 0 ? n : 0] = '\0';
+    text[strcspn(text, "\n")] = '\0';
+    /* "slirp4netns version 1.2.0" */
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0 || strncmp(text, "slirp4netns version ", 20) != 0) {
+        snprintf(why, whylen, "slirp4netns: %s --version did not answer as slirp4netns does (%s)", st.path,
+                 text[0] ? text : "no output");
+        return -1;
+    }
+    snprintf(st.version, sizeof st.version, "%.100s", text + 20);
+    return 0;
+}
+
+/* The command line measured in bench/netstack.sh: tap0 configured (10.0.2.100/24), no way
+ * to the host's loopback through 10.0.2.2, slirp4netns itself in its own mount namespace
+ * with capabilities dropped and a seccomp filter, its lifetime tied to the exit pipe. */
+static void build_argv(char *argv[], size_t n, char userns_arg[], size_t ulen, char netns_arg[], size_t nlen)
+{
+    snprintf(userns_arg, ulen, "--userns-path=/proc/self/fd/%d", FD_USERNS);
+    snprintf(netns_arg, nlen, "/proc/self/fd/%d", FD_NETNS);
+    char *const words[] = {st.path, "--configure", "--mtu=65520", "--disable-host-loopback",
+                           "--enable-sandbox", "--enable-seccomp", "--ready-fd=3", "--exit-fd=4",
+                           "--netns-type=path", userns_arg, netns_arg, "tap0", NULL};
+    size_t i = 0;
+    for (; words[i] && i + 1 < n; i++)
+        argv[i] = words[i];
+    argv[i] = NULL;
+}
+
+int netstack_start(netstack *s, int userns_fd, int netns_fd, char *err, size_t errlen)
+{
+    s->pid = -1;
+    s->pidfd = s->ready_r = s->exit_w = s->log_fd = -1;
+    if (!st.version[0]) {
+        snprintf(err, errlen, "slirp4netns is not available");
+        return -1;
+    }
+    int ready[2] = {-1, -1}, quit[2] = {-1, -1};
+    if (pipe2(ready, O_CLOEXEC) != 0 || pipe2(quit, O_CLOEXEC) != 0) {
+        snprintf(err, errlen, "pipe2: %s", strerror(errno));
+        goto fail;
+    }
+    s->ready_r = ready[0];
+    s->exit_w = quit[1];
+    if ((s->log_fd = memfd_create("slirp4netns-log", MFD_CLOEXEC)) < 0) {
+        snprintf(err, errlen, "memfd_create: %s", strerror(errno));
+        goto fail;
+    }
+    /* The sources above the targets, so placing one never overwrites another. */
+    int src[4] = {-1, -1, -1, -1};
+    const int from[4] = {ready[1], quit[0], userns_fd, netns_fd};
+    for (int i = 0; i < 4; i++)
+        if ((src[i] = fcntl(from[i], F_DUPFD_CLOEXEC, FD_FIRST_FREE)) < 0) {
+            snprintf(err, errlen, "fcntl(F_DUPFD_CLOEXEC): %s", strerror(errno));
+            for (int k = 0; k < i; k++)
+                close(src[k]);
+            goto fail;
+        }
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+    posix_spawn_file_actions_adddup2(&fa, s->log_fd, 1);
+    posix_spawn_file_actions_adddup2(&fa, s->log_fd, 2);
+    posix_spawn_file_actions_adddup2(&fa, src[0], FD_READY);
+    posix_spawn_file_actions_adddup2(&fa, src[1], FD_EXIT);
+    posix_spawn_file_actions_adddup2(&fa, src[2], FD_USERNS);
+    posix_spawn_file_actions_adddup2(&fa, src[3], FD_NETNS);
+    /* Nothing else of the service (other jobs' pipes, the database) reaches it. */
+    posix_spawn_file_actions_addclosefrom_np(&fa, FD_FIRST_FREE);
+    char *argv[16], userns_arg[64], netns_arg[64];
+    build_argv(argv, sizeof argv / sizeof argv[0], userns_arg, sizeof userns_arg, netns_arg, sizeof netns_arg);
+    int e = spawn(st.path, argv, &fa, &s->pid);
+    posix_spawn_file_actions_destroy(&fa);
+    for (int i = 0; i < 4; i++)
+        close(src[i]);
+    close_fd(&ready[1]);
+    close_fd(&quit[0]);
+    if (e != 0) {
+        s->pid = -1;
+        snprintf(err, errlen, "spawn %s: %s", st.path, strerror(e));
+        goto fail;
+    }
+    /* Our child: nobody else reaps it, so the pid stays ours until we wait for it. */
+    if ((s->pidfd = (int)syscall(SYS_pidfd_open, s->pid, 0)) < 0) {
+        snprintf(err, errlen, "pidfd_open: %s", strerror(errno));
+        goto fail;
+    }
+    return 0;
+fail:
+    close_fd(&ready[1]);
+    close_fd(&quit[0]);
+    netstack_stop(s);
+    return -1;
+}
+
+static long long now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int netstack_wait_ready(netstack *s, int timeout_ms, char *err, size_t errlen)
+{
+    long long deadline = now_ms() + timeout_ms;
+    for (;;) {
+        struct pollfd p[2] = {{.fd = s->ready_r, .events = POLLIN}, {.fd = s->pidfd, .events = POLLIN}};
+        long long left = deadline - now_ms();
+        if (left <= 0) {
+            char why[512];
+            last_line(s->log_fd, why, sizeof why);
+            snprintf(err, errlen, "slirp4netns not ready in %d ms: %s", timeout_ms, why);
+            return -1;
+        }
+        int n = poll(p, 2, (int)left);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            snprintf(err, errlen, "poll: %s", strerror(errno));
+            return -1;
+        }
+        if (p[0].revents & POLLIN) {
+            char c;
+            ssize_t got = read(s->ready_r, &c, 1);
+            if (got == 1 && c == '1')
+                return 0;
+        }
+        if (p[0].revents & (POLLIN | POLLHUP) || p[1].revents) {
+            /* EOF or an exit before "1": it gave up. */
+            char why[512];
+            last_line(s->log_fd, why, sizeof why);
+            snprintf(err, errlen, "slirp4netns exited before it was ready: %s", why);
+            return -1;
+        }
+    }
+}
+
+void netstack_stop(netstack *s)
+{
+    if (s->pid > 0) {
+        if (s->pidfd >= 0)
+            (void)syscall(SYS_pidfd_send_signal, s->pidfd, SIGKILL, NULL, 0);
+        else
+            (void)kill(s->pid, SIGKILL);
+        int status;
+        wait_child(s->pid, &status);
+        s->pid = -1;
+    }
+    close_fd(&s->pidfd);
+    close_fd(&s->ready_r);
+    close_fd(&s->exit_w);
+    close_fd(&s->log_fd);
+}
