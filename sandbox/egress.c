@@ -37,11 +37,13 @@ typedef struct cidr_list {
     int n;
 } cidr_list;
 
+/* Decided at configure; host and ruleset change when the host's addresses do (mu). */
 static struct {
     bool configured;
     cidr_list blocks, host, deny, allow;
     char *ruleset;
 } eg;
+static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 
 /* ---- CIDRs ---- */
 
@@ -287,6 +289,7 @@ static int run_ruleset(const char *ruleset, bool dry, char *err, size_t errlen)
 
 int egress_configure(const char *const *allow, const char *const *deny, char *why, size_t whylen)
 {
+    /* At start-up, before any job: no install runs meanwhile. */
     free(eg.ruleset);
     memset(&eg, 0, sizeof eg);
     if (list_add_all(&eg.blocks, builtin_blocks, why, whylen) != 0 ||
@@ -318,10 +321,43 @@ static json_t *list_json(const cidr_list *l)
     return a;
 }
 
+static json_t *describe_locked(void);
+
 json_t *egress_describe(void)
 {
-    if (!eg.configured)
-        return NULL;
+    pthread_mutex_lock(&mu);
+    json_t *d = eg.configured ? describe_locked() : NULL;
+    pthread_mutex_unlock(&mu);
+    return d;
+}
+
+/* The host's addresses as they are now: an address the host gained since start-up (a
+ * new interface, a DHCP lease) is blocked from the next job on. */
+static int refresh_host_addresses(char *err, size_t errlen)
+{
+    static cidr_list now; /* large: not on the stack; used under mu only */
+    pthread_mutex_lock(&mu);
+    memset(&now, 0, sizeof now);
+    int rc = read_host_addresses(&now, err, errlen);
+    if (rc == 0 && (now.n != eg.host.n || memcmp(now.items, eg.host.items, sizeof now.items[0] * (size_t)now.n))) {
+        cidr_list before = eg.host;
+        eg.host = now;
+        char *ruleset = build_ruleset();
+        if (ruleset) {
+            free(eg.ruleset);
+            eg.ruleset = ruleset;
+        } else {
+            eg.host = before;
+            snprintf(err, errlen, "egress policy: %s", strerror(ENOMEM));
+            rc = -1;
+        }
+    }
+    pthread_mutex_unlock(&mu);
+    return rc;
+}
+
+static json_t *describe_locked(void)
+{
     /* deny: the built-in blocks, then --egress-deny. */
     json_t *deny = list_json(&eg.blocks);
     json_t *extra = list_json(&eg.deny);
@@ -344,7 +380,7 @@ static void *install_main(void *arg)
         in->rc = -1;
         return NULL;
     }
-    in->rc = run_ruleset(eg.ruleset, false, in->err, sizeof in->err);
+    in->rc = run_ruleset(in->ruleset, false, in->err, sizeof in->err);
     return NULL;
 }
 
@@ -356,8 +392,19 @@ int egress_install_start(egress_install *in, int netns_fd, char *err, size_t err
         return -1;
     }
     in->netns_fd = netns_fd;
+    if (refresh_host_addresses(err, errlen) != 0)
+        return -1;
+    pthread_mutex_lock(&mu);
+    in->ruleset = strdup(eg.ruleset);
+    pthread_mutex_unlock(&mu);
+    if (!in->ruleset) {
+        snprintf(err, errlen, "egress policy: %s", strerror(ENOMEM));
+        return -1;
+    }
     int e = pthread_create(&in->thread, NULL, install_main, in);
     if (e != 0) {
+        free(in->ruleset);
+        in->ruleset = NULL;
         snprintf(err, errlen, "egress policy: pthread_create: %s", strerror(e));
         return -1;
     }
@@ -371,6 +418,8 @@ int egress_install_finish(egress_install *in, char *err, size_t errlen)
         return 0;
     in->started = false;
     int e = pthread_join(in->thread, NULL);
+    free(in->ruleset);
+    in->ruleset = NULL;
     if (e != 0) {
         snprintf(err, errlen, "egress policy: pthread_join: %s", strerror(e));
         return -1;

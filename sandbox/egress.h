@@ -1,7 +1,8 @@
 /* The egress policy of network-enabled jobs: which destinations a job may reach, as one
- * nftables ruleset decided once at start-up (built-in blocks, the host's own addresses,
- * --egress-deny, --egress-allow) and installed into each job's network namespace by the
- * service, where the job holds no capability to change it. See docs/network.md. */
+ * nftables ruleset decided at start-up (built-in blocks, the host's own addresses re-read
+ * for every job, --egress-deny, --egress-allow) and installed into each job's network
+ * namespace by the service, where the job holds no capability to change it. See
+ * docs/network.md. */
 #ifndef EXECUTORD_SANDBOX_EGRESS_H
 #define EXECUTORD_SANDBOX_EGRESS_H
 
@@ -30,7 +31,7 @@ int egress_cidr_parse(const char *text, egress_cidr *out);
 void egress_cidr_format(const egress_cidr *c, char *buf, size_t len);
 
 /* Decides the ruleset: the built-in blocks, every address of the service's own network
- * namespace (read now), deny (--egress-deny) and allow (--egress-allow, exempting from
+ * namespace (read now, and again before each install), deny (--egress-deny) and allow (--egress-allow, exempting from
  * the built-in blocks only: the host's addresses and deny always win). Both lists are
  * NULL-terminated CIDR texts, already validated. The ruleset is checked by libnftables
  * (a dry run) so a kernel or library that cannot take it is reported now. Returns 0, or
@@ -49,6 +50,7 @@ typedef struct egress_install {
     pthread_t thread;
     bool started;
     int netns_fd;             /* borrowed: stays open until finish returned */
+    char *ruleset;            /* this install's copy (the host's addresses may change) */
     int rc;
     char err[512];
 } egress_install;

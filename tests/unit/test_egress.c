@@ -136,6 +136,49 @@ static void policy_is_installed_in_the_jobs_namespace_only(void **state)
     end_holder(holder);
 }
 
+/* In a child standing for the host (its own network namespace, so the machine's network
+ * is not touched): an address the "host" gains after start-up is blocked for the next job. */
+static int host_address_added_later_child(void)
+{
+    char why[512];
+    if (unshare(CLONE_NEWNET) != 0 || system("ip link set lo up") != 0)
+        return 2;
+    if (egress_configure(NULL, NULL, why, sizeof why) != 0)
+        return 3;
+    if (system("ip addr add 192.0.2.77/32 dev lo") != 0)
+        return 4;
+    pid_t holder = namespace_holder();
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/ns/net", (int)holder);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    egress_install in;
+    int rc = fd >= 0 && egress_install_start(&in, fd, why, sizeof why) == 0 &&
+                     egress_install_finish(&in, why, sizeof why) == 0
+                 ? 0
+                 : 5;
+    if (rc == 0 && !strstr(ruleset_of(holder), "192.0.2.77"))
+        rc = 6;
+    json_t *d = egress_describe();
+    if (rc == 0 && !json_list_has(json_object_get(d, "host_addresses"), "192.0.2.77/32"))
+        rc = 7;
+    json_decref(d);
+    end_holder(holder);
+    return rc;
+}
+
+static void host_addresses_are_reread_for_each_job(void **state)
+{
+    fflush(NULL);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0)
+        _exit(host_address_added_later_child());
+    int st;
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    assert_true(WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 0);
+}
+
 static void slirp4netns_comes_up_and_goes(void **state)
 {
     sandbox_network_config cfg = {0};
@@ -178,6 +221,7 @@ int main(void)
         cmocka_unit_test(cidrs_are_parsed_and_canonical),
         cmocka_unit_test(configure_describes_the_policy),
         cmocka_unit_test(policy_is_installed_in_the_jobs_namespace_only),
+        cmocka_unit_test(host_addresses_are_reread_for_each_job),
         cmocka_unit_test(slirp4netns_comes_up_and_goes),
         cmocka_unit_test(a_stack_that_fails_fails_the_job),
     };
