@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -203,6 +204,14 @@ int netstack_start(netstack *s, int userns_fd, int netns_fd, char *err, size_t e
     /* Our child: nobody else reaps it, so the pid stays ours until we wait for it. */
     if ((s->pidfd = (int)syscall(SYS_pidfd_open, s->pid, 0)) < 0) {
         snprintf(err, errlen, "pidfd_open: %s", strerror(errno));
+        goto fail;
+    }
+    /* Each connection of the job is a socket of slirp4netns on the host: bounded, so one
+     * job cannot take the service's whole allowance (set before it is ready, so before
+     * any of the job's code runs). */
+    struct rlimit files = {NETSTACK_MAX_FILES, NETSTACK_MAX_FILES};
+    if (prlimit(s->pid, RLIMIT_NOFILE, &files, NULL) != 0) {
+        snprintf(err, errlen, "prlimit(RLIMIT_NOFILE) of slirp4netns: %s", strerror(errno));
         goto fail;
     }
     return 0;

@@ -10,6 +10,10 @@
 #include <stddef.h>
 #include <sys/types.h>
 
+/* Open files of one job's slirp4netns: its own dozen plus one per connection the job
+ * has open at once. */
+enum { NETSTACK_MAX_FILES = 4096 };
+
 /* Once at start-up: the slirp4netns binary to use. Checks it runs and reads its version.
  * Returns 0, or -1 with the reason in why. */
 int netstack_configure(const char *path, char *why, size_t whylen);

@@ -194,6 +194,15 @@ static void slirp4netns_comes_up_and_goes(void **state)
     assert_true(stack > 0);
     const char *rules = ruleset_of(holder);
     assert_non_null(strstr(rules, "executord_egress"));
+    /* Its open files are bounded (each of the job's connections is one). */
+    char path[64], limits[4096];
+    snprintf(path, sizeof path, "/proc/%d/limits", (int)stack);
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    size_t got = fread(limits, 1, sizeof limits - 1, f);
+    limits[got] = '\0';
+    fclose(f);
+    assert_non_null(strstr(limits, "Max open files            4096                 4096"));
     jobnet_end(&n);
     assert_int_equal(kill(stack, 0), -1); /* killed and reaped */
     assert_int_equal(errno, ESRCH);
