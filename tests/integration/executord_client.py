@@ -288,11 +288,13 @@ class Server:
     """One executord process. Restartable on the same data dir (each start picks a fresh
     port unless one is given); stderr goes to <log_path> for post-mortems."""
 
-    def __init__(self, data_dir, args=(), env=None, log_path=None, token=None, listen=True):
+    def __init__(self, data_dir, args=(), env=None, log_path=None, token=None, listen=True, prefix=()):
         """token: the one given by --api-token-file in args; None = the token executord
         generates in <data_dir>/api-token, read after each start (or none at all with
-        --insecure-no-auth)."""
+        --insecure-no-auth). prefix: a command the binary runs under that execs it in
+        place (e.g. `ip netns exec NS`), so proc is still executord."""
         self.data_dir = Path(data_dir)
+        self.prefix = list(prefix)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.args = list(args)
         self.extra_env = dict(env or {})
@@ -313,7 +315,7 @@ class Server:
     def start(self, timeout=20, port=None):
         assert self.proc is None or self.proc.poll() is not None, "already running"
         self.port = port or free_port()
-        cmd = [BIN]
+        cmd = [*self.prefix, BIN]
         if self.listen:
             cmd += ["--listen", f"127.0.0.1:{self.port}"]
         cmd += ["--data-dir", str(self.data_dir)] + self.args
