@@ -3,10 +3,11 @@
 # then runs every test suite through its ctest label (tests/CMakeLists.txt, docs/testing.md):
 # unit (cmocka), fuzz (libFuzzer, bounded), integration (every response checked against
 # openapi.yaml, plus the spec's lint), client (the Python client), e2e (the dashboard in
-# headless Chromium), security (the attack suite, per backend), container (the Dockerfile
-# replayed and run); then unit, integration, client and security again under the
-# sanitizers. Needs root (the sandboxes do); a suite missing a tool fails here rather than
-# being skipped. Artifacts: build/test-artifacts/ (e2e screenshots, the contract's log).
+# headless Chromium), security (the attack suite, per backend), network (jobs' network and
+# egress policy, in namespaces the suite creates), container (the Dockerfile replayed and
+# run); then unit, integration, client and security again under the sanitizers. Needs root
+# (the sandboxes do); a suite missing a tool fails here rather than being skipped.
+# Artifacts: build/test-artifacts/ (e2e screenshots, the contract's log).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh test
@@ -49,6 +50,8 @@ echo "== dashboard end to end (headless Chromium)"
 label build e2e
 echo "== attack suite (real sandboxes: ephemeral and pool)"
 label build security
+echo "== network suite (jobs' network namespace, egress policy and DNS, in test-created namespaces)"
+label build network
 echo "== container image (the Dockerfile replayed in debootstrap'd Debian 12 roots, then run)"
 label build container
 
