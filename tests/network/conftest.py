@@ -6,6 +6,7 @@ EXECUTORD_TESTS_REQUIRE_ALL=1 (CI)."""
 
 import os
 import shutil
+import signal
 import sys
 from pathlib import Path
 
@@ -24,6 +25,12 @@ PROBE_SCRIPT = (HERE / "probe_job.py").read_text()
 UID_ENV = {"EXECUTORD_SANDBOX_UID_BASE": "4200000", "EXECUTORD_POOL_UID_BASE": "4400000",
            "EXECUTORD_POOL_SIZE": "2"}
 TOOLS = ("ip", "nft", "slirp4netns")
+
+
+def pytest_configure(config):
+    # A cancelled CI run sends SIGTERM: as an interrupt, pytest still runs the fixtures'
+    # teardown, which deletes the namespaces and stops executord.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
 
 
 def pytest_collection_modifyitems(config, items):

@@ -8,6 +8,8 @@ import contextlib
 import ctypes
 import json
 import os
+import re
+import signal
 import subprocess
 import sys
 import time
@@ -16,6 +18,9 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 PYTHON = "/usr/bin/python3"
 CLONE_NEWNET = 0x40000000
+PR_SET_PDEATHSIG = 1
+# Names of this suite's namespaces; the number is the pid of the pytest that made them.
+OUR_NETNS = re.compile(r"^exd-t-(?:host|far|nl)-(\d+)$")
 
 # Addresses (documentation and special-purpose ranges only).
 HOST_VETH4, FAR_VETH4 = "203.0.113.2", "203.0.113.1"
@@ -107,6 +112,7 @@ class Topology:
 
     def build(self):
         self.workdir.mkdir(parents=True, exist_ok=True)
+        sweep_dead_runs()
         run("ip", "netns", "add", self.far)
         run("ip", "netns", "add", self.host)
         self.link()
@@ -159,7 +165,8 @@ class Topology:
         ready = self.workdir / f"{name}.ready"
         errlog = open(self.workdir / f"{name}.stderr.log", "ab")
         p = subprocess.Popen(["ip", "netns", "exec", ns, PYTHON, str(HERE / "servers.py"), str(ready), str(log),
-                              *specs], stdin=subprocess.DEVNULL, stdout=errlog, stderr=errlog)
+                              *specs], stdin=subprocess.DEVNULL, stdout=errlog, stderr=errlog,
+                             preexec_fn=die_with_parent)
         errlog.close()
         self.servers.append(p)
         deadline = time.monotonic() + 10
@@ -228,6 +235,28 @@ class Topology:
         if self.created_etc_netns:
             with contextlib.suppress(OSError):
                 self.netns_etc.parent.rmdir()  # only when empty: another run may use it
+
+
+def die_with_parent():
+    """In a server's child before exec: SIGKILL when the test process dies, however it
+    dies (`ip netns exec` execs the server in place, which keeps this)."""
+    _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+
+def sweep_dead_runs():
+    """Deletes the namespaces (and /etc/netns entries) of earlier runs whose pytest is gone
+    (killed before its teardown); a live run's are left alone."""
+    etc = Path("/etc/netns")
+    names = {line.split()[0] for line in run("ip", "netns", "list").splitlines() if line.strip()}
+    names |= {p.name for p in etc.iterdir()} if etc.is_dir() else set()
+    for name in names:
+        m = OUR_NETNS.match(name)
+        if m and not os.path.exists(f"/proc/{m.group(1)}"):
+            subprocess.run(["ip", "netns", "del", name], capture_output=True)
+            with contextlib.suppress(OSError):
+                (etc / name / "resolv.conf").unlink()
+            with contextlib.suppress(OSError):
+                (etc / name).rmdir()
 
 
 # Run in the host namespace by check_servers_answer: the greeting of each (addr, port).
