@@ -100,6 +100,7 @@ def tcp(host, port, family="inet"):
 def topo(tmp_path_factory):
     with Topology(tmp_path_factory.mktemp("topology")) as t:
         yield t
+        t.check_sealed()  # and still sealed after everything the session did
 
 
 @pytest.fixture(scope="session")
