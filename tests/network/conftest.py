@@ -1,5 +1,5 @@
 """Fixtures of the network suite: the sealed topology (topology.py) built once per pytest
-session, executord started inside its host namespace (`ip netns exec`, own data folder,
+session, executord started inside its host namespace (nsenter, own data folder,
 listening on the namespace's 127.0.0.1) and talked to from that namespace, and the probe
 job (probe_job.py) submitted to it. Root only: unprivileged runs skip, or fail under
 EXECUTORD_TESTS_REQUIRE_ALL=1 (CI)."""
@@ -8,6 +8,7 @@ import os
 import shutil
 import signal
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -24,7 +25,7 @@ PROBE_SCRIPT = (HERE / "probe_job.py").read_text()
 # security suite's, so instances of other suites on the host never share a slot with ours.
 UID_ENV = {"EXECUTORD_SANDBOX_UID_BASE": "4200000", "EXECUTORD_POOL_UID_BASE": "4400000",
            "EXECUTORD_POOL_SIZE": "2"}
-TOOLS = ("ip", "nft", "slirp4netns")
+TOOLS = ("ip", "nft", "slirp4netns", "nsenter", "unshare")
 
 
 def pytest_configure(config):
@@ -79,11 +80,33 @@ class NetService:
         self.server.stop()
 
     def job(self, probes, backend, allow_network=True, **fields):
-        """Runs the probe job; returns its final document."""
+        """Runs the probe job; returns its final document once the job's stack is gone."""
         fields = {"backend": backend, "allow_network": allow_network, "timeout_seconds": 60,
                   "inputs": {"probes": probes}, **fields}
         assert self.server.running, "executord died:\n" + self.server.log_tail()
-        return self.client.run(PROBE_SCRIPT, timeout=120, **fields)
+        doc = self.client.run(PROBE_SCRIPT, timeout=120, **fields)
+        self.assert_no_stack_left()
+        return doc
+
+    def stacks(self):
+        """pids of slirp4netns processes executord started and still has."""
+        found = []
+        for d in Path("/proc").iterdir():
+            try:
+                stat = (d / "stat").read_text()
+            except (OSError, ValueError):
+                continue
+            comm, ppid = stat[stat.index("(") + 1:stat.rindex(")")], int(stat[stat.rindex(")") + 2:].split()[1])
+            if comm == "slirp4netns" and ppid == self.server.proc.pid:
+                found.append(int(d.name))
+        return found
+
+    def assert_no_stack_left(self, timeout=5):
+        """One stack per job, stopped after it: none may outlive the job by seconds."""
+        deadline = time.monotonic() + timeout
+        while (left := self.stacks()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not left, f"slirp4netns still running {timeout} s after the job: {left}"
 
     def probe(self, probes, backend, allow_network=True):
         """Runs the probe job, which must succeed; returns its results, one per probe."""

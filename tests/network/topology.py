@@ -147,8 +147,9 @@ class Topology:
         run("ip", "-n", self.host, "-6", "route", "add", "default", "via", FAR_VETH6)
 
     def name_resolver(self):
-        """/etc/netns/HOST/resolv.conf: `ip netns exec HOST` binds it over /etc/resolv.conf,
-        so executord (and the slirp4netns it starts) sees the loopback resolver."""
+        """/etc/netns/HOST/resolv.conf names the loopback resolver: in_host() binds it over
+        /etc/resolv.conf for executord (and the slirp4netns it starts), as `ip netns exec
+        HOST` does for a person poking around."""
         self.created_etc_netns = not self.netns_etc.parent.exists()
         self.netns_etc.mkdir(parents=True, exist_ok=True)
         (self.netns_etc / "resolv.conf").write_text(f"nameserver {HOST_RESOLVER}\n")
@@ -212,8 +213,14 @@ class Topology:
         return f"/run/netns/{self.host}"
 
     def in_host(self, *cmd):
-        """The command line that runs cmd in the host namespace (its resolv.conf bound)."""
-        return ["ip", "netns", "exec", self.host, *cmd]
+        """The command line that runs cmd in the host namespace, with /etc/netns/HOST/
+        resolv.conf bound over /etc/resolv.conf in a private mount namespace, as `ip netns
+        exec` would bind it. Not `ip netns exec` itself: it also remounts /sys, which takes
+        /sys/fs/cgroup away, and executord would run with rlimits only. Every step execs
+        in place, so the process started is cmd's."""
+        bind = 'mount --bind "$0" /etc/resolv.conf && exec "$@"'
+        return ["nsenter", f"--net={self.host_netns_path()}", "unshare", "--mount", "--propagation", "private",
+                "sh", "-c", bind, str(self.netns_etc / "resolv.conf"), *cmd]
 
     def dns_log(self, which):
         path = self.far_log if which == "far" else self.host_log
