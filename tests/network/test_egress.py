@@ -8,7 +8,7 @@ import pytest
 
 from conftest import tcp
 from topology import (CGNAT, FAR_PORT, FAR_VETH4, HOST_OTHER, HOST_PORT, HOST_VETH4, METADATA, METADATA_PORT,
-                      PRIVATE, PUBLIC, ULA6)
+                      PRIVATE, PRIVATE_OTHER, PUBLIC, ULA6, run)
 
 PUBLIC_GREETING = f"ok:far@{PUBLIC}"
 SERVICE_PORT = object()  # stands for the port of the executord under test
@@ -51,6 +51,31 @@ def test_egress_allow_exempts_a_blocked_range(start_service, backend):
     allowed, still_blocked = service.probe([tcp(PRIVATE, FAR_PORT), tcp(METADATA, METADATA_PORT)], backend)
     assert allowed == f"ok:far@{PRIVATE}"
     assert not still_blocked.startswith("ok"), still_blocked
+
+
+def test_host_addresses_and_deny_win_over_allow(start_service, backend):
+    """--egress-allow exempts from the built-in blocks only: a host address inside an
+    allowed range and a denied address inside one stay refused."""
+    service = start_service("--egress-allow", "192.0.2.0/24", "--egress-allow", "10.9.0.0/16",
+                            "--egress-deny", f"{PRIVATE}/32")
+    allowed, denied, host = service.probe([tcp(PRIVATE_OTHER, FAR_PORT), tcp(PRIVATE, FAR_PORT),
+                                           tcp(HOST_OTHER, HOST_PORT)], backend)
+    assert allowed == f"ok:far@{PRIVATE_OTHER}"
+    assert not denied.startswith("ok"), f"--egress-deny {PRIVATE}/32 lost to --egress-allow 10.9.0.0/16: {denied}"
+    assert not host.startswith("ok"), f"--egress-allow 192.0.2.0/24 opened the host's own {HOST_OTHER}: {host}"
+
+
+def test_address_the_host_gains_later_is_refused(service, topo, backend):
+    """The host's addresses are read again for each job: one added after start-up (a new
+    interface, a DHCP lease) is refused from the next job on."""
+    late = "192.0.2.77"
+    run("ip", "-n", topo.host, "addr", "add", f"{late}/32", "dev", "lo")
+    try:
+        control, blocked = service.probe([tcp(PUBLIC, FAR_PORT), tcp(late, HOST_PORT)], backend)
+    finally:
+        run("ip", "-n", topo.host, "addr", "del", f"{late}/32", "dev", "lo")
+    assert control == PUBLIC_GREETING
+    assert not blocked.startswith("ok"), f"the job reached {late}, added to the host after start-up: {blocked}"
 
 
 def test_egress_deny_blocks_more(start_service, backend):

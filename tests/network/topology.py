@@ -29,6 +29,7 @@ HOST_OTHER = "192.0.2.10"            # another address of the host, on its lo
 PUBLIC = "198.51.100.1"               # the "internet" server
 PUBLIC_DNS = "198.51.100.53"          # the authoritative test DNS server
 PRIVATE = "10.9.0.1"
+PRIVATE_OTHER = "10.9.0.2"            # a second private server, for allow/deny overlaps
 METADATA = "169.254.169.254"
 CGNAT = "100.64.0.1"
 ULA6 = "fd00:100::1"
@@ -36,7 +37,7 @@ HOST_RESOLVER = "127.0.0.53"          # the "systemd-resolved" stand-in in the h
 # slirp4netns's DNS forwarder address; far carries it too, so a job allowed more than
 # port 53 there would reach far's greeting server.
 STACK_DNS = "10.0.2.3"
-FAR_ADDRS4 = [PUBLIC, PUBLIC_DNS, PRIVATE, METADATA, CGNAT, STACK_DNS]
+FAR_ADDRS4 = [PUBLIC, PUBLIC_DNS, PRIVATE, PRIVATE_OTHER, METADATA, CGNAT, STACK_DNS]
 FAR_ADDRS6 = [ULA6]
 # Ports of the greeting servers.
 FAR_PORT = 7001                       # every far IPv4 address; IPv6 too
