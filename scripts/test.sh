@@ -5,9 +5,9 @@
 # openapi.yaml, plus the spec's lint), client (the Python client), e2e (the dashboard in
 # headless Chromium), security (the attack suite, per backend), network (jobs' network and
 # egress policy, in namespaces the suite creates), container (the Dockerfile replayed and
-# run); then unit, integration, client and security again under the sanitizers. Needs root
-# (the sandboxes do); a suite missing a tool fails here rather than being skipped.
-# Artifacts: build/test-artifacts/ (e2e screenshots, the contract's log).
+# run); then unit, integration, client, security and network again under the sanitizers.
+# Needs root (the sandboxes do); a suite missing a tool fails here rather than being
+# skipped. Artifacts: build/test-artifacts/ (e2e screenshots, the contract's log).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh test
@@ -63,3 +63,5 @@ label build-asan integration
 label build-asan client
 echo "== attack suite under ASan + UBSan"
 label build-asan security
+echo "== network suite under ASan + UBSan"
+label build-asan network
