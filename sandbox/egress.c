@@ -287,6 +287,31 @@ static int run_ruleset(const char *ruleset, bool dry, char *err, size_t errlen)
     return rc;
 }
 
+static struct {
+    int rc;
+    char err[512];
+} check;
+
+static void *check_main(void *arg)
+{
+    (void)arg;
+    /* unshare(CLONE_NEWNET) in a thread moves that thread only. */
+    if (unshare(CLONE_NEWNET) != 0) {
+        int e = errno;
+        snprintf(check.err, sizeof check.err, "unshare(CLONE_NEWNET) to check the ruleset: %s%s", strerror(e),
+                 e == EPERM ? " (network-enabled jobs need CAP_SYS_ADMIN and CAP_NET_ADMIN, which the "
+                              "container image does not keep)"
+                            : "");
+        check.rc = -1;
+        return NULL;
+    }
+    char err[400];
+    check.rc = run_ruleset(eg.ruleset, false, err, sizeof err);
+    if (check.rc != 0)
+        snprintf(check.err, sizeof check.err, "libnftables: %s", err);
+    return NULL;
+}
+
 int egress_configure(const char *const *allow, const char *const *deny, char *why, size_t whylen)
 {
     /* At start-up, before any job: no install runs meanwhile. */
@@ -301,9 +326,18 @@ int egress_configure(const char *const *allow, const char *const *deny, char *wh
         snprintf(why, whylen, "egress policy: %s", strerror(ENOMEM));
         return -1;
     }
-    char err[512];
-    if (run_ruleset(eg.ruleset, true, err, sizeof err) != 0) {
-        snprintf(why, whylen, "egress policy: libnftables: %s", err);
+    /* Loaded for real once, into a network namespace of the checking thread's own that
+     * vanishes with it: what the kernel, the library or our privileges refuse is known
+     * now, not at the first network-enabled job. */
+    pthread_t t;
+    int e = pthread_create(&t, NULL, check_main, NULL);
+    if (e != 0) {
+        snprintf(why, whylen, "egress policy: pthread_create: %s", strerror(e));
+        return -1;
+    }
+    pthread_join(t, NULL);
+    if (check.rc != 0) {
+        snprintf(why, whylen, "egress policy: %s", check.err);
         return -1;
     }
     eg.configured = true;

@@ -5,8 +5,10 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <signal.h>
-#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,16 +20,16 @@
 #include <time.h>
 #include <unistd.h>
 
-/* The fds slirp4netns finds: 3 ready pipe, 4 exit pipe, 5 user namespace, 6 network
- * namespace (named to it as /proc/self/fd/N). */
-enum { FD_READY = 3, FD_EXIT = 4, FD_USERNS = 5, FD_NETNS = 6, FD_FIRST_FREE = 7 };
+#include "sandbox/helper_proc.h"
+
+/* The fds slirp4netns finds (helper_fds.extra, in this order): 3 ready pipe, 4 exit
+ * pipe, 5 user namespace, 6 network namespace (named to it as /proc/self/fd/N). */
+enum { FD_USERNS = 5, FD_NETNS = 6 };
 
 static struct {
     char path[4096];
     char version[128];
 } st;
-
-static char *const spawn_env[] = {"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL=C", NULL};
 
 const char *netstack_version(void)
 {
@@ -39,53 +41,6 @@ static void close_fd(int *fd)
     if (*fd >= 0)
         close(*fd);
     *fd = -1;
-}
-
-/* posix_spawn with default signal dispositions and an empty mask (the service's threads
- * block signals that slirp4netns must receive), fds as prepared in fa. */
-static int spawn(const char *path, char *const argv[], posix_spawn_file_actions_t *fa, pid_t *pid)
-{
-    posix_spawnattr_t at;
-    int e = posix_spawnattr_init(&at);
-    if (e != 0)
-        return e;
-    sigset_t none, all;
-    sigemptyset(&none);
-    sigfillset(&all);
-    e = posix_spawnattr_setsigmask(&at, &none);
-    if (e == 0)
-        e = posix_spawnattr_setsigdefault(&at, &all);
-    if (e == 0)
-        e = posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
-    if (e == 0)
-        e = posix_spawn(pid, path, fa, &at, argv, spawn_env);
-    posix_spawnattr_destroy(&at);
-    return e;
-}
-
-static void wait_child(pid_t pid, int *status)
-{
-    while (waitpid(pid, status, __WALL) < 0 && errno == EINTR) {
-    }
-}
-
-/* The last non-empty line slirp4netns wrote (its reason, when it fails). */
-static void last_line(int fd, char *buf, size_t len)
-{
-    char text[4096];
-    ssize_t n = pread(fd, text, sizeof text - 1, 0);
-    off_t size = lseek(fd, 0, SEEK_END);
-    if (size > (off_t)sizeof text - 1)
-        n = pread(fd, text, sizeof text - 1, size - (off_t)(sizeof text - 1));
-    if (n <= 0) {
-        snprintf(buf, len, "(it printed nothing)");
-        return;
-    }
-    text[n] = '\0';
-    while (n > 0 && (text[n - 1] == '\n' || text[n - 1] == ' '))
-        text[--n] = '\0';
-    char *line = strrchr(text, '\n');
-    snprintf(buf, len, "%.*s", (int)(len > 1 ? len - 1 : 0), line ? line + 1 : text);
 }
 
 int netstack_configure(const char *path, char *why, size_t whylen)
@@ -101,22 +56,17 @@ int netstack_configure(const char *path, char *why, size_t whylen)
         snprintf(why, whylen, "memfd_create: %s", strerror(errno));
         return -1;
     }
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-    posix_spawn_file_actions_adddup2(&fa, out, 1);
-    posix_spawn_file_actions_adddup2(&fa, out, 2);
     char *const argv[] = {st.path, "--version", NULL};
+    helper_fds fds = {.in = -1, .out = out};
     pid_t pid;
-    int e = spawn(st.path, argv, &fa, &pid);
-    posix_spawn_file_actions_destroy(&fa);
+    int e = helper_spawn(st.path, argv, &fds, &pid);
     if (e != 0) {
         close(out);
         snprintf(why, whylen, "slirp4netns: %s: %s", st.path, strerror(e));
         return -1;
     }
     int status;
-    wait_child(pid, &status);
+    helper_wait(pid, &status);
     char text[256] = "";
     ssize_t n = pread(out, text, sizeof text - 1, 0);
     close(out);
@@ -167,33 +117,10 @@ int netstack_start(netstack *s, int userns_fd, int netns_fd, char *err, size_t e
         snprintf(err, errlen, "memfd_create: %s", strerror(errno));
         goto fail;
     }
-    /* The sources above the targets, so placing one never overwrites another. */
-    int src[4] = {-1, -1, -1, -1};
-    const int from[4] = {ready[1], quit[0], userns_fd, netns_fd};
-    for (int i = 0; i < 4; i++)
-        if ((src[i] = fcntl(from[i], F_DUPFD_CLOEXEC, FD_FIRST_FREE)) < 0) {
-            snprintf(err, errlen, "fcntl(F_DUPFD_CLOEXEC): %s", strerror(errno));
-            for (int k = 0; k < i; k++)
-                close(src[k]);
-            goto fail;
-        }
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-    posix_spawn_file_actions_adddup2(&fa, s->log_fd, 1);
-    posix_spawn_file_actions_adddup2(&fa, s->log_fd, 2);
-    posix_spawn_file_actions_adddup2(&fa, src[0], FD_READY);
-    posix_spawn_file_actions_adddup2(&fa, src[1], FD_EXIT);
-    posix_spawn_file_actions_adddup2(&fa, src[2], FD_USERNS);
-    posix_spawn_file_actions_adddup2(&fa, src[3], FD_NETNS);
-    /* Nothing else of the service (other jobs' pipes, the database) reaches it. */
-    posix_spawn_file_actions_addclosefrom_np(&fa, FD_FIRST_FREE);
     char *argv[16], userns_arg[64], netns_arg[64];
     build_argv(argv, sizeof argv / sizeof argv[0], userns_arg, sizeof userns_arg, netns_arg, sizeof netns_arg);
-    int e = spawn(st.path, argv, &fa, &s->pid);
-    posix_spawn_file_actions_destroy(&fa);
-    for (int i = 0; i < 4; i++)
-        close(src[i]);
+    helper_fds fds = {.in = -1, .out = s->log_fd, .extra = {ready[1], quit[0], userns_fd, netns_fd}, .n_extra = 4};
+    int e = helper_spawn(st.path, argv, &fds, &s->pid);
     close_fd(&ready[1]);
     close_fd(&quit[0]);
     if (e != 0) {
@@ -237,7 +164,7 @@ int netstack_wait_ready(netstack *s, int timeout_ms, char *err, size_t errlen)
         long long left = deadline - now_ms();
         if (left <= 0) {
             char why[512];
-            last_line(s->log_fd, why, sizeof why);
+            helper_last_line(s->log_fd, why, sizeof why);
             snprintf(err, errlen, "slirp4netns not ready in %d ms: %s", timeout_ms, why);
             return -1;
         }
@@ -257,10 +184,36 @@ int netstack_wait_ready(netstack *s, int timeout_ms, char *err, size_t errlen)
         if (p[0].revents & (POLLIN | POLLHUP) || p[1].revents) {
             /* EOF or an exit before "1": it gave up. */
             char why[512];
-            last_line(s->log_fd, why, sizeof why);
+            helper_last_line(s->log_fd, why, sizeof why);
             snprintf(err, errlen, "slirp4netns exited before it was ready: %s", why);
             return -1;
         }
+    }
+}
+
+/* Dying takes slirp4netns a while (closing its tap device unregisters it, which waits
+ * for RCU grace periods: ~15-30 ms here), and the job's answer should not wait for that:
+ * a detached thread reaps it. */
+static void *reap_main(void *arg)
+{
+    int status;
+    helper_wait((pid_t)(intptr_t)arg, &status);
+    return NULL;
+}
+
+static void reap_later(pid_t pid)
+{
+    pthread_attr_t at;
+    pthread_t t;
+    bool started = false;
+    if (pthread_attr_init(&at) == 0) {
+        started = pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED) == 0 &&
+                  pthread_create(&t, &at, reap_main, (void *)(intptr_t)pid) == 0;
+        pthread_attr_destroy(&at);
+    }
+    if (!started) { /* no thread: wait here rather than leave a zombie */
+        int status;
+        helper_wait(pid, &status);
     }
 }
 
@@ -271,8 +224,7 @@ void netstack_stop(netstack *s)
             (void)syscall(SYS_pidfd_send_signal, s->pidfd, SIGKILL, NULL, 0);
         else
             (void)kill(s->pid, SIGKILL);
-        int status;
-        wait_child(s->pid, &status);
+        reap_later(s->pid);
         s->pid = -1;
     }
     close_fd(&s->pidfd);

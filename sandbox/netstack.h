@@ -38,7 +38,8 @@ int netstack_start(netstack *s, int userns_fd, int netns_fd, char *err, size_t e
  * its last message, or it timed out). */
 int netstack_wait_ready(netstack *s, int timeout_ms, char *err, size_t errlen);
 
-/* Kills and reaps it and closes its fds. Safe on a stack never started (pid <= 0). */
+/* Kills it and closes its fds; a detached thread reaps it once it has died, so the job's
+ * answer does not wait for its teardown. Safe on a stack never started (pid <= 0). */
 void netstack_stop(netstack *s);
 
 #endif
