@@ -162,9 +162,9 @@ class NetJob:
     """One kind of job on one backend, with or without network, on a keep-alive
     connection; submit() returns seconds and checks the answer."""
 
-    def __init__(self, server, backend, kind, network):
+    def __init__(self, server, label, backend, kind, network):
         self.server, self.backend, self.kind, self.network = server, backend, kind, network
-        self.name = f"{backend} {kind} {'net' if network else 'no-net'}"
+        self.name = figure_name(label, backend, kind, network)
         body = {"script": TRIVIAL if kind == "trivial" else CONNECT, "backend": backend, "allow_network": network}
         if kind == "connect":
             body["inputs"] = {"host": PUBLIC, "port": FAR_PORT}
@@ -195,6 +195,11 @@ class NetJob:
     def close(self):
         if self.conn:
             self.conn.close()
+
+
+def figure_name(label, backend, kind, network):
+    """'pool trivial net', or 'pool (before) trivial net' for a --compare binary."""
+    return f"{backend}{f' ({label})' if label else ''} {kind} {'net' if network else 'no-net'}"
 
 
 def one_job(server, body):
@@ -282,27 +287,51 @@ def measure(jobs, rounds, per_round):
     return samples
 
 
-def inner(args):
+def start_servers(args):
+    """executord, and each --compare binary, in this namespace with the same flags."""
     extra = ["--backends", ",".join(args.backends)] + args.server_arg
+    servers = []
+    for spec in [f"={args.bin}"] + args.compare:
+        label, _, path = spec.partition("=")
+        if not path:
+            raise SystemExit(f"--compare wants LABEL=BINARY, got {spec!r}")
+        servers.append((label, bench.Server(Path(path).resolve(), args.workers, extra)))
+    return servers
+
+
+def network_backends(label, server, wanted):
+    """The network object and the backends of wanted this server can run; refuses a
+    binary without a usable network stack (nothing to measure)."""
+    who = f"executord ({label})" if label else "executord"
+    _, doc = server.get("/v1/backends")
+    net = doc.get("network")
+    if not isinstance(net, dict):
+        raise SystemExit(f"{who} has no network stack (GET /v1/backends has no \"network\"): "
+                         "it predates issue 13, nothing to measure")
+    if not net.get("available"):
+        raise SystemExit(f"{who}: network stack unavailable: {net.get('reason')}")
+    available = {b["name"] for b in doc.get("backends", []) if b.get("available")}
+    backends = [b for b in wanted if b in available]
+    if not backends:
+        raise SystemExit(f"{who}: none of {wanted} is available: {json.dumps(doc.get('backends'))}")
+    log(f"== {who} in the test namespace; network: {json.dumps(net)}")
+    return net, backends
+
+
+def inner(args):
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # the outer stage's way to stop us
-    server = bench.Server(Path(args.bin), args.workers, extra)
+    servers = []
     try:
+        servers = start_servers(args)
         time.sleep(0.5)
-        _, doc = server.get("/v1/backends")
-        net = doc.get("network")
-        if not isinstance(net, dict):
-            raise SystemExit("this executord has no network stack (GET /v1/backends has no \"network\"): "
-                             "it predates issue 13, nothing to measure")
-        if not net.get("available"):
-            raise SystemExit(f"network stack unavailable: {net.get('reason')}")
-        available = {b["name"] for b in doc.get("backends", []) if b.get("available")}
-        backends = [b for b in args.backends if b in available]
-        if not backends:
-            raise SystemExit(f"none of {args.backends} is available: {json.dumps(doc.get('backends'))}")
-        log(f"== executord in the test namespace; network: {json.dumps(net)}")
-        check_policy(server, backends)
-        jobs = [NetJob(server, b, kind, network) for b in backends for kind in ("trivial", "connect")
-                for network in (False, True)]
+        nets, backends = {}, list(args.backends)
+        for label, srv in servers:
+            nets[label], offered = network_backends(label, srv, args.backends)
+            backends = [b for b in backends if b in offered]
+        for label, srv in servers:
+            check_policy(srv, backends)
+        jobs = [NetJob(srv, label, b, kind, network) for label, srv in servers for b in backends
+                for kind in ("trivial", "connect") for network in (False, True)]
         log("== warm-up")
         for _ in range(args.warmup):
             for j in jobs:
@@ -318,21 +347,22 @@ def inner(args):
         load_after = Path("/proc/loadavg").read_text().split()[:3]
         for j in jobs:
             j.close()
-        time.sleep(2)  # teardown is after the answer; give it its second before counting
-        leaked = slirp_children(server.proc.pid)
+        time.sleep(2)  # teardown may follow the answer; give it its seconds before counting
+        leaked = sum(slirp_children(srv.proc.pid) for _, srv in servers)
         run = {"elapsed": elapsed, "load_before": load_before, "load_after": load_after,
                "busy": (busy1[0] - busy0[0]) / max(1, busy1[1] - busy0[1]), "leaked": leaked,
                "others": (busy0[0] - quiet0[0]) / max(1, busy0[1] - quiet0[1])}
-        report(args, backends, net, samples, run)
+        report(args, [label for label, _ in servers], backends, nets[""], samples, run)
     finally:
-        server.stop()
+        for _, srv in servers:
+            srv.stop()
     return 0
 
 
 # ---- the report ---------------------------------------------------------------------
 
 
-def report(args, backends, net, samples, run):
+def report(args, labels, backends, net, samples, run):
     ms = lambda s: "%.1f" % (s * 1000)  # noqa: E731
     m = bench.machine()
     n = args.rounds * args.per_round
@@ -344,17 +374,19 @@ def report(args, backends, net, samples, run):
              "| backend | job | without network p50 / p90 ms | with network p50 / p90 ms | extra p50 ms | extra paired ms | within 30 ms |",
              "|---|---|---:|---:|---:|---:|---|"]
     verdicts = []
-    for b in backends:
+    for label, b in ((label, b) for label in labels for b in backends):
         for kind in ("trivial", "connect"):
-            off, on = samples[f"{b} {kind} no-net"], samples[f"{b} {kind} net"]
+            off = samples[figure_name(label, b, kind, False)]
+            on = samples[figure_name(label, b, kind, True)]
             extra = statistics.median(on) - statistics.median(off)
             paired = statistics.median(a - c for a, c in zip(on, off))
             within = extra * 1000 <= BUDGET_MS
+            who = f"`{b}` ({label})" if label else f"`{b}`"
             if kind == "trivial":
-                verdicts.append((b, extra, within))
+                verdicts.append((who, extra, within))
             desc = "trivial (`return 1`)" if kind == "trivial" else f"one TCP connect to {PUBLIC} + greeting"
             budget = ("**yes**" if within else "**NO**") if kind == "trivial" else "(not budgeted)"
-            lines.append(f"| `{b}` | {desc} | {ms(statistics.median(off))} / {ms(bench.percentile(off, 90))} | "
+            lines.append(f"| {who} | {desc} | {ms(statistics.median(off))} / {ms(bench.percentile(off, 90))} | "
                          f"{ms(statistics.median(on))} / {ms(bench.percentile(on, 90))} | {extra * 1000:+.1f} | "
                          f"{paired * 1000:+.1f} | {budget} |")
     lines += ["", "Without network the connect job's connect fails at once (loopback only: `refused:OSError`), "
@@ -366,6 +398,9 @@ def report(args, backends, net, samples, run):
               f"before measuring (other work: this benchmark was idle) and {run['busy'] * 100:.0f}% during the "
               f"{run['elapsed']:.0f} s of measuring (this benchmark included). "
               f"slirp4netns processes of executord left 2 s after the last job: {run['leaked']}."]
+    if len(labels) > 1:
+        lines += ["", "Rows labelled `(LABEL)` come from `--compare LABEL=BINARY`: another executord in the same "
+                  "namespace with the same flags, its jobs interleaved with the main binary's."]
     table = "\n".join(lines)
     machine_md = "\n".join([
         "| | |", "|---|---|",
@@ -410,6 +445,8 @@ def main():
     ap.add_argument("--workers", type=int, default=0, help="executord --workers (default: its own default)")
     ap.add_argument("--no-write", action="store_true", help="print only, write no results file")
     ap.add_argument("--server-arg", action="append", default=[], help="extra executord argument (repeatable)")
+    ap.add_argument("--compare", action="append", default=[], metavar="LABEL=BINARY",
+                    help="also measure another executord binary, interleaved; its rows are labelled (repeatable)")
     ap.add_argument("--inner", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--far-server", metavar="READY_FILE", help=argparse.SUPPRESS)
     argv = sys.argv[1:]
