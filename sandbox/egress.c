@@ -262,15 +262,14 @@ static char *build_ruleset(void)
 /* ---- libnftables ---- */
 
 /* Runs the ruleset through a fresh context in the calling thread's network namespace
- * (the context's netlink socket is opened there). dry: check only. */
-static int run_ruleset(const char *ruleset, bool dry, char *err, size_t errlen)
+ * (the context's netlink socket is opened there). */
+static int run_ruleset(const char *ruleset, char *err, size_t errlen)
 {
     struct nft_ctx *ctx = nft_ctx_new(NFT_CTX_DEFAULT);
     if (!ctx) {
         snprintf(err, errlen, "nft_ctx_new failed");
         return -1;
     }
-    nft_ctx_set_dry_run(ctx, dry);
     if (nft_ctx_buffer_output(ctx) != 0 || nft_ctx_buffer_error(ctx) != 0) {
         nft_ctx_free(ctx);
         snprintf(err, errlen, "nft_ctx_buffer_error failed");
@@ -306,7 +305,7 @@ static void *check_main(void *arg)
         return NULL;
     }
     char err[400];
-    check.rc = run_ruleset(eg.ruleset, false, err, sizeof err);
+    check.rc = run_ruleset(eg.ruleset, err, sizeof err);
     if (check.rc != 0)
         snprintf(check.err, sizeof check.err, "libnftables: %s", err);
     return NULL;
@@ -414,7 +413,7 @@ static void *install_main(void *arg)
         in->rc = -1;
         return NULL;
     }
-    in->rc = run_ruleset(in->ruleset, false, in->err, sizeof in->err);
+    in->rc = run_ruleset(in->ruleset, in->err, sizeof in->err);
     return NULL;
 }
 

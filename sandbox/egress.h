@@ -31,11 +31,11 @@ int egress_cidr_parse(const char *text, egress_cidr *out);
 void egress_cidr_format(const egress_cidr *c, char *buf, size_t len);
 
 /* Decides the ruleset: the built-in blocks, every address of the service's own network
- * namespace (read now, and again before each install), deny (--egress-deny) and allow (--egress-allow, exempting from
- * the built-in blocks only: the host's addresses and deny always win). Both lists are
- * NULL-terminated CIDR texts, already validated. The ruleset is checked by libnftables
- * (a dry run) so a kernel or library that cannot take it is reported now. Returns 0, or
- * -1 with the reason in why. */
+ * namespace (read now, and again before each install), deny (--egress-deny) and allow
+ * (--egress-allow, exempting from the built-in blocks only: the host's addresses and deny
+ * always win). Both lists are NULL-terminated CIDR texts, already validated. The ruleset
+ * is loaded once into a throwaway network namespace, so a kernel, library or privilege
+ * that cannot take it is reported now. Returns 0, or -1 with the reason in why. */
 int egress_configure(const char *const *allow, const char *const *deny, char *why, size_t whylen);
 
 /* The policy as JSON for /v1/backends and /readyz: {"deny": [built-in, then

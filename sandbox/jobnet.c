@@ -35,8 +35,7 @@ void jobnet_init(jobnet *n)
 {
     memset(n, 0, sizeof n[0]);
     n->userns_fd = n->netns_fd = -1;
-    n->stack.pid = -1;
-    n->stack.pidfd = n->stack.ready_r = n->stack.exit_w = n->stack.log_fd = -1;
+    netstack_init(&n->stack);
 }
 
 static int open_ns(pid_t pid, const char *which, int *fd, char *err, size_t errlen)

@@ -98,10 +98,15 @@ static void build_argv(char *argv[], size_t n, char userns_arg[], size_t ulen, c
     argv[i] = NULL;
 }
 
-int netstack_start(netstack *s, int userns_fd, int netns_fd, char *err, size_t errlen)
+void netstack_init(netstack *s)
 {
     s->pid = -1;
     s->pidfd = s->ready_r = s->exit_w = s->log_fd = -1;
+}
+
+int netstack_start(netstack *s, int userns_fd, int netns_fd, char *err, size_t errlen)
+{
+    netstack_init(s);
     if (!st.version[0]) {
         snprintf(err, errlen, "slirp4netns is not available");
         return -1;

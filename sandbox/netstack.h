@@ -29,6 +29,9 @@ typedef struct netstack {
     int log_fd;               /* its stdout and stderr (a memfd), for error messages */
 } netstack;
 
+/* A stack not started (what netstack_stop leaves too). */
+void netstack_init(netstack *s);
+
 /* Starts slirp4netns on the namespaces open at userns_fd and netns_fd (they are handed
  * over, not named by pid: no pid can be reused under it). Returns at once; 0, or -1 with
  * err. */
