@@ -12,6 +12,22 @@
 #include "sandbox/limits.h"
 
 
+/* Where a job's Python packages live inside its sandbox (issue 14): a cached environment
+ * (pip's --target folder) mounted here read-only, and first after the standard library on
+ * the runner's sys.path; the install sandbox gets it writable and a find-links folder. */
+#define SANDBOX_DEPS_PATH "/deps"
+#define SANDBOX_WHEELS_PATH "/wheels"
+/* The service's own loopback as a network-enabled sandbox reaches it, when an egress_only
+ * item names 127.0.0.1 (slirp4netns's gateway mapped to the host's loopback). */
+#define SANDBOX_NET_HOST_LOOPBACK "10.0.2.2"
+
+typedef struct sandbox_packages {
+    const char *dir;        /* host folder mounted at SANDBOX_DEPS_PATH; NULL = none */
+    bool writable;          /* the install sandbox only: the folder is writable */
+    const char *wheels_dir; /* the install sandbox only: host folder mounted read-only at
+                             * SANDBOX_WHEELS_PATH (--pip-find-links); NULL = none */
+} sandbox_packages;
+
 /* Everything a backend needs to run one job. All pointers stay valid for the call. */
 typedef struct sandbox_spec {
     const char *job_id;       /* UUID text, used to name per-job folders/cgroups */
@@ -21,6 +37,13 @@ typedef struct sandbox_spec {
     const char *runner_fields_json;
     const char *const *env;   /* user env as "NAME=VALUE", NULL-terminated; may be NULL */
     bool allow_network;
+    /* With allow_network: NULL = the service's egress policy (sandbox_network_config).
+     * Otherwise the only places the job may reach besides DNS, "IPV4:PORT" items,
+     * NULL-terminated, everything else refused (the package install reaches only the
+     * index hosts). An item in 127.0.0.0/8 is the service's own loopback: the sandbox
+     * reaches it as SANDBOX_NET_HOST_LOOPBACK:PORT and nothing else of the host's loopback. */
+    const char *const *egress_only;
+    sandbox_packages packages;
     sandbox_limits limits;
     int cancel_fd;            /* becomes readable when the job must stop now; -1 = none */
 } sandbox_spec;
