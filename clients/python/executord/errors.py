@@ -1,10 +1,10 @@
 """Exceptions raised by the executord client.
 
-The three Tracecat names (SandboxExecutionError, SandboxTimeoutError,
-SandboxValidationError) share one base, SandboxError, as in Tracecat's
+Tracecat's names (SandboxExecutionError, SandboxTimeoutError, SandboxValidationError,
+PackageInstallError) share one base, SandboxError, as in Tracecat's
 ``tracecat.sandbox.exceptions``. Transport problems are SandboxExecutionError
 subclasses so code written against Tracecat's run_python, which only knows
-those three names, still catches them.
+those names, still catches them.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ class SandboxError(Exception):
       message     the service's message (``job.error.message`` or the HTTP error's message)
       error_type  ``job.error.type`` (``SandboxExecutionError``, ``MemoryLimitExceeded``, ...)
       traceback   the script's Python traceback (``job.error.traceback``)
-      job_id      the job's id, when a job was created
+      job_id      the job's id; None only when no job was created (refused submission)
       status      the job's final status (``failed``, ``timed_out``, ``cancelled``, ...)
       stdout      what the script printed (fetched from ``/logs`` when the job failed)
       stderr      what the script wrote to stderr
@@ -85,8 +85,15 @@ class SandboxTimeoutError(SandboxError):
 
 class SandboxValidationError(SandboxError):
     """The request was invalid: refused by the client's own checks, refused by the
-    service (400/413/422: unknown field such as ``dependencies``, bad env var name, ...),
-    or the script failed validation (syntax error, no entry function)."""
+    service (400/413/422: unknown field, a requirement string in ``dependencies`` that is
+    not a plain requirement, dependencies without a package source configured, bad env
+    var name, ...), or the script failed validation (syntax error, no entry function)."""
+
+
+class PackageInstallError(SandboxError):
+    """The job's ``dependencies`` could not be installed (``error.type`` =
+    ``PackageInstallError``): pip's message in ``message``, its output in ``stdout`` and
+    ``stderr``. As in Tracecat, a sibling of SandboxExecutionError, not a subclass."""
 
 
 class ExecutorAuthError(SandboxExecutionError):

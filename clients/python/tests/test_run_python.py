@@ -153,16 +153,19 @@ def test_missing_entry_function_is_validation_error(exd_client, script):
     assert ei.value.message
 
 
-def test_dependencies_are_refused_not_dropped(exd_client):
+def test_dependencies_without_a_package_source_are_refused_not_dropped(exd_client):
+    """The shared server has no package source (--pip-index-url, --pip-find-links, ...):
+    a job with dependencies is refused with the service's 422, never run without them."""
     tag = uuid.uuid4().hex
     with pytest.raises(SandboxValidationError) as ei:
         exd_client.run_python("def main():\n    return 1\n", dependencies=["requests==2.31.0"],
-                          labels={"probe": tag})
+                              labels={"probe": tag})
     e = ei.value
     assert e.http_status == 422
-    assert e.code == "invalid_field"
     assert e.field == "dependencies"
-    assert "dependencies" in str(e) and "install" in str(e)
+    # The service's own words, not the client's. (An executord without dependencies
+    # support answers "unknown field"; one with it says how to configure a source.)
+    assert "unknown field" in str(e) or "--pip-index-url" in str(e), str(e)
     assert e.job_id is None
     assert jobs_labelled(exd_client, "probe", tag) == []
     # An empty list asks for nothing and runs.
@@ -191,6 +194,9 @@ def test_client_side_checks_need_no_service():
         dict(script="def main(x): pass", inputs={"x": object()}),
         dict(script="def main(x): pass", inputs={"x": float("nan")}),
         dict(script="def main(): pass", dependencies="requests"),
+        dict(script="def main(): pass", dependencies=["requests", 3]),
+        dict(script="def main(): pass", dependencies=7),
+        dict(script="def main(): pass", limits=["memory_mb"]),
         dict(script="def main(): pass", timeout_seconds=0),
         dict(script="def main(): pass", timeout_seconds="10"),
         dict(script="def main(): pass", env_vars={"A": 1}),
