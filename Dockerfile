@@ -25,11 +25,12 @@ RUN cmake -S . -B build -DCMAKE_BUILD_TYPE=Release \
  && install -D -m 0755 build/executord /out/usr/local/bin/executord
 
 FROM debian:12-slim
-# Runtime libraries only (Debian 12 names) and the sandboxes' interpreter; no compiler.
+# Runtime libraries only (Debian 12 names) and the sandboxes' interpreter, with pip for
+# jobs' dependencies (docs/dependencies.md); no compiler.
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
       libmicrohttpd12 libjansson4 libseccomp2 libuuid1 libsqlite3-0 libnettle8 libnftables1 slirp4netns \
-      python3 ca-certificates tzdata \
+      python3 python3-pip ca-certificates tzdata \
  && rm -rf /var/lib/apt/lists/* \
  && mkdir -p /var/lib/executord /run/executord-uid-slots \
  && chmod 0700 /var/lib/executord /run/executord-uid-slots

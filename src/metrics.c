@@ -344,12 +344,40 @@ metrics_family metrics_memory_waits = {
     .kind = METRICS_COUNTER,
 };
 
+metrics_family metrics_deps_lookups = {
+    .name = "executord_deps_cache_lookups_total",
+    .help = "Jobs with dependencies that looked up their environment, by result: hit (published "
+            "already) or miss (installed for them, or waited for another job's install).",
+    .kind = METRICS_COUNTER,
+    .n_labels = 1,
+    .label_names = {"result"},
+};
+
+metrics_family metrics_deps_installs = {
+    .name = "executord_deps_installs_total",
+    .help = "Package installs (one per environment missing from the cache), by result: succeeded, "
+            "failed or cancelled.",
+    .kind = METRICS_COUNTER,
+    .n_labels = 1,
+    .label_names = {"result"},
+};
+
+metrics_family metrics_deps_evictions = {
+    .name = "executord_deps_cache_evictions_total",
+    .help = "Environments removed from the package cache, least recently used first, to keep it "
+            "within --deps-cache-mb.",
+    .kind = METRICS_COUNTER,
+};
+
 static metrics_family *const registry[] = {
     &metrics_http_requests, &metrics_http_evictions, &metrics_jobs_finished, &metrics_setup_failures,
-    &metrics_queue_wait, &metrics_run_time, &metrics_memory_waits,
+    &metrics_queue_wait, &metrics_run_time, &metrics_memory_waits, &metrics_deps_lookups,
+    &metrics_deps_installs, &metrics_deps_evictions,
 };
 
 static _Atomic int64_t start_time_ms;
+/* The package cache's size; -1 until it is opened (then exported). */
+static _Atomic int64_t deps_cache_bytes = -1, deps_cache_envs = -1;
 
 /* Methods outside this set would let any client mint new series. */
 static const char *method_label(const char *method)
@@ -401,6 +429,29 @@ void metrics_register_backend(const char *backend)
     metrics_family_touch(&metrics_setup_failures, values);
 }
 
+void metrics_deps_lookup(bool hit)
+{
+    const char *values[] = {hit ? "hit" : "miss"};
+    metrics_counter_add(&metrics_deps_lookups, values, 1);
+}
+
+void metrics_deps_install(const char *result)
+{
+    const char *values[] = {result};
+    metrics_counter_add(&metrics_deps_installs, values, 1);
+}
+
+void metrics_deps_evicted(void)
+{
+    metrics_counter_add(&metrics_deps_evictions, NULL, 1);
+}
+
+void metrics_deps_cache_size(uint64_t bytes, unsigned envs)
+{
+    atomic_store(&deps_cache_bytes, (int64_t)bytes);
+    atomic_store(&deps_cache_envs, (int64_t)envs);
+}
+
 void metrics_set_start_time(int64_t unix_ms)
 {
     atomic_store(&start_time_ms, unix_ms);
@@ -417,6 +468,15 @@ void metrics_write_registry(metrics_buf *b)
         metrics_write_family(b, "executord_start_time_seconds", "gauge",
                              "When this instance started serving, in seconds since the Unix epoch.");
         metrics_write_sample(b, "executord_start_time_seconds", 0, NULL, NULL, (double)started / 1000.0);
+    }
+    int64_t deps_bytes = atomic_load(&deps_cache_bytes), deps_envs = atomic_load(&deps_cache_envs);
+    if (deps_bytes >= 0) {
+        metrics_write_family(b, "executord_deps_cache_bytes", "gauge",
+                             "Disk space the published package environments take (--deps-cache-mb bounds it).");
+        metrics_write_sample(b, "executord_deps_cache_bytes", 0, NULL, NULL, (double)deps_bytes);
+        metrics_write_family(b, "executord_deps_cache_environments", "gauge",
+                             "Package environments in the cache.");
+        metrics_write_sample(b, "executord_deps_cache_environments", 0, NULL, NULL, (double)deps_envs);
     }
     pthread_mutex_lock(&registry_mu);
     for (size_t i = 0; i < sizeof registry / sizeof registry[0]; i++)

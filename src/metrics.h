@@ -97,6 +97,13 @@ void metrics_jobs_waited_for_memory(uint64_t n);
 void metrics_setup_failure(const char *backend);
 /* Creates the backend's set-up failure series at 0, so it is exported before any failure. */
 void metrics_register_backend(const char *backend);
+/* The package environments (src/depcache.h): a lookup that found it published (hit) or
+ * not; an install's end ("succeeded", "failed", "cancelled"); an eviction; what the
+ * cache holds now. */
+void metrics_deps_lookup(bool hit);
+void metrics_deps_install(const char *result);
+void metrics_deps_evicted(void);
+void metrics_deps_cache_size(uint64_t bytes, unsigned envs);
 /* When the instance started (Unix ms); exported as executord_start_time_seconds. */
 void metrics_set_start_time(int64_t unix_ms);
 /* Writes every family of the registry (plus build info and start time). */
@@ -110,5 +117,8 @@ extern metrics_family metrics_jobs_finished;
 extern metrics_family metrics_queue_wait;
 extern metrics_family metrics_run_time;
 extern metrics_family metrics_memory_waits;
+extern metrics_family metrics_deps_lookups;
+extern metrics_family metrics_deps_installs;
+extern metrics_family metrics_deps_evictions;
 
 #endif

@@ -2,8 +2,7 @@
 `server`/`client`: one shared instance per test module for tests whose state does not
 matter (module scope, so none outlives tests/integration when tests/security runs in the
 same pytest session: its leftover checks look at the whole host).
-`make_server`: a dedicated instance with extra flags, stopped after the test.
-`backend`: each of direct, ephemeral and pool in turn, skipped where this host cannot run it."""
+`make_server`: a dedicated instance with extra flags, stopped after the test."""
 
 import os
 
@@ -59,13 +58,3 @@ def make_server(tmp_path):
     for s in servers:
         if s.running:
             s.stop(grace=5)
-
-
-@pytest.fixture(params=["direct", "ephemeral", "pool"])
-def backend(request, client):
-    doc = client.request("GET", "/v1/backends").json()
-    b = next((b for b in doc["backends"] if b["name"] == request.param), None)
-    assert b is not None, f"{request.param} missing from /v1/backends"
-    if not b["available"]:
-        pytest.skip(f"backend {request.param} unavailable here: {b['reason']}")
-    return request.param
