@@ -4,7 +4,8 @@
 # unit (cmocka), fuzz (libFuzzer, bounded), integration (every response checked against
 # openapi.yaml, plus the spec's lint), client (the Python client), e2e (the dashboard in
 # headless Chromium), security (the attack suite, per backend), network (jobs' network and
-# egress policy, in namespaces the suite creates), container (the Dockerfile replayed and
+# egress policy, in namespaces the suite creates), deps (pip installs from the suite's own
+# index and wheelhouse), container (the Dockerfile replayed and
 # run); then unit, integration, client, security and network again under the sanitizers.
 # Needs root (the sandboxes do); a suite missing a tool fails here rather than being
 # skipped. Artifacts: build/test-artifacts/ (e2e screenshots, the contract's log).
@@ -52,6 +53,8 @@ echo "== attack suite (real sandboxes: ephemeral and pool)"
 label build security
 echo "== network suite (jobs' network namespace, egress policy and DNS, in test-created namespaces)"
 label build network
+echo "== dependencies suite (pip installs from the suite's own index and wheelhouse, in test-created namespaces)"
+label build deps
 echo "== container image (the Dockerfile replayed in debootstrap'd Debian 12 roots, then run)"
 label build container
 
