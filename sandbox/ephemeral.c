@@ -26,6 +26,7 @@
 #include "sandbox/cgroup.h"
 #include "sandbox/jobnet.h"
 #include "sandbox/mnt.h"
+#include "sandbox/pkgmount.h"
 #include "sandbox/policy.h"
 #include "sandbox/process.h"
 #include "sandbox/runtime.h"
@@ -59,6 +60,7 @@ typedef struct eph_job {
     mnt_plan plan;
     bool network;             /* allow_network: connected by jobnet */
     jobnet net;
+    const sandbox_packages *packages; /* mounted once the root is built */
     const struct sock_fprog *seccomp;
 } eph_job;
 
@@ -86,6 +88,14 @@ static int hook_parent_attach(void *ctx, pid_t pid, bool in_cgroup, char *err, s
     if (j->network && jobnet_finish(&j->net, err, errlen) != 0)
         return -1;
     return 0;
+}
+
+/* Once init has built its root, before the runner exists: the job's packages onto its
+ * empty /deps and /wheels (pkgmount.h). */
+static int hook_parent_root_ready(void *ctx, pid_t pid, int pidfd, char *err, size_t errlen)
+{
+    eph_job *j = ctx;
+    return pkgmount_attach(j->packages, pid, pidfd, err, errlen);
 }
 
 /* In init once attached, async-signal-safe (policy.h). */
@@ -262,6 +272,7 @@ static int eph_run(const sandbox_spec *spec, const sandbox_io *io, sandbox_outco
     memset(&j, 0, sizeof j);
     j.seccomp = &eph.seccomp;
     j.network = spec->allow_network;
+    j.packages = &spec->packages;
     jobnet_init(&j.net);
     if (sandbox_userns_acquire(&j.host_id) != 0) {
         setup_failed(out, "sandbox uid slot: ", strerror(errno));
@@ -290,6 +301,9 @@ static int eph_run(const sandbox_spec *spec, const sandbox_io *io, sandbox_outco
             .ctx = &j,
             .parent_setup = hook_parent_setup,
             .parent_attach = hook_parent_attach,
+            /* Only when there is something to mount: it waits for the root's assembly,
+             * which the attach step otherwise overlaps. */
+            .parent_root_ready = pkgmount_wanted(&spec->packages) ? hook_parent_root_ready : NULL,
             .child_setup = hook_child_setup,
             .child_attached = hook_child_attached,
             /* cgroup v2: born inside, no migration at all. */

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "sandbox/net.h"
+#include "sandbox/sandbox.h"
 
 enum mnt_kind { OP_MKDIR, OP_MOUNT, OP_SETATTR, OP_SYMLINK, OP_WRITE, OP_TOUCH, OP_PIVOT, OP_CHDIR, OP_SETIDS };
 
@@ -360,7 +361,10 @@ static int build(mnt_plan *p, const mnt_options *o, char *err, size_t errlen)
         goto oom;
     if (build_dev(p, base, o, err, errlen) < 0)
         return -1;
+    /* Empty mount points of a job's packages (pkgmount.h), in every root, so a warm
+     * sandbox on its zygote's root has them too. */
     if (op_mkdir(p, base, "/tmp", 01777) < 0 || op_mkdir(p, base, "/work", 0755) < 0 ||
+        op_mkdir(p, base, SANDBOX_DEPS_PATH, 0755) < 0 || op_mkdir(p, base, SANDBOX_WHEELS_PATH, 0755) < 0 ||
         add_scratch_mounts(p, o, base) < 0)
         goto oom;
     if (!(op = add(p, OP_PIVOT, "pivot_root into the new root")))

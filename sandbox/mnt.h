@@ -1,8 +1,8 @@
 /* The job's filesystem: a root assembled on a tmpfs in the job's mount namespace, then
  * pivot_root into it. Read-only, nosuid, nodev binds of the runtime (/usr, /lib, ...
  * of the host or of a configured rootfs folder), a generated /etc (never the host's),
- * a fresh /proc, a minimal /dev, size-capped tmpfs /tmp, /dev/shm and /work; the root
- * itself ends read-only. The plan is computed in the service (paths, file contents,
+ * a fresh /proc, a minimal /dev, size-capped tmpfs /tmp, /dev/shm and /work, the empty
+ * mount points of a job's packages (pkgmount.h); the root itself ends read-only. The plan is computed in the service (paths, file contents,
  * what is a symlink) and replayed in the child with system calls only. */
 #ifndef EXECUTORD_SANDBOX_MNT_H
 #define EXECUTORD_SANDBOX_MNT_H

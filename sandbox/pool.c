@@ -3,8 +3,9 @@
  * A zygote itself is pool_zygote.c, one warm sandbox pool_warm.c, one job pool_job.c.
  * The per-job isolation is built inside the zygote's fork (runner.py, warm mode); the
  * service side owns the host-side parts: uid maps, the cgroup and its limits, seccomp
- * program, supervision, and the kill. A network-enabled job is connected (jobnet.h) to
- * the warm sandbox it takes, before its spec is sent. */
+ * program, supervision, and the kill. In the warm sandbox a job takes, its packages are
+ * mounted (pkgmount.h) and a network-enabled job is connected (jobnet.h) before its
+ * spec is sent. */
 #include "sandbox/pool.h"
 
 #include <errno.h>
@@ -30,6 +31,7 @@
 #include "sandbox/ephemeral.h"
 #include "sandbox/jobnet.h"
 #include "sandbox/mnt.h"
+#include "sandbox/pkgmount.h"
 #include "sandbox/pool_job.h"
 #include "sandbox/pool_warm.h"
 #include "sandbox/pool_zygote.h"
@@ -598,8 +600,11 @@ static void pool_run_once(const sandbox_spec *spec, const sandbox_io *io, sandbo
     jobnet net;
     jobnet_init(&net);
     char err[1024];
-    if (spec->allow_network &&
-        (jobnet_begin(&net, w->host_pid, w->pidfd, err, sizeof err) != 0 || jobnet_finish(&net, err, sizeof err) != 0)) {
+    /* Its packages too, in its own mount namespace (a copy of the zygote's: nothing
+     * reaches the zygote or the next sandbox, and this one is never reused). */
+    if (pkgmount_attach(&spec->packages, w->host_pid, w->pidfd, err, sizeof err) != 0 ||
+        (spec->allow_network && (jobnet_begin(&net, w->host_pid, w->pidfd, err, sizeof err) != 0 ||
+                                 jobnet_finish(&net, err, sizeof err) != 0))) {
         jobnet_end(&net);
         out->verdict = SANDBOX_SETUP_ERROR;
         sandbox_outcome_set_error(out, "SandboxError", "%s", err);

@@ -27,6 +27,10 @@ enum { FD_RUNNER_COUNT = SPAWN_RUNNER_FDS, FD_STATUS = 5, FD_SYNC = 6, FD_INIT_C
 /* What init tells the service on the status pipe. Fixed size below PIPE_BUF, so each
  * write is atomic and a record is never torn. */
 enum { REC_SETUP_ERROR = 1, REC_EXIT = 2 };
+
+/* How long the service waits for init to build its root (parent_root_ready). */
+enum { SPAWN_ROOTED_TIMEOUT_MS = 10000 };
+
 typedef struct proc_record {
     int kind;
     int err;          /* errno, REC_SETUP_ERROR */
@@ -40,6 +44,7 @@ typedef struct child_plan {
     int fds[FD_INIT_COUNT];
     const spawn_plan *p;
     bool two_phase; /* a second byte on FD_SYNC releases the runner (parent_attach) */
+    bool say_rooted; /* init sends "r" on FD_SYNC once its root is built (parent_root_ready) */
 } child_plan;
 
 static void close_fd(int *fd)
@@ -137,6 +142,8 @@ static _Noreturn void init_main(const child_plan *c)
     const char *step = NULL;
     if (c->p->hooks->child_setup && c->p->hooks->child_setup(c->p->hooks->ctx, &step) != 0)
         child_fail(step ? step : "child_setup");
+    if (c->say_rooted && write(FD_SYNC, "r", 1) != 1)
+        child_fail("tell the service the root is ready");
     if (c->two_phase) {
         /* The service attaches us meanwhile (parent_attach); nothing of the job may
          * start before it says so. */
@@ -284,6 +291,29 @@ static int clone_init(const child_plan *c, spawn_tree *t, bool *in_cgroup, char 
     return SPAWN_OK;
 }
 
+/* init says "r" once child_setup built its root; EOF: it failed (its record says why). */
+static int wait_rooted(int sync_w, char *err, size_t errlen)
+{
+    struct pollfd p = {.fd = sync_w, .events = POLLIN};
+    int r;
+    while ((r = poll(&p, 1, SPAWN_ROOTED_TIMEOUT_MS)) < 0 && errno == EINTR) {
+    }
+    if (r == 0) {
+        snprintf(err, errlen, "the sandbox's root was not ready within %d ms", SPAWN_ROOTED_TIMEOUT_MS);
+        return -1;
+    }
+    char c = 0;
+    ssize_t n;
+    do {
+        n = r > 0 ? recv(sync_w, &c, 1, 0) : -1;
+    } while (n < 0 && errno == EINTR);
+    if (n != 1 || c != 'r') {
+        snprintf(err, errlen, "the sandbox's init ended while building its root");
+        return -1;
+    }
+    return 0;
+}
+
 /* init waits on the sync socket: "g" after parent_setup, then (two phases) "a" once
  * parent_attach succeeded. Closing it instead makes init exit. */
 static int release_init(const child_plan *c, spawn_tree *t, bool in_cgroup, int sync_w, char *err, size_t errlen)
@@ -303,6 +333,12 @@ static int release_init(const child_plan *c, spawn_tree *t, bool in_cgroup, int 
     /* init assembles its root meanwhile. */
     if (h->parent_attach && h->parent_attach(h->ctx, t->pid, in_cgroup, err, errlen) != 0)
         return SPAWN_FAILED_LATE;
+    if (c->say_rooted) {
+        if (wait_rooted(sync_w, err, errlen) != 0)
+            return SPAWN_FAILED_LATE;
+        if (h->parent_root_ready(h->ctx, t->pid, t->pidfd, err, errlen) != 0)
+            return SPAWN_FAILED_LATE;
+    }
     if (send(sync_w, "a", 1, MSG_NOSIGNAL) != 1) {
         /* EPIPE: init is gone already (its setup failed); its record says why. */
         fail(err, errlen, "send attached to init", errno);
@@ -318,7 +354,8 @@ int spawn_start(const spawn_plan *p, spawn_tree *t, char *err, size_t errlen)
     child_plan c;
     memset(&c, 0, sizeof c);
     c.p = p;
-    c.two_phase = p->hooks->parent_attach || p->hooks->child_attached;
+    c.say_rooted = p->hooks->parent_root_ready != NULL;
+    c.two_phase = p->hooks->parent_attach || p->hooks->child_attached || c.say_rooted;
     memcpy(c.fds, p->runner_fds, sizeof p->runner_fds);
     int status_w = -1, sync[2] = {-1, -1}, st[2];
     if (pipe2(st, O_CLOEXEC) != 0)

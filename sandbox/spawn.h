@@ -11,8 +11,9 @@
  *                                                                    execve(argv, envp)
  *
  * init is released in one or two steps: "go" after parent_setup (init runs child_setup
- * meanwhile), and, when the backend attaches it somewhere (parent_attach), "attached"
- * once that succeeded (init then runs child_attached and forks the runner).
+ * meanwhile), and, when the backend attaches it somewhere (parent_attach) or works on
+ * its finished root (parent_root_ready, after init said "rooted"), "attached" once that
+ * succeeded (init then runs child_attached and forks the runner).
  *
  * init reaps everything, and when the runner is gone it reports the runner's wait status
  * and the tree's rusage on its status pipe, then exits (which kills any leftover
@@ -69,6 +70,11 @@ typedef struct spawn_hooks {
      * unshare(CLONE_NEWCGROUP), which must see init in its final cgroup). Same rules as
      * child_setup. */
     int (*child_attached)(void *ctx, const char **step);
+    /* In the service once init has assembled its root (child_setup succeeded: it says so
+     * on the sync socket), after parent_attach and before the runner is forked: e.g.
+     * mounts into the finished root from outside (pkgmount.h). Same return rules as
+     * parent_setup; a setup failure init reports itself takes precedence. */
+    int (*parent_root_ready)(void *ctx, pid_t init_pid, int init_pidfd, char *err, size_t errlen);
     /* cgroup v2: clone init straight into the cgroup open at cgroup_fd
      * (CLONE_INTO_CGROUP: no migration, so no grace period). When the kernel refuses
      * the flag, init is cloned as usual and parent_attach attaches it. */
