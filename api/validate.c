@@ -349,12 +349,14 @@ static int parse_limits(const config *cfg, const char *name, const json_t *obj,
 typedef struct string_map_rules {
     size_t max_entries;
     bool (*key_ok)(const char *key, size_t len);
-    const char *key_what, *key_rule; /* "label key", "[A-Za-z0-9_.-/]{1,128}" */
+    /* In Tracecat's words, which its callers match on ("Invalid environment variable
+     * key: 'X'. Keys must match pattern ..."): "label key", "[A-Za-z0-9_.-/]{1,128}" */
+    const char *key_what, *key_rule;
     int key_shown;                   /* at most this many bytes of a bad key are quoted */
     size_t max_value;                /* bytes; 0 = unbounded */
 } string_map_rules;
 
-static const string_map_rules env_rules = {API_MAX_ENV_VARS, api_env_name_valid, "env_vars name",
+static const string_map_rules env_rules = {API_MAX_ENV_VARS, api_env_name_valid, "environment variable key",
                                            "[A-Za-z_][A-Za-z0-9_]*", INT_MAX, 0};
 static const string_map_rules label_rules = {API_MAX_LABELS, api_label_key_valid, "label key",
                                              "[A-Za-z0-9_.-/]{1,128}", API_MAX_LABEL_KEY + 7,
@@ -378,7 +380,8 @@ static int check_string_map(const char *name, const json_t *obj, const string_ma
         char field[sizeof err->field];
         snprintf(field, sizeof field, "%s.%s", name, key);
         if (!r->key_ok(key, strlen(key))) {
-            invalid(err, name, "%s '%.*s' must match %s", r->key_what, r->key_shown, key, r->key_rule);
+            invalid(err, name, "Invalid %s: '%.*s'. Keys must match pattern %s (%s)", r->key_what, r->key_shown, key,
+                    r->key_rule, name);
             return -1;
         }
         if (!json_is_string(v)) {

@@ -13,6 +13,7 @@
 #include <sys/socket.h>
 #include <time.h>
 
+#include "sandbox/pkgmount.h"
 #include "sandbox/pump.h"
 #include "sandbox/runner_program.h"
 #include "sandbox/supervise.h"
@@ -96,7 +97,7 @@ void pool_job_run(const pool_job *j, sandbox_outcome *out)
     /* The warm runner applies these itself: its process exists already. */
     rlimit_set rl;
     runner_sandbox_rlimits(&spec->limits, sandbox_cgroup_job_limits_memory(j->cg), &rl);
-    io.spec = runner_build_spec(spec, "/work", &rl, &io.spec_len);
+    io.spec = runner_build_spec(spec, "/work", pkgmount_runner_path(&spec->packages, true), &rl, &io.spec_len);
     if (!io.spec) {
         setup_error(out, "encode spec: ", strerror(errno));
         goto done;

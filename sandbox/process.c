@@ -17,6 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "sandbox/pkgmount.h"
 #include "sandbox/pump.h"
 #include "sandbox/supervise.h"
 
@@ -176,7 +177,8 @@ int proc_run_job(const proc_job *job, sandbox_outcome *out)
     memset(&x, 0, sizeof x);
     const char *call = NULL;
 
-    io.spec = runner_build_spec(spec, job->home, NULL, &io.spec_len);
+    io.spec = runner_build_spec(spec, job->home, pkgmount_runner_path(&spec->packages, job->sandboxed), NULL,
+                                &io.spec_len);
     if (!io.spec) {
         setup_error(out, "encode spec", errno);
         goto done;

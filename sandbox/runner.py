@@ -40,6 +40,33 @@ def _apply_env(spec):
         env[name] = value
 
 
+def _site_index():
+    # Where the standard library ends on sys.path: the first site-/dist-packages folder.
+    site = sys.modules.get("site")
+    dirs = set(site.getsitepackages()) if site is not None else set()
+    for i, entry in enumerate(sys.path):
+        if entry in dirs or os.path.basename(entry) in ("site-packages", "dist-packages"):
+            return i
+    return len(sys.path)
+
+
+def _apply_paths(spec):
+    # The interpreter runs isolated (-I: no PYTHONPATH, no script folder on sys.path), so
+    # the runner does what the script's environment asks: the job's packages right after
+    # the standard library, before the interpreter's site-/dist-packages (a pinned version
+    # wins over the system's, a package cannot shadow the standard library); then the
+    # entries of a PYTHONPATH in env_vars first, in order, as CPython reads them (an empty
+    # entry is the working folder, a relative one is made absolute).
+    packages = spec.get("packages")
+    if packages:
+        sys.path.insert(_site_index(), packages)
+    pythonpath = os.environ.get("PYTHONPATH")
+    if pythonpath:
+        sys.path[0:0] = [os.path.abspath(entry or os.curdir) for entry in pythonpath.split(os.pathsep)]
+    # PYTHONDONTWRITEBYTECODE is read at start-up, which -I skips.
+    sys.dont_write_bytecode = bool(os.environ.get("PYTHONDONTWRITEBYTECODE"))
+
+
 def _read_spec():
     chunks = []
     while True:
@@ -443,6 +470,7 @@ def _main():
         spec = _read_spec()
         limits = spec.get("limits") or {}
         _apply_env(spec)
+        _apply_paths(spec)
         if _JOB_HOOK is not None:
             _JOB_HOOK(spec)
         value = _run(spec)

@@ -28,9 +28,13 @@ static void close_fd(int *fd)
     }
 }
 
-/* The variables every job's environment starts from; HOME is added per job. */
+/* The variables every job's environment starts from, Tracecat's base (its sandbox
+ * executor's SANDBOX_BASE_ENV); HOME is added per job. */
 static const char env_path[] = "PATH=/usr/local/bin:/usr/bin:/bin";
 static const char env_lang[] = "LANG=C.UTF-8";
+static const char env_lc_all[] = "LC_ALL=C.UTF-8";
+static const char env_unbuffered[] = "PYTHONUNBUFFERED=1";
+static const char env_no_bytecode[] = "PYTHONDONTWRITEBYTECODE=1";
 
 /* Whether the job's own variables set base's name ("NAME=..."), replacing it. */
 static bool user_env_sets(const char *const *user_env, const char *base)
@@ -67,7 +71,7 @@ static json_t *env_json(const char *home, const char *const *user_env)
         errno = ENOMEM;
         goto fail;
     }
-    const char *base[] = {env_path, home_var, env_lang};
+    const char *base[] = {env_path, home_var, env_lang, env_lc_all, env_unbuffered, env_no_bytecode};
     for (size_t i = 0; i < sizeof base / sizeof base[0]; i++)
         if (!user_env_sets(user_env, base[i]) && env_append(env, base[i]) != 0)
             goto fail;
@@ -104,7 +108,8 @@ static bool is_object_text(const char *text, size_t len)
     return len >= 2 && text[0] == '{' && text[len - 1] == '}';
 }
 
-char *runner_build_spec(const sandbox_spec *s, const char *home, const rlimit_set *rl, size_t *len)
+char *runner_build_spec(const sandbox_spec *s, const char *home, const char *packages, const rlimit_set *rl,
+                        size_t *len)
 {
     const char *fields = s->runner_fields_json;
     size_t flen = fields ? strlen(fields) : 0;
@@ -127,6 +132,13 @@ char *runner_build_spec(const sandbox_spec *s, const char *home, const rlimit_se
     if (rls && (!doc || json_object_set_new(doc, "rlimits", rls) != 0)) {
         if (!doc)
             json_decref(rls); /* set_new frees it itself on failure */
+        json_decref(doc);
+        doc = NULL;
+    }
+    json_t *pkg = packages ? json_string(packages) : NULL;
+    if (packages && (!pkg || !doc || json_object_set_new(doc, "packages", pkg) != 0)) {
+        if (!doc)
+            json_decref(pkg);
         json_decref(doc);
         doc = NULL;
     }
@@ -355,7 +367,8 @@ int runner_exec_prepare(runner_exec *x, const char *python, const char *home, bo
     x->envp[0] = (char *)env_path;
     x->envp[1] = x->home_var;
     x->envp[2] = (char *)env_lang;
-    x->envp[3] = NULL;
+    x->envp[3] = (char *)env_lc_all;
+    x->envp[4] = NULL;
     const char *program = from_source ? sandbox_runner_source : runner_program(python);
     char *argv[] = {(char *)python, "-I", "-u", "-c", (char *)program, NULL};
     memcpy(x->argv, argv, sizeof argv);

@@ -15,14 +15,20 @@
  * (process.c) and warm (pool_job.c) paths:
  *   {<the members of spec->runner_fields_json as given: "script", "inputs", ...>,
  *    "limits": {"cpu_seconds", "memory_mb", "max_file_size_mb", "timeout_seconds"},
- *    "env": ["NAME=VALUE", ...] [, "rlimits": [[resource, soft, hard], ...]]}
- * env is the script's whole environment: PATH=/usr/local/bin:/usr/bin:/bin, HOME=home,
- * LANG=C.UTF-8, then spec->env, which overrides those; nothing of the service's own. The
- * runner sets it (os.environ, so putenv too) before the script is compiled. rl: limits a
- * warm runner must apply itself (-1 = unlimited); NULL for a cold one, set before exec.
+ *    "env": ["NAME=VALUE", ...] [, "rlimits": [[resource, soft, hard], ...]]
+ *    [, "packages": "/deps"]}
+ * env is the script's whole environment, Tracecat's base: PATH=/usr/local/bin:/usr/bin:/bin,
+ * HOME=home, LANG=C.UTF-8, LC_ALL=C.UTF-8, PYTHONUNBUFFERED=1, PYTHONDONTWRITEBYTECODE=1,
+ * then spec->env, which overrides those; nothing of the service's own. The runner sets it
+ * (os.environ, so putenv too) before the script is compiled, and puts a PYTHONPATH in it
+ * first on sys.path. packages: the folder of the job's packages as the runner sees it
+ * (pkgmount_runner_path), put on sys.path right after the standard library; NULL =
+ * none. rl: limits a warm runner must apply itself (-1 = unlimited); NULL for a cold one,
+ * set before exec.
  * Returns malloc'd text (length in *len), or NULL with errno set (ENOMEM, or EINVAL for
  * text that is not UTF-8 or runner fields that are not a compact JSON object's text). */
-char *runner_build_spec(const sandbox_spec *s, const char *home, const rlimit_set *rl, size_t *len);
+char *runner_build_spec(const sandbox_spec *s, const char *home, const char *packages, const rlimit_set *rl,
+                        size_t *len);
 
 /* The program the runner's interpreter gets with -c: a bootstrap holding the runner
  * compiled once by python (saves 2.5-4 ms of every job's start), or the runner's source
@@ -34,13 +40,13 @@ const char *runner_program(const char *python);
 
 /* The cold runner's execve arguments, prepared before the clone (the child side may not
  * allocate): python -I -u -c <runner_program>, with the fixed base environment (PATH,
- * HOME=home, LANG) whatever the job's size, since the runner installs the job's own
+ * HOME=home, LANG, LC_ALL) whatever the job's size, since the runner installs the job's own
  * variables from the spec (no size the API accepts can fail at exec with E2BIG).
  * from_source: the interpreter inside is not the host's file at that path (a rootfs),
  * so it gets the runner's source. Returns 0, or -1 with errno set. */
 typedef struct runner_exec {
     char *argv[6];
-    char *envp[4];
+    char *envp[5];
     char *home_var; /* owned */
 } runner_exec;
 int runner_exec_prepare(runner_exec *x, const char *python, const char *home, bool from_source);

@@ -58,3 +58,18 @@ def make_server(tmp_path):
     for s in servers:
         if s.running:
             s.stop(grace=5)
+
+
+BACKENDS = ["direct", "ephemeral", "pool"]
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request, client):
+    """Each backend in turn, for a module whose server enables all three (its own client);
+    skipped where this host cannot run it. A module's own parametrization wins."""
+    doc = client.request("GET", "/v1/backends").json()
+    b = next((b for b in doc["backends"] if b["name"] == request.param), None)
+    assert b is not None, f"{request.param} missing from /v1/backends"
+    if not b["available"]:
+        pytest.skip(f"backend {request.param} unavailable here: {b['reason']}")
+    return request.param

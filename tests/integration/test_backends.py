@@ -11,17 +11,6 @@ from pathlib import Path
 
 from executord_client import REPO, CANARY_NAME, CANARY_VALUE, processes_with_arg, wait_gone
 
-BACKENDS = ["direct", "ephemeral", "pool"]
-
-
-@pytest.fixture(params=BACKENDS)
-def backend(request, client):
-    doc = client.request("GET", "/v1/backends").json()
-    b = next((b for b in doc["backends"] if b["name"] == request.param), None)
-    assert b is not None, f"{request.param} missing from /v1/backends"
-    if not b["available"]:
-        pytest.skip(f"backend {request.param} unavailable here: {b['reason']}")
-    return request.param
 
 
 def run(client, backend, script, timeout=60, **fields):

@@ -13,10 +13,10 @@ import pytest
 
 from executord_client import Server
 
-BACKENDS = ["direct", "ephemeral", "pool"]
 MAX_BODY = 8 << 20  # raised from the 2 MiB default so a request can carry megabytes
 MAX_ARG_STRLEN = 128 << 10  # the kernel's cap on one "NAME=VALUE" string at execve
-SAFE_NAMES = ("HOME", "LANG", "PATH")  # what the contract adds to env_vars
+# what the contract adds to env_vars (Tracecat's base environment)
+SAFE_NAMES = ("HOME", "LANG", "LC_ALL", "PATH", "PYTHONDONTWRITEBYTECODE", "PYTHONUNBUFFERED")
 
 
 @pytest.fixture(scope="module")
@@ -33,16 +33,6 @@ def server(tmp_path_factory):
 @pytest.fixture(scope="module")
 def client(server):
     return server.client()
-
-
-@pytest.fixture(params=BACKENDS)
-def backend(request, client):
-    doc = client.request("GET", "/v1/backends").json()
-    b = next((b for b in doc["backends"] if b["name"] == request.param), None)
-    assert b is not None, f"{request.param} missing from /v1/backends"
-    if not b["available"]:
-        pytest.skip(f"backend {request.param} unavailable here: {b['reason']}")
-    return request.param
 
 
 def setup_failures(client, backend):

@@ -59,7 +59,8 @@ static inline void large_env_free(char **env)
 }
 
 /* Returns [every value exact in os.environ and getenv, the names exactly these plus the
- * contract's HOME, LANG, PATH]: expect [true, true]. */
+ * contract's base (Tracecat's): HOME, LANG, LC_ALL, PATH, PYTHONDONTWRITEBYTECODE,
+ * PYTHONUNBUFFERED]: expect [true, true]. */
 #define LARGE_ENV_SCRIPT                                                                        \
     "import ctypes, os\n"                                                                       \
     "A = b'abcdefghijklmnopqrstuvwxyz=\\n'\n"                                                   \
@@ -73,6 +74,7 @@ static inline void large_env_free(char **env)
     "    for k, n in enumerate(names):\n"                                                       \
     "        w = want(1 << 20 if k == 0 else 60000, k)\n"                                      \
     "        ok = ok and os.environb.get(n.encode()) == w and libc.getenv(n.encode()) == w\n"   \
-    "    return [ok, sorted(os.environ) == sorted(names + ['HOME', 'LANG', 'PATH'])]\n"
+    "    base = ['HOME', 'LANG', 'LC_ALL', 'PATH', 'PYTHONDONTWRITEBYTECODE', 'PYTHONUNBUFFERED']\n"   \
+    "    return [ok, sorted(os.environ) == sorted(names + base)]\n"
 
 #endif

@@ -92,6 +92,7 @@ typedef struct job_opts {
     sandbox_limits limits;
     bool has_limits;
     int cancel_fd;
+    sandbox_packages packages;
     char job_id[64];
 } job_opts;
 
@@ -110,6 +111,7 @@ static void run_job(const char *script, job_opts *o, capture *cap, sandbox_outco
         .env = o->env,
         .limits = o->has_limits ? o->limits : default_limits(),
         .cancel_fd = o->cancel_fd,
+        .packages = o->packages,
     };
     sandbox_io io = {.ctx = cap, .on_output = on_output};
     assert_int_equal(backend->run(&spec, &io, out), 0);
@@ -397,7 +399,8 @@ static void test_environment_is_only_the_jobs(void **state)
     char home[PATH_MAX + 128], want[PATH_MAX * 3];
     snprintf(home, sizeof home, "%s/%s", work_root, o.job_id);
     snprintf(want, sizeof want,
-             "{\"canary\": null, \"keys\": [\"HOME\", \"LANG\", \"MY_VAR\", \"PATH\"],"
+             "{\"canary\": null, \"keys\": [\"HOME\", \"LANG\", \"LC_ALL\", \"MY_VAR\", \"PATH\","
+             " \"PYTHONDONTWRITEBYTECODE\", \"PYTHONUNBUFFERED\"],"
              " \"mine\": \"hello world\", \"lang\": \"en_US.UTF-8\","
              " \"path\": \"/usr/local/bin:/usr/bin:/bin\", \"home\": \"%s\", \"cwd\": \"%s\"}",
              home, home);
@@ -410,8 +413,9 @@ static void test_environment_is_only_the_jobs(void **state)
     char home2[PATH_MAX + 128];
     snprintf(home2, sizeof home2, "%s/job-%d-%d", work_root, (int)getpid(), job_counter);
     snprintf(want, sizeof want,
-             "[[\"HOME\", \"%s\"], [\"LANG\", \"C.UTF-8\"],"
-             " [\"PATH\", \"/usr/local/bin:/usr/bin:/bin\"]]",
+             "[[\"HOME\", \"%s\"], [\"LANG\", \"C.UTF-8\"], [\"LC_ALL\", \"C.UTF-8\"],"
+             " [\"PATH\", \"/usr/local/bin:/usr/bin:/bin\"], [\"PYTHONDONTWRITEBYTECODE\", \"1\"],"
+             " [\"PYTHONUNBUFFERED\", \"1\"]]",
              home2);
     expect_result(&out, want);
     sandbox_outcome_free(&out);
@@ -436,7 +440,7 @@ static void test_large_environment(void **state)
 static json_t *spec_doc(const sandbox_spec *spec, const char *home, const rlimit_set *rl)
 {
     size_t len = 0;
-    char *text = runner_build_spec(spec, home, rl, &len);
+    char *text = runner_build_spec(spec, home, NULL, rl, &len);
     assert_non_null(text);
     assert_int_equal(len, strlen(text));
     json_error_t e;
@@ -468,7 +472,7 @@ static void test_spec_document(void **state)
     char *fields = runner_fields_make("def main(x): return x\n", "{\"x\": [1, 2.50, \"\\u00e9\"]}");
     sandbox_spec spec = {.runner_fields_json = fields, .env = env, .limits = default_limits(), .cancel_fd = -1};
     size_t len;
-    char *text = runner_build_spec(&spec, "/work", NULL, &len);
+    char *text = runner_build_spec(&spec, "/work", NULL, NULL, &len);
     assert_non_null(text);
     /* The runner's fields as given, the inputs' own text not parsed and encoded again. */
     assert_non_null(strstr(text, "{\"script\":\"def main(x): return x\\n\",\"inputs\":{\"x\": [1, 2.50, \"\\u00e9\"]},"));
@@ -479,7 +483,8 @@ static void test_spec_document(void **state)
     expect_json(json_object_get(doc, "inputs"), "{\"x\": [1, 2.5, \"\\u00e9\"]}");
     /* The base without the HOME the job sets, then the job's own, '=' and all. */
     expect_json(json_object_get(doc, "env"),
-                "[\"PATH=/usr/local/bin:/usr/bin:/bin\", \"LANG=C.UTF-8\", \"HOME=/elsewhere\", \"MY=a=b\\nc\"]");
+                "[\"PATH=/usr/local/bin:/usr/bin:/bin\", \"LANG=C.UTF-8\", \"LC_ALL=C.UTF-8\", \"PYTHONUNBUFFERED=1\","
+                " \"PYTHONDONTWRITEBYTECODE=1\", \"HOME=/elsewhere\", \"MY=a=b\\nc\"]");
     expect_json(json_object_get(doc, "limits"),
                 "{\"cpu_seconds\": 60, \"memory_mb\": 512, \"max_file_size_mb\": 64, \"timeout_seconds\": 20.0}");
     assert_null(json_object_get(doc, "rlimits")); /* cold: set before exec */
@@ -493,7 +498,8 @@ static void test_spec_document(void **state)
     fields = runner_fields_make("def main(): return 1\n", NULL);
     spec.runner_fields_json = fields;
     doc = spec_doc(&spec, "/w", &rl);
-    expect_json(json_object_get(doc, "env"), "[\"PATH=/usr/local/bin:/usr/bin:/bin\", \"HOME=/w\", \"LANG=C.UTF-8\"]");
+    expect_json(json_object_get(doc, "env"), "[\"PATH=/usr/local/bin:/usr/bin:/bin\", \"HOME=/w\", \"LANG=C.UTF-8\","
+                                             " \"LC_ALL=C.UTF-8\", \"PYTHONUNBUFFERED=1\", \"PYTHONDONTWRITEBYTECODE=1\"]");
     char want[128];
     snprintf(want, sizeof want, "[[%d, 10, 20], [%d, -1, -1]]", RLIMIT_NOFILE, RLIMIT_AS);
     expect_json(json_object_get(doc, "rlimits"), want);
@@ -513,18 +519,60 @@ static void test_spec_document(void **state)
     for (size_t i = 0; i < sizeof not_objects / sizeof not_objects[0]; i++) {
         spec.runner_fields_json = not_objects[i];
         errno = 0;
-        assert_null(runner_build_spec(&spec, "/w", NULL, &len));
+        assert_null(runner_build_spec(&spec, "/w", NULL, NULL, &len));
         assert_int_equal(errno, EINVAL);
     }
+
+    /* The folder of the job's packages, when there is one, as the runner sees it. */
+    spec.runner_fields_json = fields;
+    char *text2 = runner_build_spec(&spec, "/w", "/deps", NULL, &len);
+    assert_non_null(text2);
+    doc = json_loads(text2, 0, NULL);
+    assert_non_null(doc);
+    expect_json(json_object_get(doc, "packages"), "\"/deps\"");
+    json_decref(doc);
+    free(text2);
 
     /* Text that is not UTF-8 cannot be encoded (the API never lets it through). */
     const char *bad[] = {"X=\xff", NULL};
     spec.runner_fields_json = fields;
     spec.env = bad;
     errno = 0;
-    assert_null(runner_build_spec(&spec, "/w", NULL, &len));
+    assert_null(runner_build_spec(&spec, "/w", NULL, NULL, &len));
     assert_int_equal(errno, EINVAL);
     free(fields);
+}
+
+/* Without filesystem isolation the runner gets the packages' host folder itself, after
+ * the standard library on sys.path; a PYTHONPATH of env_vars comes first. */
+static void test_packages_on_sys_path(void **state)
+{
+    char dir[] = "/tmp/executord-test-direct-pkgs-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    assert_int_equal(chmod(dir, 0755), 0); /* the job runs as a uid of its own */
+    char path[sizeof dir + 64];
+    snprintf(path, sizeof path, "%s/exdpkg.py", dir);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs("VERSION = '4.2'\n", f);
+    assert_int_equal(fclose(f), 0);
+    assert_int_equal(chmod(path, 0644), 0);
+    const char *env[] = {"PYTHONPATH=/nowhere/a:/nowhere/b", NULL};
+    job_opts o = {.env = env, .cancel_fd = -1, .packages = {.dir = dir}};
+    capture cap = {0};
+    sandbox_outcome out;
+    run_job("import os, sys\n"
+            "def main():\n"
+            "    import exdpkg\n"
+            "    d = sys.path.index(os.path.dirname(exdpkg.__file__))\n"
+            "    site = [i for i, e in enumerate(sys.path) if os.path.basename(e) in ('site-packages', 'dist-packages')]\n"
+            "    return [exdpkg.VERSION, sys.path[:2], all(i > d for i in site), '/deps' in sys.path]\n",
+            &o, &cap, &out);
+    expect_result(&out, "[\"4.2\", [\"/nowhere/a\", \"/nowhere/b\"], true, false]");
+    sandbox_outcome_free(&out);
+    capture_free(&cap);
+    assert_int_equal(unlink(path), 0);
+    assert_int_equal(rmdir(dir), 0);
 }
 
 static void test_subprocess_output_is_captured(void **state)
@@ -989,6 +1037,7 @@ int main(void)
         cmocka_unit_test(test_environment_is_only_the_jobs),
         cmocka_unit_test(test_large_environment),
         cmocka_unit_test(test_spec_document),
+        cmocka_unit_test(test_packages_on_sys_path),
         cmocka_unit_test(test_subprocess_output_is_captured),
         cmocka_unit_test(test_child_cannot_forge_result),
         cmocka_unit_test(test_output_streams_while_running),

@@ -374,7 +374,9 @@ static void env_rules(void **state)
         snprintf(body, sizeof body, "{\"script\":\"x\",\"env_vars\":{\"%s\":\"v\"}}", bad_names[i]);
         expect_invalid(body, "env_vars");
     }
-    expect_invalid_msg("{\"script\":\"x\",\"env_vars\":{\"9X\":\"v\"}}", "env_vars", "'9X'");
+    /* Tracecat's wording, which its callers match on. */
+    expect_invalid_msg("{\"script\":\"x\",\"env_vars\":{\"9X\":\"v\"}}", "env_vars",
+                       "Invalid environment variable key: '9X'. Keys must match pattern [A-Za-z_][A-Za-z0-9_]*");
     expect_invalid_msg("{\"script\":\"x\",\"env_vars\":{\"A\":1}}", "env_vars.A", "string");
     expect_invalid("{\"script\":\"x\",\"env_vars\":{\"A\":null}}", "env_vars.A");
     expect_invalid("{\"script\":\"x\",\"env_vars\":{\"A\":[\"v\"]}}", "env_vars.A");
