@@ -2,7 +2,8 @@
 `server`/`client`: one shared instance per test module for tests whose state does not
 matter (module scope, so none outlives tests/integration when tests/security runs in the
 same pytest session: its leftover checks look at the whole host).
-`make_server`: a dedicated instance with extra flags, stopped after the test."""
+`make_server`: a dedicated instance with extra flags, stopped after the test.
+`backend`: each of direct, ephemeral and pool in turn, skipped where this host cannot run it."""
 
 import os
 
