@@ -62,6 +62,15 @@ static json_t *parsed_object(const char *text)
     return json_object();
 }
 
+static json_t *object_or_null(const char *text)
+{
+    json_t *v = parsed(text);
+    if (json_is_object(v))
+        return v;
+    json_decref(v);
+    return json_null();
+}
+
 static json_t *render_error_field(const job *j)
 {
     if (!j->error_type && !j->error_message)
@@ -102,6 +111,13 @@ static json_t *render_field(const job *j, const job_field_desc *f)
         return env_names(*(char *const *)slot);
     case JOB_FIELD_LIMITS:
         return sandbox_limits_json(slot, false);
+    case JOB_FIELD_DEPS: { /* none renders as [], so clients always get a list */
+        json_t *list = parsed(*(char *const *)slot);
+        if (json_is_array(list))
+            return list;
+        json_decref(list);
+        return json_array();
+    }
     case JOB_FIELD_TIMEOUT:
         break; /* rendered inside limits */
     }
@@ -178,12 +194,8 @@ json_t *api_render_job(const job *j, bool full)
     json_object_set_new(o, "error", render_error_field(j));
     json_object_set_new(o, "exit_code", int_or_null(j->has_exit_code, j->exit_code));
     json_object_set_new(o, "signal", int_or_null(j->signal > 0, j->signal));
-    json_t *usage = parsed(j->usage_json);
-    if (!json_is_object(usage)) {
-        json_decref(usage);
-        usage = json_null();
-    }
-    json_object_set_new(o, "usage", usage);
+    json_object_set_new(o, "usage", object_or_null(j->usage_json));
+    json_object_set_new(o, "install", object_or_null(j->install_json));
     set_request_fields(o, j, JOB_RENDER_REQUEST);
     json_object_set_new(o, "stdout_bytes", json_integer((json_int_t)j->stdout_bytes));
     json_object_set_new(o, "stderr_bytes", json_integer((json_int_t)j->stderr_bytes));

@@ -15,6 +15,7 @@
 #include <jansson.h>
 
 #include "src/backends.h"
+#include "src/requirements.h"
 
 /* --- backends -------------------------------------------------------------------- */
 
@@ -413,6 +414,71 @@ static int parse_string_map(const char *name, const json_t *obj, const string_ma
     return *dst ? 0 : -1;
 }
 
+/* An item shown in a message: its first bytes, so a 256-byte string does not crowd out
+ * the reason (the renderer escapes what JSON must). */
+#define SHOWN_ITEM 64
+
+/* dependencies: an array of plain requirement strings (src/requirements.c), normalized;
+ * [] and null mean none (*dst stays NULL). Only with a package source: nothing is ever
+ * fetched from a place the operator did not name. */
+static int parse_deps(const config *cfg, const char *name, const json_t *v, char **dst,
+                      api_error *err)
+{
+    *dst = NULL;
+    if (!v || json_is_null(v))
+        return 0;
+    if (!json_is_array(v)) {
+        invalid(err, name, "%s must be an array of requirement strings or null (got %s)", name,
+                json_type_name(v));
+        return -1;
+    }
+    size_t n = json_array_size(v);
+    if (n > REQ_MAX_ITEMS) {
+        invalid(err, name, "%s may hold at most %d items (got %zu)", name, REQ_MAX_ITEMS, n);
+        return -1;
+    }
+    const char *items[REQ_MAX_ITEMS];
+    size_t lens[REQ_MAX_ITEMS];
+    char field[sizeof err->field];
+    for (size_t i = 0; i < n; i++) {
+        const json_t *item = json_array_get(v, i);
+        if (!json_is_string(item)) {
+            snprintf(field, sizeof field, "%s[%zu]", name, i);
+            invalid(err, field, "%s must be a string (got %s)", field, json_type_name(item));
+            return -1;
+        }
+        items[i] = json_string_value(item);
+        lens[i] = json_string_length(item);
+    }
+    char why[160];
+    size_t bad;
+    if (requirements_normalize(items, lens, n, dst, &bad, why, sizeof why) < 0) {
+        if (bad >= n) {
+            api_error_set(err, 500, "internal", NULL, "%s: %s", name, why);
+            return -1;
+        }
+        snprintf(field, sizeof field, "%s[%zu]", name, bad);
+        char shown[SHOWN_ITEM + 1];
+        size_t k = 0;
+        for (; k < lens[bad] && k < SHOWN_ITEM; k++) /* NUL would end the message */
+            shown[k] = items[bad][k] ? items[bad][k] : '?';
+        shown[k] = '\0';
+        invalid(err, field, "%s '%s%s' %s", field, shown, lens[bad] > SHOWN_ITEM ? "..." : "", why);
+        return -1;
+    }
+    if (*dst && !config_has_package_source(cfg)) {
+        free(*dst);
+        *dst = NULL;
+        invalid(err, name,
+                "%s needs a package source, and this instance has none: the operator configures "
+                "one with --pip-index-url URL, --pip-extra-index-url URL or --pip-find-links DIR "
+                "(EXECUTORD_PIP_INDEX_URL, EXECUTORD_PIP_EXTRA_INDEX_URL, EXECUTORD_PIP_FIND_LINKS)",
+                name);
+        return -1;
+    }
+    return 0;
+}
+
 static int parse_field(const config *cfg, const api_backend_checks *checks, const json_t *body,
                        const job_field_desc *f, job *out, api_error *err)
 {
@@ -435,6 +501,8 @@ static int parse_field(const config *cfg, const api_backend_checks *checks, cons
         return parse_string_map(f->name, v, &env_rules, slot, err);
     case JOB_FIELD_LABELS:
         return parse_string_map(f->name, v, &label_rules, slot, err);
+    case JOB_FIELD_DEPS:
+        return parse_deps(cfg, f->name, v, slot, err);
     }
     return -1;
 }
@@ -495,6 +563,13 @@ int api_parse_job_request(const config *cfg, const api_backend_checks *checks, c
         if (parse_field(cfg, checks, doc, &job_field_descs[i], out, err) < 0)
             goto done;
     if (idempotency_key) {
+        /* Retries compare the dependencies as normalized: the same set, however written,
+         * is the same request; [] and null are none, like leaving the field out. */
+        json_t *deps = out->deps_json ? json_loads(out->deps_json, 0, NULL) : NULL;
+        if (out->deps_json && (!deps || json_object_set_new(doc, "dependencies", deps) != 0))
+            goto done;
+        if (!out->deps_json)
+            json_object_del(doc, "dependencies");
         out->idempotency_key = strdup(idempotency_key);
         out->request_json = json_dumps(doc, JSON_COMPACT | JSON_SORT_KEYS);
         if (!out->idempotency_key || !out->request_json)

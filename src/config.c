@@ -14,11 +14,12 @@
 #include <strings.h>
 #include <unistd.h>
 #include <arpa/inet.h>
+#include <sys/stat.h>
 
 #include "sandbox/egress.h"
 #include "src/log.h"
 
-typedef enum opt_kind { OPT_STRING, OPT_PATH_OR_EMPTY, OPT_WHEN_EMPTY, OPT_LISTEN, OPT_INT, OPT_U64, OPT_SECONDS, OPT_LEVEL, OPT_BACKEND, OPT_MODE, OPT_FLAG, OPT_HOSTS, OPT_BACKENDS, OPT_CIDRS } opt_kind;
+typedef enum opt_kind { OPT_STRING, OPT_PATH_OR_EMPTY, OPT_WHEN_EMPTY, OPT_LISTEN, OPT_INT, OPT_U64, OPT_SECONDS, OPT_LEVEL, OPT_BACKEND, OPT_MODE, OPT_FLAG, OPT_HOSTS, OPT_BACKENDS, OPT_CIDRS, OPT_URL, OPT_URLS } opt_kind;
 
 typedef struct option_def {
     const char *flag;    /* without the leading "--" */
@@ -78,6 +79,12 @@ static const option_def options[] = {
     {"egress-allow", "EXECUTORD_EGRESS_ALLOW", OPT_CIDRS, "", "an address range (CIDR) network-enabled jobs may reach although a built-in block covers it, e.g. an internal API or package index (repeatable; the variable takes a comma-separated list; the host's own addresses and --egress-deny stay blocked)", FIELD(egress_allow), 0, 0},
     {"egress-deny", "EXECUTORD_EGRESS_DENY", OPT_CIDRS, "", "an address range (CIDR) network-enabled jobs may not reach, besides the built-in blocks (repeatable; the variable takes a comma-separated list)", FIELD(egress_deny), 0, 0},
     {"slirp4netns", "EXECUTORD_SLIRP4NETNS", OPT_STRING, "/usr/bin/slirp4netns", "the user-space network stack of network-enabled jobs (Debian package slirp4netns)", FIELD(slirp4netns), 0, 0},
+    {"pip-index-url", "EXECUTORD_PIP_INDEX_URL", OPT_URL, "", "the package index jobs' dependencies are installed from (http:// or https://, pip's --index-url; empty = none: with no package source at all, a job with dependencies gets 422)", FIELD(pip_index_url), 0, 0},
+    {"pip-extra-index-url", "EXECUTORD_PIP_EXTRA_INDEX_URL", OPT_URLS, "", "a further package index (http:// or https://; repeatable; the variable takes a space-separated list, as pip's PIP_EXTRA_INDEX_URL does)", FIELD(pip_extra_index_urls), 0, 0},
+    {"pip-find-links", "EXECUTORD_PIP_FIND_LINKS", OPT_PATH_OR_EMPTY, "", "an existing absolute folder of wheels to install dependencies from (an offline wheelhouse; empty = none)", FIELD(pip_find_links), 0, 0},
+    {"deps-cache-mb", "EXECUTORD_DEPS_CACHE_MB", OPT_U64, "2048", "bound of the cache of installed dependency environments in <data-dir>/deps (least recently used evicted first)", FIELD(deps_cache_mb), 1, 1 << 24},
+    {"deps-install-timeout-seconds", "EXECUTORD_DEPS_INSTALL_TIMEOUT_SECONDS", OPT_U64, "300", "how long installing a job's dependencies may take", FIELD(deps_install_timeout_seconds), 1, 86400},
+    {"deps-install-disk-mb", "EXECUTORD_DEPS_INSTALL_DISK_MB", OPT_U64, "1024", "size of the tmpfs an install of dependencies writes into (its memory limit is the job's limits.memory_mb)", FIELD(deps_install_disk_mb), 1, 1 << 20},
     {"memory-budget-mb", "EXECUTORD_MEMORY_BUDGET_MB", OPT_U64, "0", "what the memory limits of all running jobs may add up to; a job waits in the queue until its limits.memory_mb fits (0 = 80% of the host's memory, or of executord's cgroup limit when lower)", FIELD(memory_budget_mb), 0, 1 << 24},
 };
 
@@ -153,6 +160,10 @@ static const char *expectation(const option_def *o)
         return "host names or addresses (letters, digits, '.', '-', ':'; or '*')";
     case OPT_CIDRS:
         return "address ranges such as 10.1.0.0/16 or fd00::/8, comma-separated";
+    case OPT_URL:
+        return "an http:// or https:// URL, or empty";
+    case OPT_URLS:
+        return "http:// or https:// URLs, space-separated";
     case OPT_BACKENDS:
         snprintf(buf, sizeof buf, "a comma-separated list of %s, each at most once", sandbox_backend_names());
         return buf;
@@ -237,6 +248,33 @@ static int add_cidrs(config_cidrs *l, const char *s)
     return 0;
 }
 
+/* http:// or https:// then a host: printable ASCII without spaces (pip reads it as one
+ * argument). Its reachability is the install's business, not the configuration's. */
+static bool url_valid(const char *s, size_t len)
+{
+    size_t scheme = strncasecmp(s, "http://", 7) == 0 ? 7 : strncasecmp(s, "https://", 8) == 0 ? 8 : 0;
+    if (!scheme || len <= scheme || len >= CONFIG_URL_LEN || s[scheme] == '/')
+        return false;
+    for (size_t i = 0; i < len; i++)
+        if (s[i] <= ' ' || s[i] > '~')
+            return false;
+    return true;
+}
+
+/* One or more space-separated URLs, each kept as given. */
+static int add_urls(config_urls *l, const char *s)
+{
+    for (const char *p = s + strspn(s, " "); *p; p += strspn(p, " ")) {
+        size_t len = strcspn(p, " ");
+        if (l->n >= CONFIG_MAX_URLS || !url_valid(p, len))
+            return -1;
+        memcpy(l->items[l->n], p, len);
+        l->items[l->n++][len] = '\0';
+        p += len;
+    }
+    return 0;
+}
+
 static int apply_value(config *c, const option_def *o, const char *value)
 {
     char *field = (char *)c + o->offset;
@@ -269,6 +307,13 @@ static int apply_value(config *c, const option_def *o, const char *value)
         return parse_backends(value, field, o->size);
     case OPT_CIDRS:
         return add_cidrs((config_cidrs *)field, value);
+    case OPT_URL:
+        if (*value && !url_valid(value, strlen(value)))
+            return -1;
+        snprintf(field, o->size, "%s", value);
+        return 0;
+    case OPT_URLS:
+        return add_urls((config_urls *)field, value);
     case OPT_MODE:
         /* Only the embedded default ("0") and the bare flag ("1") reach here. */
         *(int *)field = strcmp(value, "1") == 0;
@@ -379,6 +424,34 @@ static int check_consistency(const config *c)
         }
     }
     return 0;
+}
+
+/* The wheelhouse is read by every install: a relative path would depend on the working
+ * folder, a missing one would fail every job with dependencies much later. */
+static int check_packages(const config *c)
+{
+    const char *dir = c->pip_find_links;
+    struct stat st;
+    if (!dir[0])
+        return 0;
+    if (dir[0] != '/') {
+        fprintf(stderr, "executord: --pip-find-links %s must be an absolute path\n", dir);
+        return -1;
+    }
+    if (stat(dir, &st) != 0) {
+        fprintf(stderr, "executord: --pip-find-links %s: %s\n", dir, strerror(errno));
+        return -1;
+    }
+    if (!S_ISDIR(st.st_mode)) {
+        fprintf(stderr, "executord: --pip-find-links %s is not a folder\n", dir);
+        return -1;
+    }
+    return 0;
+}
+
+bool config_has_package_source(const config *c)
+{
+    return c->pip_index_url[0] || c->pip_extra_index_urls.n > 0 || c->pip_find_links[0];
 }
 
 bool config_host_is_loopback(const char *host)
@@ -504,8 +577,12 @@ int config_load(config *c, int argc, char **argv)
             c->n_allowed_hosts = 0;
             hosts_from_flags = true;
         }
-        if (o->kind == OPT_CIDRS && !list_from_flags[o - options]) {
-            ((config_cidrs *)((char *)c + o->offset))->n = 0; /* likewise */
+        if ((o->kind == OPT_CIDRS || o->kind == OPT_URLS) && !list_from_flags[o - options]) {
+            /* likewise */
+            if (o->kind == OPT_CIDRS)
+                ((config_cidrs *)((char *)c + o->offset))->n = 0;
+            else
+                ((config_urls *)((char *)c + o->offset))->n = 0;
             list_from_flags[o - options] = true;
         }
         if (o->kind == OPT_FLAG && !value) {
@@ -523,7 +600,7 @@ int config_load(config *c, int argc, char **argv)
             }
             value = argv[++i];
         }
-        if (((o->kind == OPT_HOSTS || o->kind == OPT_CIDRS) && !*value) || apply_value(c, o, value) != 0) {
+        if (((o->kind == OPT_HOSTS || o->kind == OPT_CIDRS || o->kind == OPT_URLS) && !*value) || apply_value(c, o, value) != 0) {
             fprintf(stderr, "executord: invalid value \"%s\" for --%s: expected %s\n", value, o->flag,
                     expectation(o));
             return 2;
@@ -537,7 +614,7 @@ int config_load(config *c, int argc, char **argv)
     /* The health check needs no token (/readyz never asks for one) and must not fail on
      * a token file it has no business reading. */
     if (check_consistency(c) != 0 || check_security(c) != 0 ||
-        (!c->healthcheck && read_token_file(c) != 0))
+        (!c->healthcheck && (read_token_file(c) != 0 || check_packages(c) != 0)))
         return 2;
     return 0;
 }

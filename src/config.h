@@ -11,6 +11,8 @@
 
 #define CONFIG_MAX_ALLOWED_HOSTS 16
 #define CONFIG_MAX_CIDRS 32
+#define CONFIG_MAX_URLS 8
+#define CONFIG_URL_LEN 2048
 #define CONFIG_MAX_OPTIONS 96 /* room in config.given; config.c checks its table fits */
 
 typedef enum log_level { LOG_DEBUG = 0, LOG_INFO, LOG_WARN, LOG_ERROR } log_level;
@@ -20,6 +22,12 @@ typedef struct config_cidrs {
     char items[CONFIG_MAX_CIDRS][64];
     int n;
 } config_cidrs;
+
+/* A repeatable list of package index URLs (http:// or https://), as given. */
+typedef struct config_urls {
+    char items[CONFIG_MAX_URLS][CONFIG_URL_LEN];
+    int n;
+} config_urls;
 
 typedef struct config {
     char listen_host[256];
@@ -72,6 +80,15 @@ typedef struct config {
     config_cidrs egress_deny;      /* --egress-deny: blocked besides them */
     char slirp4netns[4096];        /* the user-space stack of network-enabled jobs */
 
+    /* jobs' dependencies: where packages come from (none set = a job with dependencies
+     * gets 422; nothing is fetched implicitly) and the cache and install they go through */
+    char pip_index_url[CONFIG_URL_LEN]; /* --pip-index-url: "" = none */
+    config_urls pip_extra_index_urls;   /* --pip-extra-index-url, in the order given */
+    char pip_find_links[4096];     /* --pip-find-links: an existing absolute folder, "" = none */
+    uint64_t deps_cache_mb;        /* bound of <data-dir>/deps/, least recently used evicted */
+    uint64_t deps_install_timeout_seconds; /* an install's wall-clock limit */
+    uint64_t deps_install_disk_mb; /* the tmpfs an install writes into */
+
     bool given[CONFIG_MAX_OPTIONS]; /* which options the environment or a flag set */
 } config;
 
@@ -84,6 +101,10 @@ bool config_list_contains(const char *list, const char *name);
 /* True when the operator set the option (by flag or environment variable), as opposed
  * to its embedded default. flag is without the leading "--". */
 bool config_given(const config *c, const char *flag);
+
+/* True when a package source is configured (--pip-index-url, --pip-extra-index-url or
+ * --pip-find-links): without one, jobs with dependencies are refused. */
+bool config_has_package_source(const config *c);
 
 /* True when name is in --backends. */
 bool config_backend_enabled(const config *c, const char *name);

@@ -51,6 +51,7 @@ bool job_status_is_final(job_status s)
 #define JOB_KIND_ENV JOB_FIELD_ENV
 #define JOB_KIND_LIMITS JOB_FIELD_LIMITS
 #define JOB_KIND_LABELS JOB_FIELD_LABELS
+#define JOB_KIND_DEPS JOB_FIELD_DEPS
 
 #define JOB_SEEN_RUNNER true
 #define JOB_SEEN_SERVICE false
@@ -93,6 +94,10 @@ static const char *runner_value_text(const job *j, const job_field_desc *f, char
     case JOB_FIELD_LABELS: {
         const char *text = *(char *const *)slot;
         return text && *text ? text : "{}";
+    }
+    case JOB_FIELD_DEPS: {
+        const char *text = *(char *const *)slot;
+        return text ? text : "[]";
     }
     case JOB_FIELD_BOOL:
         return *(const bool *)slot ? "true" : "false";
@@ -170,7 +175,7 @@ done:
 static bool field_owns_string(const job_field_desc *f)
 {
     return f->kind == JOB_FIELD_TEXT || f->kind == JOB_FIELD_OBJECT || f->kind == JOB_FIELD_ENV ||
-           f->kind == JOB_FIELD_LABELS;
+           f->kind == JOB_FIELD_LABELS || f->kind == JOB_FIELD_DEPS;
 }
 
 void job_init(job *j)
@@ -188,7 +193,8 @@ void job_free(job *j)
         if (field_owns_string(&job_field_descs[i]))
             free(*(char **)job_field_slot(j, &job_field_descs[i]));
     char **owned[] = {&j->idempotency_key, &j->request_json, &j->result_json, &j->error_type,
-                      &j->error_message,   &j->error_traceback, &j->usage_json};
+                      &j->error_message,   &j->error_traceback, &j->usage_json,
+                      &j->install_json};
     for (size_t i = 0; i < sizeof owned / sizeof owned[0]; i++)
         free(*owned[i]);
     job_init(j);

@@ -30,6 +30,7 @@ typedef enum job_status {
 #define JOB_MEMBER_ENV(m) char *m;            /* owned JSON object text {name: value} */
 #define JOB_MEMBER_LIMITS(m) sandbox_limits m; /* effective limits */
 #define JOB_MEMBER_LABELS(m) char *m;         /* owned JSON object text {key: value} */
+#define JOB_MEMBER_DEPS(m) char *m;           /* owned JSON array text ["name==1"]; NULL = none */
 
 #include "src/job_fields.def"
 #define JOB_FIELD_MEMBER(ctx, name, kind, member, render, rank, seen) JOB_MEMBER_##kind(member)
@@ -59,6 +60,8 @@ typedef struct job {
     int exit_code;
     int signal;                  /* 0 = none */
     char *usage_json;            /* JSON object text, e.g. {"wall_ms":..} */
+    char *install_json;          /* the dependencies' install: JSON object text
+                                  * {"environment","cache_hit","duration_ms"}; NULL = none */
     uint64_t stdout_bytes, stderr_bytes;
     bool stdout_truncated, stderr_truncated;
     /* the storage quota (or a full disk) took the stored output / the result back */
@@ -67,7 +70,7 @@ typedef struct job {
 
 typedef enum job_field_kind {
     JOB_FIELD_TEXT, JOB_FIELD_OBJECT, JOB_FIELD_BACKEND, JOB_FIELD_TIMEOUT,
-    JOB_FIELD_BOOL, JOB_FIELD_ENV, JOB_FIELD_LIMITS, JOB_FIELD_LABELS,
+    JOB_FIELD_BOOL, JOB_FIELD_ENV, JOB_FIELD_LIMITS, JOB_FIELD_LABELS, JOB_FIELD_DEPS,
 } job_field_kind;
 
 /* Where a rendered job shows a request field (see src/job_fields.def). */
@@ -95,9 +98,9 @@ const void *job_field_cslot(const job *j, const job_field_desc *f);
 
 /* The request fields the runner reads (rows seen RUNNER), as one JSON object text for
  * sandbox_spec.runner_fields_json, e.g. {"script":"...","inputs":{...}}: TEXT and BACKEND
- * as strings, OBJECT/ENV/LABELS as their stored JSON text spliced as is ("{}" when none;
- * inputs may be megabytes, so never parsed again), BOOL as true/false, TIMEOUT as a
- * number. Returns malloc'd text, or NULL with errno set: ENOMEM, or EINVAL for text that
+ * as strings, OBJECT/ENV/LABELS/DEPS as their stored JSON text spliced as is ("{}" or
+ * "[]" when none; inputs may be megabytes, so never parsed again), BOOL as true/false,
+ * TIMEOUT as a number. Returns malloc'd text, or NULL with errno set: ENOMEM, or EINVAL for text that
  * is not UTF-8 or a kind the runner gets another way (LIMITS). */
 char *job_runner_fields_json(const job *j);
 

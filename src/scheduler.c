@@ -258,6 +258,11 @@ static void run_on_backend(worker *w, job *j)
         sandbox_outcome_set_error(&out, "SandboxError", "backend '%s' is not available: %s", j->backend,
                                   why ? why : "unknown");
         out.verdict = SANDBOX_SETUP_ERROR;
+    } else if (j->deps_json) {
+        /* Until the package cache exists a job's dependencies cannot be provided, and
+         * running the script without them would be a different job: it fails instead. */
+        sandbox_outcome_set_error(&out, "PackageInstallError", "package installs are not available");
+        out.verdict = SANDBOX_FAILED;
     } else if (!env) {
         sandbox_outcome_set_error(&out, "SandboxError", "cannot build the environment: out of memory");
         out.verdict = SANDBOX_SETUP_ERROR;

@@ -168,6 +168,7 @@ store_rc sq_read(sq_store *s, bool snapshot, sq_read_fn fn, void *arg);
     X(exit_code, COL, EXIT, exit_code)                                                      \
     X(signal, COL, INT, signal)                                                             \
     X(usage_json, COL, TEXT, usage_json)                                                    \
+    X(install, COL, TEXT, install_json)                                                     \
     X(stdout_bytes, COL, U64, stdout_bytes)                                                 \
     X(stderr_bytes, COL, U64, stderr_bytes)                                                 \
     X(stdout_truncated, COL, BOOL, stdout_truncated)                                        \
@@ -176,17 +177,19 @@ store_rc sq_read(sq_store *s, bool snapshot, sq_read_fn fn, void *arg);
     X(result_evicted, COL, BOOL, result_evicted)
 
 /* The columns of the request: one per row of src/job_fields.def, by its kind (JSON: text
- * stored as "{}" when absent), and one per limit for its LIMITS row. */
+ * stored as "{}" when absent), and one per limit for its LIMITS row. Columns are named as
+ * the member, but for the kinds added later (DEPS), named as the field. */
 #define JOB_REQUEST_COLUMNS(X) JOB_FIELDS(SQ_FIELD_COLUMNS, X)
-#define SQ_FIELD_COLUMNS(X, name, kind, member, render, rank, seen) SQ_FIELD_##kind(X, member, render)
-#define SQ_FIELD_TEXT(X, m, render) X(m, render, TEXT, m)
-#define SQ_FIELD_OBJECT(X, m, render) X(m, render, JSON, m)
-#define SQ_FIELD_BACKEND(X, m, render) X(m, render, CHARS, m)
-#define SQ_FIELD_TIMEOUT(X, m, render) /* a limit: a column of the LIMITS row */
-#define SQ_FIELD_BOOL(X, m, render) X(m, render, BOOL, m)
-#define SQ_FIELD_ENV(X, m, render) X(m, render, JSON, m)
-#define SQ_FIELD_LABELS(X, m, render) X(m, render, JSON, m)
-#define SQ_FIELD_LIMITS(X, m, render) SANDBOX_LIMITS(SQ_LIMIT_COLUMN, X)
+#define SQ_FIELD_COLUMNS(X, name, kind, member, render, rank, seen) SQ_FIELD_##kind(X, name, member, render)
+#define SQ_FIELD_TEXT(X, n, m, render) X(m, render, TEXT, m)
+#define SQ_FIELD_OBJECT(X, n, m, render) X(m, render, JSON, m)
+#define SQ_FIELD_BACKEND(X, n, m, render) X(m, render, CHARS, m)
+#define SQ_FIELD_TIMEOUT(X, n, m, render) /* a limit: a column of the LIMITS row */
+#define SQ_FIELD_BOOL(X, n, m, render) X(m, render, BOOL, m)
+#define SQ_FIELD_ENV(X, n, m, render) X(m, render, JSON, m)
+#define SQ_FIELD_LABELS(X, n, m, render) X(m, render, JSON, m)
+#define SQ_FIELD_DEPS(X, n, m, render) X(n, render, TEXT, m) /* NULL when none */
+#define SQ_FIELD_LIMITS(X, n, m, render) SANDBOX_LIMITS(SQ_LIMIT_COLUMN, X)
 /* kind U64 or SECONDS; struct job holds them in its member limits (job_fields.def). */
 #define SQ_LIMIT_COLUMN(X, name, type, ...) X(name, COL, type, limits.name)
 

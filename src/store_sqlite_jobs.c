@@ -452,7 +452,8 @@ store_rc sq_claim_next_within(void *self, int64_t started_at_ms, uint64_t max_me
     " error_message = ?6, error_traceback = ?7, exit_code = ?8, signal = ?9,"               \
     " usage_json = ?10, stdout_bytes = ?11, stderr_bytes = ?12, stdout_truncated = ?13,"    \
     " stderr_truncated = ?14, stored_bytes = stored_bytes + ?15, result_stored_bytes = ?16," \
-    " env_json = " ENV_ERASED " WHERE id = ?1 AND status = 'running' RETURNING " HAD_ENV
+    " install = ?17, env_json = " ENV_ERASED                                                \
+    " WHERE id = ?1 AND status = 'running' RETURNING " HAD_ENV
 #define SQL_CANCEL                                                                          \
     "UPDATE jobs SET status = 'cancelled', finished_at_ms = ?2,"                            \
     " error_type = 'Cancelled', error_message = 'Job cancelled before it started',"         \
@@ -496,6 +497,7 @@ static int bind_finish(sqlite3_stmt *st, const job *j, uint64_t bytes)
     BIND(sqlite3_bind_int(st, 14, j->stderr_truncated ? 1 : 0));
     BIND(sq_bind_u64(st, 15, bytes));
     BIND(sq_bind_u64(st, 16, sq_text_bytes(j->result_json)));
+    BIND(sq_bind_text(st, 17, j->install_json));
     return rc;
 }
 

@@ -66,7 +66,7 @@ static void full_form_has_contract_fields(void **state)
                           "usage", "limits", "labels", "allow_network", "env_vars",
                           "stdout_bytes", "stderr_bytes", "stdout_truncated", "stderr_truncated",
                           "output_evicted", "result_evicted", "script", "inputs", "result_preview",
-                          "result_bytes", "result_truncated"};
+                          "result_bytes", "result_truncated", "install", "dependencies"};
     for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
         if (!json_object_get(o, keys[i]))
             fail_msg("missing %s", keys[i]);
@@ -88,6 +88,10 @@ static void full_form_has_contract_fields(void **state)
     assert_int_equal(json_integer_value(json_object_get(o, "stdout_bytes")), 12);
     assert_true(json_is_false(json_object_get(o, "output_evicted")));
     assert_true(json_is_false(json_object_get(o, "result_evicted")));
+    /* no dependencies: an empty list, and no install */
+    assert_true(json_is_array(json_object_get(o, "dependencies")));
+    assert_int_equal(json_array_size(json_object_get(o, "dependencies")), 0);
+    assert_true(json_is_null(json_object_get(o, "install")));
 
     char *s = dump(json_object_get(o, "result"));
     assert_string_equal(s, "{\"y\":[1,2]}");
@@ -118,6 +122,28 @@ static void full_form_has_contract_fields(void **state)
     free(all);
     json_decref(o);
     job_free(&j);
+}
+
+/* The normalized list as stored, and the install next to usage, in both forms. */
+static void dependencies_and_install(void **state)
+{
+    job j;
+    finished_job(&j);
+    j.deps_json = strdup("[\"pyyaml>=6\",\"requests[socks]==2.31.0\"]");
+    j.install_json = strdup("{\"environment\":\"ab12\",\"cache_hit\":true,\"duration_ms\":3}");
+    for (int full = 0; full <= 1; full++) {
+        json_t *o = api_render_job(&j, full);
+        char *s = dump(json_object_get(o, "dependencies"));
+        assert_string_equal(s, "[\"pyyaml>=6\",\"requests[socks]==2.31.0\"]");
+        free(s);
+        s = dump(json_object_get(o, "install"));
+        assert_string_equal(s, "{\"cache_hit\":true,\"duration_ms\":3,\"environment\":\"ab12\"}");
+        free(s);
+        json_decref(o);
+    }
+    job_free(&j);
+    assert_null(j.deps_json);
+    assert_null(j.install_json);
 }
 
 static void list_form_omits_script_and_inputs(void **state)
@@ -480,6 +506,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(full_form_has_contract_fields),
         cmocka_unit_test(list_form_omits_script_and_inputs),
+        cmocka_unit_test(dependencies_and_install),
         cmocka_unit_test(queued_and_failed_jobs),
         cmocka_unit_test(evicted_output_and_result),
         cmocka_unit_test(large_results_are_previewed_not_rendered),
