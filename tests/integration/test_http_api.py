@@ -17,6 +17,7 @@ FULL_FIELDS = {
     "result", "error", "exit_code", "signal", "usage", "limits", "labels", "allow_network", "env_vars",
     "stdout_bytes", "stderr_bytes", "stdout_truncated", "stderr_truncated", "output_evicted",
     "result_evicted", "script", "inputs", "result_preview", "result_bytes", "result_truncated",
+    "install", "dependencies",
 }
 LIMIT_FIELDS = {"timeout_seconds", "memory_mb", "cpu_seconds", "max_processes", "max_file_size_mb",
                 "max_open_files", "max_output_bytes"}

@@ -216,7 +216,9 @@ def test_request_schema_matches_contract(spec):
     assert req["additionalProperties"] is False
     assert req["required"] == ["script"]
     assert set(req["properties"]) == {"script", "inputs", "backend", "timeout_seconds", "allow_network",
-                                      "env_vars", "limits", "labels"}
+                                      "env_vars", "limits", "labels", "dependencies"}
+    assert req["properties"]["dependencies"]["maxItems"] == 64
+    assert req["properties"]["dependencies"]["items"]["maxLength"] == 256
     limits = resolve(spec, req["properties"]["limits"])
     assert limits["additionalProperties"] is False
     maxima = {"memory_mb": 65536, "cpu_seconds": 3600, "max_processes": 4096, "max_file_size_mb": 4096,
@@ -240,7 +242,8 @@ def test_job_schema_matches_contract(spec):
     fields = {"id", "status", "backend", "created_at", "started_at", "finished_at", "queue_wait_ms", "run_ms",
               "result_preview", "result_bytes", "result_truncated", "error", "exit_code", "signal", "usage",
               "limits", "labels", "allow_network", "env_vars", "stdout_bytes", "stderr_bytes",
-              "stdout_truncated", "stderr_truncated", "output_evicted", "result_evicted"}
+              "stdout_truncated", "stderr_truncated", "output_evicted", "result_evicted", "install",
+              "dependencies"}
     assert set(summary["properties"]) == fields
     assert summary["properties"]["result_preview"]["maxLength"] == 256
     full = {n for part in schemas["Job"]["allOf"] for n in resolve(spec, part).get("properties", {})}
@@ -250,7 +253,8 @@ def test_job_schema_matches_contract(spec):
     err_types = set(schemas["JobError"]["properties"]["type"]["enum"])
     assert err_types == {"SandboxValidationError", "SandboxExecutionError", "SandboxTimeoutError",
                          "OutputLimitExceeded", "ResourceLimitExceeded", "MemoryLimitExceeded", "Cancelled",
-                         "ExecutorLost", "ExecutorShutdown", "SandboxError", "StorageFull"}
+                         "ExecutorLost", "ExecutorShutdown", "SandboxError", "StorageFull",
+                         "PackageInstallError"}
     codes = set(schemas["Error"]["properties"]["error"]["properties"]["code"]["enum"])
     assert codes == {"malformed_json", "invalid_body", "invalid_parameter", "unauthorized", "not_found",
                      "method_not_allowed", "job_finished", "job_not_finished", "idempotency_conflict",
@@ -480,7 +484,7 @@ def test_contract_validator_can_fail(tmp_path):
                       "max_file_size_mb": 64, "max_open_files": 256, "max_output_bytes": 1048576},
            "labels": {}, "allow_network": False, "env_vars": [], "stdout_bytes": 0, "stderr_bytes": 0,
            "stdout_truncated": False, "stderr_truncated": False, "output_evicted": False,
-           "result_evicted": False, "script": "x", "inputs": {}}
+           "result_evicted": False, "script": "x", "inputs": {}, "install": None, "dependencies": []}
     dumps = json.dumps
     jid = job["id"]
 

@@ -37,6 +37,51 @@ static int setup(void **state)
     return 0;
 }
 
+static void package_sources_and_install_limits(void **state)
+{
+    config c;
+    const char *plain[] = {"executord"};
+    assert_int_equal(load(&c, 1, plain), 0);
+    assert_false(config_has_package_source(&c));
+    assert_int_equal(c.deps_cache_mb, 2048);
+    assert_int_equal(c.deps_install_timeout_seconds, 300);
+    assert_int_equal(c.deps_install_disk_mb, 1024);
+
+    setenv("EXECUTORD_PIP_EXTRA_INDEX_URL", "http://a/simple  https://b/simple", 1);
+    assert_int_equal(load(&c, 1, plain), 0);
+    assert_int_equal(c.pip_extra_index_urls.n, 2);
+    assert_string_equal(c.pip_extra_index_urls.items[1], "https://b/simple");
+    assert_true(config_has_package_source(&c));
+    /* the flags replace the variable's list, each flag one more */
+    const char *flags[] = {"executord", "--pip-extra-index-url", "https://c/", "--pip-extra-index-url=HTTP://d:8080/x",
+                           "--pip-index-url", "https://user:pw@idx/simple", "--pip-find-links", "/",
+                           "--deps-cache-mb", "10", "--deps-install-timeout-seconds", "5",
+                           "--deps-install-disk-mb", "64"};
+    assert_int_equal(load(&c, 14, flags), 0);
+    unsetenv("EXECUTORD_PIP_EXTRA_INDEX_URL");
+    assert_int_equal(c.pip_extra_index_urls.n, 2);
+    assert_string_equal(c.pip_extra_index_urls.items[0], "https://c/");
+    assert_string_equal(c.pip_extra_index_urls.items[1], "HTTP://d:8080/x");
+    assert_string_equal(c.pip_index_url, "https://user:pw@idx/simple");
+    assert_string_equal(c.pip_find_links, "/");
+    assert_int_equal(c.deps_cache_mb, 10);
+    assert_int_equal(c.deps_install_timeout_seconds, 5);
+    assert_int_equal(c.deps_install_disk_mb, 64);
+
+    const char *bad[][3] = {
+        {"executord", "--pip-index-url", "ftp://x/"},  {"executord", "--pip-index-url", "x/simple"},
+        {"executord", "--pip-index-url", "http://"},   {"executord", "--pip-index-url", "http:///x"},
+        {"executord", "--pip-index-url", "http://a b"}, {"executord", "--pip-extra-index-url", ""},
+        {"executord", "--pip-extra-index-url", "file:///x"}, {"executord", "--pip-find-links", "wheels"},
+        {"executord", "--pip-find-links", "/nonexistent/wheels"}, {"executord", "--pip-find-links", "/etc/hostname"},
+        {"executord", "--deps-cache-mb", "0"}, {"executord", "--deps-install-timeout-seconds", "0"},
+        {"executord", "--deps-install-disk-mb", "0"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        if (load(&c, 3, bad[i]) != 2)
+            fail_msg("%s %s accepted", bad[i][1], bad[i][2]);
+}
+
 static void defaults_are_embedded(void **state)
 {
     config c;
@@ -326,6 +371,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup(defaults_are_embedded, setup),
+        cmocka_unit_test_setup(package_sources_and_install_limits, setup),
         cmocka_unit_test_setup(environment_overrides_default_and_flag_overrides_environment, setup),
         cmocka_unit_test_setup(bad_flags_and_values_exit_2, setup),
         cmocka_unit_test_setup(default_above_maximum_is_refused, setup),

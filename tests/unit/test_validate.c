@@ -693,10 +693,64 @@ static void name_rules(void **state)
     assert_false(api_label_key_valid("", 0));
 }
 
+/* --- dependencies ---------------------------------------------------------------- */
+
+static void dependencies_need_a_package_source(void **state)
+{
+    expect_invalid_msg("{\"script\":\"x\",\"dependencies\":[\"requests\"]}", "dependencies",
+                       "--pip-index-url URL, --pip-extra-index-url URL or --pip-find-links DIR");
+    job j;
+    expect_valid("{\"script\":\"x\",\"dependencies\":[]}", &j); /* none needs no source */
+    assert_null(j.deps_json);
+    job_free(&j);
+    expect_valid("{\"script\":\"x\",\"dependencies\":null}", &j);
+    assert_null(j.deps_json);
+    job_free(&j);
+}
+
+static void dependencies_normalized_or_named(void **state)
+{
+    snprintf(cfg.pip_find_links, sizeof cfg.pip_find_links, "/srv/wheels");
+    job j;
+    expect_valid("{\"script\":\"x\",\"dependencies\":[\"Requests == 2.31.0\",\"a_b>=1,<2\"]}", &j);
+    assert_string_equal(j.deps_json, "[\"a-b<2,>=1\",\"requests==2.31.0\"]");
+    job_free(&j);
+    expect_invalid_msg("{\"script\":\"x\",\"dependencies\":\"requests\"}", "dependencies",
+                       "must be an array");
+    expect_invalid_msg("{\"script\":\"x\",\"dependencies\":[\"a\",1]}", "dependencies[1]",
+                       "must be a string (got integer)");
+    expect_invalid_msg("{\"script\":\"x\",\"dependencies\":[\"a\",\"-e .\"]}", "dependencies[1]",
+                       "dependencies[1] '-e .' options");
+    expect_invalid_msg("{\"script\":\"x\",\"dependencies\":[\"x\\u0000y\"]}", "dependencies[0]",
+                       "'x?y' contains a control character");
+    expect_invalid_msg("{\"script\":\"x\",\"dependencies\":[\"A\",\"a\"]}", "dependencies[1]",
+                       "duplicates project 'a' (item 0)");
+    /* a long item is shown cut, with its reason */
+    char body[600];
+    snprintf(body, sizeof body, "{\"script\":\"x\",\"dependencies\":[\"%0300d\"]}", 0);
+    expect_invalid_msg(body, "dependencies[0]", "...' is longer than 256 bytes");
+    /* an equal set however written is the same request for an idempotent retry */
+    api_error e;
+    const char *a = "{\"script\":\"x\",\"dependencies\":[\"B\",\"a==1\"]}";
+    const char *b = "{\"dependencies\":[\"a == 1\",\"b\"],\"script\":\"x\"}";
+    const char *none = "{\"script\":\"x\",\"dependencies\":[]}";
+    job ja, jb, jn;
+    assert_int_equal(api_parse_job_request(&cfg, &checks, a, strlen(a), "k", &ja, &e), 0);
+    assert_int_equal(api_parse_job_request(&cfg, &checks, b, strlen(b), "k", &jb, &e), 0);
+    assert_int_equal(api_parse_job_request(&cfg, &checks, none, strlen(none), "k", &jn, &e), 0);
+    assert_string_equal(ja.request_json, jb.request_json);
+    assert_string_equal(jn.request_json, "{\"script\":\"x\"}");
+    job_free(&ja);
+    job_free(&jb);
+    job_free(&jn);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup(defaults_are_filled, setup),
+        cmocka_unit_test_setup(dependencies_need_a_package_source, setup),
+        cmocka_unit_test_setup(dependencies_normalized_or_named, setup),
         cmocka_unit_test_setup(every_field_accepted, setup),
         cmocka_unit_test_setup(malformed_bodies, setup),
         cmocka_unit_test_setup(unknown_fields, setup),
