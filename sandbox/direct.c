@@ -167,6 +167,13 @@ static int direct_run(const sandbox_spec *spec, const sandbox_io *io, sandbox_ou
         sandbox_outcome_set_error(out, "SandboxError", "direct backend is not initialised");
         return 0;
     }
+    /* Its jobs share the service's network: no list of places can be enforced. */
+    if (spec->egress_only) {
+        out->verdict = SANDBOX_SETUP_ERROR;
+        sandbox_outcome_set_error(out, "SandboxError",
+                                  "network: the direct backend cannot limit a job's network (egress_only)");
+        return 0;
+    }
     char workdir[PATH_MAX], err[512];
     if (workdir_create(work_root, spec->job_id ? spec->job_id : "", workdir, sizeof workdir,
                        err, sizeof err) != 0) {

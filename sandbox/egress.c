@@ -216,14 +216,42 @@ static void add_verdict(text *t, const char *set, const char *verdict)
     add(t, "    ip daddr @%s4 %s\n    ip6 daddr @%s6 %s\n", set, verdict, set, verdict);
 }
 
-/* The order is the policy: DNS to the stack's forwarder; then the host's addresses and
- * --egress-deny refused whatever else says; then --egress-allow; then the built-in
- * blocks. Everything else (the internet) is accepted. Neighbour discovery is accepted
- * because ff02::/16 is in ff00::/8 and IPv6 would otherwise die silently. */
+/* Every ruleset starts alike: loopback; neighbour discovery (ff02::/16 is in ff00::/8 of
+ * the built-in blocks, and IPv6 would otherwise die silently); DNS to the stack's
+ * forwarder only. Sets are declared before the chain that names them. */
+static void add_table_start(text *t)
+{
+    add(t, "table inet executord_egress {\n");
+}
+
+static void add_chain_start(text *t)
+{
+    add(t, "  chain output {\n"
+           "    type filter hook output priority filter; policy accept;\n"
+           "    oif \"lo\" accept\n"
+           "    icmpv6 type { nd-router-solicit, nd-neighbor-solicit, nd-neighbor-advert } accept\n"
+           "    ip daddr " EGRESS_DNS_ADDRESS " meta l4proto { tcp, udp } th dport 53 accept\n");
+}
+
+static const char reject[] = "reject with icmpx type admin-prohibited";
+
+static char *finish_text(text *t)
+{
+    add(t, "  }\n}\n");
+    if (t->oom) {
+        free(t->buf);
+        return NULL;
+    }
+    return t->buf;
+}
+
+/* The service's policy. The order is the policy: after the common start, the host's
+ * addresses and --egress-deny refused whatever else says; then --egress-allow; then the
+ * built-in blocks. Everything else (the internet) is accepted. */
 static char *build_ruleset(void)
 {
     text t = {0};
-    add(&t, "table inet executord_egress {\n");
+    add_table_start(&t);
     static const struct {
         const char *name;
         size_t offset;
@@ -241,22 +269,102 @@ static char *build_ruleset(void)
         snprintf(name, sizeof name, "%s6", sets[i].name);
         add_set(&t, name, l, AF_INET6);
     }
-    add(&t, "  chain output {\n"
-            "    type filter hook output priority filter; policy accept;\n"
-            "    oif \"lo\" accept\n"
-            "    icmpv6 type { nd-router-solicit, nd-neighbor-solicit, nd-neighbor-advert } accept\n"
-            "    ip daddr " EGRESS_DNS_ADDRESS " meta l4proto { tcp, udp } th dport 53 accept\n");
-    const char *reject = "reject with icmpx type admin-prohibited";
+    add_chain_start(&t);
     add_verdict(&t, "host", reject);
     add_verdict(&t, "deny", reject);
     add_verdict(&t, "allow", "accept");
     add_verdict(&t, "block", reject);
-    add(&t, "  }\n}\n");
-    if (t.oom) {
-        free(t.buf);
-        return NULL;
+    return finish_text(&t);
+}
+
+/* An egress_only job's: after the common start, TCP to each listed place, and nothing
+ * else (no built-in block or --egress-allow applies: the list replaces the policy). */
+static char *build_only_ruleset(const egress_only_list *only)
+{
+    text t = {0};
+    add_table_start(&t);
+    add_chain_start(&t);
+    for (int i = 0; i < only->n; i++) {
+        char a[INET_ADDRSTRLEN];
+        const egress_dest *d = &only->items[i];
+        if (d->host_loopback)
+            snprintf(a, sizeof a, "%s", SANDBOX_NET_HOST_LOOPBACK);
+        else if (!inet_ntop(AF_INET, d->addr, a, sizeof a))
+            t.oom = true; /* cannot happen (4 bytes always format), but never a wrong rule */
+        add(&t, "    ip daddr %s tcp dport %u accept\n", a, d->port);
     }
-    return t.buf;
+    add(&t, "    %s\n", reject);
+    return finish_text(&t);
+}
+
+/* ---- egress_only items ---- */
+
+/* True when the IPv4 address a lies in cidr (a valid CIDR text). */
+static bool within(const unsigned char a[4], const char *cidr)
+{
+    egress_cidr range, addr = {.family = AF_INET};
+    if (egress_cidr_parse(cidr, &range) != 0)
+        return false;
+    memcpy(addr.addr, a, 4);
+    addr.prefix = range.prefix;
+    clear_host_bits(&addr);
+    return memcmp(addr.addr, range.addr, 4) == 0;
+}
+
+static int parse_dest(const char *item, egress_dest *d, char *err, size_t errlen)
+{
+    memset(d, 0, sizeof *d);
+    const char *colon = strrchr(item, ':');
+    char host[INET_ADDRSTRLEN];
+    size_t hostlen = colon ? (size_t)(colon - item) : 0;
+    const char *p = colon ? colon + 1 : "";
+    size_t plen = strlen(p);
+    bool digits = plen >= 1 && plen <= 5 && strspn(p, "0123456789") == plen && p[0] != '0';
+    unsigned long port = digits ? strtoul(p, NULL, 10) : 0;
+    if (hostlen == 0 || hostlen >= sizeof host || !digits || port > 65535) {
+        snprintf(err, errlen, "egress_only item '%.80s' is not IPV4:PORT", item);
+        return -1;
+    }
+    memcpy(host, item, hostlen);
+    host[hostlen] = '\0';
+    if (inet_pton(AF_INET, host, d->addr) != 1) {
+        snprintf(err, errlen, "egress_only item '%.80s' is not IPV4:PORT", item);
+        return -1;
+    }
+    d->port = (unsigned)port;
+    if (within(d->addr, "127.0.0.0/8")) {
+        /* The stack reaches the host's loopback at 127.0.0.1 only. */
+        if (!within(d->addr, "127.0.0.1/32")) {
+            snprintf(err, errlen, "egress_only item '%.80s': of the host's loopback only 127.0.0.1 can be reached",
+                     item);
+            return -1;
+        }
+        d->host_loopback = true;
+    } else if (within(d->addr, "0.0.0.0/8") || within(d->addr, SANDBOX_NET_STACK_NETWORK)) {
+        /* 0.0.0.0/8 means the local host; once the stack reaches the host's loopback, every
+         * address of its network but the DNS forwarder leads to 127.0.0.1: an item there
+         * would open more of the host than it says. */
+        snprintf(err, errlen, "egress_only item '%.80s' names the local host or the stack's own network", item);
+        return -1;
+    }
+    return 0;
+}
+
+int egress_only_parse(const char *const *items, egress_only_list *out, char *err, size_t errlen)
+{
+    memset(out, 0, sizeof *out);
+    for (; items && *items; items++) {
+        if (out->n >= EGRESS_ONLY_MAX) {
+            snprintf(err, errlen, "egress_only: more than %d items", EGRESS_ONLY_MAX);
+            return -1;
+        }
+        egress_dest *d = &out->items[out->n];
+        if (parse_dest(*items, d, err, errlen) != 0)
+            return -1;
+        out->host_loopback |= d->host_loopback;
+        out->n++;
+    }
+    return 0;
 }
 
 /* ---- libnftables ---- */
@@ -417,7 +525,7 @@ static void *install_main(void *arg)
     return NULL;
 }
 
-int egress_install_start(egress_install *in, int netns_fd, char *err, size_t errlen)
+int egress_install_start(egress_install *in, int netns_fd, const egress_only_list *only, char *err, size_t errlen)
 {
     memset(in, 0, sizeof *in);
     if (!eg.configured) {
@@ -425,11 +533,15 @@ int egress_install_start(egress_install *in, int netns_fd, char *err, size_t err
         return -1;
     }
     in->netns_fd = netns_fd;
-    if (refresh_host_addresses(err, errlen) != 0)
-        return -1;
-    pthread_mutex_lock(&mu);
-    in->ruleset = strdup(eg.ruleset);
-    pthread_mutex_unlock(&mu);
+    if (only) {
+        in->ruleset = build_only_ruleset(only);
+    } else {
+        if (refresh_host_addresses(err, errlen) != 0)
+            return -1;
+        pthread_mutex_lock(&mu);
+        in->ruleset = strdup(eg.ruleset);
+        pthread_mutex_unlock(&mu);
+    }
     if (!in->ruleset) {
         snprintf(err, errlen, "egress policy: %s", strerror(ENOMEM));
         return -1;

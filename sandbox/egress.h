@@ -12,6 +12,7 @@
 #include <stddef.h>
 
 #include "sandbox/net.h"
+#include "sandbox/sandbox.h"
 
 /* The user-space stack's DNS forwarder (slirp4netns): the one blocked address a job may
  * use, for DNS only. */
@@ -43,6 +44,28 @@ int egress_configure(const char *const *allow, const char *const *deny, char *wh
  * reference; NULL before configure. */
 json_t *egress_describe(void);
 
+/* A job's own list instead of the policy (sandbox_spec.egress_only, the package install):
+ * TCP to exactly these places, DNS to the stack's forwarder, nothing else. */
+enum { EGRESS_ONLY_MAX = 64 };
+
+typedef struct egress_dest {
+    unsigned char addr[4];    /* IPv4, network order */
+    unsigned port;            /* 1-65535 */
+    bool host_loopback;       /* 127.0.0.1: reached as SANDBOX_NET_HOST_LOOPBACK */
+} egress_dest;
+
+typedef struct egress_only_list {
+    egress_dest items[EGRESS_ONLY_MAX];
+    int n;
+    bool host_loopback;       /* an item is the host's loopback: the stack must reach it */
+} egress_only_list;
+
+/* Parses "IPV4:PORT" items (NULL-terminated; NULL = none). Of 127.0.0.0/8 only 127.0.0.1
+ * is accepted (the stack reaches the host's loopback there only); 0.0.0.0/8 (the local
+ * host) and the stack's own 10.0.2.0/24 (all of it leads to the host's loopback) are
+ * refused. Returns 0, or -1 with the reason in err. */
+int egress_only_parse(const char *const *items, egress_only_list *out, char *err, size_t errlen);
+
 /* Installing the policy into one job's network namespace runs on a thread of its own
  * (setns is per thread; the worker never changes namespace), so it overlaps the stack's
  * start: egress_install_start, then egress_install_finish to wait for it. */
@@ -55,8 +78,9 @@ typedef struct egress_install {
     char err[512];
 } egress_install;
 
-/* Starts installing into the namespace open at netns_fd. Returns 0, or -1 with err. */
-int egress_install_start(egress_install *in, int netns_fd, char *err, size_t errlen);
+/* Starts installing into the namespace open at netns_fd the service's policy (only NULL)
+ * or the ruleset of only. Returns 0, or -1 with err. */
+int egress_install_start(egress_install *in, int netns_fd, const egress_only_list *only, char *err, size_t errlen);
 
 /* Waits for the install. Returns 0 once the policy is in place, or -1 with err. Safe to
  * call on an install that was never started (returns 0). */

@@ -59,6 +59,7 @@ typedef struct eph_job {
     cgroup_job *cg;
     mnt_plan plan;
     bool network;             /* allow_network: connected by jobnet */
+    const char *const *egress_only; /* its own list instead of the policy, or NULL */
     jobnet net;
     const sandbox_packages *packages; /* mounted once the root is built */
     const struct sock_fprog *seccomp;
@@ -71,7 +72,7 @@ static int hook_parent_setup(void *ctx, pid_t pid, char *err, size_t errlen)
     eph_job *j = ctx;
     if (sandbox_userns_write_maps(pid, j->host_id, err, errlen) != 0)
         return -1;
-    if (j->network && jobnet_begin(&j->net, pid, -1, err, errlen) != 0)
+    if (j->network && jobnet_begin(&j->net, pid, -1, j->egress_only, err, errlen) != 0)
         return -1;
     return 0;
 }
@@ -273,6 +274,7 @@ static int eph_run(const sandbox_spec *spec, const sandbox_io *io, sandbox_outco
     j.seccomp = &eph.seccomp;
     j.network = spec->allow_network;
     j.packages = &spec->packages;
+    j.egress_only = spec->egress_only;
     jobnet_init(&j.net);
     if (sandbox_userns_acquire(&j.host_id) != 0) {
         setup_failed(out, "sandbox uid slot: ", strerror(errno));

@@ -64,22 +64,28 @@ static int check_still_alive(int pidfd, char *err, size_t errlen)
     return 0;
 }
 
-int jobnet_begin(jobnet *n, pid_t pid, int pidfd, char *err, size_t errlen)
+int jobnet_begin(jobnet *n, pid_t pid, int pidfd, const char *const *egress_only, char *err, size_t errlen)
 {
     if (!net.available) {
         snprintf(err, errlen, "network: unavailable on this host: %s", net.reason);
+        return -1;
+    }
+    char why[512];
+    /* Parsed before anything starts: a malformed list fails the job, never widens it. */
+    if (egress_only && egress_only_parse(egress_only, &n->only, why, sizeof why) != 0) {
+        snprintf(err, errlen, "network: %s", why);
         return -1;
     }
     if (open_ns(pid, "user", &n->userns_fd, err, errlen) != 0 || open_ns(pid, "net", &n->netns_fd, err, errlen) != 0)
         return -1;
     if (pidfd >= 0 && check_still_alive(pidfd, err, errlen) != 0)
         return -1;
-    char why[512];
-    if (netstack_start(&n->stack, n->userns_fd, n->netns_fd, why, sizeof why) != 0) {
+    bool host_loopback = egress_only && n->only.host_loopback;
+    if (netstack_start(&n->stack, n->userns_fd, n->netns_fd, host_loopback, why, sizeof why) != 0) {
         snprintf(err, errlen, "network: start slirp4netns: %s", why);
         return -1;
     }
-    if (egress_install_start(&n->policy, n->netns_fd, why, sizeof why) != 0) {
+    if (egress_install_start(&n->policy, n->netns_fd, egress_only ? &n->only : NULL, why, sizeof why) != 0) {
         snprintf(err, errlen, "network: %s", why);
         return -1;
     }

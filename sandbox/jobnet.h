@@ -25,13 +25,17 @@ typedef struct jobnet {
     int userns_fd, netns_fd;  /* the sandbox's namespaces, pinned */
     netstack stack;
     egress_install policy;
+    egress_only_list only;    /* the parsed egress_only list, when the job has one */
 } jobnet;
 
 /* Starts connecting the sandbox whose init is pid (pidfd: that process, to prove the
  * namespaces opened through /proc/<pid> are its own; -1 when init is our child, which
- * no one else can reap): spawns the stack and starts installing the policy. Returns at
- * once; 0, or -1 with err ("network: step: reason"). Call jobnet_end in every case. */
-int jobnet_begin(jobnet *n, pid_t pid, int pidfd, char *err, size_t errlen);
+ * no one else can reap): spawns the stack and starts installing the policy, or with
+ * egress_only (sandbox_spec.egress_only, non-NULL) that list's ruleset instead, the stack
+ * reaching the host's loopback only when the list names 127.0.0.1. Returns at once; 0, or
+ * -1 with err ("network: step: reason"; a malformed item is one). Call jobnet_end in
+ * every case. */
+int jobnet_begin(jobnet *n, pid_t pid, int pidfd, const char *const *egress_only, char *err, size_t errlen);
 
 /* Waits until the policy is installed and the stack is ready. 0, or -1 with err. */
 int jobnet_finish(jobnet *n, char *err, size_t errlen);

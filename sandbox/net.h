@@ -10,6 +10,8 @@
  * leads nowhere: --disable-host-loopback) and the user-space stack's DNS forwarder, the
  * only name server of every sandbox's generated /etc/resolv.conf. */
 #define SANDBOX_NET_DNS_ADDRESS "10.0.2.3"
+/* The stack's network, tap0's, the gateway's and the forwarder's. */
+#define SANDBOX_NET_STACK_NETWORK "10.0.2.0/24"
 
 /* Child side (in the new network namespace), async-signal-safe: brings "lo" up.
  * Returns 0, or -1 with errno set and *step naming the failing call. */

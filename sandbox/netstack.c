@@ -83,18 +83,24 @@ int netstack_configure(const char *path, char *why, size_t whylen)
 }
 
 /* The command line measured in bench/netstack.sh: tap0 configured (10.0.2.100/24), no way
- * to the host's loopback through 10.0.2.2, slirp4netns itself in its own mount namespace
- * with capabilities dropped and a seccomp filter, its lifetime tied to the exit pipe. */
-static void build_argv(char *argv[], size_t n, char userns_arg[], size_t ulen, char netns_arg[], size_t nlen)
+ * to the host's loopback through 10.0.2.2 unless host_loopback (an egress_only job whose
+ * list names 127.0.0.1: its ruleset then opens 10.0.2.2 for the listed ports only),
+ * slirp4netns itself in its own mount namespace with capabilities dropped and a seccomp
+ * filter, its lifetime tied to the exit pipe. */
+static void build_argv(char *argv[], size_t n, bool host_loopback, char userns_arg[], size_t ulen, char netns_arg[],
+                       size_t nlen)
 {
     snprintf(userns_arg, ulen, "--userns-path=/proc/self/fd/%d", FD_USERNS);
     snprintf(netns_arg, nlen, "/proc/self/fd/%d", FD_NETNS);
-    char *const words[] = {st.path, "--configure", "--mtu=65520", "--disable-host-loopback",
-                           "--enable-sandbox", "--enable-seccomp", "--ready-fd=3", "--exit-fd=4",
-                           "--netns-type=path", userns_arg, netns_arg, "tap0", NULL};
+    char *const words[] = {st.path, "--configure", "--mtu=65520", "--enable-sandbox", "--enable-seccomp",
+                           "--ready-fd=3", "--exit-fd=4", "--netns-type=path", userns_arg, netns_arg, "tap0",
+                           NULL};
     size_t i = 0;
-    for (; words[i] && i + 1 < n; i++)
-        argv[i] = words[i];
+    argv[i++] = words[0];
+    if (!host_loopback)
+        argv[i++] = "--disable-host-loopback";
+    for (size_t w = 1; words[w] && i + 1 < n; w++)
+        argv[i++] = words[w];
     argv[i] = NULL;
 }
 
@@ -104,7 +110,7 @@ void netstack_init(netstack *s)
     s->pidfd = s->ready_r = s->exit_w = s->log_fd = -1;
 }
 
-int netstack_start(netstack *s, int userns_fd, int netns_fd, char *err, size_t errlen)
+int netstack_start(netstack *s, int userns_fd, int netns_fd, bool host_loopback, char *err, size_t errlen)
 {
     netstack_init(s);
     if (!st.version[0]) {
@@ -123,7 +129,7 @@ int netstack_start(netstack *s, int userns_fd, int netns_fd, char *err, size_t e
         goto fail;
     }
     char *argv[16], userns_arg[64], netns_arg[64];
-    build_argv(argv, sizeof argv / sizeof argv[0], userns_arg, sizeof userns_arg, netns_arg, sizeof netns_arg);
+    build_argv(argv, sizeof argv / sizeof argv[0], host_loopback, userns_arg, sizeof userns_arg, netns_arg, sizeof netns_arg);
     helper_fds fds = {.in = -1, .out = s->log_fd, .extra = {ready[1], quit[0], userns_fd, netns_fd}, .n_extra = 4};
     int e = helper_spawn(st.path, argv, &fds, &s->pid);
     close_fd(&ready[1]);

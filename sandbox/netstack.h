@@ -33,9 +33,10 @@ typedef struct netstack {
 void netstack_init(netstack *s);
 
 /* Starts slirp4netns on the namespaces open at userns_fd and netns_fd (they are handed
- * over, not named by pid: no pid can be reused under it). Returns at once; 0, or -1 with
- * err. */
-int netstack_start(netstack *s, int userns_fd, int netns_fd, char *err, size_t errlen);
+ * over, not named by pid: no pid can be reused under it). host_loopback: 10.0.2.2 leads
+ * to the host's 127.0.0.1 (only for a job whose ruleset opens exactly the ports it may
+ * reach there); otherwise --disable-host-loopback. Returns at once; 0, or -1 with err. */
+int netstack_start(netstack *s, int userns_fd, int netns_fd, bool host_loopback, char *err, size_t errlen);
 
 /* Waits until it is ready, at most timeout_ms. Returns 0, or -1 with err (it exited, with
  * its last message, or it timed out). */

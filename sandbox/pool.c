@@ -603,7 +603,7 @@ static void pool_run_once(const sandbox_spec *spec, const sandbox_io *io, sandbo
     /* Its packages too, in its own mount namespace (a copy of the zygote's: nothing
      * reaches the zygote or the next sandbox, and this one is never reused). */
     if (pkgmount_attach(&spec->packages, w->host_pid, w->pidfd, err, sizeof err) != 0 ||
-        (spec->allow_network && (jobnet_begin(&net, w->host_pid, w->pidfd, err, sizeof err) != 0 ||
+        (spec->allow_network && (jobnet_begin(&net, w->host_pid, w->pidfd, spec->egress_only, err, sizeof err) != 0 ||
                                  jobnet_finish(&net, err, sizeof err) != 0))) {
         jobnet_end(&net);
         out->verdict = SANDBOX_SETUP_ERROR;
