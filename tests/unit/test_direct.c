@@ -89,6 +89,7 @@ static sandbox_limits default_limits(void)
 typedef struct job_opts {
     const char *inputs;
     const char *const *env;
+    const char *const *egress_only;
     sandbox_limits limits;
     bool has_limits;
     int cancel_fd;
@@ -109,6 +110,8 @@ static void run_job(const char *script, job_opts *o, capture *cap, sandbox_outco
         .job_id = o->job_id,
         .runner_fields_json = fields,
         .env = o->env,
+        .egress_only = o->egress_only,
+        .allow_network = o->egress_only != NULL,
         .limits = o->has_limits ? o->limits : default_limits(),
         .cancel_fd = o->cancel_fd,
         .packages = o->packages,
@@ -262,6 +265,21 @@ static void test_async_main(void **state)
                "    return {'n': n, 'async': True}\n",
                "{\"n\": 3}", &cap, &out);
     expect_result(&out, "{\"n\": 3, \"async\": true}");
+    sandbox_outcome_free(&out);
+    capture_free(&cap);
+}
+
+/* direct's jobs share the service's network: a list of places cannot be held to, so a
+ * job with one fails and its script never runs. */
+static void test_egress_only_is_refused(void **state)
+{
+    capture cap = {0};
+    sandbox_outcome out;
+    const char *only[] = {"127.0.0.1:8080", NULL};
+    job_opts o = {.egress_only = only, .cancel_fd = -1};
+    run_job("def main():\n    print('ran')\n    return 1\n", &o, &cap, &out);
+    expect_failure(&out, SANDBOX_SETUP_ERROR, "SandboxError", "network: the direct backend cannot");
+    assert_int_equal(cap.len[SANDBOX_STDOUT], 0);
     sandbox_outcome_free(&out);
     capture_free(&cap);
 }
@@ -1029,6 +1047,7 @@ int main(void)
         cmocka_unit_test(test_single_public_function),
         cmocka_unit_test(test_no_inputs_calls_without_arguments),
         cmocka_unit_test(test_async_main),
+        cmocka_unit_test(test_egress_only_is_refused),
         cmocka_unit_test(test_validation_errors),
         cmocka_unit_test(test_exception_message_and_user_traceback),
         cmocka_unit_test(test_system_exit_and_memory_error),
