@@ -18,16 +18,7 @@
 #include "sandbox/result.h"
 #include "src/job.h"
 #include "src/utf8.h"
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define CHECK(cond)                                                                          \
-    do {                                                                                     \
-        if (!(cond)) {                                                                       \
-            fprintf(stderr, "%s:%d: invariant failed: %s\n", __FILE__, __LINE__, #cond);     \
-            abort();                                                                         \
-        }                                                                                    \
-    } while (0)
+#include "tests/fuzz/fuzz_check.h"
 
 /* Serialises v, asserts valid UTF-8 JSON that parses back equal; returns the parse. */
 static json_t *round_trip(const json_t *v)

@@ -4,13 +4,13 @@
 # corpus in tests/fuzz/corpus/<name>/, working on a scratch copy so the repository's
 # corpus stays small. Exits non-zero on any crash, leak, sanitizer report or failed
 # invariant; the reproducer is kept under $FUZZ_OUT (default build-fuzz/fuzz-out).
-#   tests/fuzz/run.sh                  every harness (request, query, result)
+#   tests/fuzz/run.sh                  every harness (request, query, result, requirements)
 #   tests/fuzz/run.sh query            only these (ctest: fuzz_request, fuzz_query, ...)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 seconds=${FUZZ_SECONDS:-20}
-all=(request query result)
+all=(request query result requirements)
 harnesses=("${@:-${all[@]}}")
 for h in "${harnesses[@]}"; do
     [ -d "tests/fuzz/corpus/$h" ] || { echo "fuzz: unknown harness $h (${all[*]})" >&2; exit 2; }

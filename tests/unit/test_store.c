@@ -295,6 +295,7 @@ static void insert_and_get_round_trip(void **state)
     make_job(&j, "{\"team\":\"red\"}");
     j.idempotency_key = strdup("key-1");
     j.request_json = strdup("{\"script\":\"x\"}");
+    j.deps_json = strdup("[\"a-b<2,>=1\",\"requests==2.31.0\"]");
     assert_int_equal(store_insert_job(f->s, &j, 0, NULL), STORE_OK);
     job g;
     job_init(&g);
@@ -325,6 +326,8 @@ static void insert_and_get_round_trip(void **state)
     assert_false(g.has_exit_code);
     assert_int_equal(g.signal, 0);
     assert_null(g.usage_json);
+    assert_string_equal(g.deps_json, "[\"a-b<2,>=1\",\"requests==2.31.0\"]");
+    assert_null(g.install_json); /* written when the job finishes */
     job_free(&g);
 
     char other[JOB_ID_LEN + 1];
@@ -405,6 +408,7 @@ static void finish_only_from_running(void **state)
     j.exit_code = 3;
     j.signal = 0;
     j.usage_json = strdup("{\"wall_ms\":5}");
+    j.install_json = strdup("{\"environment\":\"ab\",\"cache_hit\":false,\"duration_ms\":7}");
     j.stdout_bytes = 10;
     j.stderr_bytes = 20;
     j.stdout_truncated = true;
@@ -423,6 +427,8 @@ static void finish_only_from_running(void **state)
     assert_int_equal(g.exit_code, 3);
     assert_int_equal(g.signal, 0);
     assert_string_equal(g.usage_json, "{\"wall_ms\":5}");
+    assert_string_equal(g.install_json, "{\"environment\":\"ab\",\"cache_hit\":false,\"duration_ms\":7}");
+    assert_null(g.deps_json); /* the job had none */
     assert_int_equal(g.stdout_bytes, 10);
     assert_int_equal(g.stderr_bytes, 20);
     assert_true(g.stdout_truncated);
