@@ -3,8 +3,8 @@
  * executord's entry point: load the configuration (or run the --healthcheck mode), decide
  * the memory budget (src/membudget.c), put a minimal init in front when PID 1
  * (src/pid1.c), open the store (recovering jobs a dead instance left running), initialise
- * the backends, start the scheduler and the HTTP server, then wait for SIGTERM/SIGINT and
- * shut down gracefully. */
+ * the backends and the package cache (src/depcache.c), start the scheduler and the HTTP
+ * server, then wait for SIGTERM/SIGINT and shut down gracefully. */
 #include <errno.h>
 #include <limits.h>
 #include <signal.h>
@@ -18,6 +18,8 @@
 #include "src/backends.h"
 #include "src/config.h"
 #include "src/datadir.h"
+#include "src/depcache.h"
+#include "src/depinstall.h"
 #include "src/healthcheck.h"
 #include "src/log.h"
 #include "src/membudget.h"
@@ -183,6 +185,55 @@ static void warn_about_weak_settings(const config *cfg)
                      "against DNS rebinding");
 }
 
+/* Jobs' dependencies (docs/dependencies.md): with a package source configured, the
+ * install's settings (checked now, so a bad URL stops the start) and the cache at
+ * <data-dir>/deps. Returns 0 (*cache stays NULL without a source), or -1 (logged). */
+static int prepare_dependencies(const config *cfg, depinstall_config *icfg, depcache **cache)
+{
+    static const char *extra[CONFIG_MAX_URLS + 1];
+    static char interpreter[1024];
+    *cache = NULL;
+    if (!config_has_package_source(cfg)) {
+        log_info("dependencies: no package source configured (--pip-index-url, --pip-extra-index-url, "
+                 "--pip-find-links): jobs with dependencies are refused");
+        return 0;
+    }
+    for (int i = 0; i < cfg->pip_extra_index_urls.n; i++)
+        extra[i] = cfg->pip_extra_index_urls.items[i];
+    extra[cfg->pip_extra_index_urls.n] = NULL;
+    *icfg = (depinstall_config){
+        .index_url = cfg->pip_index_url[0] ? cfg->pip_index_url : NULL,
+        .extra_index_urls = extra,
+        .find_links = cfg->pip_find_links[0] ? cfg->pip_find_links : NULL,
+        .disk_mb = cfg->deps_install_disk_mb,
+        .timeout_seconds = cfg->deps_install_timeout_seconds,
+        .interpreter = interpreter,
+    };
+    char err[1024];
+    if (depinstall_check_config(icfg, err, sizeof err) != 0) {
+        log_error("dependencies: %s", err);
+        return -1;
+    }
+    if (depinstall_interpreter(cfg->python, cfg->sandbox_rootfs, interpreter, sizeof interpreter) != 0) {
+        log_error("dependencies: the interpreter names every environment, and %s", interpreter);
+        return -1;
+    }
+    char dir[PATH_MAX + 8];
+    snprintf(dir, sizeof dir, "%s/deps", cfg->data_dir);
+    if (!(*cache = depcache_open(dir, cfg->deps_cache_mb * MIB, err, sizeof err))) {
+        log_error("dependencies: the package cache: %s", err);
+        return -1;
+    }
+    const char *why = NULL;
+    if (!backends_available("ephemeral", &why))
+        log_warn("dependencies: installs run in an ephemeral sandbox, and that backend is not available "
+                 "(%s): jobs with dependencies will fail with SandboxError", why);
+    log_info("dependencies: interpreter %s; installs time out after %llu s, write at most %llu MB",
+             interpreter, (unsigned long long)cfg->deps_install_timeout_seconds,
+             (unsigned long long)cfg->deps_install_disk_mb);
+    return 0;
+}
+
 /* Docker reserves health-check exit status 2: in that mode every failure is 1. */
 static bool healthcheck_requested(int argc, char **argv)
 {
@@ -273,14 +324,25 @@ int main(int argc, char **argv)
         return 1;
     }
 
+    depinstall_config icfg;
+    depcache *deps = NULL;
+    if (prepare_dependencies(&cfg, &icfg, &deps) != 0) {
+        backends_shutdown();
+        store_close(st);
+        return 1;
+    }
+
     scheduler_options sopt = {.workers = cfg.workers,
                               .shutdown_grace_seconds = cfg.shutdown_grace_seconds,
-                              .memory_budget_mb = cfg.memory_budget_mb};
+                              .memory_budget_mb = cfg.memory_budget_mb,
+                              .deps = deps,
+                              .deps_install = deps ? &icfg : NULL};
     scheduler *sch = scheduler_create(st, &sopt);
     api_server *srv = sch ? api_server_start(&cfg, st, sch, err, sizeof err) : NULL;
     if (!srv) {
         log_error("cannot start the HTTP server: %s", sch ? err : "out of memory");
         scheduler_destroy(sch);
+        depcache_close(deps);
         backends_shutdown();
         store_close(st);
         return 1;
@@ -300,6 +362,7 @@ int main(int argc, char **argv)
     scheduler_stop(sch);
     api_server_stop(srv);
     scheduler_destroy(sch);
+    depcache_close(deps);
     backends_shutdown();
     store_close(st);
     log_info("executord stopped");

@@ -234,12 +234,50 @@ static char **build_env(const char *env_json)
     return env;
 }
 
+/* The job's package environment, installed when missing (its output into the job's
+ * logs), held until release; the job's install section is written either way. Returns
+ * 0 with *lease filled, or -1 with *out filled (the script must not run). */
+static int acquire_packages(worker *w, job *j, const sandbox_io *io, depcache_lease *lease, sandbox_outcome *out)
+{
+    scheduler *s = w->sched;
+    if (!s->opt.deps) {
+        out->verdict = SANDBOX_FAILED;
+        sandbox_outcome_set_error(out, "PackageInstallError",
+                                  "no package source is configured (--pip-index-url, --pip-extra-index-url "
+                                  "or --pip-find-links): the job's dependencies cannot be installed");
+        return -1;
+    }
+    char id[DEPCACHE_ID_LEN + 1];
+    char *sources = depinstall_sources_text(s->opt.deps_install);
+    if (!sources) {
+        out->verdict = SANDBOX_SETUP_ERROR;
+        sandbox_outcome_set_error(out, "SandboxError", "cannot name the job's environment: out of memory");
+        return -1;
+    }
+    depcache_env_id(j->deps_json, s->opt.deps_install->interpreter, sources, id);
+    free(sources);
+    depinstall_job install = {.cfg = s->opt.deps_install, .job_id = j->id, .deps_json = j->deps_json,
+                              .limits = &j->limits, .cancel_fd = w->cancel_pipe[0], .io = io};
+    int64_t t0 = time_monotonic_ms();
+    int rc = depcache_acquire(s->opt.deps, id, depinstall_run, &install, w->cancel_pipe[0], lease, out);
+    json_t *section = json_pack("{s:s,s:b,s:I}", "environment", id, "cache_hit", rc == 0 && lease->cache_hit,
+                                "duration_ms", (json_int_t)(time_monotonic_ms() - t0));
+    free(j->install_json);
+    j->install_json = section ? json_dumps(section, JSON_COMPACT) : NULL;
+    json_decref(section);
+    log_info("job %s: environment %s %s in %lld ms", j->id, id,
+             rc != 0 ? "not ready" : lease->cache_hit ? "from the cache" : "installed",
+             (long long)(time_monotonic_ms() - t0));
+    return rc;
+}
+
 static void run_on_backend(worker *w, job *j)
 {
     scheduler *s = w->sched;
     sandbox_outcome out;
     sandbox_outcome_init(&out);
     output_sink sink = {.sched = s, .w = w, .job_id = j->id};
+    uint64_t install_out[2] = {0, 0}; /* what the package install wrote into the job's logs */
     const char *why = NULL;
     const sandbox_backend *b = backends_get(j->backend);
     char **env = build_env(j->env_json);
@@ -258,11 +296,6 @@ static void run_on_backend(worker *w, job *j)
         sandbox_outcome_set_error(&out, "SandboxError", "backend '%s' is not available: %s", j->backend,
                                   why ? why : "unknown");
         out.verdict = SANDBOX_SETUP_ERROR;
-    } else if (j->deps_json) {
-        /* Until the package cache exists a job's dependencies cannot be provided, and
-         * running the script without them would be a different job: it fails instead. */
-        sandbox_outcome_set_error(&out, "PackageInstallError", "package installs are not available");
-        out.verdict = SANDBOX_FAILED;
     } else if (!env) {
         sandbox_outcome_set_error(&out, "SandboxError", "cannot build the environment: out of memory");
         out.verdict = SANDBOX_SETUP_ERROR;
@@ -280,7 +313,16 @@ static void run_on_backend(worker *w, job *j)
             .cancel_fd = w->cancel_pipe[0],
         };
         sandbox_io io = {.ctx = &sink, .on_output = on_output};
-        b->run(&spec, &io, &out);
+        depcache_lease lease;
+        bool packages = j->deps_json != NULL;
+        int acquired = packages ? acquire_packages(w, j, &io, &lease, &out) : 0;
+        memcpy(install_out, sink.stored, sizeof install_out);
+        if (acquired == 0) {
+            spec.packages.dir = packages ? lease.path : NULL;
+            b->run(&spec, &io, &out);
+            if (packages)
+                depcache_release(s->opt.deps, &lease);
+        }
     }
     free(runner_fields);
     free(env);
@@ -290,6 +332,9 @@ static void run_on_backend(worker *w, job *j)
         metrics_setup_failure(j->backend);
 
     job_apply_outcome(j, &out);
+    /* The logs hold the install's output before the script's: the sizes count both. */
+    j->stdout_bytes += install_out[0];
+    j->stderr_bytes += install_out[1];
     pthread_mutex_lock(&s->mu);
     stop_reason stop = w->stop;
     pthread_mutex_unlock(&s->mu);

@@ -9,6 +9,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "src/depcache.h"
+#include "src/depinstall.h"
 #include "src/store.h"
 
 typedef struct scheduler scheduler;
@@ -22,6 +24,11 @@ typedef struct scheduler_options {
     /* The memory limits of running jobs add up to at most this (src/membudget.h); the
      * oldest queued job waits until it fits. 0 = no budget. */
     uint64_t memory_budget_mb;
+    /* Jobs' dependencies: the cache their environments are acquired from and how a
+     * missing one is installed (src/depcache.h, src/depinstall.h). NULL = no package
+     * source is configured: such a job fails (the API refuses new ones). */
+    depcache *deps;
+    const depinstall_config *deps_install;
 } scheduler_options;
 
 scheduler *scheduler_create(store *st, const scheduler_options *opt);
