@@ -31,7 +31,7 @@ static char interpreter[512];
 static depcache *cache;
 static depinstall_config icfg;
 
-static void sh(const char *fmt, ...)
+__attribute__((format(printf, 1, 2))) static void sh(const char *fmt, ...)
 {
     char cmd[8192];
     va_list ap;
