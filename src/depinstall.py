@@ -12,6 +12,9 @@ TARGET = "/deps"
 TAIL_BYTES = 8192
 
 
+LOOPBACK = "10.0.2.2"  # SANDBOX_NET_HOST_LOOPBACK: the rewritten loopback index
+
+
 class PackageInstallError(Exception):
     pass
 
@@ -25,6 +28,13 @@ def _command(requirements, index_url, extra_index_urls, find_links):
         cmd += ["--index-url", indexes[0]]
         for url in indexes[1:]:
             cmd += ["--extra-index-url", url]
+        # An index on the service's loopback reaches us as the slirp gateway's address,
+        # which pip refuses over http ("not a trusted or secure host"); pip trusts the
+        # loopback name the operator gave, so it trusts the gateway standing for it.
+        for url in indexes:
+            if url.startswith("http://" + LOOPBACK + ":") or url.startswith("http://" + LOOPBACK + "/"):
+                cmd += ["--trusted-host", LOOPBACK]
+                break
     else:
         cmd.append("--no-index")
     if find_links:
