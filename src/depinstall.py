@@ -7,16 +7,25 @@
 import os
 import subprocess
 import sys
+import urllib.parse
 
 TARGET = "/deps"
 TAIL_BYTES = 8192
 
 
-LOOPBACK = "10.0.2.2"  # SANDBOX_NET_HOST_LOOPBACK: the rewritten loopback index
-
-
 class PackageInstallError(Exception):
     pass
+
+
+def _http_hosts(urls):
+    hosts = []
+    for url in urls:
+        netloc = urllib.parse.urlsplit(url)
+        if netloc.scheme == "http" and netloc.netloc:
+            host = netloc.netloc.rpartition("@")[2]
+            if host not in hosts:
+                hosts.append(host)
+    return hosts
 
 
 def _command(requirements, index_url, extra_index_urls, find_links):
@@ -28,13 +37,12 @@ def _command(requirements, index_url, extra_index_urls, find_links):
         cmd += ["--index-url", indexes[0]]
         for url in indexes[1:]:
             cmd += ["--extra-index-url", url]
-        # An index on the service's loopback reaches us as the slirp gateway's address,
-        # which pip refuses over http ("not a trusted or secure host"); pip trusts the
-        # loopback name the operator gave, so it trusts the gateway standing for it.
-        for url in indexes:
-            if url.startswith("http://" + LOOPBACK + ":") or url.startswith("http://" + LOOPBACK + "/"):
-                cmd += ["--trusted-host", LOOPBACK]
-                break
+        # pip ignores a plain-http index unless its host is trusted. The operator named
+        # each of these with --pip-*-index-url, so an http one is trusted as configured
+        # (the start-up log warns that http is unauthenticated); an index on the
+        # service's loopback reaches us rewritten to the slirp gateway, trusted the same.
+        for host in _http_hosts(indexes):
+            cmd += ["--trusted-host", host]
     else:
         cmd.append("--no-index")
     if find_links:

@@ -183,6 +183,13 @@ static void warn_about_weak_settings(const config *cfg)
         if (strcmp(cfg->allowed_hosts[i], "*") == 0)
             log_warn("--allowed-host '*': any Host name is accepted; the token is the only protection "
                      "against DNS rebinding");
+    if (strncmp(cfg->pip_index_url, "http://", 7) == 0)
+        log_warn("--pip-index-url %s is plain http: pip trusts it as configured, and anyone on the "
+                 "path can change the packages jobs install", cfg->pip_index_url);
+    for (int i = 0; i < cfg->pip_extra_index_urls.n; i++)
+        if (strncmp(cfg->pip_extra_index_urls.items[i], "http://", 7) == 0)
+            log_warn("--pip-extra-index-url %s is plain http: pip trusts it as configured, and anyone on "
+                     "the path can change the packages jobs install", cfg->pip_extra_index_urls.items[i]);
 }
 
 /* Jobs' dependencies (docs/dependencies.md): with a package source configured, the
