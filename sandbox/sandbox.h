@@ -40,8 +40,9 @@ typedef struct sandbox_spec {
     /* With allow_network: NULL = the service's egress policy (sandbox_network_config).
      * Otherwise the only places the job may reach besides DNS, "IPV4:PORT" items,
      * NULL-terminated, everything else refused (the package install reaches only the
-     * index hosts). An item in 127.0.0.0/8 is the service's own loopback: the sandbox
-     * reaches it as SANDBOX_NET_HOST_LOOPBACK:PORT and nothing else of the host's loopback. */
+     * index hosts). An item at 127.0.0.1 is the service's own loopback: the sandbox reaches
+     * it as SANDBOX_NET_HOST_LOOPBACK:PORT and nothing else of the host's loopback (other
+     * 127.0.0.0/8 addresses, which slirp4netns cannot reach, are refused). */
     const char *const *egress_only;
     sandbox_packages packages;
     sandbox_limits limits;
