@@ -4,7 +4,6 @@ install of `dependencies` as PackageInstallError. Each case runs with the blocki
 and with the asyncio one (driven to completion by asyncio.run)."""
 
 import asyncio
-import subprocess
 import threading
 import time
 import uuid
@@ -19,7 +18,7 @@ from executord import (
     SandboxError,
     SandboxExecutionError,
 )
-from executord_client import BIN, UUID_RE
+from executord_client import UUID_RE
 
 
 class Both:
@@ -99,18 +98,8 @@ def test_lost_service_error_carries_the_job_id(exd_make_server, kind):
     assert e.job_id == job["id"]
 
 
-def dependencies_supported():
-    """Whether this executord installs dependencies, asked of the binary itself."""
-    out = subprocess.run([BIN, "--help"], capture_output=True, text=True, timeout=30)
-    return "--pip-find-links" in out.stdout + out.stderr
-
-
 @CLIENTS
 def test_failed_install_is_package_install_error(exd_make_server, tmp_path, kind):
-    if not dependencies_supported():
-        # Not a silent pass: this executord predates dependencies (issue 14), so the only
-        # answer it can give is the 422 test_run_python checks. Runs once it has them.
-        pytest.skip("this executord has no --pip-find-links: no dependencies support to test")
     wheels = tmp_path / "wheelhouse"
     wheels.mkdir()  # empty: no requirement can be found in it
     srv = exd_make_server("--pip-find-links", str(wheels))
