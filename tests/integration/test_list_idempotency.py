@@ -10,7 +10,7 @@ LIST_FIELDS = {
     "id", "status", "backend", "created_at", "started_at", "finished_at", "queue_wait_ms", "run_ms",
     "result_preview", "result_bytes", "result_truncated", "error", "exit_code", "signal", "usage", "limits",
     "labels", "allow_network", "env_vars", "stdout_bytes", "stderr_bytes", "stdout_truncated", "stderr_truncated",
-    "output_evicted", "result_evicted",
+    "output_evicted", "result_evicted", "dependencies", "install",
 }
 
 
