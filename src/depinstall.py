@@ -18,13 +18,12 @@ class PackageInstallError(Exception):
 
 
 def _http_hosts(urls):
+    """host[:port] of each http URL, once (URLs come checked: a host, no credentials)."""
     hosts = []
     for url in urls:
-        netloc = urllib.parse.urlsplit(url)
-        if netloc.scheme == "http" and netloc.netloc:
-            host = netloc.netloc.rpartition("@")[2]
-            if host not in hosts:
-                hosts.append(host)
+        parts = urllib.parse.urlsplit(url)
+        if parts.scheme == "http" and parts.netloc not in hosts:
+            hosts.append(parts.netloc)
     return hosts
 
 

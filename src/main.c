@@ -173,6 +173,14 @@ static int prepare_authentication(config *cfg)
     return 0;
 }
 
+/* depinstall.py trusts a configured http index (pip would ignore it otherwise). */
+static void warn_if_plain_http(const char *flag, const char *url)
+{
+    if (strncmp(url, "http://", 7) == 0)
+        log_warn("%s %s is plain http: pip trusts it as configured, and anyone on the path can "
+                 "change the packages jobs install", flag, url);
+}
+
 static void warn_about_weak_settings(const config *cfg)
 {
     if (config_backend_enabled(cfg, "direct") && !config_host_is_loopback(cfg->listen_host))
@@ -183,13 +191,9 @@ static void warn_about_weak_settings(const config *cfg)
         if (strcmp(cfg->allowed_hosts[i], "*") == 0)
             log_warn("--allowed-host '*': any Host name is accepted; the token is the only protection "
                      "against DNS rebinding");
-    if (strncmp(cfg->pip_index_url, "http://", 7) == 0)
-        log_warn("--pip-index-url %s is plain http: pip trusts it as configured, and anyone on the "
-                 "path can change the packages jobs install", cfg->pip_index_url);
+    warn_if_plain_http("--pip-index-url", cfg->pip_index_url);
     for (int i = 0; i < cfg->pip_extra_index_urls.n; i++)
-        if (strncmp(cfg->pip_extra_index_urls.items[i], "http://", 7) == 0)
-            log_warn("--pip-extra-index-url %s is plain http: pip trusts it as configured, and anyone on "
-                     "the path can change the packages jobs install", cfg->pip_extra_index_urls.items[i]);
+        warn_if_plain_http("--pip-extra-index-url", cfg->pip_extra_index_urls.items[i]);
 }
 
 /* Jobs' dependencies (docs/dependencies.md): with a package source configured, the

@@ -118,3 +118,5 @@ def test_remote_index_reaches_its_port_only(start_service, packages, far_index, 
     far_index.refresh()
     doc = service.ok("import nosy\ndef main():\n    return nosy.SEEN\n", backend, [f"nosy=={version}"])
     check_contained(doc["result"])
+    # pip would ignore a plain-http index; executord trusts it as configured, and says so
+    assert f"--pip-index-url {far_index.url} is plain http" in service.server.log_tail(1 << 20)
