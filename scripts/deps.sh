@@ -5,9 +5,9 @@
 set -euo pipefail
 
 run_pkgs=(gcc make cmake pkg-config libmicrohttpd-dev libjansson-dev libseccomp-dev uuid-dev
-          libsqlite3-dev nettle-dev libnftables-dev slirp4netns python3 python3-pip curl)
+          libsqlite3-dev libpq-dev nettle-dev libnftables-dev slirp4netns python3 python3-pip curl)
 test_pkgs=(clang libclang-rt-14-dev libcmocka-dev python3-pytest python3-yaml sqlite3 procps util-linux chromium debootstrap
-           nftables iproute2 python3-setuptools python3-wheel python3-setuptools-whl python3-wheel-whl)
+           nftables iproute2 postgresql-15 python3-setuptools python3-wheel python3-setuptools-whl python3-wheel-whl)
 
 want=("${run_pkgs[@]}")
 if [ "${1:-run}" = test ]; then

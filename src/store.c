@@ -4,10 +4,13 @@
  * last error's text and the SHA-256 of requests, which every store shares. */
 #include "src/store.h"
 
+#include <ctype.h>
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <nettle/sha2.h>
 
@@ -18,6 +21,7 @@
 struct store {
     const store_ops *ops;
     void *self; /* the store's own state, given back to each operation */
+    char replica_id[STORE_REPLICA_ID_MAX + 1];
 };
 
 /* The stores built in: the first whose scheme starts the location opens it; a location
@@ -276,4 +280,74 @@ int store_storage_state(store *s, store_storage *out)
 {
     memset(out, 0, sizeof *out);
     return s->ops->storage_state(s->self, out);
+}
+
+/* ---- replicas ----------------------------------------------------------------------- */
+
+static bool replica_id_valid(const char *id)
+{
+    size_t n = strlen(id);
+    if (n == 0 || n > STORE_REPLICA_ID_MAX)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (!isalnum((unsigned char)id[i]) && !strchr("._-", id[i]))
+            return false;
+    return true;
+}
+
+int store_set_replica(store *s, const char *replica_id, int64_t lease_ms, char *err,
+                      size_t errlen)
+{
+    if (!replica_id_valid(replica_id)) {
+        snprintf(err, errlen, "replica id '%s': 1 to %d characters of A-Z a-z 0-9 . _ -",
+                 replica_id, STORE_REPLICA_ID_MAX);
+        return -1;
+    }
+    if (lease_ms <= 0) {
+        snprintf(err, errlen, "a replica's lease must last longer than 0 ms");
+        return -1;
+    }
+    snprintf(s->replica_id, sizeof s->replica_id, "%s", replica_id);
+    return s->ops->set_replica ? s->ops->set_replica(s->self, replica_id, lease_ms, err, errlen)
+                               : 0;
+}
+
+const char *store_replica_id(store *s)
+{
+    return s->replica_id;
+}
+
+bool store_is_shared(store *s)
+{
+    return s->ops->wait_events != NULL;
+}
+
+int store_wait_events(store *s, int timeout_ms, store_event *out, int max)
+{
+    if (s->ops->wait_events)
+        return s->ops->wait_events(s->self, timeout_ms, out, max);
+    struct timespec ts = {timeout_ms / 1000, (long)(timeout_ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+        ;
+    return 0;
+}
+
+int store_heartbeat(store *s, int64_t now_ms)
+{
+    return s->ops->heartbeat ? s->ops->heartbeat(s->self, now_ms) : 0;
+}
+
+store_rc store_request_cancel(store *s, const char *id)
+{
+    return s->ops->request_cancel ? s->ops->request_cancel(s->self, id) : STORE_CONFLICT;
+}
+
+int store_pending_cancels(store *s, char (*ids)[JOB_ID_LEN + 1], int max)
+{
+    return s->ops->pending_cancels ? s->ops->pending_cancels(s->self, ids, max) : 0;
+}
+
+bool store_hold_role(store *s, const char *role)
+{
+    return s->ops->hold_role ? s->ops->hold_role(s->self, role) : true;
 }

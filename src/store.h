@@ -7,6 +7,7 @@
 #ifndef EXECUTORD_STORE_H
 #define EXECUTORD_STORE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -180,5 +181,66 @@ store_rc store_make_room(store *s, uint64_t bytes);
 /* The state /readyz and /metrics show. Takes the reserve again when the disk has room.
  * 0, or -1 when the store cannot be read. */
 int store_storage_state(store *s, store_storage *out);
+
+/* ---- replicas ----------------------------------------------------------------------
+ * A store that several executord instances share (PostgreSQL, docs/replicas.md) is one
+ * queue for all of them: each claim records the claiming replica; a replica holds a
+ * lease it renews (store_heartbeat), and the survivors end the running jobs of a replica
+ * whose lease expired failed/ExecutorLost; replicas learn of each other's changes through
+ * store_wait_events instead of polling. A store only one instance uses (SQLite) has none of
+ * this: store_is_shared says false, store_set_replica only records the id, the others do
+ * nothing (see each). */
+
+/* Once, after store_open and before store_recover_running or any other thread: this
+ * instance's replica id (at most STORE_REPLICA_ID_MAX bytes of [A-Za-z0-9._-]) and how
+ * long its lease lasts without a renewal. A shared store registers the replica and takes
+ * its first lease (refused, -1 with err, while another live replica holds that id). */
+#define STORE_REPLICA_ID_MAX 63
+int store_set_replica(store *s, const char *replica_id, int64_t lease_ms, char *err,
+                      size_t errlen);
+bool store_is_shared(store *s);
+
+typedef enum store_event_kind {
+    STORE_EVENT_QUEUED = 1, /* a job was queued (by any replica): a worker may claim it */
+    STORE_EVENT_FINAL,      /* job_id reached a final state, or was deleted */
+    STORE_EVENT_CANCEL,     /* job_id, running, is to be cancelled by the replica running it */
+    STORE_EVENT_RESYNC,     /* events may have been missed (the connection was lost and is
+                             * back): treat as QUEUED, and recheck waits and cancels */
+} store_event_kind;
+
+typedef struct store_event {
+    store_event_kind kind;
+    char job_id[JOB_ID_LEN + 1]; /* "" for QUEUED and RESYNC */
+} store_event;
+
+/* Waits up to timeout_ms for events: how many it put in out (at most max), 0 when none
+ * came in time, -1 when the store cannot listen now (connection lost: the next call tries
+ * to reconnect; a successful reconnect yields STORE_EVENT_RESYNC). One thread only. Not
+ * shared: sleeps timeout_ms and returns 0. */
+int store_wait_events(store *s, int timeout_ms, store_event *out, int max);
+
+/* Renews this replica's lease until now_ms + the lease, then ends the running jobs of every
+ * replica whose lease expired failed/ExecutorLost (their waiters are told through
+ * STORE_EVENT_FINAL) and forgets those replicas. Returns how many jobs it ended, -1 on
+ * error (the lease may then lapse: the caller stops claiming until a heartbeat works).
+ * Not shared: 0. */
+int store_heartbeat(store *s, int64_t now_ms);
+
+/* A running job another replica may be running: asks that replica to cancel it (recorded in
+ * the job, and STORE_EVENT_CANCEL). STORE_OK when the job is running and was asked;
+ * STORE_CONFLICT when it is not running; STORE_NOT_FOUND. Not shared: STORE_CONFLICT. */
+store_rc store_request_cancel(store *s, const char *id);
+
+/* The jobs running on this replica whose cancel was asked: at most max ids into ids. The
+ * safety net for a missed STORE_EVENT_CANCEL. Returns the count, -1 on error. Not shared: 0. */
+int store_pending_cancels(store *s, char (*ids)[JOB_ID_LEN + 1], int max);
+
+/* True while this replica holds the named singleton role (e.g. "retention"); the first
+ * call takes it when free. A replica that loses its connection loses its roles. Not
+ * shared: always true. */
+bool store_hold_role(store *s, const char *role);
+
+/* The replica id given to store_set_replica ("" before). */
+const char *store_replica_id(store *s);
 
 #endif

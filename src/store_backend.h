@@ -57,6 +57,15 @@ typedef struct store_ops {
     store_rc (*make_room)(void *self, uint64_t bytes);
     /* out is zeroed. */
     int (*storage_state)(void *self, store_storage *out);
+    /* Replicas (src/store.h): NULL in a store only one instance uses, and src/store.c
+     * then answers as that section says. set_replica gets a checked id. */
+    int (*set_replica)(void *self, const char *replica_id, int64_t lease_ms, char *err,
+                       size_t errlen);
+    int (*wait_events)(void *self, int timeout_ms, store_event *out, int max);
+    int (*heartbeat)(void *self, int64_t now_ms);
+    store_rc (*request_cancel)(void *self, const char *id);
+    int (*pending_cancels)(void *self, char (*ids)[JOB_ID_LEN + 1], int max);
+    bool (*hold_role)(void *self, const char *role);
 } store_ops;
 
 /* Records the text store_last_error returns (per thread). */
