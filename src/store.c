@@ -29,6 +29,7 @@ struct store {
 static const store_ops *const stores[] = {&store_sqlite_ops};
 
 static __thread char tls_error[1024];
+static __thread bool tls_outage;
 
 void store_set_error(const char *fmt, ...)
 {
@@ -36,6 +37,21 @@ void store_set_error(const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(tls_error, sizeof tls_error, fmt, ap);
     va_end(ap);
+    tls_outage = false;
+}
+
+void store_set_outage(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(tls_error, sizeof tls_error, fmt, ap);
+    va_end(ap);
+    tls_outage = true;
+}
+
+bool store_error_is_outage(void)
+{
+    return tls_outage;
 }
 
 const char *store_error_text(void)

@@ -32,6 +32,9 @@ typedef enum store_rc {
 store *store_open(const char *path, char *err, size_t errlen);
 void store_close(store *s);
 const char *store_last_error(store *s);   /* thread-local copy of the last error text */
+/* The last STORE_ERROR of this thread was an outage of a shared store's server or of the
+ * connection to it (it may pass: retry later), not a failure of the request. */
+bool store_error_is_outage(void);
 int store_schema_version(store *s);      /* highest applied migration */
 int store_ping(store *s, char *err, size_t errlen); /* 0 when a trivial query works */
 

@@ -71,6 +71,10 @@ typedef struct store_ops {
 /* Records the text store_last_error returns (per thread). */
 void store_set_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 const char *store_error_text(void);
+/* store_set_error for a failure of the store's server or of the connection to it (a
+ * shared store: PostgreSQL restarting, the network): store_error_is_outage then says true
+ * until the next store_set_error, and the API answers 503 instead of 500. */
+void store_set_outage(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 void store_sha256_hex(const void *data, size_t len, char out[STORE_SHA256_HEX_LEN + 1]);
 
