@@ -107,6 +107,7 @@ static void heartbeat(replica *r)
     run_pending_cancels(r);
     if (r->listening)
         scheduler_resume_claims(r->sch);
+    scheduler_notify(r->sch); /* the safety net for a missed QUEUED event */
 }
 
 /* The store's events until the next heartbeat is due; backs off while it cannot listen. */

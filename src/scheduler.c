@@ -23,7 +23,11 @@
 
 #define MAX_LISTENERS 8
 #define CANCEL_WAIT_MS 10000
-#define IDLE_POLL_MS 1000 /* safety net: a missed wake-up costs at most this */
+/* The safety net of an idle worker: a missed wake-up costs at most this. A shared store's
+ * replicas are woken by its events instead, and by each heartbeat (src/replica.c), so
+ * that idle replicas do not poll the database. */
+#define IDLE_POLL_MS 1000
+#define IDLE_POLL_SHARED_MS 30000
 
 /* STOP_STORAGE: the store could not take the job's output (src/store.h, storage). */
 typedef enum stop_reason { STOP_NONE = 0, STOP_CANCEL, STOP_SHUTDOWN, STOP_STORAGE } stop_reason;
@@ -499,7 +503,7 @@ static void *worker_main(void *arg)
         job_init(&j);
         if (!claim_next(w, &j)) {
             struct timespec ts;
-            deadline_after_ms(&ts, IDLE_POLL_MS);
+            deadline_after_ms(&ts, store_is_shared(s->st) ? IDLE_POLL_SHARED_MS : IDLE_POLL_MS);
             pthread_cond_timedwait(&s->work_cv, &s->mu, &ts);
             continue;
         }
