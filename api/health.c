@@ -73,21 +73,27 @@ api_result api_health_readyz(api_request *rq, api_response *rs)
     api_server *srv = rq->srv;
     if (atomic_load(&srv->refusing))
         return api_respond_errorf(rs, 503, "not_ready", "shutting down");
+    /* A shared store's error names its server (socket path, host, user): only a caller with
+     * the token reads it. */
+    bool detail = api_auth_ok(srv->cfg->api_token, api_header(rq, MHD_HTTP_HEADER_AUTHORIZATION));
     char why[256] = "";
     if (store_ping(srv->st, why, sizeof why) != 0)
-        return api_respond_errorf(rs, 503, "not_ready", "store: %s", why[0] ? why : "unavailable");
+        return api_respond_errorf(rs, 503, "not_ready", "store: %s",
+                                  detail && why[0] ? why : "unavailable");
     store_storage storage;
     if (store_storage_state(srv->st, &storage) != 0)
-        return api_respond_errorf(rs, 503, "not_ready", "store: %s", store_last_error(srv->st));
+        return api_respond_errorf(rs, 503, "not_ready", "store: %s",
+                                  detail ? store_last_error(srv->st) : "unavailable");
     if (storage.full)
         return api_respond_errorf(rs, 503, "not_ready", "storage full: %s", storage.reason);
     if (scheduler_claims_paused(srv->sch, why, sizeof why))
-        return api_respond_errorf(rs, 503, "not_ready", "not taking jobs: %s", why);
+        return api_respond_errorf(rs, 503, "not_ready", "not taking jobs%s%s", detail ? ": " : "",
+                                  detail ? why : " (the job store)");
     const char *bwhy = NULL;
     if (!srv->backends->available(srv->cfg->backend, &bwhy))
         return api_respond_errorf(rs, 503, "not_ready", "default backend '%s' is not available: %s",
                                   srv->cfg->backend, bwhy ? bwhy : "unknown reason");
-    if (!api_auth_ok(srv->cfg->api_token, api_header(rq, MHD_HTTP_HEADER_AUTHORIZATION)))
+    if (!detail)
         return api_respond_json(rs, 200, json_pack("{s:s}", "status", "ready"));
     return api_respond_json(rs, 200,
                             json_pack("{s:s, s:s, s:o, s:s, s:o, s:o, s:{s:s, s:b}}", "status", "ready",

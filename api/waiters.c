@@ -159,7 +159,7 @@ void api_waiters_job_finished(api_waiters *w, const char *job_id)
     pthread_mutex_lock(&w->mu);
     for (api_waiter *n = w->head.next, *nx; n != &w->head; n = nx) {
         nx = n->next;
-        if (strcmp(n->job_id, job_id) == 0)
+        if (!job_id || strcmp(n->job_id, job_id) == 0)
             wake(n);
     }
     pthread_mutex_unlock(&w->mu);

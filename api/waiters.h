@@ -40,7 +40,8 @@ bool api_waiters_suspend(api_waiters *w, api_waiter *node, struct MHD_Connection
                          const char *job_id, int64_t deadline_ms, api_waiter_check_fn check,
                          void *ctx);
 
-/* Resumes every request waiting for job_id. */
+/* Resumes every request waiting for job_id; NULL: every waiting request (it answers
+ * with its job as it is: events about jobs ending were missed). */
 void api_waiters_job_finished(api_waiters *w, const char *job_id);
 
 /* A scheduler_on_finished listener (ctx = the api_waiters). Safe to be called after the

@@ -55,6 +55,7 @@ static void dispatch(replica *r, const store_event *ev)
     case STORE_EVENT_RESYNC:
         log_info("replica: listening to the store again");
         scheduler_notify(r->sch);
+        scheduler_job_final_elsewhere(r->sch, NULL); /* long-polls answer with the job as it is */
         break;
     }
 }

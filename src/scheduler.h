@@ -15,7 +15,8 @@
 
 typedef struct scheduler scheduler;
 
-/* Called (from a worker thread) each time a job reaches a final state. */
+/* Called (from a worker thread, or the replica's) each time a job reaches a final state;
+ * job_id NULL: any job may have (a shared store's events were missed: src/replica.c). */
 typedef void (*job_finished_fn)(void *ctx, const char *job_id);
 
 typedef struct scheduler_options {
@@ -63,7 +64,8 @@ void scheduler_memory(scheduler *s, uint64_t *budget_mb, uint64_t *committed_mb)
 /* ---- replicas: what src/replica.c tells the scheduler of a shared store ---------- */
 
 /* Another replica (or the lease sweep) made job id final: this replica's listeners (the
- * API's ?wait long-polls) hear of it as of a job ending here. */
+ * API's ?wait long-polls) hear of it as of a job ending here. id NULL: events were missed,
+ * any job may have ended (listeners are called with NULL). */
 void scheduler_job_final_elsewhere(scheduler *s, const char *id);
 /* Kills job id if it runs here (its outcome is then recorded cancelled). True if it did. */
 bool scheduler_cancel_local(scheduler *s, const char *id);

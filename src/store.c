@@ -367,3 +367,9 @@ bool store_hold_role(store *s, const char *role)
 {
     return s->ops->hold_role ? s->ops->hold_role(s->self, role) : true;
 }
+
+void store_leave(store *s)
+{
+    if (s->ops->leave)
+        s->ops->leave(s->self);
+}

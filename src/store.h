@@ -243,6 +243,12 @@ int store_pending_cancels(store *s, char (*ids)[JOB_ID_LEN + 1], int max);
  * shared: always true. */
 bool store_hold_role(store *s, const char *role);
 
+/* A replica stopping cleanly, its workers joined: gives up its lease when no job is left
+ * running on it, so that a restart under the same id need not wait for it to lapse (a job
+ * still recorded running keeps the lease until it expires, for the others to end it).
+ * Not shared: nothing. */
+void store_leave(store *s);
+
 /* The replica id given to store_set_replica ("" before). */
 const char *store_replica_id(store *s);
 

@@ -66,6 +66,7 @@ typedef struct store_ops {
     store_rc (*request_cancel)(void *self, const char *id);
     int (*pending_cancels)(void *self, char (*ids)[JOB_ID_LEN + 1], int max);
     bool (*hold_role)(void *self, const char *role);
+    void (*leave)(void *self);
 } store_ops;
 
 /* Records the text store_last_error returns (per thread). */
