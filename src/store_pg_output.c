@@ -98,15 +98,16 @@ store_rc pg_append_output(void *self, const char *id, int stream, const char *da
 /* The chunks that hold bytes [$3, $3 + $4) ($4 = 0: to the end), each cut server-side to
  * its part of the window, so no byte outside it travels. */
 #define SQL_OUTPUT_READ                                                                     \
-    "SELECT substring(data FROM (GREATEST($3 - start_offset, 0) + 1)::int"                  \
-    " FOR (CASE WHEN $4 = 0 THEN octet_length(data) ELSE LEAST(octet_length(data),"         \
-    " $3 + $4 - GREATEST(start_offset, $3)) END)::int)"                                     \
-    " FROM job_output WHERE job_id = $1 AND stream = $2"                                    \
+    "WITH w AS (SELECT $3::bigint AS o, $4::bigint AS m)"                                   \
+    " SELECT substring(data FROM (GREATEST(w.o - start_offset, 0) + 1)::int"                \
+    " FOR (CASE WHEN w.m = 0 THEN octet_length(data) ELSE LEAST(octet_length(data),"        \
+    " w.o + w.m - GREATEST(start_offset, w.o)) END)::int)"                                  \
+    " FROM job_output, w WHERE job_id = $1 AND stream = $2::int"                            \
     " AND start_offset >= COALESCE((SELECT start_offset FROM job_output"                    \
-    " WHERE job_id = $1 AND stream = $2 AND start_offset <= $3"                             \
+    " WHERE job_id = $1 AND stream = $2::int AND start_offset <= w.o"                       \
     " ORDER BY start_offset DESC LIMIT 1), 0)"                                              \
-    " AND start_offset + octet_length(data) > $3"                                           \
-    " AND ($4 = 0 OR start_offset < $3 + $4) ORDER BY start_offset"
+    " AND start_offset + octet_length(data) > w.o"                                          \
+    " AND (w.m = 0 OR start_offset < w.o + w.m) ORDER BY start_offset"
 
 typedef struct outbuf {
     char *p;
@@ -235,7 +236,8 @@ store_rc pg_output_size(void *self, const char *id, int stream, uint64_t *total)
  * them (a character is at least one byte). */
 #define SQL_RESULT_WINDOW                                                                   \
     "SELECT octet_length(result_json), substring(convert_to(left(result_json,"              \
-    " ($2 + $3)::int), 'UTF8') FROM ($2 + 1)::int FOR $3::int) FROM jobs WHERE id = $1"
+    " ($2::bigint + $3::bigint)::int), 'UTF8') FROM ($2::bigint + 1)::int FOR $3::int)"     \
+    " FROM jobs WHERE id = $1"
 
 typedef struct result_args {
     const char *id;

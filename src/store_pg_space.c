@@ -68,44 +68,64 @@ store_rc pg_admit(pg_store *s, pg_conn *c, uint64_t add, uint64_t *shortfall)
 
 /* ---- eviction ------------------------------------------------------------------------ */
 
-/* The oldest finished jobs holding output (or a result), each evicted in the statement
- * that picks them; SKIP LOCKED: a job another replica is evicting or deleting is left to
- * it. Returns the bytes freed and the jobs. */
+/* The oldest finished jobs holding output (or a result). SKIP LOCKED: a job another
+ * replica is evicting, deleting or reading for update is left to it. */
+#define SQL_PICK_OUTPUTS                                                                    \
+    "SELECT seq, output_stored_bytes FROM jobs WHERE finished_at_ms IS NOT NULL"            \
+    " AND output_stored_bytes > 0 ORDER BY finished_at_ms, seq LIMIT $1 FOR UPDATE SKIP LOCKED"
+#define SQL_PICK_RESULTS                                                                    \
+    "SELECT seq, result_stored_bytes FROM jobs WHERE finished_at_ms IS NOT NULL"            \
+    " AND result_stored_bytes > 0 ORDER BY finished_at_ms, seq LIMIT $1 FOR UPDATE SKIP LOCKED"
+/* $1: the picked jobs' seqs, as an array literal. */
+#define SQL_EVICT_OUTPUT_ROWS                                                               \
+    "DELETE FROM job_output WHERE job_id IN (SELECT id FROM jobs WHERE seq = ANY($1::bigint[]))"
 #define SQL_EVICT_OUTPUTS                                                                   \
-    "WITH v AS (SELECT seq, output_stored_bytes AS b FROM jobs WHERE finished_at_ms IS NOT NULL" \
-    " AND output_stored_bytes > 0 ORDER BY finished_at_ms, seq LIMIT $1 FOR UPDATE SKIP LOCKED)," \
-    " d AS (DELETE FROM job_output o USING jobs j, v WHERE j.seq = v.seq AND o.job_id = j.id)," \
-    " u AS (UPDATE jobs SET stored_bytes = GREATEST(stored_bytes - output_stored_bytes, 0)," \
-    " output_stored_bytes = 0, output_evicted = true FROM v WHERE jobs.seq = v.seq RETURNING v.b)" \
-    " SELECT COALESCE(SUM(b), 0), count(*) FROM u"
+    "UPDATE jobs SET stored_bytes = GREATEST(stored_bytes - output_stored_bytes, 0),"       \
+    " output_stored_bytes = 0, output_evicted = true WHERE seq = ANY($1::bigint[])"
 #define SQL_EVICT_RESULTS                                                                   \
-    "WITH v AS (SELECT seq, result_stored_bytes AS b FROM jobs WHERE finished_at_ms IS NOT NULL" \
-    " AND result_stored_bytes > 0 ORDER BY finished_at_ms, seq LIMIT $1 FOR UPDATE SKIP LOCKED)," \
-    " u AS (UPDATE jobs SET stored_bytes = GREATEST(stored_bytes - result_stored_bytes, 0)," \
-    " result_stored_bytes = 0, result_json = NULL, result_evicted = true FROM v"            \
-    " WHERE jobs.seq = v.seq RETURNING v.b) SELECT COALESCE(SUM(b), 0), count(*) FROM u"
+    "UPDATE jobs SET stored_bytes = GREATEST(stored_bytes - result_stored_bytes, 0),"       \
+    " result_stored_bytes = 0, result_json = NULL, result_evicted = true"                   \
+    " WHERE seq = ANY($1::bigint[])"
 
 typedef struct evict_args {
     bool outputs;
-    int batch;
-    uint64_t freed;
+    uint64_t want;    /* still to free */
+    uint64_t freed;   /* by this batch */
     uint64_t jobs;
 } evict_args;
 
+/* One transaction: picks the oldest, no more than want needs, and evicts them. */
 static store_rc evict_batch(pg_store *s, pg_conn *c, void *arg)
 {
     evict_args *a = arg;
+    a->freed = a->jobs = 0;
     pg_params p;
     pp_init(&p);
-    pp_i64(&p, a->batch);
-    PGresult *r = pg_exec(s, c, a->outputs ? SQL_EVICT_OUTPUTS : SQL_EVICT_RESULTS, &p, "evicting");
+    pp_i64(&p, EVICT_BATCH);
+    PGresult *r = pg_exec(s, c, a->outputs ? SQL_PICK_OUTPUTS : SQL_PICK_RESULTS, &p,
+                          "choosing jobs to evict");
     pp_free(&p);
     if (!r)
         return STORE_ERROR;
-    a->freed = pg_u64(r, 0, 0);
-    a->jobs = pg_u64(r, 0, 1);
+    char seqs[EVICT_BATCH * 21 + 3] = "{";
+    size_t len = 1;
+    for (int i = 0; i < PQntuples(r) && a->freed < a->want; i++) {
+        len += (size_t)snprintf(seqs + len, sizeof seqs - len, "%s%s", a->jobs ? "," : "",
+                                pg_val(r, i, 0));
+        a->freed += pg_u64(r, i, 1);
+        a->jobs++;
+    }
     PQclear(r);
-    return STORE_OK;
+    snprintf(seqs + len, sizeof seqs - len, "}");
+    if (a->jobs == 0)
+        return STORE_OK;
+    pp_init(&p);
+    pp_text(&p, seqs);
+    store_rc rc = a->outputs ? pg_cmd(s, c, SQL_EVICT_OUTPUT_ROWS, &p, "evicting") : STORE_OK;
+    if (rc == STORE_OK)
+        rc = pg_cmd(s, c, a->outputs ? SQL_EVICT_OUTPUTS : SQL_EVICT_RESULTS, &p, "evicting");
+    pp_free(&p);
+    return rc;
 }
 
 bool pg_evict(pg_store *s, uint64_t want)
@@ -116,7 +136,7 @@ bool pg_evict(pg_store *s, uint64_t want)
     snprintf(reason, sizeof reason, "%s", store_error_text());
     for (int pass = 0; pass < 2 && freed < want; pass++) {
         for (;;) {
-            evict_args a = {pass == 0, EVICT_BATCH, 0, 0};
+            evict_args a = {pass == 0, want - freed, 0, 0};
             if (pg_tx(s, evict_batch, &a) != STORE_OK) {
                 log_error("storage: cannot evict: %s", store_error_text());
                 pass = 2;

@@ -1004,7 +1004,10 @@ static void large_results_read_in_parts(void **state)
     char *data = NULL;
     size_t len = 0;
     uint64_t total = 0;
-    assert_int_equal(store_read_result(f->s, a, big - 10, 100, &data, &len, &total), STORE_OK);
+    store_rc rrc = store_read_result(f->s, a, big - 10, 100, &data, &len, &total);
+    if (rrc != STORE_OK)
+        fprintf(stderr, "read_result: %s\n", store_last_error(f->s));
+    assert_int_equal(rrc, STORE_OK);
     assert_int_equal(len, 10);
     assert_int_equal(total, big);
     assert_memory_equal(data, text + big - 10, 10);
