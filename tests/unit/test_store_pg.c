@@ -9,11 +9,15 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <dirent.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <libpq-fe.h>
 
@@ -461,6 +465,34 @@ static void odd_bytes_in_text_do_not_fail_a_finish(void **state)
     store_close(a);
 }
 
+/* A job's sandbox must never inherit a connection to the database: every socket the store
+ * holds (pool, events, roles) is close-on-exec (libpq's doing; checked, not assumed). */
+static void connections_are_close_on_exec(void **state)
+{
+    (void)state;
+    store *a = open_replica("ra", 10000);
+    char id[JOB_ID_LEN + 1];
+    add_job(a, id);
+    store_event ev[4];
+    assert_int_equal(store_wait_events(a, 0, ev, 4), 0);
+    assert_true(store_hold_role(a, "retention"));
+    DIR *d = opendir("/proc/self/fd");
+    assert_non_null(d);
+    int sockets = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        int fd = atoi(e->d_name);
+        struct stat st;
+        if (e->d_name[0] == '.' || fd == dirfd(d) || fstat(fd, &st) != 0 || !S_ISSOCK(st.st_mode))
+            continue;
+        sockets++;
+        assert_true(fcntl(fd, F_GETFD) & FD_CLOEXEC);
+    }
+    closedir(d);
+    assert_true(sockets >= 3);
+    store_close(a);
+}
+
 static void redacted(const char *in, const char *want)
 {
     char out[256];
@@ -508,6 +540,7 @@ int main(void)
         cmocka_unit_test_setup(lost_pool_connection_is_an_outage_then_heals, fresh_schema),
         cmocka_unit_test_setup(odd_bytes_in_text_do_not_fail_a_finish, fresh_schema),
         cmocka_unit_test_setup(passwords_are_redacted, fresh_schema),
+        cmocka_unit_test_setup(connections_are_close_on_exec, fresh_schema),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
