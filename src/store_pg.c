@@ -233,6 +233,26 @@ store_rc pg_fail(pg_store *s, pg_conn *c, PGresult *res, const char *what)
     return STORE_ERROR;
 }
 
+/* What a statement sends or receives: libpq keeps its buffers at the largest message a
+ * connection ever carried, so one that carried a large one is closed after use (c->big)
+ * rather than hold that memory for good. */
+static size_t params_bytes(const pg_params *p)
+{
+    size_t n = 0;
+    for (int i = 0; p && i < p->n; i++)
+        n += p->fmt[i] ? (size_t)p->len[i] : p->v[i] ? strlen(p->v[i]) : 0;
+    return n;
+}
+
+static size_t result_bytes(const PGresult *r)
+{
+    size_t n = 0;
+    for (int i = 0; i < PQntuples(r) && n <= PG_BIG_READ; i++)
+        for (int k = 0; k < PQnfields(r); k++)
+            n += (size_t)PQgetlength(r, i, k);
+    return n;
+}
+
 PGresult *pg_exec(pg_store *s, pg_conn *c, const char *sql, const pg_params *p,
                   const char *what)
 {
@@ -240,11 +260,15 @@ PGresult *pg_exec(pg_store *s, pg_conn *c, const char *sql, const pg_params *p,
         store_set_error("%s: out of memory or too many parameters", what);
         return NULL;
     }
+    if (params_bytes(p) > PG_BIG_READ)
+        c->big = true;
     PGresult *r = PQexecParams(c->db, sql, p ? p->n : 0, NULL, p ? p->v : NULL,
                                p ? p->len : NULL, p ? p->fmt : NULL, 0);
     ExecStatusType st = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
     if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) {
         c->retry = false;
+        if (st == PGRES_TUPLES_OK && result_bytes(r) > PG_BIG_READ)
+            c->big = true;
         return r;
     }
     pg_fail(s, c, r, what);

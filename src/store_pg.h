@@ -36,8 +36,9 @@ typedef struct pg_conn {
 } pg_conn;
 
 #define PG_ROLES_MAX 8
-/* A connection that read more than this is closed after use: libpq keeps its buffers. */
-#define PG_BIG_READ (4u << 20)
+/* A connection that sent or read more than this in one statement is closed after use:
+ * libpq keeps its buffers at their largest. */
+#define PG_BIG_READ (1u << 20)
 
 typedef struct pg_store {
     char *location;        /* the URL as given (it may hold a password: never logged) */

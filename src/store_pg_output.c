@@ -183,8 +183,6 @@ static store_rc read_window(pg_store *s, pg_conn *c, void *arg)
         return STORE_ERROR;
     rc = add_rows(r, 0, a->max, &a->b);
     PQclear(r);
-    if (a->b.len > PG_BIG_READ)
-        c->big = true;
     if (rc == STORE_OK && !a->b.p && buf_add(&a->b, "", 0) != 0) {
         store_set_error("reading output: out of memory");
         rc = STORE_ERROR;
@@ -264,8 +262,6 @@ static store_rc read_result_window(pg_store *s, pg_conn *c, void *arg)
         a->total = pg_u64(r, 0, 0);
         rc = add_rows(r, 1, a->max, &a->b);
     }
-    if (a->b.len > PG_BIG_READ)
-        c->big = true;
     PQclear(r);
     return rc;
 }
