@@ -256,6 +256,12 @@ static size_t result_bytes(const PGresult *r)
 PGresult *pg_exec(pg_store *s, pg_conn *c, const char *sql, const pg_params *p,
                   const char *what)
 {
+    return pg_exec_as(s, c, sql, p, what, 0);
+}
+
+PGresult *pg_exec_as(pg_store *s, pg_conn *c, const char *sql, const pg_params *p,
+                     const char *what, int result_format)
+{
     if (p && p->failed) {
         store_set_error("%s: out of memory or too many parameters", what);
         return NULL;
@@ -263,7 +269,7 @@ PGresult *pg_exec(pg_store *s, pg_conn *c, const char *sql, const pg_params *p,
     if (params_bytes(p) > PG_BIG_READ)
         c->big = true;
     PGresult *r = PQexecParams(c->db, sql, p ? p->n : 0, NULL, p ? p->v : NULL,
-                               p ? p->len : NULL, p ? p->fmt : NULL, 0);
+                               p ? p->len : NULL, p ? p->fmt : NULL, result_format);
     ExecStatusType st = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
     if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) {
         c->retry = false;

@@ -108,6 +108,10 @@ store_rc pg_fail(pg_store *s, pg_conn *c, PGresult *res, const char *what);
  * NULL with the error recorded. Caller PQclears. */
 PGresult *pg_exec(pg_store *s, pg_conn *c, const char *sql, const pg_params *p,
                   const char *what);
+/* pg_exec with every column in binary (result_format 1): bytea comes as its bytes, not
+ * twice as many hex digits (output windows). */
+PGresult *pg_exec_as(pg_store *s, pg_conn *c, const char *sql, const pg_params *p,
+                     const char *what, int result_format);
 /* pg_exec for a statement whose rows are not wanted. */
 store_rc pg_cmd(pg_store *s, pg_conn *c, const char *sql, const pg_params *p, const char *what);
 

@@ -133,20 +133,28 @@ static int buf_add(outbuf *b, const void *data, size_t n)
     return 0;
 }
 
-/* Appends each row's bytea in column col to b, at most max bytes in all (0 = no bound). */
+/* Appends each row's bytea in column col (a binary result) to b, at most max bytes in all
+ * (0 = no bound). */
 static store_rc add_rows(const PGresult *r, int col, size_t max, outbuf *b)
 {
-    for (int i = 0; i < PQntuples(r); i++) {
-        size_t n = 0;
-        unsigned char *raw = PQunescapeBytea((const unsigned char *)PQgetvalue(r, i, col), &n);
-        if (!raw) {
-            store_set_error("reading output: out of memory");
-            return STORE_ERROR;
+    /* One allocation for the whole window. */
+    size_t want = 0;
+    for (int i = 0; i < PQntuples(r); i++)
+        want += (size_t)PQgetlength(r, i, col);
+    if (max && want > max)
+        want = max;
+    if (want && buf_add(b, "", 0) == 0 && b->cap < want + 1) {
+        char *p = realloc(b->p, want + 1);
+        if (p) {
+            b->p = p;
+            b->cap = want + 1;
         }
+    }
+    for (int i = 0; i < PQntuples(r); i++) {
+        size_t n = (size_t)PQgetlength(r, i, col);
         if (max && n > max - b->len)
             n = max - b->len;
-        int rc = buf_add(b, raw, n);
-        PQfreemem(raw);
+        int rc = buf_add(b, PQgetvalue(r, i, col), n);
         if (rc != 0) {
             store_set_error("reading output: out of memory");
             return STORE_ERROR;
@@ -177,7 +185,7 @@ static store_rc read_window(pg_store *s, pg_conn *c, void *arg)
     pp_i64(&p, a->stream);
     pp_u64(&p, a->offset);
     pp_u64(&p, a->max);
-    PGresult *r = pg_exec(s, c, SQL_OUTPUT_READ, &p, "reading output");
+    PGresult *r = pg_exec_as(s, c, SQL_OUTPUT_READ, &p, "reading output", 1);
     pp_free(&p);
     if (!r)
         return STORE_ERROR;
@@ -233,7 +241,7 @@ store_rc pg_output_size(void *self, const char *id, int stream, uint64_t *total)
 /* Bytes [$2, $2 + $3) of the result: left() converts only the characters that can hold
  * them (a character is at least one byte). */
 #define SQL_RESULT_WINDOW                                                                   \
-    "SELECT octet_length(result_json), substring(convert_to(left(result_json,"              \
+    "SELECT octet_length(result_json)::text, substring(convert_to(left(result_json,"              \
     " ($2::bigint + $3::bigint)::int), 'UTF8') FROM ($2::bigint + 1)::int FOR $3::int)"     \
     " FROM jobs WHERE id = $1"
 
@@ -253,7 +261,7 @@ static store_rc read_result_window(pg_store *s, pg_conn *c, void *arg)
     pp_text(&p, a->id);
     pp_u64(&p, a->offset);
     pp_u64(&p, a->max);
-    PGresult *r = pg_exec(s, c, SQL_RESULT_WINDOW, &p, "reading a result");
+    PGresult *r = pg_exec_as(s, c, SQL_RESULT_WINDOW, &p, "reading a result", 1);
     pp_free(&p);
     if (!r)
         return STORE_ERROR;
