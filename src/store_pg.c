@@ -273,6 +273,7 @@ PGresult *pg_exec_as(pg_store *s, pg_conn *c, const char *sql, const pg_params *
     ExecStatusType st = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
     if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) {
         c->retry = false;
+        c->execs++;
         if (st == PGRES_TUPLES_OK && result_bytes(r) > PG_BIG_READ)
             c->big = true;
         return r;
@@ -334,6 +335,8 @@ pg_conn *pg_acquire(pg_store *s)
         s->idle = c->next;
         pthread_mutex_unlock(&s->mu);
         c->next = NULL;
+        c->reused = true;
+        c->execs = 0;
         return c;
     }
     s->total++; /* a slot for the connection made below, outside the lock */
@@ -358,13 +361,20 @@ void pg_release(pg_store *s, pg_conn *c)
 {
     if (!c)
         return;
-    bool drop = c->broken || c->big || PQstatus(c->db) != CONNECTION_OK ||
-                PQtransactionStatus(c->db) != PQTRANS_IDLE;
+    bool broken = c->broken || PQstatus(c->db) != CONNECTION_OK;
+    bool drop = broken || c->big || PQtransactionStatus(c->db) != PQTRANS_IDLE;
     if (drop) {
         PQfinish(c->db);
         free(c);
     }
     pthread_mutex_lock(&s->mu);
+    /* A connection that died (a server restart, a network cut) says the idle ones most
+     * likely did too: they go, rather than each fail one more request. */
+    pg_conn *stale = broken ? s->idle : NULL;
+    if (broken)
+        s->idle = NULL;
+    for (pg_conn *n = stale; n; n = n->next)
+        s->total--;
     if (drop) {
         s->total--;
     } else {
@@ -372,8 +382,14 @@ void pg_release(pg_store *s, pg_conn *c)
         c->next = s->idle;
         s->idle = c;
     }
-    pthread_cond_signal(&s->cv);
+    pthread_cond_broadcast(&s->cv);
     pthread_mutex_unlock(&s->mu);
+    while (stale) {
+        pg_conn *n = stale->next;
+        PQfinish(stale->db);
+        free(stale);
+        stale = n;
+    }
 }
 
 /* ---- transactions ------------------------------------------------------------------- */
@@ -398,6 +414,14 @@ static store_rc tx_once(pg_store *s, pg_conn *c, const char *begin, pg_fn fn, vo
     return r;
 }
 
+/* A pooled connection found dead before it did anything (its BEGIN failed), or during a
+ * read outside a transaction (reads may run again): the work runs once more on a new
+ * connection, so a server that restarted costs no request once it is back. */
+static bool retry_fresh(const pg_conn *c, const char *begin, store_rc r)
+{
+    return r == STORE_ERROR && c->broken && c->reused && (!begin || c->execs == 0);
+}
+
 static store_rc run(pg_store *s, const char *begin, pg_fn fn, void *arg)
 {
     pg_conn *c = pg_acquire(s);
@@ -407,6 +431,13 @@ static store_rc run(pg_store *s, const char *begin, pg_fn fn, void *arg)
     for (int attempt = 1;; attempt++) {
         c->retry = false;
         r = begin ? tx_once(s, c, begin, fn, arg) : fn(s, c, arg);
+        if (retry_fresh(c, begin, r)) {
+            pg_release(s, c); /* drops it, and the idle ones with it */
+            if (!(c = pg_acquire(s)))
+                return STORE_ERROR;
+            c->reused = false; /* once */
+            continue;
+        }
         if (r != STORE_ERROR || !c->retry || c->broken || attempt >= TX_ATTEMPTS)
             break;
     }

@@ -33,6 +33,8 @@ typedef struct pg_conn {
     bool broken;      /* the connection failed: closed, not reused */
     bool retry;       /* the last failure was a deadlock or serialization failure */
     bool big;         /* read large values: closed after use to give its memory back */
+    bool reused;      /* taken from the idle pool (it may have died there) */
+    int execs;        /* statements that succeeded since it was taken */
 } pg_conn;
 
 #define PG_ROLES_MAX 8
