@@ -414,16 +414,26 @@ static store_rc tx_once(pg_store *s, pg_conn *c, const char *begin, pg_fn fn, vo
     return r;
 }
 
-/* A pooled connection found dead before it did anything (its BEGIN failed), or during a
- * read outside a transaction (reads may run again): the work runs once more on a new
- * connection, so a server that restarted costs no request once it is back. */
-static bool retry_fresh(const pg_conn *c, const char *begin, store_rc r)
+/* How a unit of work runs: in a transaction (begin) or statement by statement, and
+ * whether it only reads (so it may run again). */
+typedef struct run_mode {
+    const char *begin;
+    bool reads;
+} run_mode;
+
+/* A pooled connection found dead before it did anything (its BEGIN failed), or during
+ * reads: the work runs once more on a new connection, so a server that restarted costs no
+ * request once it is back. A write outside a transaction is not repeated: it may have
+ * committed before the connection died. */
+static bool retry_fresh(const pg_conn *c, run_mode m, store_rc r)
 {
-    return r == STORE_ERROR && c->broken && c->reused && (!begin || c->execs == 0);
+    return r == STORE_ERROR && c->broken && c->reused &&
+           (m.reads || (m.begin && c->execs == 0));
 }
 
-static store_rc run(pg_store *s, const char *begin, pg_fn fn, void *arg)
+static store_rc run(pg_store *s, run_mode m, pg_fn fn, void *arg)
 {
+    const char *begin = m.begin;
     pg_conn *c = pg_acquire(s);
     if (!c)
         return STORE_ERROR;
@@ -431,7 +441,7 @@ static store_rc run(pg_store *s, const char *begin, pg_fn fn, void *arg)
     for (int attempt = 1;; attempt++) {
         c->retry = false;
         r = begin ? tx_once(s, c, begin, fn, arg) : fn(s, c, arg);
-        if (retry_fresh(c, begin, r)) {
+        if (retry_fresh(c, m, r)) {
             pg_release(s, c); /* drops it, and the idle ones with it */
             if (!(c = pg_acquire(s)))
                 return STORE_ERROR;
@@ -447,12 +457,18 @@ static store_rc run(pg_store *s, const char *begin, pg_fn fn, void *arg)
 
 store_rc pg_tx(pg_store *s, pg_fn fn, void *arg)
 {
-    return run(s, "BEGIN", fn, arg);
+    return run(s, (run_mode){"BEGIN", false}, fn, arg);
 }
 
 store_rc pg_read(pg_store *s, bool snapshot, pg_fn fn, void *arg)
 {
-    return run(s, snapshot ? "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY" : NULL, fn, arg);
+    return run(s, (run_mode){snapshot ? "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY" : NULL, true},
+               fn, arg);
+}
+
+store_rc pg_once(pg_store *s, pg_fn fn, void *arg)
+{
+    return run(s, (run_mode){NULL, false}, fn, arg);
 }
 
 /* ---- migrations --------------------------------------------------------------------- */

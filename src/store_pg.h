@@ -126,6 +126,8 @@ typedef store_rc (*pg_fn)(pg_store *s, pg_conn *c, void *arg);
  * a few times, after a deadlock or serialization failure. NOTIFYs sent in fn are
  * delivered only when it commits. */
 store_rc pg_tx(pg_store *s, pg_fn fn, void *arg);
+/* fn statement by statement (autocommit): a write that is one statement. */
+store_rc pg_once(pg_store *s, pg_fn fn, void *arg);
 /* fn in one REPEATABLE READ READ ONLY transaction when snapshot (several statements see
  * one state), else statement by statement. */
 store_rc pg_read(pg_store *s, bool snapshot, pg_fn fn, void *arg);

@@ -13,14 +13,21 @@
 #define SQL_OUTPUT_END                                                                      \
     "SELECT start_offset + octet_length(data) FROM job_output"                              \
     " WHERE job_id = $1 AND stream = $2 ORDER BY start_offset DESC LIMIT 1"
-/* Live byte counts while running (finish writes the backend's final ones); what the chunk
- * adds to the storage total, whatever the status. */
-#define SQL_OUTPUT_BYTES                                                                    \
-    "UPDATE jobs SET"                                                                       \
-    " stdout_bytes = CASE WHEN $2 = 1 AND status = 'running' THEN $3 ELSE stdout_bytes END," \
-    " stderr_bytes = CASE WHEN $2 = 2 AND status = 'running' THEN $3 ELSE stderr_bytes END," \
-    " output_stored_bytes = output_stored_bytes + $4, stored_bytes = stored_bytes + $4"     \
-    " WHERE id = $1"
+/* The chunk at the stream's end, then the job's live byte counts (finish writes the
+ * backend's final ones) and what it adds to the storage total, whatever the status: one
+ * statement. $1 id, $2 stream, $3 the bytes, $4 their length. */
+#define SQL_APPEND                                                                          \
+    "WITH e AS (SELECT COALESCE((SELECT start_offset + octet_length(data) FROM job_output"  \
+    " WHERE job_id = $1 AND stream = $2::int ORDER BY start_offset DESC LIMIT 1), 0) AS off)," \
+    " ins AS (INSERT INTO job_output (job_id, stream, start_offset, data)"                  \
+    " SELECT $1, $2::int, e.off, $3 FROM e RETURNING start_offset + $4::bigint AS new_end)" \
+    " UPDATE jobs SET"                                                                      \
+    " stdout_bytes = CASE WHEN $2::int = 1 AND status = 'running'"                          \
+    " THEN (SELECT new_end FROM ins) ELSE stdout_bytes END,"                                \
+    " stderr_bytes = CASE WHEN $2::int = 2 AND status = 'running'"                          \
+    " THEN (SELECT new_end FROM ins) ELSE stderr_bytes END,"                                \
+    " output_stored_bytes = output_stored_bytes + $4::bigint,"                              \
+    " stored_bytes = stored_bytes + $4::bigint WHERE id = $1"
 
 typedef struct append_args {
     const char *id;
@@ -52,29 +59,13 @@ static store_rc append_chunk(pg_store *s, pg_conn *c, void *arg)
     store_rc rc = pg_admit(s, c, a->len, &a->shortfall);
     if (rc != STORE_OK)
         return rc;
+    /* A new statement, so it sees every chunk committed before the lock was ours. */
     pp_init(&p);
     pp_text(&p, a->id);
     pp_i64(&p, a->stream);
-    r = pg_exec(s, c, SQL_OUTPUT_END, &p, "appending output: reading the stream end");
-    if (!r) {
-        pp_free(&p);
-        return STORE_ERROR;
-    }
-    int64_t offset = PQntuples(r) > 0 ? pg_i64(r, 0, 0) : 0;
-    PQclear(r);
-    pp_i64(&p, offset);
     pp_bytes(&p, a->data, a->len);
-    rc = pg_cmd(s, c, "INSERT INTO job_output (job_id, stream, start_offset, data)"
-                " VALUES ($1, $2, $3, $4)", &p, "appending output");
-    pp_free(&p);
-    if (rc != STORE_OK)
-        return rc;
-    pp_init(&p);
-    pp_text(&p, a->id);
-    pp_i64(&p, a->stream);
-    pp_i64(&p, offset + (int64_t)a->len);
     pp_u64(&p, a->len);
-    rc = pg_cmd(s, c, SQL_OUTPUT_BYTES, &p, "appending output: updating byte counts");
+    rc = pg_cmd(s, c, SQL_APPEND, &p, "appending output");
     pp_free(&p);
     return rc;
 }
