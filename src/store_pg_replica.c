@@ -401,8 +401,25 @@ out:
     return held;
 }
 
+static store_rc leave(pg_store *s, pg_conn *c, void *arg)
+{
+    (void)arg;
+    pg_params p;
+    pp_init(&p);
+    pp_text(&p, s->replica_id);
+    pp_i64(&p, s->started_at_ms);
+    store_rc rc = pg_cmd(s, c, "DELETE FROM replicas WHERE id = $1 AND started_at_ms = $2", &p,
+                         "leaving the replicas");
+    pp_free(&p);
+    return rc;
+}
+
 void pg_replica_close(pg_store *s)
 {
+    /* A replica that stops gives its id back at once (its next life need not wait for the
+     * lease to lapse); a job it left running is then ended by the others' next heartbeat. */
+    if (s->replica_id[0] && s->lease_ms > 0)
+        (void)pg_once(s, leave, NULL);
     drop_listen(s);
     pthread_mutex_lock(&s->role_mu);
     drop_roles(s);

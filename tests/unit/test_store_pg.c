@@ -248,8 +248,12 @@ static void recover_ends_only_own_jobs(void **state)
     add_job(a, tmp);
     claim(a, ja);
     claim(b, jb);
-    store_close(a); /* as if it died: its lease (300 ms) still runs */
-    store *a2 = open_replica("ra", 300); /* waits for the old lease to lapse */
+    store_close(a);
+    /* As if it had died instead: its row stays, with a lease that still runs 300 ms. */
+    raw_exec("INSERT INTO replicas VALUES ('ra', (extract(epoch FROM clock_timestamp()) * 1000)"
+             "::bigint + 300, 1)");
+    store *a2 = open_replica("ra", 300); /* waits for that lease to lapse */
+    assert_int_equal(raw_long("SELECT count(*) FROM replicas WHERE id = 'ra' AND started_at_ms <> 1"), 1);
     assert_int_equal(store_recover_running(a2, 1700000099000), 1);
     job g = get(a2, ja);
     assert_int_equal(g.status, JOB_FAILED);
@@ -271,6 +275,22 @@ static void *renew_for_a_while(void *arg)
         sleep_ms(100);
     }
     return NULL;
+}
+
+/* A replica that stops gives its id back: the next one with it starts at once. */
+static void closing_gives_the_replica_id_back(void **state)
+{
+    (void)state;
+    store *a = open_replica("ra", 60000);
+    assert_int_equal(raw_long("SELECT count(*) FROM replicas"), 1);
+    store_close(a);
+    assert_int_equal(raw_long("SELECT count(*) FROM replicas"), 0);
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    a = open_replica("ra", 60000);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    assert_true(t1.tv_sec - t0.tv_sec < 5);
+    store_close(a);
 }
 
 /* An id a live replica holds (it renews its lease) is refused to another process. */
@@ -556,6 +576,7 @@ int main(void)
         cmocka_unit_test_setup(two_replicas_never_claim_a_job_twice, fresh_schema),
         cmocka_unit_test_setup(recover_ends_only_own_jobs, fresh_schema),
         cmocka_unit_test_setup(renewed_replica_id_is_refused, fresh_schema),
+        cmocka_unit_test_setup(closing_gives_the_replica_id_back, fresh_schema),
         cmocka_unit_test_setup(heartbeat_ends_a_dead_replicas_jobs, fresh_schema),
         cmocka_unit_test_setup(request_cancel_reaches_the_running_replica, fresh_schema),
         cmocka_unit_test_setup(roles_are_held_by_one_replica, fresh_schema),
