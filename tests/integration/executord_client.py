@@ -72,7 +72,7 @@ def pg_cluster():
                 raise RuntimeError(f"EXECUTORD_TEST_STORE=postgresql needs {missing}")
             c = pgcluster.Cluster()
             try:
-                c.start()
+                c.create()
             except Exception:
                 c.destroy()
                 raise

@@ -8,9 +8,8 @@ import shutil
 import subprocess
 import tempfile
 import threading
-import time
 from pathlib import Path
-from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qs, urlsplit
 
 REPO = Path(__file__).resolve().parents[2]
 CLUSTER_SH = REPO / "tests" / "pg" / "cluster.sh"
@@ -28,7 +27,8 @@ class Cluster:
         self._lock = threading.Lock()
         self._serial = 0
 
-    def start(self, timeout=60):
+    def create(self, timeout=60):
+        """initdb and start (tests/pg/cluster.sh start); returns the URL it printed."""
         if self.dir is None:
             self.dir = Path(tempfile.mkdtemp(prefix="exd-pg-", dir="/tmp"))
         r = subprocess.run([str(CLUSTER_SH), "start", str(self.dir)], capture_output=True, text=True,
@@ -43,20 +43,33 @@ class Cluster:
         return self.url
 
     def stop(self, timeout=60):
-        if self.dir is None:
-            return
-        r = subprocess.run([str(CLUSTER_SH), "stop", str(self.dir)], capture_output=True, text=True,
-                           timeout=timeout)
-        if r.returncode != 0:
-            raise RuntimeError(f"tests/pg/cluster.sh stop {self.dir} failed ({r.returncode}):\n"
-                               f"{r.stdout}\n{r.stderr}")
+        """Stops the server, keeping the cluster (a database restart: start() again)."""
+        self._pg_ctl("stop", "-m", "fast", timeout=timeout)
 
-    def destroy(self):
-        """Stops the cluster and removes its folder (the end of a session)."""
+    def start(self, timeout=60):
+        """Starts the stopped server again, with the options cluster.sh gave it."""
+        # `restart` reads the options of the last start from postmaster.opts (`start`
+        # would not) and starts a stopped server too.
+        self._pg_ctl("restart", "-l", str(self.dir / "server.log"), timeout=timeout)
+
+    def _pg_ctl(self, *args, timeout=60):
+        cmd = [str(pg_bin() / "pg_ctl"), "-D", str(self.dir / "data"), "-w", "-t", str(int(timeout)), *args]
+        if os.geteuid() == 0:
+            cmd = ["runuser", "-u", "postgres", "--", *cmd]
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout + 10)
+        if r.returncode != 0:
+            raise RuntimeError(f"pg_ctl {' '.join(args)} failed ({r.returncode}):\n{r.stdout}\n{r.stderr}")
+
+    def destroy(self, timeout=60):
+        """Stops the cluster and removes its folder (tests/pg/cluster.sh stop)."""
         if self.dir is None:
             return
         try:
-            self.stop()
+            r = subprocess.run([str(CLUSTER_SH), "stop", str(self.dir)], capture_output=True, text=True,
+                               timeout=timeout)
+            if r.returncode != 0:
+                raise RuntimeError(f"tests/pg/cluster.sh stop {self.dir} failed ({r.returncode}):\n"
+                                   f"{r.stdout}\n{r.stderr}")
         finally:
             shutil.rmtree(self.dir, ignore_errors=True)
             self.dir = self.url = None
@@ -64,8 +77,9 @@ class Cluster:
     # --- databases ----------------------------------------------------------------------
     def url_for(self, dbname):
         """The cluster's URL with another database name (same socket folder and user)."""
+        # By hand: urlunsplit drops the empty authority of postgresql:///db?host=/dir.
         parts = urlsplit(self.url)
-        return urlunsplit((parts.scheme, parts.netloc, "/" + dbname, parts.query, parts.fragment))
+        return f"{parts.scheme}://{parts.netloc}/{dbname}" + (f"?{parts.query}" if parts.query else "")
 
     def create_database(self, prefix="exd"):
         """A new, empty database; returns its URL."""
@@ -93,30 +107,17 @@ class Cluster:
             raise RuntimeError(f"pg_dump failed ({r.returncode}): {r.stderr.decode(errors='replace')}")
         return r.stdout
 
-    def wait_accepting(self, timeout=30):
-        """Polls until the server answers a query (after a start or a restart)."""
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                self.psql("SELECT 1", timeout=5)
-                return
-            except (RuntimeError, subprocess.TimeoutExpired):
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.1)
+
+def pg_bin():
+    """The server's programs (Debian: /usr/lib/postgresql/<version>/bin, the newest)."""
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin"), key=lambda p: int(p.parent.name)
+                   if p.parent.name.isdigit() else 0)
+    return found[-1] if found else Path("/usr/lib/postgresql/15/bin")
 
 
 def socket_dir(url):
     """The host= folder of a socket URL (postgresql:///db?host=/dir)."""
     return parse_qs(urlsplit(url).query).get("host", [None])[0]
-
-
-def with_params(url, **params):
-    """url with query parameters added or replaced."""
-    parts = urlsplit(url)
-    q = {k: v[-1] for k, v in parse_qs(parts.query).items()}
-    q.update(params)
-    return urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(q, safe="/"), parts.fragment))
 
 
 def available():

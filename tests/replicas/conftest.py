@@ -25,7 +25,7 @@ def cluster():
         pytest.skip(f"the replica suite needs {missing}")
     c = pgcluster.Cluster()
     try:
-        c.start()
+        c.create()
         yield c
     finally:
         c.destroy()
