@@ -33,12 +33,12 @@ def cluster():
 
 @pytest.fixture
 def make_replicas(cluster, tmp_path):
-    """make_replicas(n, *flags, start=True) -> Replicas on a fresh database; stopped after
-    the test."""
+    """make_replicas(n, *flags, start=True, lease=LEASE_S) -> Replicas on a fresh database;
+    stopped after the test."""
     made = []
 
-    def make(n, *args, start=True):
-        rs = make_replica_set(cluster, tmp_path / f"set{len(made)}", n, *args, start=start)
+    def make(n, *args, start=True, lease=LEASE_S):
+        rs = make_replica_set(cluster, tmp_path / f"set{len(made)}", n, *args, start=start, lease=lease)
         made.append(rs)
         return rs
 

@@ -28,12 +28,12 @@ class Replicas(list):
         super().__init__()
         self.cluster, self.url, self.token_file, self.base = cluster, url, token_file, base
 
-    def add(self, *args, name=None, start=True, env=None):
+    def add(self, *args, name=None, start=True, env=None, lease=LEASE_S):
         name = name or f"r{len(self)}"
         token = self.token_file.read_text().strip()
         s = Server(self.base / name / "data",
                    args=["--store", self.url, "--replica-id", name,
-                         "--replica-lease-seconds", str(LEASE_S),
+                         "--replica-lease-seconds", str(lease),
                          "--api-token-file", str(self.token_file), *args],
                    env={**UID_ENV, **(env or {})}, token=token,
                    log_path=self.base / name / "executord.stderr.log")
@@ -75,13 +75,13 @@ class Replicas(list):
                 s.stop(grace=10)
 
 
-def make_replica_set(cluster, base, n, *args, start=True):
+def make_replica_set(cluster, base, n, *args, start=True, lease=LEASE_S):
     base.mkdir(parents=True, exist_ok=True)
     token_file = base / "api-token"
     token_file.write_text(secrets.token_hex(32) + "\n")
     token_file.chmod(0o600)
     rs = Replicas(cluster, cluster.create_database("rep"), token_file, base)
-    servers = [rs.add(*args, start=False) for _ in range(n)]
+    servers = [rs.add(*args, start=False, lease=lease) for _ in range(n)]
     if start:
         rs.start_all(servers)
     return rs

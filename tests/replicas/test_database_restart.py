@@ -2,16 +2,22 @@
 two replicas under a steady submission load while the server is stopped for 3 s and
 started again. The replicas stay alive; during the outage the API answers 503 (not 500,
 never a hang), /readyz says 503, then 200 again once the database is back; every job the
-API accepted ends final afterwards."""
+API accepted succeeds afterwards, those running through the outage included.
+
+The replicas hold the default 10 s lease here, longer than the outage: an outage longer
+than the lease counts every replica dead (docs/replicas.md, "When a replica dies"), and the
+first one back ends the others' running jobs ExecutorLost (their work is lost, as
+documented); `test_outage_longer_than_the_lease` pins that down."""
 
 import http.client
 import threading
 import time
 
-from replica_kit import wait_until
+from replica_kit import LEASE_S, wait_until
 
 QUICK = "import time\ndef main(i):\n    time.sleep(0.1)\n    return i\n"
 HANG_S = 10  # no request may take longer than this, outage or not
+LEASE_DEFAULT_S = 10  # executord's default --replica-lease-seconds
 
 
 class Load:
@@ -79,9 +85,8 @@ class Load:
 def test_postgresql_restart_under_load(make_replicas):
     """Stop the server (fast: connections cut) for 3 s under load, start it again: no
     crash, 503s (never 500 or a hang) meanwhile, /readyz 503 then 200 on both replicas, and
-    every accepted job final afterwards with its result (ExecutorLost only for a job that
-    was running while the database was gone)."""
-    rs = make_replicas(2, "--workers", "2", "--max-queued", "10000")
+    every accepted job succeeded afterwards with its result."""
+    rs = make_replicas(2, "--workers", "2", "--max-queued", "10000", lease=LEASE_DEFAULT_S)
     with Load(rs) as load:
         wait_until(lambda: len(load.accepted) >= 20, 30, "20 jobs accepted before the outage")
         t_down = time.monotonic()
@@ -100,7 +105,6 @@ def test_postgresql_restart_under_load(make_replicas):
         t_ready = time.monotonic()
         n_before = len(load.accepted)
         wait_until(lambda: len(load.accepted) >= n_before + 20, 30, "20 more jobs accepted after recovery")
-    print(f"outage {t_up - t_down:.1f}s, ready {t_ready - t_up:.1f}s after the start")
 
     for s in rs:
         assert s.running, f"{s.name} died:\n{s.log_tail()}"
@@ -112,16 +116,40 @@ def test_postgresql_restart_under_load(make_replicas):
     assert any(a[3] == 503 for a in outage if a[1] == "submit"), "the outage never answered 503"
 
     c = rs[0].client()
-    accepted_after = {job_id for job_id, _ in load.accepted[n_before:]}
     for job_id, i in load.accepted:
         job = c.wait_final(job_id, timeout=60)
-        if job["status"] == "succeeded":
-            assert job["result"] == i, job
-        else:
-            assert job_id not in accepted_after, f"a job accepted after recovery did not succeed: {job}"
-            assert job["status"] == "failed" and job["error"]["type"] == "ExecutorLost", job
+        assert job["status"] == "succeeded" and job["result"] == i, job
     n_jobs = int(rs.psql("SELECT count(*) FROM jobs")[0][0])
     assert n_jobs >= len(load.accepted), "an accepted job is missing from the database"
     for status in ("queued", "running"):
         r = c.list(status=status)
         assert r.status == 200 and r.json()["jobs"] == [], (status, r)
+    n503 = sum(1 for a in outage if a[3] == 503)
+    print(f"outage {t_up - t_down:.1f}s, both ready {t_ready - t_up:.1f}s after the start; {n503} answers 503; "
+          f"all {len(load.accepted)} accepted jobs succeeded")
+
+
+def test_outage_longer_than_the_lease(make_replicas):
+    """With a 2 s lease, a 3 s outage while each replica runs a job: both replicas live on,
+    every job still ends final once the database is back (none stays running), with its
+    result or failed/ExecutorLost (the documented cost of an outage longer than the lease);
+    a job submitted afterwards succeeds."""
+    rs = make_replicas(2, "--workers", "1", lease=LEASE_S)
+    a, b = rs.clients()
+    jobs = [a.submit({"script": QUICK.replace("0.1", "2"), "inputs": {"i": i}})["id"] for i in range(2)]
+    wait_until(lambda: {r[0] for r in rs.psql("SELECT running_on FROM jobs WHERE status = 'running'")} == {"r0", "r1"},
+               30, "one job running on each replica")
+    rs.cluster.stop()
+    time.sleep(LEASE_S + 1)  # the outage, longer than the lease
+    rs.cluster.start()
+    outcomes = []
+    for i, job_id in enumerate(jobs):
+        job = b.wait_final(job_id, timeout=30)
+        outcomes.append(job["status"] if job["status"] == "succeeded" else job["error"]["type"])
+        assert job["status"] == "succeeded" and job["result"] == i or \
+            job["status"] == "failed" and job["error"]["type"] == "ExecutorLost", job
+    for s in rs:
+        assert s.running, f"{s.name} died:\n{s.log_tail()}"
+    wait_until(lambda: all(s.client().request("GET", "/readyz").status == 200 for s in rs), 30, "both ready")
+    assert a.run("def main():\n    return 'after'\n", timeout=30)["result"] == "after"
+    print(f"jobs running through a {LEASE_S + 1}s outage with a {LEASE_S}s lease: {outcomes}")

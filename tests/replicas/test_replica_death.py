@@ -1,14 +1,15 @@
 """Replicas die; jobs don't get lost (issue 15): three replicas, 300 short sleep-bound jobs
 submitted round-robin, one replica killed with SIGKILL while it runs jobs. Every accepted
 job ends final; failed/ExecutorLost only for the jobs that were running on the dead
-replica, ended by the survivors within 1.25 x the lease (plus slack) of the kill; nothing
+replica, ended by the survivors within 1.25 x the lease (plus slack) of the kill and not
+before the lease ran out; nothing
 stays queued or running."""
 
 import random
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from replica_kit import EXPIRY_S, is_final, wait_until
+from replica_kit import EXPIRY_S, LEASE_S, is_final, wait_until
 
 N_JOBS = 300
 SCRIPT = "import time\ndef main(i, s):\n    time.sleep(s)\n    return i * 3\n"
@@ -57,6 +58,9 @@ def test_kill9_of_one_replica_loses_no_job(make_replicas):
     wait_until(lost_ended, EXPIRY_S + 30, f"{victim.name}'s running jobs ended")
     took = time.monotonic() - t_kill
     assert took <= EXPIRY_S, f"the dead replica's jobs ended {took:.1f}s after the kill (at most {EXPIRY_S:.1f}s)"
+    # Its last heartbeat was at most a quarter lease before the kill: ending its jobs sooner
+    # would mean a live replica's lease can be taken for expired.
+    assert took >= 0.75 * LEASE_S, f"the dead replica's jobs ended {took:.1f}s after the kill: before its lease ran out"
 
     deadline = time.monotonic() + 120
     lost, ok = set(), 0
