@@ -90,6 +90,17 @@ def stop_pg_cluster():
         c.destroy()
 
 
+def store_args_for(data_dir, args=()):
+    """["--store", URL] of data_dir's database for EXECUTORD_TEST_STORE=postgresql (the
+    same database at every start), [] otherwise or when args choose a store already."""
+    if STORE != "postgresql" or any(a == "--store" or a.startswith("--store=") for a in args):
+        return []
+    # A 2 s lease, not the default 10 s: a replica restarted on the same data folder (same
+    # replica id) first waits for its previous life's lease to lapse.
+    lease = [] if any(a.startswith("--replica-lease-seconds") for a in args) else ["--replica-lease-seconds", "2"]
+    return ["--store", store_url_for(data_dir), *lease]
+
+
 def store_url_for(data_dir):
     """The database of the executord using data_dir (created on first use)."""
     key = os.path.realpath(data_dir)
@@ -379,15 +390,14 @@ class Server:
         return self.extra_env.get("EXECUTORD_STORE") or None
 
     def store_args(self):
-        """--store URL for EXECUTORD_TEST_STORE=postgresql, unless the test chose a store
-        itself (SQLite's empty value included). The database is this data folder's, the
-        same at every start."""
-        if STORE != "postgresql" or "EXECUTORD_STORE" in self.extra_env:
+        """--store for EXECUTORD_TEST_STORE=postgresql, unless the test chose a store
+        itself (SQLite's empty value included)."""
+        if "EXECUTORD_STORE" in self.extra_env:
             return []
-        if any(a == "--store" or a.startswith("--store=") for a in self.args):
-            return []
-        self.store_url = store_url_for(self.data_dir)
-        return ["--store", self.store_url]
+        args = store_args_for(self.data_dir, self.args)
+        if args:
+            self.store_url = args[1]
+        return args
 
     def start(self, timeout=20, port=None):
         assert self.proc is None or self.proc.poll() is not None, "already running"
