@@ -2,7 +2,9 @@
 # Installs what is missing, builds (gcc; clang as a warnings check; clang with ASan+UBSan),
 # then runs every test suite through its ctest label (tests/CMakeLists.txt, docs/testing.md):
 # unit (cmocka), fuzz (libFuzzer, bounded), integration (every response checked against
-# openapi.yaml, plus the spec's lint), client (the Python client), e2e (the dashboard in
+# openapi.yaml, plus the spec's lint), pg (the integration suite again on a throw-away
+# PostgreSQL), replicas (several executord on one PostgreSQL queue: cross-replica calls,
+# kill -9, a database restart, migrations), client (the Python client), e2e (the dashboard in
 # headless Chromium), security (the attack suite, per backend), network (jobs' network and
 # egress policy, in namespaces the suite creates), deps (pip installs from the suite's own
 # index and wheelhouse), container (the Dockerfile replayed and
@@ -45,6 +47,10 @@ label build fuzz
 # left on the host, so no integration server may still be running beside it.
 echo "== integration suite (real binary over HTTP), every response checked against openapi.yaml"
 label build integration
+echo "== integration suite against PostgreSQL (a throw-away cluster, a fresh database per server)"
+label build pg
+echo "== replicas on one PostgreSQL queue (cross-replica calls, kill -9, database restart, migrations)"
+label build replicas
 echo "== Python client (clients/python) against the real binary"
 label build client
 echo "== dashboard end to end (headless Chromium)"

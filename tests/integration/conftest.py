@@ -3,17 +3,42 @@
 matter (module scope, so none outlives tests/integration when tests/security runs in the
 same pytest session: its leftover checks look at the whole host).
 `make_server`: a dedicated instance with extra flags, stopped after the test.
-`backend`: each of direct, ephemeral and pool in turn, skipped where this host cannot run it."""
+`backend`: each of direct, ephemeral and pool in turn, skipped where this host cannot run it.
+EXECUTORD_TEST_STORE=postgresql runs every server on a fresh database of one throw-away
+cluster (executord_client.STORE); tests marked `sqlite_only` are skipped then."""
 
 import os
 
 import pytest
 
-from executord_client import BIN, PYTHON, Server
+from executord_client import BIN, PYTHON, STORE, Server, stop_pg_cluster
 
 
 def pytest_report_header(config):
-    return f"executord binary: {BIN}"
+    return f"executord binary: {BIN}; store: {STORE}"
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "sqlite_only(reason): reads or checks the SQLite database "
+                            "files themselves; skipped when EXECUTORD_TEST_STORE=postgresql")
+
+
+def pytest_collection_modifyitems(config, items):
+    if STORE == "sqlite":
+        return
+    for item in items:
+        mark = item.get_closest_marker("sqlite_only")
+        if mark is not None:
+            why = mark.args[0] if mark.args else "checks SQLite's files"
+            item.add_marker(pytest.mark.skip(reason=f"sqlite_only: {why}"))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _pg_cluster_lifetime():
+    """The PostgreSQL cluster (started by the first server that needs it) ends with the
+    session, on failure too."""
+    yield
+    stop_pg_cluster()
 
 
 def _check_binary():

@@ -12,8 +12,11 @@ import re
 import signal
 import socket
 import subprocess
+import threading
 import time
 from pathlib import Path
+
+import pgcluster
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = os.environ.get("EXECUTORD_BIN") or str(REPO / "build" / "executord")
@@ -46,6 +49,69 @@ CANARY_VALUE = "canary-4f1d2b7e"
 EXPECT_SANITIZER = os.environ.get("EXECUTORD_EXPECT_SANITIZER") == "1"
 SANITIZER_MARKERS = (b"ERROR: AddressSanitizer", b"ERROR: LeakSanitizer", b"runtime error:",
                      b"WARNING: AddressSanitizer", b"ERROR: UndefinedBehaviorSanitizer")
+
+# EXECUTORD_TEST_STORE=postgresql: every Server without a --store of its own gets a fresh
+# database of one throw-away cluster per test process (tests/pg/cluster.sh, started on
+# first use, removed at exit), so the suite runs against the PostgreSQL store; unset or
+# "sqlite", executord's default (SQLite in the data folder).
+STORE = os.environ.get("EXECUTORD_TEST_STORE") or "sqlite"
+if STORE not in ("sqlite", "postgresql"):
+    raise RuntimeError(f"EXECUTORD_TEST_STORE={STORE!r}: sqlite or postgresql")
+_cluster = None
+_cluster_lock = threading.Lock()
+_store_urls = {}  # data folder -> its database: a restart on the same folder finds its jobs
+
+
+def pg_cluster():
+    """The test process's cluster, started on first use."""
+    global _cluster
+    with _cluster_lock:
+        if _cluster is None:
+            missing = pgcluster.available()
+            if missing:
+                raise RuntimeError(f"EXECUTORD_TEST_STORE=postgresql needs {missing}")
+            c = pgcluster.Cluster()
+            try:
+                c.create()
+            except Exception:
+                c.destroy()
+                raise
+            _cluster = c
+        return _cluster
+
+
+def stop_pg_cluster():
+    """Removes the cluster (the session's end); a later pg_cluster() starts another."""
+    global _cluster
+    with _cluster_lock:
+        c, _cluster = _cluster, None
+        _store_urls.clear()
+    if c is not None:
+        c.destroy()
+
+
+def store_args_for(data_dir, args=()):
+    """["--store", URL] of data_dir's database for EXECUTORD_TEST_STORE=postgresql (the
+    same database at every start), [] otherwise or when args choose a store already."""
+    if STORE != "postgresql" or any(a == "--store" or a.startswith("--store=") for a in args):
+        return []
+    # A 2 s lease, not the default 10 s: a replica restarted on the same data folder (same
+    # replica id) first waits for its previous life's lease to lapse.
+    lease = [] if any(a.startswith("--replica-lease-seconds") for a in args) else ["--replica-lease-seconds", "2"]
+    return ["--store", store_url_for(data_dir), *lease]
+
+
+def store_url_for(data_dir):
+    """The database of the executord using data_dir (created on first use)."""
+    key = os.path.realpath(data_dir)
+    cluster = pg_cluster()
+    with _cluster_lock:
+        url = _store_urls.get(key)
+    if url is None:
+        url = cluster.create_database()
+        with _cluster_lock:
+            url = _store_urls.setdefault(key, url)
+    return url
 
 
 # --- contract log -----------------------------------------------------------------------
@@ -302,6 +368,9 @@ class Server:
         self.token = token
         self.given_token = token
         self.listen = listen
+        # The PostgreSQL database this instance uses (EXECUTORD_TEST_STORE=postgresql or a
+        # --store in args), None for SQLite in the data folder.
+        self.store_url = self._given_store()
         self.proc = None
         self.port = None
         self.starts = 0
@@ -312,6 +381,24 @@ class Server:
         env.update(self.extra_env)
         return env
 
+    def _given_store(self):
+        for i, a in enumerate(self.args):
+            if a == "--store" and i + 1 < len(self.args):
+                return self.args[i + 1] or None
+            if a.startswith("--store="):
+                return a.split("=", 1)[1] or None
+        return self.extra_env.get("EXECUTORD_STORE") or None
+
+    def store_args(self):
+        """--store for EXECUTORD_TEST_STORE=postgresql, unless the test chose a store
+        itself (SQLite's empty value included)."""
+        if "EXECUTORD_STORE" in self.extra_env:
+            return []
+        args = store_args_for(self.data_dir, self.args)
+        if args:
+            self.store_url = args[1]
+        return args
+
     def start(self, timeout=20, port=None):
         assert self.proc is None or self.proc.poll() is not None, "already running"
         self.port = port or free_port()
@@ -319,6 +406,7 @@ class Server:
         if self.listen:
             cmd += ["--listen", f"127.0.0.1:{self.port}"]
         cmd += ["--data-dir", str(self.data_dir)] + self.args
+        cmd += self.store_args()
         if FORCED_BACKEND and not any(a.startswith("--backend") for a in self.args):
             cmd += ["--backend", FORCED_BACKEND]
         if self.uses_direct(cmd) and not any(a.startswith("--backends") for a in cmd):
@@ -355,6 +443,18 @@ class Server:
             return (self.data_dir / "api-token").read_text().strip()
         except FileNotFoundError:
             return None
+
+    def count_jobs(self):
+        """The jobs in this instance's store, counted in the store itself (not through the
+        API): a refused request must have written none."""
+        if self.store_url is not None:
+            return int(pg_cluster().psql("SELECT count(*) FROM jobs", url=self.store_url)[0][0])
+        import sqlite3
+        con = sqlite3.connect(f"file:{self.data_dir / 'executord.db'}?mode=ro", uri=True)
+        try:
+            return con.execute("SELECT count(*) FROM jobs").fetchone()[0]
+        finally:
+            con.close()
 
     def log_tail(self, n=4000):
         try:

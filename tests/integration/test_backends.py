@@ -9,6 +9,7 @@ import time
 import pytest
 from pathlib import Path
 
+import pgcluster
 from executord_client import REPO, CANARY_NAME, CANARY_VALUE, processes_with_arg, wait_gone
 
 
@@ -158,7 +159,8 @@ def sandbox_only(backend):
 
 def test_sandbox_hides_service_files(server, client, backend, tmp_path):
     sandbox_only(backend)
-    db = server.data_dir / "executord.db"
+    # the store: SQLite's file, or PostgreSQL's socket folder (EXECUTORD_TEST_STORE)
+    db = Path(pgcluster.socket_dir(server.store_url)) if server.store_url else server.data_dir / "executord.db"
     assert db.exists()
     secret = Path("/tmp") / f"executord-it-secret-{random.randint(10**8, 10**9)}"
     secret.write_text("host secret")

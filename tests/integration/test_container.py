@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from executord_client import BIN, REPO, Client, Server, free_port
+from executord_client import BIN, REPO, Client, Server, free_port, store_args_for
 
 DOCKER = REPO / "deploy" / "docker"
 NAMESPACE_SYSCALLS = {"clone", "clone3", "unshare", "mount", "umount2", "pivot_root", "mount_setattr",
@@ -49,6 +49,11 @@ class Launched:
         args = list(args)
         if Server.uses_direct(args) and "--backends" not in args:
             args += ["--backends", "pool,ephemeral,direct"]  # direct is an explicit opt-in
+        # EXECUTORD_TEST_STORE as Server does; not under setpriv: the throw-away cluster's
+        # socket folder is 0700 (postgres), out of reach without CAP_DAC_OVERRIDE, and those
+        # tests are about the container's capabilities, not the store.
+        if "setpriv" not in prefix:
+            args += store_args_for(self.data, args)
         cmd = prefix + [BIN, "--listen", f"127.0.0.1:{self.port}", "--data-dir", str(self.data)] + args
         self.errfile = open(self.log, "ab")
         self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,

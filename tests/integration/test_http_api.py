@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 
-from executord_client import DEFAULT_BACKEND, FINAL, UUID_RE, auth_header
+from executord_client import DEFAULT_BACKEND, FINAL, STORE, UUID_RE, auth_header
 
 QUICK = "def main():\n    return 1\n"
 SLEEPY = "import time\ndef main(s=30):\n    time.sleep(s)\n    return 'woke'\n"
@@ -136,7 +136,10 @@ def test_healthz_and_readyz(client):
     # the server also lists "backends" (as GET /v1/backends) - an addition beyond the contract
     assert {k: doc[k] for k in ("status", "store", "default_backend")} == \
         {"status": "ready", "store": "ok", "default_backend": DEFAULT_BACKEND}, doc
-    assert set(doc) <= {"status", "store", "storage", "default_backend", "backends", "network"}, doc
+    assert set(doc) <= {"status", "store", "storage", "default_backend", "backends", "network", "replica"}, doc
+    # which replica answered, and whether its store is shared (issue 15): PostgreSQL is
+    assert isinstance(doc["replica"]["id"], str) and doc["replica"]["id"], doc["replica"]
+    assert doc["replica"]["shared_store"] is (STORE == "postgresql"), doc["replica"]
     # how network-enabled jobs get out, and what they may not reach (issue 13)
     net = doc["network"]
     assert net["stack"] == "slirp4netns", net

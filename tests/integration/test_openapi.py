@@ -260,7 +260,7 @@ def test_job_schema_matches_contract(spec):
                      "method_not_allowed", "job_finished", "job_not_finished", "idempotency_conflict",
                      "body_too_large", "unsupported_media_type", "invalid_field", "queue_full", "not_ready",
                      "shutting_down", "internal", "cross_origin", "host_not_allowed",
-                     "insufficient_storage"}
+                     "insufficient_storage", "store_unavailable"}
     post_desc = spec["paths"]["/v1/jobs"]["post"]["description"]
     for t in err_types:
         assert t in post_desc, f"{t} is not explained to users"

@@ -1,8 +1,9 @@
 """Secrets at rest (issue 10): env_vars values stay in the data folder only while their job
 may still run. Once it has ended (succeeded, failed, timed out, cancelled queued or running,
 lost in a crash), with or without an Idempotency-Key, the value's bytes are in no file
-under the data folder: not the database, not the WAL, not anything else. The files are
-0600, and executord refuses a data folder someone else owns or can write into."""
+under the data folder: not the database, not the WAL, not anything else (with
+PostgreSQL as the store: in no row of its database either). The files are 0600, and
+executord refuses a data folder someone else owns or can write into."""
 
 import hashlib
 import os
@@ -11,7 +12,7 @@ import uuid
 
 import pytest
 
-from executord_client import DEFAULT_BACKEND
+from executord_client import DEFAULT_BACKEND, pg_cluster
 
 BACKENDS = list(dict.fromkeys([DEFAULT_BACKEND, "ephemeral"]))
 
@@ -55,6 +56,15 @@ def files_holding(data_dir, secret):
     return found
 
 
+def where_stored(srv, secret):
+    """The files under the data folder holding the secret, plus "database rows" when the
+    store is a PostgreSQL database with a row holding it (pg_dump of every row)."""
+    found = files_holding(srv.data_dir, secret)
+    if srv.store_url is not None and secret.encode() in pg_cluster().dump(srv.store_url):
+        found.append("database rows")
+    return found
+
+
 def body(script, secret, backend, **fields):
     return {"script": script, "backend": backend, "env_vars": {"API_KEY": secret, "MODE": "x"},
             **fields}
@@ -75,7 +85,7 @@ def assert_ended_clean(srv, c, job_id, secret, status):
     assert job["status"] == status, job
     assert sorted(job["env_vars"]) == ["API_KEY", "MODE"], job
     assert secret not in r.text
-    assert files_holding(srv.data_dir, secret) == [], f"{status}: the value outlived its job"
+    assert where_stored(srv, secret) == [], f"{status}: the value outlived its job"
     return job
 
 
@@ -116,10 +126,10 @@ def test_values_gone_after_every_final_state(make_server, backend, with_key):
     s = new_secret()
     queued = submit(c, body(SEES_SECRET, s, backend), key())
     assert c.get_job(queued["id"]).json()["status"] == "queued"
-    assert files_holding(srv.data_dir, s), "while a job may run its value is stored (the scan works)"
+    assert where_stored(srv, s), "while a job may run its value is stored (the scan works)"
     r = c.cancel(queued["id"])
     assert r.status == 200 and r.json()["status"] == "cancelled", r
-    assert files_holding(srv.data_dir, s) == [], "cancelled while queued: the value outlived its job"
+    assert where_stored(srv, s) == [], "cancelled while queued: the value outlived its job"
     assert_ended_clean(srv, c, queued["id"], s, "cancelled")
     r = c.cancel(blocker["id"])
     assert r.status == 200, r
@@ -150,7 +160,7 @@ def test_queued_value_survives_kill_and_restart(make_server):
     assert c.get_job(queued["id"]).json()["status"] == "queued"
 
     srv.kill()  # SIGKILL: no chance to clean up or checkpoint
-    assert files_holding(srv.data_dir, s), "a queued job's value must survive a crash"
+    assert where_stored(srv, s), "a queued job's value must survive a crash"
     srv.start()
     c = srv.client()
 
@@ -167,6 +177,7 @@ def db_modes(data_dir):
     return {p.name: stat.S_IMODE(p.stat().st_mode) for p in data_dir.glob("executord.db*")}
 
 
+@pytest.mark.sqlite_only("the modes of SQLite's database files")
 def test_database_files_are_owner_only(make_server):
     srv = make_server("--workers", "1")
     c = srv.client()
@@ -220,7 +231,8 @@ def test_a_symlinked_data_folder_is_checked_where_it_points(make_server, tmp_pat
     srv.data_dir.symlink_to(target)
     srv.start()
     assert srv.client().run("def main():\n    return 2\n")["result"] == 2
-    assert (target / "executord.db").exists()
+    # what the service keeps in its data folder: the database (SQLite) or the token
+    assert (target / ("executord.db" if srv.store_url is None else "api-token")).exists()
     assert srv.stop() == 0
     target.chmod(0o777)
     refused(srv, "(mode 0777)", fresh=False)

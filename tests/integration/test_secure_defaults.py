@@ -15,16 +15,6 @@ from executord_client import BIN, Client, free_port
 QUICK = "def main():\n    return 1\n"
 
 
-def jobs_in(data_dir):
-    """Counts the jobs in the store directly: a refused request must have written none."""
-    import sqlite3
-    con = sqlite3.connect(f"file:{data_dir / 'executord.db'}?mode=ro", uri=True)
-    try:
-        return con.execute("SELECT count(*) FROM jobs").fetchone()[0]
-    finally:
-        con.close()
-
-
 def run_binary(*args, timeout=20):
     return subprocess.run([BIN, *args], capture_output=True, text=True, timeout=timeout,
                           env={k: v for k, v in os.environ.items() if not k.startswith("EXECUTORD_")})
@@ -126,7 +116,7 @@ def test_form_and_untyped_bodies_are_refused_and_nothing_is_stored(make_server):
                None):
         r = c.post_job(FORM_BODY, headers={"Content-Type": ct})
         assert r.status == 415, (ct, r)
-    assert jobs_in(srv.data_dir) == 0
+    assert srv.count_jobs() == 0
 
 
 CROSS = [
@@ -151,7 +141,7 @@ def test_cross_origin_requests_get_403_on_the_api_and_metrics(make_server, heade
         assert r.status == 403 and r.error["code"] == "cross_origin", (method, path, headers, r)
     r = c.post_job({"script": QUICK}, headers=headers)
     assert r.status == 403, r
-    assert jobs_in(srv.data_dir) == 1, "the refused submission stored nothing; the delete did nothing"
+    assert srv.count_jobs() == 1, "the refused submission stored nothing; the delete did nothing"
 
 
 def test_the_services_own_origin_is_served(make_server):
@@ -210,7 +200,7 @@ def test_direct_is_refused_unless_enabled(make_server):
     err = r.error
     assert err["field"] == "backend" and "not enabled" in err["message"], err
     assert "pool,ephemeral" in err["message"], "names the enabled ones"
-    assert jobs_in(srv.data_dir) == 0
+    assert srv.count_jobs() == 0
     doc = c.request("GET", "/v1/backends").json()
     enabled = {b["name"]: b["enabled"] for b in doc["backends"]}
     assert enabled == {"direct": False, "ephemeral": True, "pool": True}, doc
