@@ -46,7 +46,7 @@ class Cluster:
     """A throw-away PostgreSQL cluster from tests/pg/cluster.sh (a unix socket in a
     temporary folder, nothing on the network), or the database --store names."""
 
-    def __init__(self, store_url, folder):
+    def __init__(self, store_url, folder, durable):
         self.folder, self.owned = folder, not store_url
         if store_url:
             self.url = store_url
@@ -61,21 +61,44 @@ class Cluster:
         if not urls:
             raise SystemExit(f"tests/pg/cluster.sh printed no URL:\n{out.stdout}")
         self.url = urls[-1]
+        if durable:
+            try:
+                self.make_durable()
+            except BaseException:
+                self.stop()
+                raise
+
+    def make_durable(self):
+        """cluster.sh starts the tests' cluster with fsync, synchronous_commit and
+        full_page_writes off; against SQLite's synchronous=FULL that would flatter
+        PostgreSQL. Restart it with the server's defaults (all three on), same socket."""
+        pgbin = sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"))
+        if not pgbin:
+            raise SystemExit("no pg_ctl under /usr/lib/postgresql")
+        cmd = [str(pgbin[-1]), "-D", str(self.folder / "data"), "-l", str(self.folder / "server.log"), "-w", "-t", "60",
+               "restart", "-m", "fast",
+               "-o", f"-c listen_addresses='' -k {self.folder} -c max_connections=200"]
+        if os.geteuid() == 0:
+            cmd = ["runuser", "-u", "postgres", "--"] + cmd
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+        if out.returncode != 0:
+            raise SystemExit(f"pg_ctl restart failed ({out.returncode}):\n{out.stdout}{out.stderr}")
 
     def describe(self):
         """The server's version and the settings that decide a commit's cost, so that the
         SQLite comparison can be read (SQLite runs synchronous=FULL)."""
-        query = ("select version(); show fsync; show synchronous_commit; show wal_sync_method; "
-                 "show shared_buffers")
+        names = ["server_version", "fsync", "synchronous_commit", "full_page_writes", "wal_sync_method",
+                 "shared_buffers"]
+        cmd = ["psql", "-X", "-A", "-t", "-d", self.url]
+        for n in names:
+            cmd += ["-c", f"show {n}"]
         try:
-            out = subprocess.run(["psql", "-X", "-A", "-t", "-d", self.url, "-c", query],
-                                 capture_output=True, text=True, timeout=30)
+            out = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
         except (OSError, subprocess.TimeoutExpired) as e:
             return f"(psql failed: {e})"
         if out.returncode != 0:
             return f"(psql failed: {out.stderr.strip()})"
         rows = [r.strip() for r in out.stdout.splitlines() if r.strip()]
-        names = ["version", "fsync", "synchronous_commit", "wal_sync_method", "shared_buffers"]
         return "; ".join(f"{n} {v}" for n, v in zip(names, rows))
 
     def stop(self):
@@ -339,6 +362,8 @@ def main():
     ap.add_argument("--build-dir", default=str(REPO / "build"), help="cmake build folder (default build/)")
     ap.add_argument("--store", help="an existing PostgreSQL database URL (default: a throw-away cluster from "
                                     "tests/pg/cluster.sh); its jobs tables are written to")
+    ap.add_argument("--pg-fast", action="store_true", help="keep cluster.sh's test settings (fsync, "
+                    "synchronous_commit, full_page_writes off) instead of the durable defaults")
     ap.add_argument("--workers", type=int, default=2, help="executord --workers of every replica (default 2)")
     ap.add_argument("--sleep", type=float, default=0.2, help="seconds each throughput job sleeps (default 0.2)")
     ap.add_argument("--jobs", type=int, default=120, help="jobs per throughput burst (default 120)")
@@ -360,7 +385,7 @@ def main():
         token_file = Path(tmp) / "api-token"
         token_file.write_text(os.urandom(32).hex() + "\n")
         os.chmod(token_file, 0o600)
-        cluster = Cluster(args.store, Path(tmp) / "pg")
+        cluster = Cluster(args.store, Path(tmp) / "pg", not args.pg_fast)
         try:
             pg_desc = cluster.describe()
             load_before = load()
