@@ -81,6 +81,8 @@ api_result api_health_readyz(api_request *rq, api_response *rs)
         return api_respond_errorf(rs, 503, "not_ready", "store: %s", store_last_error(srv->st));
     if (storage.full)
         return api_respond_errorf(rs, 503, "not_ready", "storage full: %s", storage.reason);
+    if (scheduler_claims_paused(srv->sch, why, sizeof why))
+        return api_respond_errorf(rs, 503, "not_ready", "not taking jobs: %s", why);
     const char *bwhy = NULL;
     if (!srv->backends->available(srv->cfg->backend, &bwhy))
         return api_respond_errorf(rs, 503, "not_ready", "default backend '%s' is not available: %s",
@@ -88,11 +90,13 @@ api_result api_health_readyz(api_request *rq, api_response *rs)
     if (!api_auth_ok(srv->cfg->api_token, api_header(rq, MHD_HTTP_HEADER_AUTHORIZATION)))
         return api_respond_json(rs, 200, json_pack("{s:s}", "status", "ready"));
     return api_respond_json(rs, 200,
-                            json_pack("{s:s, s:s, s:o, s:s, s:o, s:o}", "status", "ready", "store", "ok",
-                                      "storage", storage_json(&storage), "default_backend",
-                                      srv->cfg->backend, "backends",
+                            json_pack("{s:s, s:s, s:o, s:s, s:o, s:o, s:{s:s, s:b}}", "status", "ready",
+                                      "store", "ok", "storage", storage_json(&storage),
+                                      "default_backend", srv->cfg->backend, "backends",
                                       backends_json(srv->cfg, srv->backends), "network",
-                                      network_json(srv->backends)));
+                                      network_json(srv->backends), "replica", "id",
+                                      store_replica_id(srv->st), "shared_store",
+                                      store_is_shared(srv->st)));
 }
 
 api_result api_health_backends(api_request *rq, api_response *rs)

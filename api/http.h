@@ -92,6 +92,11 @@ api_result api_respond_json(api_response *rs, unsigned int status, json_t *doc);
 api_result api_respond_error(api_response *rs, const api_error *e);
 api_result api_respond_errorf(api_response *rs, unsigned int status, const char *code,
                               const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+/* A store operation failed with STORE_ERROR (logged with the store's text): 503
+ * store_unavailable with Retry-After while a shared store's server or connection is out
+ * (store_error_is_outage: the request may simply be sent again), else 500. */
+#define API_STORE_RETRY_AFTER_S 1
+api_result api_respond_store_error(api_response *rs, store *st, const char *what);
 /* Takes ownership of the malloc'd data. */
 api_result api_respond_text(api_response *rs, unsigned int status, char *data, size_t len);
 api_result api_respond_empty(api_response *rs, unsigned int status);

@@ -14,9 +14,7 @@
 
 static api_result respond_store_error(api_response *rs, api_server *srv, const char *what)
 {
-    const char *why = store_last_error(srv->st);
-    log_error("%s: store error: %s", what, why ? why : "unknown");
-    return api_respond_errorf(rs, 500, "internal", "%s failed: store error", what);
+    return api_respond_store_error(rs, srv->st, what);
 }
 
 /* The store had no room (quota or disk) even after evicting: 507, never 500. Nothing was
@@ -300,7 +298,7 @@ api_result api_jobs_cancel(api_request *rq, api_response *rs)
         r = respond_not_found(rs, id);
         break;
     default:
-        r = api_respond_errorf(rs, 500, "internal", "cancelling job %s failed", id);
+        r = api_respond_store_error(rs, rq->srv->st, "cancelling the job");
         break;
     }
     job_free(&j);

@@ -53,8 +53,7 @@ static api_result store_failed(api_request *rq, api_response *rs, store_rc rc, c
 {
     if (rc == STORE_NOT_FOUND)
         return api_respond_errorf(rs, 404, "not_found", "job %s not found", id);
-    log_error("reading output: store error: %s", store_last_error(rq->srv->st));
-    return api_respond_errorf(rs, 500, "internal", "reading output failed: store error");
+    return api_respond_store_error(rs, rq->srv->st, "reading output");
 }
 
 static api_result out_of_memory(api_response *rs, api_body *b)

@@ -71,12 +71,14 @@ static void write_gauge(metrics_buf *b, const char *name, const char *help, doub
 
 static void write_queue(metrics_buf *b, const job_counts *c, api_server *srv)
 {
-    write_gauge(b, "executord_queue_depth", "Jobs queued, waiting for a worker.",
-                (double)count_of(c, JOB_QUEUED, NULL));
+    /* Of the whole queue, which replicas of a shared store have in common: the figure an
+     * autoscaler (KEDA, HPA) scales the replicas on. */
+    write_gauge(b, "executord_queue_depth", "Jobs queued, waiting for a worker (of any replica "
+                "sharing the store).", (double)count_of(c, JOB_QUEUED, NULL));
     /* The scheduler's own count is the truth about workers; the store's is a fallback
      * for a server started without one (tests). */
     int running = srv->sch ? scheduler_running_count(srv->sch) : (int)count_of(c, JOB_RUNNING, NULL);
-    write_gauge(b, "executord_jobs_running", "Jobs running now.", running);
+    write_gauge(b, "executord_jobs_running", "Jobs running now on this replica.", running);
     write_gauge(b, "executord_workers", "Jobs that can run at once (--workers).", srv->cfg->workers);
 }
 
@@ -204,6 +206,22 @@ static void write_storage(metrics_buf *b, const store_storage *st)
                          (double)st->evicted_results);
 }
 
+/* Which replica answered (scrapes of several replicas are told apart by it) and whether
+ * it takes jobs: 0 while a shared store cannot be reached or its lease renewed. */
+static void write_replica(metrics_buf *b, api_server *srv)
+{
+    static const char *const labels[] = {"replica_id", "store"};
+    const char *values[] = {store_replica_id(srv->st), store_is_shared(srv->st) ? "shared" : "local"};
+    metrics_write_family(b, "executord_replica_info", "gauge",
+                         "Always 1; the labels name this replica and whether its job store is "
+                         "shared with others (--store).");
+    metrics_write_sample(b, "executord_replica_info", 2, labels, values, 1);
+    write_gauge(b, "executord_replica_claiming",
+                "1 while this replica takes jobs from the queue; 0 while its store cannot be "
+                "reached or its lease renewed.",
+                srv->sch ? !scheduler_claims_paused(srv->sch, NULL, 0) : 1);
+}
+
 api_result api_metrics_get(api_request *rq, api_response *rs)
 {
     api_server *srv = rq->srv;
@@ -226,6 +244,7 @@ api_result api_metrics_get(api_request *rq, api_response *rs)
         write_queue(&b, counts, srv);
     }
     write_memory(&b, srv);
+    write_replica(&b, srv);
     store_storage storage;
     if (store_storage_state(srv->st, &storage) == 0)
         write_storage(&b, &storage);

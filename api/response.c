@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "api/render.h"
+#include "src/log.h"
 
 static const char JSON_TYPE[] = "application/json";
 
@@ -116,4 +117,18 @@ const char *api_query(const api_request *rq, const char *name)
 const char *api_header(const api_request *rq, const char *name)
 {
     return MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND, name);
+}
+
+api_result api_respond_store_error(api_response *rs, store *st, const char *what)
+{
+    const char *why = store_last_error(st);
+    if (store_error_is_outage()) {
+        log_warn("%s: the job store is unavailable: %s", what, why);
+        api_respond_errorf(rs, 503, "store_unavailable", "%s failed: the job store is unavailable; "
+                           "retry", what);
+        api_response_header(rs, MHD_HTTP_HEADER_RETRY_AFTER, "%d", API_STORE_RETRY_AFTER_S);
+        return API_RESPOND;
+    }
+    log_error("%s: store error: %s", what, why);
+    return api_respond_errorf(rs, 500, "internal", "%s failed: store error", what);
 }

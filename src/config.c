@@ -19,7 +19,7 @@
 #include "sandbox/egress.h"
 #include "src/log.h"
 
-typedef enum opt_kind { OPT_STRING, OPT_PATH_OR_EMPTY, OPT_WHEN_EMPTY, OPT_LISTEN, OPT_INT, OPT_U64, OPT_SECONDS, OPT_LEVEL, OPT_BACKEND, OPT_MODE, OPT_FLAG, OPT_HOSTS, OPT_BACKENDS, OPT_CIDRS, OPT_URL, OPT_URLS } opt_kind;
+typedef enum opt_kind { OPT_STRING, OPT_PATH_OR_EMPTY, OPT_TEXT_OR_EMPTY, OPT_WHEN_EMPTY, OPT_LISTEN, OPT_INT, OPT_U64, OPT_SECONDS, OPT_LEVEL, OPT_BACKEND, OPT_MODE, OPT_FLAG, OPT_HOSTS, OPT_BACKENDS, OPT_CIDRS, OPT_URL, OPT_URLS } opt_kind;
 
 typedef struct option_def {
     const char *flag;    /* without the leading "--" */
@@ -53,6 +53,9 @@ static const option_def options[] = {
     {"max-body-bytes", "EXECUTORD_MAX_BODY_BYTES", OPT_U64, "2097152", "largest request body accepted (413 above)", FIELD(max_body_bytes), 1024, INT64_MAX},
     {"max-queued", "EXECUTORD_MAX_QUEUED", OPT_U64, "10000", "queued jobs at most (429 above)", FIELD(max_queued), 1, INT64_MAX},
     {"shutdown-grace-seconds", "EXECUTORD_SHUTDOWN_GRACE_SECONDS", OPT_SECONDS, "10", "on SIGTERM, how long running jobs may finish", FIELD(shutdown_grace_seconds), 0, 86400},
+    {"store", "EXECUTORD_STORE", OPT_TEXT_OR_EMPTY, "", "the job store several replicas share: postgresql://user@host:port/db (or postgresql:///db?host=/socket/folder); empty = SQLite in --data-dir, for one instance (docs/replicas.md)", FIELD(store_url), 0, 0},
+    {"replica-id", "EXECUTORD_REPLICA_ID", OPT_TEXT_OR_EMPTY, "", "this replica's name in a shared store (1-63 of A-Z a-z 0-9 . _ -; empty = <hostname>-<hash of --data-dir>)", FIELD(replica_id), 0, 0},
+    {"replica-lease-seconds", "EXECUTORD_REPLICA_LEASE_SECONDS", OPT_U64, "10", "with a shared store: a replica renews its lease every quarter of this; when one stops renewing, the others end its running jobs failed/ExecutorLost after this long", FIELD(replica_lease_seconds), 1, 3600},
     {"retention-seconds", "EXECUTORD_RETENTION_SECONDS", OPT_U64, "604800", "finished jobs older than this are deleted", FIELD(retention_seconds), 1, INT64_MAX},
     {"max-storage-mb", "EXECUTORD_MAX_STORAGE_MB", OPT_U64, "0", "storage quota in MiB for jobs' scripts, inputs, results and output; past it the output of the oldest finished jobs is evicted, then their results, and new jobs get 507 when nothing is left (0 = the smaller of 1024 and half the data folder's filesystem)", FIELD(max_storage_mb), 0, 1 << 30},
     {"sandbox-rootfs", "EXECUTORD_SANDBOX_ROOTFS", OPT_PATH_OR_EMPTY, "", "runtime folder bound read-only into sandboxes (an unpacked python:slim image, say; empty = the host's /usr, /lib, /bin, /sbin)", FIELD(sandbox_rootfs), 0, 0},
@@ -150,6 +153,8 @@ static const char *expectation(const option_def *o)
         return "a non-empty path";
     case OPT_PATH_OR_EMPTY:
         return "a path, or empty";
+    case OPT_TEXT_OR_EMPTY:
+        return "a value (see --help), or empty";
     case OPT_WHEN_EMPTY:
         return "wait or cold";
     case OPT_MODE:
@@ -281,6 +286,7 @@ static int apply_value(config *c, const option_def *o, const char *value)
     switch (o->kind) {
     case OPT_STRING:
     case OPT_PATH_OR_EMPTY:
+    case OPT_TEXT_OR_EMPTY:
         if (strlen(value) >= o->size || (!*value && o->kind == OPT_STRING))
             return -1;
         memcpy(field, value, strlen(value) + 1);
@@ -412,8 +418,31 @@ static double limit_value(const sandbox_limits *l, const sandbox_limit_desc *d)
     return d->type == SANDBOX_LIMIT_SECONDS ? sandbox_limit_seconds(l, d) : (double)sandbox_limit_u64(l, d);
 }
 
+/* The store's location is checked again by the store; this catches a typo before
+ * anything starts. */
+static int check_replicas(const config *c)
+{
+    const char *u = c->store_url;
+    if (u[0] && strncmp(u, "postgresql://", 13) != 0 && strncmp(u, "postgres://", 11) != 0) {
+        fprintf(stderr, "executord: --store must be a postgresql:// URL (or empty for SQLite in "
+                        "--data-dir)\n");
+        return -1;
+    }
+    size_t n = strlen(c->replica_id);
+    for (size_t i = 0; i < n; i++) {
+        if (n > 63 || (!isalnum((unsigned char)c->replica_id[i]) && !strchr("._-", c->replica_id[i]))) {
+            fprintf(stderr, "executord: --replica-id '%s': 1 to 63 characters of A-Z a-z 0-9 . _ -\n",
+                    c->replica_id);
+            return -1;
+        }
+    }
+    return 0;
+}
+
 static int check_consistency(const config *c)
 {
+    if (check_replicas(c) != 0)
+        return -1;
     for (size_t i = 0; i < sandbox_limit_count; i++) {
         const sandbox_limit_desc *d = &sandbox_limit_descs[i];
         double def = limit_value(&c->default_limits, d), max = limit_value(&c->max_limits, d);
@@ -622,11 +651,11 @@ int config_load(config *c, int argc, char **argv)
 void config_describe(const config *c, char *buf, size_t len)
 {
     snprintf(buf, len,
-             "listen=%s:%d data_dir=%s backend=%s backends=%s workers=%d python=%s auth=%s "
+             "listen=%s:%d data_dir=%s store=%s backend=%s backends=%s workers=%d python=%s auth=%s "
              "allowed_hosts=%d log_level=%s "
              "max_body_bytes=%llu max_queued=%lld grace=%gs retention=%llds "
              "default_timeout=%gs max_timeout=%gs default_memory_mb=%llu max_output_bytes=%llu",
-             c->listen_host, c->listen_port, c->data_dir, c->backend, c->backends, c->workers, c->python,
+             c->listen_host, c->listen_port, c->data_dir, c->store_url[0] ? "postgresql" : "sqlite", c->backend, c->backends, c->workers, c->python,
              c->insecure_no_auth ? "NONE" : c->api_token_file[0] ? "token-file" : "generated-token",
              c->n_allowed_hosts, log_level_name(c->log_level),
              (unsigned long long)c->max_body_bytes, (long long)c->max_queued, c->shutdown_grace_seconds,

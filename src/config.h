@@ -50,6 +50,11 @@ typedef struct config {
     double shutdown_grace_seconds;
     int64_t retention_seconds;   /* finished jobs older than this are deleted */
     uint64_t max_storage_mb;     /* storage quota (0 = auto, see src/main.c) */
+    /* replicas (docs/replicas.md): a shared store's URL ("" = SQLite in data_dir; may hold
+     * a password: never logged as is), this replica's id ("" = derived at start-up) */
+    char store_url[2048];
+    char replica_id[64];
+    uint64_t replica_lease_seconds;
 
     /* the sandboxes (ephemeral, pool) */
     char sandbox_rootfs[4096];     /* "" = the host's /usr, /lib, /bin, ... */

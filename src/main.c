@@ -5,6 +5,7 @@
  * (src/pid1.c), open the store (recovering jobs a dead instance left running), initialise
  * the backends and the package cache (src/depcache.c), start the scheduler and the HTTP
  * server, then wait for SIGTERM/SIGINT and shut down gracefully. */
+#include <ctype.h>
 #include <errno.h>
 #include <limits.h>
 #include <signal.h>
@@ -13,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "api/server.h"
 #include "src/backends.h"
@@ -24,6 +26,7 @@
 #include "src/log.h"
 #include "src/membudget.h"
 #include "src/pid1.h"
+#include "src/replica.h"
 #include "src/reserve.h"
 #include "src/retention.h"
 #include "src/scheduler.h"
@@ -90,6 +93,22 @@ static void block_shutdown_signals(sigset_t *set)
 #define MIB (1ull << 20)
 #define AUTO_QUOTA_MAX (1024 * MIB)
 
+/* A shared store's server keeps its own disk, which no replica can watch: only the quota
+ * applies (1 GiB unless --max-storage-mb says otherwise), the same for every replica. */
+static int configure_shared_storage(const config *cfg, store *st)
+{
+    uint64_t quota = cfg->max_storage_mb ? cfg->max_storage_mb * MIB : AUTO_QUOTA_MAX;
+    char err[512];
+    store_storage_options o = {.quota_bytes = quota, .reserve_path = NULL, .reserve_bytes = 0};
+    if (store_set_storage(st, &o, err, sizeof err) != 0) {
+        log_error("storage: %s", err);
+        return -1;
+    }
+    log_info("storage: quota %llu MiB%s in the shared store (its server's disk is not watched)",
+             (unsigned long long)(quota / MIB), cfg->max_storage_mb ? "" : " (--max-storage-mb 0: 1 GiB)");
+    return 0;
+}
+
 /* The storage quota and the disk's reserve (src/store.h, storage), set before anything is
  * written so that even the recovery below can use the reserve on a full disk.
  * The quota by default: 1 GiB (thousands of jobs' output at the default 1 MiB cap), but
@@ -98,6 +117,8 @@ static void block_shutdown_signals(sigset_t *set)
  * copy and the WAL's) and to delete, i.e. 4 bodies + 1 MiB, at most an eighth of the disk. */
 static int configure_storage(const config *cfg, store *st)
 {
+    if (cfg->store_url[0])
+        return configure_shared_storage(cfg, st);
     uint64_t avail = 0, total = 0;
     if (reserve_disk_of(cfg->data_dir, &avail, &total) != 0) {
         log_error("storage: statvfs %s: %s", cfg->data_dir, strerror(errno));
@@ -128,13 +149,46 @@ static int configure_storage(const config *cfg, store *st)
     return 0;
 }
 
+/* The replica's id when --replica-id is not given: the host's name and a hash of the data
+ * folder, stable across restarts (so a restarted replica recovers its own jobs at once) and
+ * distinct for two instances on one host. */
+static void default_replica_id(const config *cfg, char *out, size_t len)
+{
+    char host[64] = "executord";
+    if (gethostname(host, sizeof host) != 0)
+        snprintf(host, sizeof host, "executord");
+    host[sizeof host - 1] = '\0';
+    for (char *p = host; *p; p++)
+        if (!isalnum((unsigned char)*p) && *p != '-' && *p != '.' && *p != '_')
+            *p = '-';
+    uint32_t h = 2166136261u; /* FNV-1a: a name, not a secret */
+    for (const char *p = cfg->data_dir; *p; p++)
+        h = (h ^ (unsigned char)*p) * 16777619u;
+    host[STORE_REPLICA_ID_MAX - 9] = '\0';
+    snprintf(out, len, "%s-%08x", host, h);
+}
+
 static store *open_store(const config *cfg)
 {
     char path[4200], err[512];
-    snprintf(path, sizeof path, "%s/executord.db", cfg->data_dir);
+    const char *shown = cfg->store_url[0] ? "in PostgreSQL (--store)" : path;
+    if (cfg->store_url[0])
+        snprintf(path, sizeof path, "%s", cfg->store_url);
+    else
+        snprintf(path, sizeof path, "%s/executord.db", cfg->data_dir);
     store *st = store_open(path, err, sizeof err);
     if (!st) {
-        log_error("cannot open the job store %s: %s", path, err);
+        log_error("cannot open the job store %s: %s", shown, err);
+        return NULL;
+    }
+    char id[STORE_REPLICA_ID_MAX + 1];
+    if (cfg->replica_id[0])
+        snprintf(id, sizeof id, "%s", cfg->replica_id);
+    else
+        default_replica_id(cfg, id, sizeof id);
+    if (store_set_replica(st, id, (int64_t)cfg->replica_lease_seconds * 1000, err, sizeof err) != 0) {
+        log_error("job store: replica %s: %s", id, err);
+        store_close(st);
         return NULL;
     }
     if (configure_storage(cfg, st) != 0) {
@@ -149,8 +203,13 @@ static store *open_store(const config *cfg)
     }
     if (lost > 0)
         log_warn("%d job(s) were running when executord last stopped; they ended failed/ExecutorLost", lost);
-    log_info("job store %s ready (schema version %d, %lld job(s) queued)", path, store_schema_version(st),
-             (long long)store_count_status(st, JOB_QUEUED));
+    if (store_is_shared(st))
+        log_info("job store %s ready (schema version %d, %lld job(s) queued); replica %s, lease %llu s",
+                 shown, store_schema_version(st), (long long)store_count_status(st, JOB_QUEUED), id,
+                 (unsigned long long)cfg->replica_lease_seconds);
+    else
+        log_info("job store %s ready (schema version %d, %lld job(s) queued)", shown,
+                 store_schema_version(st), (long long)store_count_status(st, JOB_QUEUED));
     return st;
 }
 
@@ -362,6 +421,12 @@ int main(int argc, char **argv)
         log_error("cannot start workers: %s", err);
         return 1;
     }
+    replica *rep = NULL;
+    if (store_is_shared(st) &&
+        !(rep = replica_start(st, sch, (int64_t)cfg.replica_lease_seconds * 1000, err, sizeof err))) {
+        log_error("cannot start the replica's heartbeat: %s", err);
+        return 1;
+    }
     retention *ret = retention_start(st, cfg.retention_seconds);
 
     int sig = 0;
@@ -371,6 +436,7 @@ int main(int argc, char **argv)
     api_server_refuse_new_jobs(srv);
     retention_stop(ret);
     scheduler_stop(sch);
+    replica_stop(rep); /* after the jobs' outcomes: its lease covers them until recorded */
     api_server_stop(srv);
     scheduler_destroy(sch);
     depcache_close(deps);

@@ -26,6 +26,9 @@ struct retention {
 
 static void sweep(retention *r)
 {
+    /* Replicas of a shared store take turns: one sweep at a time is enough. */
+    if (!store_hold_role(r->st, "retention"))
+        return;
     int64_t n = store_delete_finished_before(r->st, time_now_ms() - r->max_age_ms);
     if (n < 0)
         log_error("retention: cannot delete old jobs: %s", store_last_error(r->st));

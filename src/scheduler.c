@@ -23,7 +23,11 @@
 
 #define MAX_LISTENERS 8
 #define CANCEL_WAIT_MS 10000
-#define IDLE_POLL_MS 1000 /* safety net: a missed wake-up costs at most this */
+/* The safety net of an idle worker: a missed wake-up costs at most this. A shared store's
+ * replicas are woken by its events instead, and by each heartbeat (src/replica.c), so
+ * that idle replicas do not poll the database. */
+#define IDLE_POLL_MS 1000
+#define IDLE_POLL_SHARED_MS 30000
 
 /* STOP_STORAGE: the store could not take the job's output (src/store.h, storage). */
 typedef enum stop_reason { STOP_NONE = 0, STOP_CANCEL, STOP_SHUTDOWN, STOP_STORAGE } stop_reason;
@@ -47,6 +51,9 @@ struct scheduler {
     pthread_cond_t work_cv; /* a job may be waiting */
     pthread_cond_t idle_cv; /* a worker finished a job */
     bool stopping;
+    /* A shared store's replica that cannot keep its lease stops taking jobs (src/replica.c):
+     * the others may already count it dead. "" = claiming. */
+    char paused[192];
     worker *workers;
     uint64_t committed_mb;                 /* sum of the workers' memory_mb */
     char memory_waiter[JOB_ID_LEN + 1];    /* the queue's head, waiting for memory ("" = none) */
@@ -376,8 +383,9 @@ static bool stopping(scheduler *s)
 }
 
 /* Stores the outcome. A job without a result ends even on a full disk (the store's
- * reserve); should even that fail, it is tried again every second until it works or
- * executord stops (then the next start ends it ExecutorLost), never left running. */
+ * reserve); should even that fail, or a shared store be unreachable, it is tried again
+ * every second until it works or executord stops (then the next start, or another
+ * replica once this one's lease expired, ends it ExecutorLost), never left running. */
 static store_rc record_outcome(scheduler *s, job *j)
 {
     store_rc rc = store_finish_job(s->st, j);
@@ -386,9 +394,10 @@ static store_rc record_outcome(scheduler *s, job *j)
         rc = store_finish_job(s->st, j);
     }
     bool logged = false;
-    while (rc == STORE_NO_SPACE && !stopping(s)) {
+    while ((rc == STORE_NO_SPACE || (rc == STORE_ERROR && store_error_is_outage())) &&
+           !stopping(s)) {
         if (!logged)
-            log_error("job %s: no room to record its outcome (%s); retrying every second",
+            log_error("job %s: cannot record its outcome now (%s); retrying every second",
                       j->id, store_last_error(s->st));
         logged = true;
         struct timespec ts = {.tv_sec = 1};
@@ -451,6 +460,8 @@ static void note_memory_wait(scheduler *s, const store_queue_head *head)
 static bool claim_next(worker *w, job *j)
 {
     scheduler *s = w->sched;
+    if (s->paused[0])
+        return false;
     uint64_t budget = s->opt.memory_budget_mb;
     uint64_t room = !budget ? UINT64_MAX : budget > s->committed_mb ? budget - s->committed_mb : 0;
     store_queue_head head = {.memory_mb = 0};
@@ -492,7 +503,7 @@ static void *worker_main(void *arg)
         job_init(&j);
         if (!claim_next(w, &j)) {
             struct timespec ts;
-            deadline_after_ms(&ts, IDLE_POLL_MS);
+            deadline_after_ms(&ts, store_is_shared(s->st) ? IDLE_POLL_SHARED_MS : IDLE_POLL_MS);
             pthread_cond_timedwait(&s->work_cv, &s->mu, &ts);
             continue;
         }
@@ -648,6 +659,31 @@ static cancel_rc cancel_running(scheduler *s, worker *w, const char *id, job *ou
     return job_status_is_final(out->status) ? CANCEL_FINISHED : CANCEL_DONE;
 }
 
+/* A job running on another replica: that replica is asked (src/store.h,
+ * store_request_cancel) and kills it when the event reaches it; this waits, as
+ * cancel_running does, for the job to be recorded final. */
+static cancel_rc cancel_elsewhere(scheduler *s, const char *id, job *out)
+{
+    store_rc rc = store_request_cancel(s->st, id);
+    if (rc == STORE_NOT_FOUND)
+        return CANCEL_NOT_FOUND;
+    if (rc == STORE_ERROR)
+        return CANCEL_ERROR;
+    log_info("job %s: cancel asked of the replica running it", id);
+    int64_t deadline = time_monotonic_ms() + CANCEL_WAIT_MS;
+    for (;;) {
+        cancel_rc now = reread_job(s, id, out);
+        if (now != CANCEL_FINISHED)
+            return now;
+        if (job_status_is_final(out->status))
+            return out->status == JOB_CANCELLED ? CANCEL_DONE : CANCEL_FINISHED;
+        if (time_monotonic_ms() >= deadline)
+            return CANCEL_DONE; /* still being killed: reported as asked, as cancel_running does */
+        struct timespec ts = {.tv_nsec = 20 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+}
+
 cancel_rc scheduler_cancel(scheduler *s, const char *id, job *out)
 {
     pthread_mutex_lock(&s->mu);
@@ -673,10 +709,72 @@ cancel_rc scheduler_cancel(scheduler *s, const char *id, job *out)
             return cancel_running(s, w, id, out); /* unlocks */
     }
     pthread_mutex_unlock(&s->mu);
+    if (rc == STORE_CONFLICT && store_is_shared(s->st))
+        return cancel_elsewhere(s, id, out);
     if (rc == STORE_ERROR)
         return CANCEL_ERROR;
     cancel_rc now = reread_job(s, id, out);
     if (now != CANCEL_FINISHED)
         return now;
     return job_status_is_final(out->status) ? CANCEL_FINISHED : CANCEL_ERROR;
+}
+
+/* --- replicas (src/replica.c) ------------------------------------------------------- */
+
+void scheduler_job_final_elsewhere(scheduler *s, const char *id)
+{
+    notify_finished(s, id);
+}
+
+bool scheduler_cancel_local(scheduler *s, const char *id)
+{
+    pthread_mutex_lock(&s->mu);
+    worker *w = find_running(s, id);
+    if (w && w->stop == STOP_NONE)
+        request_stop(w, STOP_CANCEL);
+    pthread_mutex_unlock(&s->mu);
+    return w != NULL;
+}
+
+int scheduler_running_ids(scheduler *s, char (*ids)[JOB_ID_LEN + 1], int max)
+{
+    int n = 0;
+    pthread_mutex_lock(&s->mu);
+    for (int i = 0; i < s->opt.workers && n < max; i++)
+        if (s->workers[i].busy)
+            memcpy(ids[n++], s->workers[i].job_id, JOB_ID_LEN + 1);
+    pthread_mutex_unlock(&s->mu);
+    return n;
+}
+
+void scheduler_pause_claims(scheduler *s, const char *why)
+{
+    pthread_mutex_lock(&s->mu);
+    bool was = s->paused[0] != '\0';
+    snprintf(s->paused, sizeof s->paused, "%s", why && why[0] ? why : "paused");
+    pthread_mutex_unlock(&s->mu);
+    if (!was)
+        log_warn("not taking jobs from the queue: %s", why);
+}
+
+void scheduler_resume_claims(scheduler *s)
+{
+    pthread_mutex_lock(&s->mu);
+    bool was = s->paused[0] != '\0';
+    s->paused[0] = '\0';
+    if (was)
+        pthread_cond_broadcast(&s->work_cv);
+    pthread_mutex_unlock(&s->mu);
+    if (was)
+        log_info("taking jobs from the queue again");
+}
+
+bool scheduler_claims_paused(scheduler *s, char *why, size_t len)
+{
+    pthread_mutex_lock(&s->mu);
+    bool paused = s->paused[0] != '\0';
+    if (paused && why)
+        snprintf(why, len, "%s", s->paused);
+    pthread_mutex_unlock(&s->mu);
+    return paused;
 }

@@ -60,4 +60,19 @@ int scheduler_running_count(scheduler *s);
 /* The memory budget and the sum of the memory limits of the jobs running now, in MB. */
 void scheduler_memory(scheduler *s, uint64_t *budget_mb, uint64_t *committed_mb);
 
+/* ---- replicas: what src/replica.c tells the scheduler of a shared store ---------- */
+
+/* Another replica (or the lease sweep) made job id final: this replica's listeners (the
+ * API's ?wait long-polls) hear of it as of a job ending here. */
+void scheduler_job_final_elsewhere(scheduler *s, const char *id);
+/* Kills job id if it runs here (its outcome is then recorded cancelled). True if it did. */
+bool scheduler_cancel_local(scheduler *s, const char *id);
+/* The ids of the jobs running here: at most max. */
+int scheduler_running_ids(scheduler *s, char (*ids)[JOB_ID_LEN + 1], int max);
+/* Stops, and starts again, taking jobs from the queue (running ones go on); why is shown
+ * by scheduler_claims_paused (and /readyz). */
+void scheduler_pause_claims(scheduler *s, const char *why);
+void scheduler_resume_claims(scheduler *s);
+bool scheduler_claims_paused(scheduler *s, char *why, size_t len);
+
 #endif

@@ -37,6 +37,43 @@ static int setup(void **state)
     return 0;
 }
 
+static void store_and_replica_flags(void **state)
+{
+    config c;
+    const char *plain[] = {"executord"};
+    assert_int_equal(load(&c, 1, plain), 0);
+    assert_string_equal(c.store_url, "");   /* SQLite in --data-dir */
+    assert_string_equal(c.replica_id, "");  /* derived at start-up */
+    assert_int_equal(c.replica_lease_seconds, 10);
+
+    setenv("EXECUTORD_STORE", "postgres://u@db/x", 1);
+    assert_int_equal(load(&c, 1, plain), 0);
+    unsetenv("EXECUTORD_STORE");
+    assert_string_equal(c.store_url, "postgres://u@db/x");
+    const char *flags[] = {"executord", "--store", "postgresql:///executord?host=/run/postgresql",
+                           "--replica-id", "web-1.a_b", "--replica-lease-seconds", "3"};
+    assert_int_equal(load(&c, 7, flags), 0);
+    assert_string_equal(c.store_url, "postgresql:///executord?host=/run/postgresql");
+    assert_string_equal(c.replica_id, "web-1.a_b");
+    assert_int_equal(c.replica_lease_seconds, 3);
+
+    const char *bad[][3] = {
+        {"executord", "--store", "mysql://db/x"},       {"executord", "--store", "/var/lib/x.db"},
+        {"executord", "--replica-id", "a b"},           {"executord", "--replica-id", "a/b"},
+        {"executord", "--replica-id", "0123456789012345678901234567890123456789012345678901234567890123"},
+        {"executord", "--replica-lease-seconds", "0"},  {"executord", "--replica-lease-seconds", "3601"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        assert_int_equal(load(&c, 3, bad[i]), 2);
+    /* the description names the store's kind, never its URL (it may hold a password) */
+    const char *secret[] = {"executord", "--store", "postgresql://u:hunter2@db/x"};
+    assert_int_equal(load(&c, 3, secret), 0);
+    char desc[2048];
+    config_describe(&c, desc, sizeof desc);
+    assert_non_null(strstr(desc, "store=postgresql"));
+    assert_null(strstr(desc, "hunter2"));
+}
+
 static void package_sources_and_install_limits(void **state)
 {
     config c;
@@ -372,6 +409,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup(defaults_are_embedded, setup),
         cmocka_unit_test_setup(package_sources_and_install_limits, setup),
+        cmocka_unit_test_setup(store_and_replica_flags, setup),
         cmocka_unit_test_setup(environment_overrides_default_and_flag_overrides_environment, setup),
         cmocka_unit_test_setup(bad_flags_and_values_exit_2, setup),
         cmocka_unit_test_setup(default_above_maximum_is_refused, setup),
