@@ -15,6 +15,7 @@
 #include <nettle/sha2.h>
 
 #include "src/store_backend.h"
+#include "src/store_pg.h"
 #include "src/store_sqlite.h"
 #include "src/timeutil.h"
 
@@ -26,7 +27,7 @@ struct store {
 
 /* The stores built in: the first whose scheme starts the location opens it; a location
  * that names none (a file path) goes to the one without a scheme. */
-static const store_ops *const stores[] = {&store_sqlite_ops};
+static const store_ops *const stores[] = {&store_sqlite_ops, &store_pg_ops, &store_postgres_ops};
 
 static __thread char tls_error[1024];
 static __thread bool tls_outage;

@@ -1,0 +1,549 @@
+/* A job's life in the PostgreSQL store: insert (the queue bound and idempotency keys held
+ * across replicas by a transaction-level advisory lock), claim (FOR UPDATE SKIP LOCKED,
+ * recording the replica), finish, cancel, delete, the recovery of this replica's jobs from
+ * a previous life, counts, and reading a job back. Every statement that makes a job final
+ * erases its env values (names kept) and notifies executord_final in its transaction; an
+ * insert notifies executord_queue, so replicas wake on commit rather than poll. */
+#include "src/store_pg.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "src/timeutil.h"
+
+#define NOTIFY_FINAL(col) "pg_notify('executord_final', " col ")"
+
+/* ---- reading ------------------------------------------------------------------------- */
+
+typedef struct get_args {
+    const char *id;
+    job *out;
+} get_args;
+
+static store_rc get_by_id(pg_store *s, pg_conn *c, void *arg)
+{
+    get_args *a = arg;
+    pg_params p;
+    pp_init(&p);
+    pp_text(&p, a->id);
+    store_rc r = pg_one_job(s, c, "SELECT " PG_JOB_SELECT " FROM jobs WHERE id = $1", &p, a->out,
+                            "reading job");
+    pp_free(&p);
+    return r;
+}
+
+store_rc pg_get_job(void *self, const char *id, job *out)
+{
+    get_args a = {id, out};
+    return pg_read(self, false, get_by_id, &a);
+}
+
+store_rc pg_status_of(pg_store *s, pg_conn *c, const char *id, job_status *status)
+{
+    pg_params p;
+    pp_init(&p);
+    pp_text(&p, id);
+    PGresult *r = pg_exec(s, c, "SELECT status FROM jobs WHERE id = $1", &p, "reading job status");
+    pp_free(&p);
+    if (!r)
+        return STORE_ERROR;
+    store_rc rc = STORE_NOT_FOUND;
+    if (PQntuples(r) > 0) {
+        rc = job_status_parse(pg_val(r, 0, 0), status) == 0 ? STORE_OK : STORE_ERROR;
+        if (rc != STORE_OK)
+            store_set_error("job %s has an unknown status", id);
+    }
+    PQclear(r);
+    return rc;
+}
+
+/* ---- counting ------------------------------------------------------------------------ */
+
+typedef struct count_args {
+    job_status status;
+    int64_t n;
+} count_args;
+
+static store_rc count_status(pg_store *s, pg_conn *c, void *arg)
+{
+    count_args *a = arg;
+    pg_params p;
+    pp_init(&p);
+    pp_text(&p, job_status_name(a->status));
+    PGresult *r = pg_exec(s, c, "SELECT count(*) FROM jobs WHERE status = $1", &p,
+                          "counting jobs");
+    pp_free(&p);
+    if (!r)
+        return STORE_ERROR;
+    a->n = pg_i64(r, 0, 0);
+    PQclear(r);
+    return STORE_OK;
+}
+
+int64_t pg_count_status(void *self, job_status status)
+{
+    count_args a = {status, -1};
+    return pg_read(self, false, count_status, &a) == STORE_OK ? a.n : -1;
+}
+
+typedef struct count_rows {
+    store_status_count *out;
+    int max, n;
+} count_rows;
+
+static store_rc count_by_status_backend(pg_store *s, pg_conn *c, void *arg)
+{
+    count_rows *a = arg;
+    PGresult *r = pg_exec(s, c, "SELECT status, backend, count(*) FROM jobs GROUP BY status, backend",
+                          NULL, "counting jobs by status and backend");
+    if (!r)
+        return STORE_ERROR;
+    store_rc rc = STORE_OK;
+    /* Rows beyond max are dropped: there are at most statuses x backends. */
+    for (int i = 0; i < PQntuples(r) && a->n < a->max; i++) {
+        store_status_count *row = &a->out[a->n];
+        if (job_status_parse(pg_val(r, i, 0), &row->status) != 0) {
+            store_set_error("counting jobs: unknown status '%s' in the database", pg_val(r, i, 0));
+            rc = STORE_ERROR;
+            break;
+        }
+        snprintf(row->backend, sizeof row->backend, "%s", pg_val(r, i, 1) ? pg_val(r, i, 1) : "");
+        row->count = pg_i64(r, i, 2);
+        a->n++;
+    }
+    PQclear(r);
+    return rc;
+}
+
+int pg_count_by_status_backend(void *self, store_status_count *out, int max)
+{
+    count_rows a = {out, max, 0};
+    return pg_read(self, false, count_by_status_backend, &a) == STORE_OK ? a.n : -1;
+}
+
+/* ---- insert -------------------------------------------------------------------------- */
+
+/* The request's columns (JOB_REQUEST_COLUMNS), numbered after the six fixed parameters. */
+#define PG_INSERT_NAME(col, form, kind, member) ", " #col
+#define PG_INSERT_COLUMNS "id, status, created_at_ms, idempotency_key, request_sha256, stored_bytes" \
+    JOB_REQUEST_COLUMNS(PG_INSERT_NAME)
+
+#define PG_BIND_TEXT(p, v) pp_text(p, v)
+#define PG_BIND_JSON(p, v) pp_text(p, (v) ? (v) : "{}")
+#define PG_BIND_CHARS(p, v) pp_text(p, v)
+#define PG_BIND_BOOL(p, v) pp_bool(p, v)
+#define PG_BIND_U64(p, v) pp_u64(p, v)
+#define PG_BIND_SECONDS(p, v) pp_f64(p, v)
+#define PG_BIND_COLUMN(col, form, kind, member) PG_BIND_##kind(&p, j->member);
+
+/* "$1, $2, ..., $n" */
+static void placeholders(char *out, size_t size, int n)
+{
+    size_t len = 0;
+    out[0] = '\0';
+    for (int i = 1; i <= n && len < size; i++)
+        len += (size_t)snprintf(out + len, size - len, "%s$%d", i > 1 ? ", " : "", i);
+}
+
+typedef struct insert_args {
+    job *j;
+    const char *digest;
+    uint64_t bytes;
+    int64_t max_queued;
+    job *existing;
+    uint64_t shortfall;
+} insert_args;
+
+/* The job that holds the key decides: EXISTS (same digest) or CONFLICT; NOT_FOUND when
+ * the key is unused. */
+static store_rc check_idempotency(pg_store *s, pg_conn *c, insert_args *a)
+{
+    pg_params p;
+    pp_init(&p);
+    pp_text(&p, a->j->idempotency_key);
+    PGresult *r = pg_exec(s, c, "SELECT request_sha256 FROM jobs WHERE idempotency_key = $1", &p,
+                          "reading the request digest");
+    if (!r) {
+        pp_free(&p);
+        return STORE_ERROR;
+    }
+    store_rc rc = STORE_NOT_FOUND;
+    if (PQntuples(r) > 0) {
+        const char *d = pg_val(r, 0, 0);
+        bool same = (!d && !a->digest) || (d && a->digest && strcmp(d, a->digest) == 0);
+        rc = same ? STORE_EXISTS : STORE_CONFLICT;
+        if (!same)
+            store_set_error("idempotency key reused with another request");
+    }
+    PQclear(r);
+    if (rc == STORE_EXISTS && a->existing) {
+        store_rc g = pg_one_job(s, c, "SELECT " PG_JOB_SELECT " FROM jobs WHERE idempotency_key = $1",
+                                &p, a->existing, "reading the job of an idempotency key");
+        if (g != STORE_OK)
+            rc = g == STORE_NOT_FOUND ? STORE_ERROR : g;
+    }
+    pp_free(&p);
+    return rc;
+}
+
+static store_rc check_queue_bound(pg_store *s, pg_conn *c, int64_t max_queued)
+{
+    if (max_queued <= 0)
+        return STORE_OK;
+    count_args queued = {JOB_QUEUED, 0};
+    store_rc r = count_status(s, c, &queued);
+    if (r == STORE_OK && queued.n >= max_queued) {
+        store_set_error("the queue is full (%lld jobs queued)", (long long)queued.n);
+        r = STORE_FULL;
+    }
+    return r;
+}
+
+static store_rc insert_rows(pg_store *s, pg_conn *c, job *j, const char *digest, uint64_t bytes)
+{
+    char sql[2048];
+    pg_params p;
+    pp_init(&p);
+    pp_text(&p, j->id);
+    pp_text(&p, "queued");
+    pp_i64(&p, j->created_at_ms);
+    pp_text(&p, j->idempotency_key);
+    pp_text(&p, digest);
+    pp_u64(&p, bytes);
+    JOB_REQUEST_COLUMNS(PG_BIND_COLUMN)
+    char ph[512];
+    placeholders(ph, sizeof ph, p.n);
+    snprintf(sql, sizeof sql, "INSERT INTO jobs (" PG_INSERT_COLUMNS ") VALUES (%s) RETURNING seq", ph);
+    PGresult *r = pg_exec(s, c, sql, &p, "inserting job");
+    pp_free(&p);
+    if (!r)
+        return STORE_ERROR;
+    j->seq = pg_i64(r, 0, 0);
+    PQclear(r);
+    /* Labels: string values only; a key given twice keeps its last value. */
+    pp_init(&p);
+    pp_i64(&p, j->seq);
+    pp_text(&p, j->labels_json ? j->labels_json : "{}");
+    store_rc rc = pg_cmd(s, c,
+        "INSERT INTO job_labels (job_seq, key, value)"
+        " SELECT DISTINCT ON (e.key) $1, e.key, e.value #>> '{}'"
+        " FROM json_each(CASE WHEN json_typeof($2::json) = 'object' THEN $2::json"
+        " ELSE '{}'::json END) WITH ORDINALITY AS e(key, value, n)"
+        " WHERE json_typeof(e.value) = 'string' ORDER BY e.key, e.n DESC",
+        &p, "inserting job labels");
+    pp_free(&p);
+    if (rc == STORE_OK)
+        rc = pg_cmd(s, c, "SELECT pg_notify('executord_queue', '')", NULL, "notifying the queue");
+    return rc;
+}
+
+static store_rc insert_job(pg_store *s, pg_conn *c, void *arg)
+{
+    insert_args *a = arg;
+    char lock[80];
+    snprintf(lock, sizeof lock, "SELECT pg_advisory_xact_lock(%d)", PG_LOCK_INSERT);
+    if (pg_cmd(s, c, lock, NULL, "inserting job: taking the queue's lock") != STORE_OK)
+        return STORE_ERROR;
+    store_rc r;
+    if (a->j->idempotency_key && (r = check_idempotency(s, c, a)) != STORE_NOT_FOUND)
+        return r; /* EXISTS, CONFLICT or ERROR: nothing to write */
+    if ((r = check_queue_bound(s, c, a->max_queued)) != STORE_OK ||
+        (r = pg_admit(s, c, a->bytes, &a->shortfall)) != STORE_OK)
+        return r;
+    return insert_rows(s, c, a->j, a->digest, a->bytes);
+}
+
+/* pg_tx treats only STORE_OK as "commit"; EXISTS and the like roll back, which is right:
+ * they wrote nothing. */
+store_rc pg_insert_job(void *self, job *j, const char *digest, int64_t max_queued, job *existing)
+{
+    pg_store *s = self;
+    uint64_t bytes = pg_text_bytes(j->script) + pg_text_bytes(j->inputs_json ? j->inputs_json : "{}");
+    insert_args a = {j, digest, bytes, max_queued, existing, 0};
+    store_rc r = pg_tx(s, insert_job, &a);
+    if (r == STORE_NO_SPACE && a.shortfall && pg_evict(s, a.shortfall))
+        r = pg_tx(s, insert_job, &a);
+    if (r == STORE_OK)
+        j->status = JOB_QUEUED;
+    return r;
+}
+
+/* ---- claim --------------------------------------------------------------------------- */
+
+/* The oldest queued job, locked so that no other replica takes it too; one another replica
+ * is claiming right now is skipped (it is being taken). Only when its memory fits ($2):
+ * never a younger job in its place (the scheduler's head-of-line rule). */
+#define SQL_CLAIM                                                                           \
+    "WITH head AS (SELECT seq AS head_seq FROM jobs WHERE status = 'queued' ORDER BY seq LIMIT 1" \
+    " FOR UPDATE SKIP LOCKED)"                                                              \
+    " UPDATE jobs SET status = 'running', started_at_ms = $1, running_on = $3,"             \
+    " cancel_requested = false FROM head WHERE jobs.seq = head_seq AND jobs.memory_mb <= $2" \
+    " RETURNING " PG_JOB_SELECT
+#define SQL_QUEUE_HEAD                                                                      \
+    "SELECT id, memory_mb FROM jobs WHERE status = 'queued' ORDER BY seq LIMIT 1"
+
+typedef struct claim_args {
+    int64_t started_at_ms;
+    uint64_t max_memory_mb;
+    job *out;
+    store_queue_head *head;
+    const char *replica;
+} claim_args;
+
+/* STORE_CONFLICT with the head in *head, or STORE_NOT_FOUND when nothing is queued. */
+static store_rc queue_head(pg_store *s, pg_conn *c, store_queue_head *head)
+{
+    PGresult *r = pg_exec(s, c, SQL_QUEUE_HEAD, NULL, "reading the queue's head");
+    if (!r)
+        return STORE_ERROR;
+    store_rc rc = STORE_NOT_FOUND;
+    if (PQntuples(r) > 0) {
+        if (head) {
+            snprintf(head->id, sizeof head->id, "%s", pg_val(r, 0, 0) ? pg_val(r, 0, 0) : "");
+            head->memory_mb = pg_u64(r, 0, 1);
+        }
+        rc = STORE_CONFLICT;
+    }
+    PQclear(r);
+    return rc;
+}
+
+static store_rc claim_job(pg_store *s, pg_conn *c, void *arg)
+{
+    claim_args *a = arg;
+    pg_params p;
+    pp_init(&p);
+    pp_i64(&p, a->started_at_ms);
+    pp_u64(&p, a->max_memory_mb);
+    pp_text(&p, a->replica);
+    store_rc r = pg_one_job(s, c, SQL_CLAIM, &p, a->out, "claiming a job");
+    pp_free(&p);
+    /* Nothing claimed: an empty queue, or a head that does not fit. */
+    if (r == STORE_NOT_FOUND) {
+        r = queue_head(s, c, a->head);
+        /* A head that fits but was skipped (locked by another replica's claim): it is
+         * being taken; this worker finds nothing now. */
+        if (r == STORE_CONFLICT && a->head && a->head->memory_mb <= a->max_memory_mb)
+            r = STORE_NOT_FOUND;
+    }
+    return r;
+}
+
+store_rc pg_claim_next_within(void *self, int64_t started_at_ms, uint64_t max_memory_mb,
+                              job *out, store_queue_head *head)
+{
+    pg_store *s = self;
+    store_queue_head h;
+    claim_args a = {started_at_ms ? started_at_ms : time_now_ms(), max_memory_mb, out,
+                    head ? head : &h, s->replica_id};
+    store_rc r = pg_tx(s, claim_job, &a);
+    return r;
+}
+
+/* ---- finish, cancel, recover: a job becomes final ------------------------------------ */
+
+#define SQL_FINISH                                                                          \
+    "UPDATE jobs SET status = $2, finished_at_ms = $3, result_json = $4, error_type = $5,"  \
+    " error_message = $6, error_traceback = $7, exit_code = $8, signal = $9,"               \
+    " usage_json = $10, stdout_bytes = $11, stderr_bytes = $12, stdout_truncated = $13,"    \
+    " stderr_truncated = $14, stored_bytes = stored_bytes + $15, result_stored_bytes = $16," \
+    " install = $17, running_on = NULL, cancel_requested = false,"                          \
+    " env_json = executord_env_erased(env_json)"                                            \
+    " WHERE id = $1 AND status = 'running' RETURNING " NOTIFY_FINAL("id")
+
+typedef struct finish_args {
+    const job *j;
+    uint64_t bytes;
+    uint64_t shortfall;
+} finish_args;
+
+static void bind_finish(pg_params *p, const job *j, uint64_t bytes)
+{
+    pp_text(p, j->id);
+    pp_text(p, job_status_name(j->status));
+    pp_i64(p, j->finished_at_ms ? j->finished_at_ms : time_now_ms());
+    pp_text(p, j->result_json);
+    pp_text(p, j->error_type);
+    pp_text(p, j->error_message);
+    pp_text(p, j->error_traceback);
+    if (j->has_exit_code)
+        pp_i64(p, j->exit_code);
+    else
+        pp_text(p, NULL);
+    if (j->signal)
+        pp_i64(p, j->signal);
+    else
+        pp_text(p, NULL);
+    pp_text(p, j->usage_json);
+    pp_u64(p, j->stdout_bytes);
+    pp_u64(p, j->stderr_bytes);
+    pp_bool(p, j->stdout_truncated);
+    pp_bool(p, j->stderr_truncated);
+    pp_u64(p, bytes);
+    pp_u64(p, pg_text_bytes(j->result_json));
+    pp_text(p, j->install_json);
+}
+
+/* Not changed: tells "no such job" from "not running". */
+static store_rc explain(pg_store *s, pg_conn *c, const char *id, const char *doing,
+                        const char *wanted)
+{
+    job_status cur;
+    store_rc r = pg_status_of(s, c, id, &cur);
+    if (r == STORE_OK) {
+        store_set_error("%s job %s: it is %s, not %s", doing, id, job_status_name(cur), wanted);
+        r = STORE_CONFLICT;
+    }
+    return r;
+}
+
+static store_rc finish_job(pg_store *s, pg_conn *c, void *arg)
+{
+    finish_args *a = arg;
+    /* A result must fit like any new data; a job without one always ends. */
+    store_rc r = a->j->result_json ? pg_admit(s, c, a->bytes, &a->shortfall) : STORE_OK;
+    if (r != STORE_OK)
+        return r;
+    pg_params p;
+    pp_init(&p);
+    bind_finish(&p, a->j, a->bytes);
+    PGresult *res = pg_exec(s, c, SQL_FINISH, &p, "finishing job");
+    pp_free(&p);
+    if (!res)
+        return STORE_ERROR;
+    bool finished = PQntuples(res) > 0;
+    PQclear(res);
+    return finished ? STORE_OK : explain(s, c, a->j->id, "finishing", "running");
+}
+
+store_rc pg_finish_job(void *self, const job *j)
+{
+    pg_store *s = self;
+    uint64_t bytes = pg_text_bytes(j->result_json) + pg_text_bytes(j->error_message) +
+                     pg_text_bytes(j->error_traceback);
+    finish_args a = {j, bytes, 0};
+    store_rc r = pg_tx(s, finish_job, &a);
+    if (r == STORE_NO_SPACE && a.shortfall && pg_evict(s, a.shortfall))
+        r = pg_tx(s, finish_job, &a);
+    return r;
+}
+
+#define SQL_CANCEL                                                                          \
+    "WITH c AS (UPDATE jobs SET status = 'cancelled', finished_at_ms = $2,"                 \
+    " error_type = 'Cancelled', error_message = 'Job cancelled before it started',"         \
+    " env_json = executord_env_erased(env_json) WHERE id = $1 AND status = 'queued'"        \
+    " RETURNING id) SELECT " NOTIFY_FINAL("id") " FROM c"
+
+typedef struct cancel_args {
+    const char *id;
+    int64_t now_ms;
+    job *out;
+} cancel_args;
+
+static store_rc cancel_job(pg_store *s, pg_conn *c, void *arg)
+{
+    cancel_args *a = arg;
+    pg_params p;
+    pp_init(&p);
+    pp_text(&p, a->id);
+    pp_i64(&p, a->now_ms);
+    PGresult *r = pg_exec(s, c, SQL_CANCEL, &p, "cancelling job");
+    pp_free(&p);
+    if (!r)
+        return STORE_ERROR;
+    bool cancelled = PQntuples(r) > 0;
+    PQclear(r);
+    if (!cancelled)
+        return explain(s, c, a->id, "cancelling", "queued");
+    get_args g = {a->id, a->out};
+    return a->out ? get_by_id(s, c, &g) : STORE_OK;
+}
+
+store_rc pg_cancel_queued(void *self, const char *id, int64_t now_ms, job *out)
+{
+    pg_store *s = self;
+    cancel_args a = {id, now_ms ? now_ms : time_now_ms(), out};
+    store_rc r = pg_tx(s, cancel_job, &a);
+    if (r == STORE_CONFLICT && out) {
+        /* The caller gets the job as it is. */
+        get_args g = {id, out};
+        store_rc g_r = pg_read(s, false, get_by_id, &g);
+        if (g_r != STORE_OK)
+            return g_r;
+        store_set_error("cancelling job %s: it is %s, not queued", id, job_status_name(out->status));
+    }
+    return r;
+}
+
+/* Only this replica's jobs: a previous life of it left them running. Other replicas' are
+ * ended by the survivors when their leases expire (pg_heartbeat). */
+#define SQL_RECOVER                                                                         \
+    "WITH lost AS (UPDATE jobs SET " PG_LOST_SET " WHERE status = 'running'"                \
+    " AND running_on = $2 RETURNING id) SELECT " NOTIFY_FINAL("id") " FROM lost"
+
+typedef struct recover_args {
+    int64_t now_ms;
+    const char *replica;
+    int rows;
+} recover_args;
+
+static store_rc recover_jobs(pg_store *s, pg_conn *c, void *arg)
+{
+    recover_args *a = arg;
+    pg_params p;
+    pp_init(&p);
+    pp_i64(&p, a->now_ms);
+    pp_text(&p, a->replica);
+    PGresult *r = pg_exec(s, c, SQL_RECOVER, &p, "recovering running jobs");
+    pp_free(&p);
+    if (!r)
+        return STORE_ERROR;
+    a->rows = PQntuples(r);
+    PQclear(r);
+    return STORE_OK;
+}
+
+int pg_recover_running(void *self, int64_t now_ms)
+{
+    pg_store *s = self;
+    recover_args a = {now_ms ? now_ms : time_now_ms(), s->replica_id, 0};
+    return pg_tx(s, recover_jobs, &a) == STORE_OK ? a.rows : -1;
+}
+
+/* ---- delete -------------------------------------------------------------------------- */
+
+static store_rc delete_job(pg_store *s, pg_conn *c, void *arg)
+{
+    const char *id = arg;
+    pg_params p;
+    pp_init(&p);
+    pp_text(&p, id);
+    /* Locks the row: a concurrent finish or delete waits, then sees it gone. */
+    PGresult *r = pg_exec(s, c, "SELECT status FROM jobs WHERE id = $1 FOR UPDATE", &p,
+                          "deleting job");
+    store_rc rc = r ? STORE_OK : STORE_ERROR;
+    job_status cur = JOB_QUEUED;
+    if (r && PQntuples(r) == 0)
+        rc = STORE_NOT_FOUND;
+    else if (r && job_status_parse(pg_val(r, 0, 0), &cur) != 0)
+        rc = STORE_ERROR;
+    PQclear(r);
+    if (rc == STORE_OK && !job_status_is_final(cur)) {
+        store_set_error("deleting job %s: it is %s, not finished", id, job_status_name(cur));
+        rc = STORE_CONFLICT;
+    }
+    if (rc == STORE_OK)
+        rc = pg_cmd(s, c, "DELETE FROM job_output WHERE job_id = $1", &p, "deleting job");
+    if (rc == STORE_OK)
+        rc = pg_cmd(s, c, "DELETE FROM jobs WHERE id = $1", &p, "deleting job");
+    if (rc == STORE_OK)
+        rc = pg_cmd(s, c, "SELECT " NOTIFY_FINAL("$1"), &p, "deleting job: notifying");
+    pp_free(&p);
+    return rc;
+}
+
+store_rc pg_delete_job(void *self, const char *id)
+{
+    return pg_tx(self, delete_job, (void *)id);
+}
