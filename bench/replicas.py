@@ -242,7 +242,9 @@ def throughput(binary, args, token_file, url):
             if ran1 != [args.jobs]:
                 raise SystemExit(f"the single replica ran {ran1[0]} of {args.jobs} jobs: another replica "
                                  "shares the database?")
-            others = [start_replica(binary, args, token_file, store, f"bench-r{k}") for k in (2, 3)]
+            # New ids each round: a replica restarted under its old id would first wait for
+            # its previous lease to lapse (the store cannot tell a restart from a twin).
+            others = [start_replica(binary, args, token_file, store, f"bench-r{k}-{rnd + 1}") for k in (2, 3)]
             try:
                 r3, ran_on = burst([first] + others, args.jobs, script)
             finally:
@@ -344,7 +346,7 @@ def report(args, m, pg_desc, lat, one, three, spread, load_before, load_after):
               f"{'**within**' if scale >= TARGET_SCALE else '**UNDER**'} the {TARGET_SCALE:g}x target."]
     lines.append(f"Jobs of the 3-replica bursts by the replica that ran them (each replica's "
                  f"`executord_jobs_finished_total`, after - before): " +
-                 ", ".join(f"`bench-r{i + 1}` {v}" for i, v in enumerate(spread)) +
+                 ", ".join(f"replica {i + 1}: {v}" for i, v in enumerate(spread)) +
                  f" of {args.jobs * args.scale_rounds}.")
     table = "\n".join(lines)
     machine_md = "\n".join([
