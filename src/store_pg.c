@@ -14,7 +14,9 @@
 #include "src/store_url.h"
 #include "src/timeutil.h"
 
-#define POOL_MAX_CAP 32
+/* Connections are made on demand up to this many per replica: a few replicas stay well
+ * inside a server's default max_connections (100). */
+#define POOL_MAX_CAP 16
 #define TX_ATTEMPTS 5
 
 /* ---- parameters --------------------------------------------------------------------- */

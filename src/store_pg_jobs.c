@@ -277,7 +277,7 @@ store_rc pg_insert_job(void *self, job *j, const char *digest, int64_t max_queue
 #define SQL_CLAIM                                                                           \
     "WITH head AS (SELECT seq AS head_seq FROM jobs WHERE status = 'queued' ORDER BY seq LIMIT 1" \
     " FOR UPDATE SKIP LOCKED)"                                                              \
-    " UPDATE jobs SET status = 'running', started_at_ms = $1, running_on = $3,"             \
+    " UPDATE jobs SET status = 'running', started_at_ms = $1, running_on = NULLIF($3, ''),"  \
     " cancel_requested = false FROM head WHERE jobs.seq = head_seq AND jobs.memory_mb <= $2" \
     " RETURNING " PG_JOB_SELECT
 #define SQL_QUEUE_HEAD                                                                      \
@@ -477,10 +477,12 @@ store_rc pg_cancel_queued(void *self, const char *id, int64_t now_ms, job *out)
 }
 
 /* Only this replica's jobs: a previous life of it left them running. Other replicas' are
- * ended by the survivors when their leases expire (pg_heartbeat). */
+ * ended by the survivors when their leases expire (pg_heartbeat). A store never given a
+ * replica id (a single instance) claims with running_on NULL and recovers those. */
 #define SQL_RECOVER                                                                         \
     "WITH lost AS (UPDATE jobs SET " PG_LOST_SET " WHERE status = 'running'"                \
-    " AND running_on = $2 RETURNING id) SELECT " NOTIFY_FINAL("id") " FROM lost"
+    " AND running_on IS NOT DISTINCT FROM NULLIF($2, '') RETURNING id)"                     \
+    " SELECT " NOTIFY_FINAL("id") " FROM lost"
 
 typedef struct recover_args {
     int64_t now_ms;

@@ -264,6 +264,8 @@ static store_rc read_result_window(pg_store *s, pg_conn *c, void *arg)
         a->total = pg_u64(r, 0, 0);
         rc = add_rows(r, 1, a->max, &a->b);
     }
+    if (a->b.len > PG_BIG_READ)
+        c->big = true;
     PQclear(r);
     return rc;
 }

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "src/timeutil.h"
 
@@ -20,14 +21,17 @@
 /* ---- registration ------------------------------------------------------------------- */
 
 typedef struct register_args {
-    pg_store *s;
     int64_t now_ms;
+    int64_t seen_until;  /* the lease found on the id's row at the last attempt; 0: none */
+    bool waited;         /* an earlier attempt found it held and waited for it to lapse */
     char *err;
     size_t errlen;
 } register_args;
 
 /* Takes the id's lease unless another live process holds it: a row with that id, an
- * unexpired lease and another start time. */
+ * unexpired lease and another start time. Such a lease may be a previous life of this
+ * replica that died without a word (a restart within the lease): so the first time, the
+ * caller waits for it to lapse and asks again; a lease renewed meanwhile is a live one. */
 static store_rc register_replica(pg_store *s, pg_conn *c, void *arg)
 {
     register_args *a = arg;
@@ -39,15 +43,16 @@ static store_rc register_replica(pg_store *s, pg_conn *c, void *arg)
     pp_free(&p);
     if (!r)
         return STORE_ERROR;
-    bool taken = PQntuples(r) > 0 && pg_i64(r, 0, 0) >= a->now_ms &&
-                 pg_i64(r, 0, 1) != s->started_at_ms;
     int64_t until = PQntuples(r) > 0 ? pg_i64(r, 0, 0) : 0;
+    bool held = PQntuples(r) > 0 && until >= a->now_ms && pg_i64(r, 0, 1) != s->started_at_ms;
     PQclear(r);
-    if (taken) {
+    if (held && (!a->waited || until != a->seen_until)) {
+        a->seen_until = until;
+        if (!a->waited)
+            return STORE_EXISTS; /* wait for it to lapse, then again */
         snprintf(a->err, a->errlen,
-                 "replica id '%s' is in use by another live executord (its lease runs %lld ms "
-                 "more): give each replica its own --replica-id",
-                 s->replica_id, (long long)(until - a->now_ms));
+                 "replica id '%s' is in use by another live executord (it renews its lease): "
+                 "give each replica its own --replica-id", s->replica_id);
         return STORE_CONFLICT;
     }
     pp_init(&p);
@@ -62,6 +67,13 @@ static store_rc register_replica(pg_store *s, pg_conn *c, void *arg)
     return rc;
 }
 
+static void sleep_ms(int64_t ms)
+{
+    struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+        ;
+}
+
 int pg_set_replica(void *self, const char *replica_id, int64_t lease_ms, char *err,
                    size_t errlen)
 {
@@ -69,8 +81,16 @@ int pg_set_replica(void *self, const char *replica_id, int64_t lease_ms, char *e
     snprintf(s->replica_id, sizeof s->replica_id, "%s", replica_id);
     s->lease_ms = lease_ms;
     err[0] = '\0';
-    register_args a = {s, time_now_ms(), err, errlen};
+    register_args a = {time_now_ms(), 0, false, err, errlen};
     store_rc r = pg_tx(s, register_replica, &a);
+    if (r == STORE_EXISTS) {
+        /* Until just past the lease found (at most one lease from now). */
+        int64_t wait = a.seen_until - a.now_ms + 100;
+        sleep_ms(wait < 0 ? 0 : wait > lease_ms + 100 ? lease_ms + 100 : wait);
+        a.waited = true;
+        a.now_ms = time_now_ms();
+        r = pg_tx(s, register_replica, &a);
+    }
     if (r == STORE_OK)
         return 0;
     if (!err[0])
