@@ -307,6 +307,13 @@ def load():
         return "?"
 
 
+def source_version():
+    """The commit the measured tree is at (the binary is built from it unless --bin)."""
+    out = subprocess.run(["git", "-C", str(REPO), "describe", "--always", "--dirty"],
+                         capture_output=True, text=True)
+    return out.stdout.strip() or "?"
+
+
 def report(args, m, pg_desc, lat, one, three, spread, load_before, load_after):
     ms = lambda s: "%.2f" % (s * 1000)  # noqa: E731
     n = args.rounds * args.per_round
@@ -357,6 +364,7 @@ def report(args, m, pg_desc, lat, one, three, spread, load_before, load_after):
         f"| cgroup | {m['cgroup']} |",
         f"| Python | {m['python']} |",
         f"| PostgreSQL | {pg_desc} |",
+        f"| executord | {args.bin or 'build/executord'}, tree at {source_version()} |",
         f"| load average | {load_before} before, {load_after} after |",
         f"| date | {m['date']} |"])
     print()
