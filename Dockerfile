@@ -9,6 +9,7 @@ RUN apt-get update \
  && apt-get install -y --no-install-recommends \
       gcc libc6-dev cmake make pkg-config \
       libmicrohttpd-dev libjansson-dev libseccomp-dev uuid-dev libsqlite3-dev nettle-dev libnftables-dev \
+      libpq-dev \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY CMakeLists.txt ./
@@ -17,6 +18,7 @@ COPY api/ api/
 COPY src/ src/
 COPY sandbox/ sandbox/
 COPY migrations/ migrations/
+COPY migrations_pg/ migrations_pg/
 COPY openapi.yaml ./
 # tests/ is not in the context: the CMakeLists only builds unit tests when cmocka and
 # tests/unit exist, and neither does here.
@@ -29,7 +31,7 @@ FROM debian:12-slim
 # jobs' dependencies (docs/dependencies.md); no compiler.
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
-      libmicrohttpd12 libjansson4 libseccomp2 libuuid1 libsqlite3-0 libnettle8 libnftables1 slirp4netns \
+      libmicrohttpd12 libjansson4 libseccomp2 libuuid1 libsqlite3-0 libnettle8 libnftables1 libpq5 slirp4netns \
       python3 python3-pip ca-certificates tzdata \
  && rm -rf /var/lib/apt/lists/* \
  && mkdir -p /var/lib/executord /run/executord-uid-slots \

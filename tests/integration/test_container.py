@@ -351,8 +351,61 @@ def test_dockerfile_and_compose_agree():
     # Runtime stage: no compiler; the build stage is the only one with -dev packages.
     runtime = text.split("FROM debian:12-slim", 1)[1]
     assert not re.search(r"\b(gcc|clang|cmake|-dev)\b", runtime.split("COPY --from=build")[0])
-    for lib in ("libmicrohttpd12", "libjansson4", "libseccomp2", "libuuid1", "libsqlite3-0", "libnettle8", "python3"):
+    for lib in ("libmicrohttpd12", "libjansson4", "libseccomp2", "libuuid1", "libsqlite3-0", "libnettle8", "libpq5",
+                "python3"):
         assert lib in runtime, lib
+    # Every folder of embedded sources the build needs is in the build stage.
+    for folder in ("migrations/", "migrations_pg/"):
+        assert re.search(rf"^COPY {folder} {folder}$", text, re.M), folder
+
+
+def test_replicas_compose_agrees():
+    """deploy/replicas/compose.yml (docs/replicas.md): three replicas with exactly the single
+    instance's privileges, one token secret, the database password never in the URL, each
+    its own id and data volume; PostgreSQL on an internal network; HAProxy round-robin over
+    exactly those replicas, checking /readyz with a Host they accept, never cutting a ?wait."""
+    here = REPO / "deploy" / "replicas"
+    single = yaml.safe_load((REPO / "docker-compose.yml").read_text())["services"]["executord"]
+    doc = yaml.safe_load((here / "compose.yml").read_text())
+    services = doc["services"]
+    replicas = {n: s for n, s in services.items() if "build" in s}
+    assert sorted(replicas) == ["executord-1", "executord-2", "executord-3"]
+    ids, volumes = set(), set()
+    for name, svc in replicas.items():
+        for key in ("cap_drop", "cap_add", "cgroup", "init", "healthcheck", "stop_grace_period"):
+            assert svc.get(key) == single.get(key), (name, key)
+        # Paths in a compose file are relative to its folder.
+        assert {o.replace("seccomp=../docker/", "seccomp=deploy/docker/") for o in svc["security_opt"]} == \
+            set(single["security_opt"]), name
+        assert (here / svc["build"]["context"]).resolve() == REPO.resolve()
+        env = svc["environment"]
+        assert env["EXECUTORD_API_TOKEN_FILE"] == "/run/secrets/executord_token" and "executord_token" in svc["secrets"]
+        url = env["EXECUTORD_STORE"]
+        userinfo = url.split("://", 1)[1].split("/", 1)[0].rpartition("@")[0]
+        assert url.startswith("postgresql://") and ":" not in userinfo and "password" not in url, url
+        assert env["PGPASSFILE"].startswith("/run/secrets/") and "pgpass" in svc["secrets"]
+        assert env["EXECUTORD_DATA_DIR"] == "/var/lib/executord"
+        ids.add(env["EXECUTORD_REPLICA_ID"])
+        volumes.update(v for v in svc["volumes"] if v.endswith(":/var/lib/executord"))
+        assert "ports" not in svc, f"{name}: only the proxy publishes a port"
+    assert len(ids) == 3 and len(volumes) == 3, (ids, volumes)
+    pg = services["postgres"]
+    assert pg["image"].startswith("postgres:15") and "ports" not in pg
+    assert all(doc["networks"][n].get("internal") is True for n in pg["networks"])
+    assert all(s["file"].startswith("./secrets/") for s in doc["secrets"].values())
+    ignored = (REPO / ".gitignore").read_text().split() + (REPO / ".dockerignore").read_text().split()
+    assert ignored.count("/deploy/replicas/secrets/") + ignored.count("deploy/replicas/secrets/") == 2
+    proxy = services["executord"]
+    assert proxy["image"].startswith("haproxy:") and proxy["ports"] == ["127.0.0.1:8080:8080"]
+    cfg = (here / "haproxy.cfg").read_text()
+    assert sorted(re.findall(r"^\s*server\s+\S+\s+(\S+):8080\s*$", cfg, re.M)) == sorted(replicas)
+    assert re.search(r"^\s*balance\s+roundrobin$", cfg, re.M)
+    host = re.search(r"^\s*http-check send meth GET uri /readyz ver HTTP/1.1 hdr Host (\S+)$", cfg, re.M)
+    assert host and re.search(r"^\s*http-check expect status 200$", cfg, re.M)
+    for svc in replicas.values():
+        assert host.group(1) in svc["environment"]["EXECUTORD_ALLOWED_HOSTS"].split(",")
+    timeouts = dict(re.findall(r"^\s*timeout (client|server)\s+(\d+)s", cfg, re.M))
+    assert int(timeouts["client"]) > 300 and int(timeouts["server"]) > 300, "?wait holds an answer up to 300 s"
 
 
 def test_seccomp_profile_is_docker_default_plus_namespaces():
