@@ -437,7 +437,6 @@ int main(int argc, char **argv)
     retention_stop(ret);
     scheduler_stop(sch);
     replica_stop(rep); /* after the jobs' outcomes: its lease covers them until recorded */
-    store_leave(st);
     api_server_stop(srv);
     scheduler_destroy(sch);
     depcache_close(deps);

@@ -29,6 +29,11 @@ struct replica {
     atomic_bool stop;
     /* monotonic ms of the last heartbeat that worked; 0 = none yet */
     int64_t last_beat_ok;
+    /* monotonic ms since when every heartbeat worked (0 = the last one failed): others'
+     * leases are judged only once this covers a whole lease, so that after an outage of
+     * the store, when every lease looks expired, each live replica has renewed its own
+     * first (the backoff never waits longer than a heartbeat's interval) */
+    int64_t healthy_since;
     int backoff_ms;       /* the wait before the next try while the store is unreachable */
     bool listening;       /* the event connection worked last time */
 };
@@ -90,14 +95,18 @@ static void run_pending_cancels(replica *r)
 static void heartbeat(replica *r)
 {
     int64_t now = time_monotonic_ms();
-    int ended = store_heartbeat(r->st, time_now_ms());
+    bool judge = r->healthy_since && now - r->healthy_since >= r->lease_ms;
+    int ended = store_heartbeat(r->st, time_now_ms(), judge);
     if (ended < 0) {
         char why[256];
         snprintf(why, sizeof why, "the lease in the job store cannot be renewed: %s",
                  store_last_error(r->st));
         scheduler_pause_claims(r->sch, why);
+        r->healthy_since = 0;
         return;
     }
+    if (!r->healthy_since)
+        r->healthy_since = now;
     bool lapsed = r->last_beat_ok && now - r->last_beat_ok >= r->lease_ms;
     r->last_beat_ok = now;
     if (ended > 0)
@@ -130,7 +139,8 @@ static void listen_until(replica *r, int64_t until)
             struct timespec ts = {wait / 1000, (long)(wait % 1000) * 1000000L};
             while (nanosleep(&ts, &ts) != 0 && errno == EINTR && !atomic_load(&r->stop))
                 ;
-            r->backoff_ms = r->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : r->backoff_ms * 2;
+            int cap = r->beat_every_ms < BACKOFF_MAX_MS ? (int)r->beat_every_ms : BACKOFF_MAX_MS;
+            r->backoff_ms = r->backoff_ms * 2 > cap ? cap : r->backoff_ms * 2;
             return; /* a heartbeat is tried at once: it tells whether the store is back */
         }
         if (!r->listening) {

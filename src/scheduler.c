@@ -669,6 +669,13 @@ static cancel_rc cancel_elsewhere(scheduler *s, const char *id, job *out)
         return CANCEL_NOT_FOUND;
     if (rc == STORE_ERROR)
         return CANCEL_ERROR;
+    if (rc == STORE_CONFLICT) {
+        /* Not running any more, and it was not queued either: it ended meanwhile. */
+        cancel_rc now = reread_job(s, id, out);
+        if (now != CANCEL_FINISHED)
+            return now;
+        return job_status_is_final(out->status) ? CANCEL_FINISHED : CANCEL_ERROR;
+    }
     log_info("job %s: cancel asked of the replica running it", id);
     int64_t deadline = time_monotonic_ms() + CANCEL_WAIT_MS;
     for (;;) {

@@ -349,9 +349,9 @@ int store_wait_events(store *s, int timeout_ms, store_event *out, int max)
     return 0;
 }
 
-int store_heartbeat(store *s, int64_t now_ms)
+int store_heartbeat(store *s, int64_t now_ms, bool end_expired)
 {
-    return s->ops->heartbeat ? s->ops->heartbeat(s->self, now_ms) : 0;
+    return s->ops->heartbeat ? s->ops->heartbeat(s->self, now_ms, end_expired) : 0;
 }
 
 store_rc store_request_cancel(store *s, const char *id)
@@ -367,10 +367,4 @@ int store_pending_cancels(store *s, char (*ids)[JOB_ID_LEN + 1], int max)
 bool store_hold_role(store *s, const char *role)
 {
     return s->ops->hold_role ? s->ops->hold_role(s->self, role) : true;
-}
-
-void store_leave(store *s)
-{
-    if (s->ops->leave)
-        s->ops->leave(s->self);
 }

@@ -222,12 +222,15 @@ typedef struct store_event {
  * shared: sleeps timeout_ms and returns 0. */
 int store_wait_events(store *s, int timeout_ms, store_event *out, int max);
 
-/* Renews this replica's lease until now_ms + the lease, then ends the running jobs of every
- * replica whose lease expired failed/ExecutorLost (their waiters are told through
- * STORE_EVENT_FINAL) and forgets those replicas. Returns how many jobs it ended, -1 on
- * error (the lease may then lapse: the caller stops claiming until a heartbeat works).
- * Not shared: 0. */
-int store_heartbeat(store *s, int64_t now_ms);
+/* Renews this replica's lease for the lease's length (by the store server's clock), then,
+ * with end_expired, ends the running jobs of every replica whose lease expired
+ * failed/ExecutorLost at now_ms (their waiters are told through STORE_EVENT_FINAL) and
+ * forgets those replicas; also jobs running on a replica the store no longer knows (one
+ * that closed its store). Returns how many jobs it ended, -1 on error (the lease may then
+ * lapse: the caller stops claiming until a heartbeat works). The caller asks end_expired
+ * only after a whole lease of working heartbeats: after an outage of the store every
+ * lease looks expired until each live replica had its chance to renew. Not shared: 0. */
+int store_heartbeat(store *s, int64_t now_ms, bool end_expired);
 
 /* A running job another replica may be running: asks that replica to cancel it (recorded in
  * the job, and STORE_EVENT_CANCEL). STORE_OK when the job is running and was asked;
@@ -242,12 +245,6 @@ int store_pending_cancels(store *s, char (*ids)[JOB_ID_LEN + 1], int max);
  * call takes it when free. A replica that loses its connection loses its roles. Not
  * shared: always true. */
 bool store_hold_role(store *s, const char *role);
-
-/* A replica stopping cleanly, its workers joined: gives up its lease when no job is left
- * running on it, so that a restart under the same id need not wait for it to lapse (a job
- * still recorded running keeps the lease until it expires, for the others to end it).
- * Not shared: nothing. */
-void store_leave(store *s);
 
 /* The replica id given to store_set_replica ("" before). */
 const char *store_replica_id(store *s);

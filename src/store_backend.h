@@ -62,11 +62,10 @@ typedef struct store_ops {
     int (*set_replica)(void *self, const char *replica_id, int64_t lease_ms, char *err,
                        size_t errlen);
     int (*wait_events)(void *self, int timeout_ms, store_event *out, int max);
-    int (*heartbeat)(void *self, int64_t now_ms);
+    int (*heartbeat)(void *self, int64_t now_ms, bool end_expired);
     store_rc (*request_cancel)(void *self, const char *id);
     int (*pending_cancels)(void *self, char (*ids)[JOB_ID_LEN + 1], int max);
     bool (*hold_role)(void *self, const char *role);
-    void (*leave)(void *self);
 } store_ops;
 
 /* Records the text store_last_error returns (per thread). */

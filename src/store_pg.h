@@ -219,7 +219,7 @@ int pg_storage_state(void *self, store_storage *out);
 int pg_set_replica(void *self, const char *replica_id, int64_t lease_ms, char *err,
                    size_t errlen);
 int pg_wait_events(void *self, int timeout_ms, store_event *out, int max);
-int pg_heartbeat(void *self, int64_t now_ms);
+int pg_heartbeat(void *self, int64_t now_ms, bool end_expired);
 store_rc pg_request_cancel(void *self, const char *id);
 int pg_pending_cancels(void *self, char (*ids)[JOB_ID_LEN + 1], int max);
 bool pg_hold_role(void *self, const char *role);

@@ -17,6 +17,9 @@
 #define CHANNEL_QUEUE "executord_queue"
 #define CHANNEL_FINAL "executord_final"
 #define CHANNEL_CANCEL "executord_cancel"
+/* Leases are written and judged by the database server's clock, never a replica's: the
+ * replicas' hosts may disagree on the time, the server is one. */
+#define PG_NOW_MS "(floor(extract(epoch FROM clock_timestamp()) * 1000))::bigint"
 
 /* ---- registration ------------------------------------------------------------------- */
 
@@ -37,8 +40,13 @@ static store_rc register_replica(pg_store *s, pg_conn *c, void *arg)
     register_args *a = arg;
     pg_params p;
     pp_init(&p);
+    PGresult *r = pg_exec(s, c, "SELECT " PG_NOW_MS, &p, "reading the server's clock");
+    if (!r)
+        return STORE_ERROR;
+    a->now_ms = pg_i64(r, 0, 0);
+    PQclear(r);
     pp_text(&p, s->replica_id);
-    PGresult *r = pg_exec(s, c, "SELECT lease_until_ms, started_at_ms FROM replicas WHERE id = $1"
+    r = pg_exec(s, c, "SELECT lease_until_ms, started_at_ms FROM replicas WHERE id = $1"
                           " FOR UPDATE", &p, "registering the replica");
     pp_free(&p);
     if (!r)
@@ -81,14 +89,13 @@ int pg_set_replica(void *self, const char *replica_id, int64_t lease_ms, char *e
     snprintf(s->replica_id, sizeof s->replica_id, "%s", replica_id);
     s->lease_ms = lease_ms;
     err[0] = '\0';
-    register_args a = {time_now_ms(), 0, false, err, errlen};
+    register_args a = {0, 0, false, err, errlen};
     store_rc r = pg_tx(s, register_replica, &a);
     if (r == STORE_EXISTS) {
         /* Until just past the lease found (at most one lease from now). */
         int64_t wait = a.seen_until - a.now_ms + 100;
         sleep_ms(wait < 0 ? 0 : wait > lease_ms + 100 ? lease_ms + 100 : wait);
         a.waited = true;
-        a.now_ms = time_now_ms();
         r = pg_tx(s, register_replica, &a);
     }
     if (r == STORE_OK)
@@ -100,19 +107,20 @@ int pg_set_replica(void *self, const char *replica_id, int64_t lease_ms, char *e
 
 /* ---- heartbeat ---------------------------------------------------------------------- */
 
-/* Renews this replica's lease ($2 = its id, $3 = the new end; re-registers a replica that
- * was presumed dead and forgotten). */
+/* Renews this replica's lease ($1 = its id, $2 = the lease's length, $3 = its start time;
+ * re-registers a replica that was presumed dead and forgotten). */
 #define SQL_RENEW                                                                           \
-    "INSERT INTO replicas (id, lease_until_ms, started_at_ms) VALUES ($1, $2, $3)"          \
+    "INSERT INTO replicas (id, lease_until_ms, started_at_ms) VALUES ($1, " PG_NOW_MS " + $2, $3)" \
     " ON CONFLICT (id) DO UPDATE SET lease_until_ms = EXCLUDED.lease_until_ms"
-/* Replicas whose lease ended before $1 (not this one, $2): forgotten, and their running
+/* Replicas whose lease ended before now by the server's clock (not this one, $2; $1 is
+ * the jobs' finish time, by this replica's clock like every other time of a job): forgotten, and their running
  * jobs ended ExecutorLost, each notified. SKIP LOCKED: a replica another survivor is
  * ending right now is left to it; the jobs' status condition, re-checked after any wait,
  * keeps a job from being ended twice. Jobs running on a replica with no row at all (it
  * was forgotten while one of its claims was committing) end the same way. */
 #define SQL_EXPIRE                                                                          \
     "WITH dead AS (DELETE FROM replicas WHERE id IN (SELECT id FROM replicas"               \
-    " WHERE lease_until_ms < $1 AND id <> $2 FOR UPDATE SKIP LOCKED) RETURNING id),"        \
+    " WHERE lease_until_ms < " PG_NOW_MS " AND id <> $2 FOR UPDATE SKIP LOCKED) RETURNING id)," \
     " lost AS (UPDATE jobs SET " PG_LOST_SET " WHERE status = 'running'"                    \
     " AND running_on IS NOT NULL AND running_on <> $2 AND (running_on IN (SELECT id FROM dead)" \
     " OR NOT EXISTS (SELECT 1 FROM replicas r WHERE r.id = jobs.running_on))"               \
@@ -120,6 +128,7 @@ int pg_set_replica(void *self, const char *replica_id, int64_t lease_ms, char *e
 
 typedef struct beat_args {
     int64_t now_ms;
+    bool end_expired;
     int ended;
 } beat_args;
 
@@ -129,11 +138,11 @@ static store_rc beat(pg_store *s, pg_conn *c, void *arg)
     pg_params p;
     pp_init(&p);
     pp_text(&p, s->replica_id);
-    pp_i64(&p, a->now_ms + s->lease_ms);
+    pp_i64(&p, s->lease_ms);
     pp_i64(&p, s->started_at_ms);
     store_rc rc = pg_cmd(s, c, SQL_RENEW, &p, "renewing the lease");
     pp_free(&p);
-    if (rc != STORE_OK)
+    if (rc != STORE_OK || !a->end_expired)
         return rc;
     pp_init(&p);
     pp_i64(&p, a->now_ms);
@@ -147,14 +156,14 @@ static store_rc beat(pg_store *s, pg_conn *c, void *arg)
     return STORE_OK;
 }
 
-int pg_heartbeat(void *self, int64_t now_ms)
+int pg_heartbeat(void *self, int64_t now_ms, bool end_expired)
 {
     pg_store *s = self;
     if (!s->replica_id[0]) {
         store_set_error("heartbeat before store_set_replica");
         return -1;
     }
-    beat_args a = {now_ms ? now_ms : time_now_ms(), 0};
+    beat_args a = {now_ms ? now_ms : time_now_ms(), end_expired, 0};
     return pg_tx(s, beat, &a) == STORE_OK ? a.ended : -1;
 }
 
