@@ -13,7 +13,7 @@
 
 #include "src/migrations.h"
 #include "src/store_backend.h"
-#include "src/store_sqlite.h" /* JOB_COLUMNS, JOB_COL_*: the one list of a job's columns */
+#include "src/store_columns.h" /* JOB_COLUMNS, JOB_COL_*: the one list of a job's columns */
 
 extern const store_ops store_pg_ops;       /* postgresql://... */
 extern const store_ops store_postgres_ops; /* postgres://..., the same store */

@@ -1,5 +1,5 @@
 /* A job row of the PostgreSQL store: the SELECT lists and their reader, from the one list
- * of columns the SQLite store uses too (JOB_COLUMNS in src/store_sqlite.h, built from
+ * of columns the SQLite store uses too (JOB_COLUMNS in src/store_columns.h, built from
  * src/job_fields.def and sandbox/limits.def), so a new field needs only its migration
  * here. Values come back as text; the result comes as its size and a bounded prefix. */
 #include "src/store_pg.h"

@@ -15,6 +15,7 @@
 #include "src/job.h"
 #include "src/reserve.h"
 #include "src/store_backend.h"
+#include "src/store_columns.h"
 
 extern const store_ops store_sqlite_ops;
 
@@ -141,58 +142,10 @@ typedef store_rc (*sq_read_fn)(sq_conn *c, void *arg);
 store_rc sq_read(sq_store *s, bool snapshot, sq_read_fn fn, void *arg);
 
 /* ---- a job row (store_sqlite_row.c) ------------------------------------------------
- * The columns a job is read back from, in SELECT order: X(column, form, kind, member).
- * The request's columns come from src/job_fields.def (each named as its member of struct
- * job) and the limits' from sandbox/limits.def (each named as the limit), so a new field
- * or limit needs only its migration here. form: how it is selected: COL, HEAD and REQUEST
- * (the column), FULL (the column, NULL in lists: the script and inputs, which only the full
- * form of a job shows, keep pages small), TYPEOF (only typeof(), which SQLite answers
- * without loading a value: the result, read by blob I/O up to the size the caller wants).
- * kind: how it is read into job.member (SQ_READ_<kind>, store_sqlite_row.c) and bound
- * (SQ_BIND_<kind>, store_sqlite_jobs.c). The request itself is never stored, only its
- * digest, which only the idempotency check reads. The first column goes to FIRST so that
- * the SELECT list needs no leading comma. */
-#define JOB_COLUMNS(FIRST, X)                                                               \
-    FIRST(seq, COL, I64, seq)                                                               \
-    X(id, COL, CHARS, id)                                                                   \
-    X(status, COL, STATUS, status)                                                          \
-    X(created_at_ms, COL, I64, created_at_ms)                                               \
-    X(started_at_ms, COL, I64, started_at_ms) /* NULL reads as 0 */                         \
-    X(finished_at_ms, COL, I64, finished_at_ms)                                             \
-    JOB_REQUEST_COLUMNS(X)                                                                  \
-    X(idempotency_key, COL, TEXT, idempotency_key)                                          \
-    X(result_json, TYPEOF, RESULT, result_json)                                             \
-    X(error_type, COL, TEXT, error_type)                                                    \
-    X(error_message, COL, TEXT, error_message)                                              \
-    X(error_traceback, COL, TEXT, error_traceback)                                          \
-    X(exit_code, COL, EXIT, exit_code)                                                      \
-    X(signal, COL, INT, signal)                                                             \
-    X(usage_json, COL, TEXT, usage_json)                                                    \
-    X(install, COL, TEXT, install_json)                                                     \
-    X(stdout_bytes, COL, U64, stdout_bytes)                                                 \
-    X(stderr_bytes, COL, U64, stderr_bytes)                                                 \
-    X(stdout_truncated, COL, BOOL, stdout_truncated)                                        \
-    X(stderr_truncated, COL, BOOL, stderr_truncated)                                        \
-    X(output_evicted, COL, BOOL, output_evicted)                                            \
-    X(result_evicted, COL, BOOL, result_evicted)
-
-/* The columns of the request: one per row of src/job_fields.def, by its kind (JSON: text
- * stored as "{}" when absent), and one per limit for its LIMITS row. Columns are named as
- * the member, but for the kinds added later (DEPS), named as the field. */
-#define JOB_REQUEST_COLUMNS(X) JOB_FIELDS(SQ_FIELD_COLUMNS, X)
-#define SQ_FIELD_COLUMNS(X, name, kind, member, render, rank, seen) SQ_FIELD_##kind(X, name, member, render)
-#define SQ_FIELD_TEXT(X, n, m, render) X(m, render, TEXT, m)
-#define SQ_FIELD_OBJECT(X, n, m, render) X(m, render, JSON, m)
-#define SQ_FIELD_BACKEND(X, n, m, render) X(m, render, CHARS, m)
-#define SQ_FIELD_TIMEOUT(X, n, m, render) /* a limit: a column of the LIMITS row */
-#define SQ_FIELD_BOOL(X, n, m, render) X(m, render, BOOL, m)
-#define SQ_FIELD_ENV(X, n, m, render) X(m, render, JSON, m)
-#define SQ_FIELD_LABELS(X, n, m, render) X(m, render, JSON, m)
-#define SQ_FIELD_DEPS(X, n, m, render) X(n, render, TEXT, m) /* NULL when none */
-#define SQ_FIELD_LIMITS(X, n, m, render) SANDBOX_LIMITS(SQ_LIMIT_COLUMN, X)
-/* kind U64 or SECONDS; struct job holds them in its member limits (job_fields.def). */
-#define SQ_LIMIT_COLUMN(X, name, type, ...) X(name, COL, type, limits.name)
-
+ * The columns are src/store_columns.h's JOB_COLUMNS; here, how SQLite selects each form:
+ * TYPEOF (only typeof(), which SQLite answers without loading a value: the result, read
+ * by blob I/O up to the size the caller wants). kind: how it is read into job.member
+ * (SQ_READ_<kind>, store_sqlite_row.c) and bound (SQ_BIND_<kind>, store_sqlite_jobs.c). */
 #define SQ_JOB_SEL_COL(col) #col
 #define SQ_JOB_SEL_HEAD(col) #col
 #define SQ_JOB_SEL_REQUEST(col) #col
@@ -212,9 +165,7 @@ store_rc sq_read(sq_store *s, bool snapshot, sq_read_fn fn, void *arg);
 #define JOB_SELECT JOB_COLUMNS(SQ_JOB_FIRST, SQ_JOB_NEXT)
 #define JOB_LIST_SELECT JOB_COLUMNS(SQ_LIST_FIRST, SQ_LIST_NEXT)
 
-/* Each column's position in those lists: JOB_COL_seq, JOB_COL_id, ... */
-#define SQ_JOB_COL_ENUM(col, form, kind, member) JOB_COL_##col,
-enum job_column { JOB_COLUMNS(SQ_JOB_COL_ENUM, SQ_JOB_COL_ENUM) JOB_COL_COUNT };
+
 
 /* Fills *j (re-initialised first) from a row selected by JOB_SELECT or JOB_LIST_SELECT,
  * with at most result_max bytes of the result. Caller holds c->mu; the row is current. */
