@@ -19,7 +19,7 @@
 #include "sandbox/egress.h"
 #include "src/log.h"
 
-typedef enum opt_kind { OPT_STRING, OPT_PATH_OR_EMPTY, OPT_TEXT_OR_EMPTY, OPT_WHEN_EMPTY, OPT_LISTEN, OPT_INT, OPT_U64, OPT_SECONDS, OPT_LEVEL, OPT_BACKEND, OPT_MODE, OPT_FLAG, OPT_HOSTS, OPT_BACKENDS, OPT_CIDRS, OPT_URL, OPT_URLS } opt_kind;
+typedef enum opt_kind { OPT_STRING, OPT_PATH_OR_EMPTY, OPT_TEXT_OR_EMPTY, OPT_WHEN_EMPTY, OPT_DURABILITY, OPT_LISTEN, OPT_INT, OPT_U64, OPT_SECONDS, OPT_LEVEL, OPT_BACKEND, OPT_MODE, OPT_FLAG, OPT_HOSTS, OPT_BACKENDS, OPT_CIDRS, OPT_URL, OPT_URLS } opt_kind;
 
 typedef struct option_def {
     const char *flag;    /* without the leading "--" */
@@ -53,6 +53,7 @@ static const option_def options[] = {
     {"max-body-bytes", "EXECUTORD_MAX_BODY_BYTES", OPT_U64, "2097152", "largest request body accepted (413 above)", FIELD(max_body_bytes), 1024, INT64_MAX},
     {"max-queued", "EXECUTORD_MAX_QUEUED", OPT_U64, "10000", "queued jobs at most (429 above)", FIELD(max_queued), 1, INT64_MAX},
     {"shutdown-grace-seconds", "EXECUTORD_SHUTDOWN_GRACE_SECONDS", OPT_SECONDS, "10", "on SIGTERM, how long running jobs may finish", FIELD(shutdown_grace_seconds), 0, 86400},
+    {"durability", "EXECUTORD_DURABILITY", OPT_DURABILITY, "process-crash", "what an acknowledged write of the SQLite store survives: process-crash (a crash or kill of executord; a power cut may roll back the last writes) or power-loss (every commit fsynced first: slower); a PostgreSQL store's durability is its server's (docs/storage.md)", FIELD(durability), 0, 0},
     {"store", "EXECUTORD_STORE", OPT_TEXT_OR_EMPTY, "", "the job store several replicas share: postgresql://user@host:port/db (or postgresql:///db?host=/socket/folder); empty = SQLite in --data-dir, for one instance (docs/replicas.md)", FIELD(store_url), 0, 0},
     {"replica-id", "EXECUTORD_REPLICA_ID", OPT_TEXT_OR_EMPTY, "", "this replica's name in a shared store (1-63 of A-Z a-z 0-9 . _ -; empty = <hostname>-<hash of --data-dir>)", FIELD(replica_id), 0, 0},
     {"replica-lease-seconds", "EXECUTORD_REPLICA_LEASE_SECONDS", OPT_U64, "10", "with a shared store: a replica renews its lease every quarter of this; when one stops renewing, the others end its running jobs failed/ExecutorLost after this long", FIELD(replica_lease_seconds), 1, 3600},
@@ -157,6 +158,8 @@ static const char *expectation(const option_def *o)
         return "a value (see --help), or empty";
     case OPT_WHEN_EMPTY:
         return "wait or cold";
+    case OPT_DURABILITY:
+        return "process-crash or power-loss";
     case OPT_MODE:
         return "no value";
     case OPT_FLAG:
@@ -302,6 +305,11 @@ static int apply_value(config *c, const option_def *o, const char *value)
         return log_parse_level(value, (log_level *)field);
     case OPT_WHEN_EMPTY:
         if (strcmp(value, "wait") && strcmp(value, "cold"))
+            return -1;
+        snprintf(field, o->size, "%s", value);
+        return 0;
+    case OPT_DURABILITY:
+        if (strcmp(value, "process-crash") && strcmp(value, "power-loss"))
             return -1;
         snprintf(field, o->size, "%s", value);
         return 0;
@@ -651,11 +659,12 @@ int config_load(config *c, int argc, char **argv)
 void config_describe(const config *c, char *buf, size_t len)
 {
     snprintf(buf, len,
-             "listen=%s:%d data_dir=%s store=%s backend=%s backends=%s workers=%d python=%s auth=%s "
+             "listen=%s:%d data_dir=%s store=%s durability=%s backend=%s backends=%s workers=%d python=%s auth=%s "
              "allowed_hosts=%d log_level=%s "
              "max_body_bytes=%llu max_queued=%lld grace=%gs retention=%llds "
              "default_timeout=%gs max_timeout=%gs default_memory_mb=%llu max_output_bytes=%llu",
-             c->listen_host, c->listen_port, c->data_dir, c->store_url[0] ? "postgresql" : "sqlite", c->backend, c->backends, c->workers, c->python,
+             c->listen_host, c->listen_port, c->data_dir, c->store_url[0] ? "postgresql" : "sqlite",
+             c->store_url[0] ? "server's" : c->durability, c->backend, c->backends, c->workers, c->python,
              c->insecure_no_auth ? "NONE" : c->api_token_file[0] ? "token-file" : "generated-token",
              c->n_allowed_hosts, log_level_name(c->log_level),
              (unsigned long long)c->max_body_bytes, (long long)c->max_queued, c->shutdown_grace_seconds,

@@ -50,6 +50,7 @@ typedef struct config {
     double shutdown_grace_seconds;
     int64_t retention_seconds;   /* finished jobs older than this are deleted */
     uint64_t max_storage_mb;     /* storage quota (0 = auto, see src/main.c) */
+    char durability[16];         /* "process-crash" or "power-loss" (docs/storage.md) */
     /* replicas (docs/replicas.md): a shared store's URL ("" = SQLite in data_dir; may hold
      * a password: never logged as is), this replica's id ("" = derived at start-up) */
     char store_url[2048];

@@ -168,6 +168,24 @@ static void default_replica_id(const config *cfg, char *out, size_t len)
     snprintf(out, len, "%s-%08x", host, h);
 }
 
+/* --durability; a shared store ignores it (its server's settings decide), so it is only
+ * mentioned for SQLite. */
+static int configure_durability(const config *cfg, store *st)
+{
+    char err[512] = "unknown mode";
+    store_durability d = STORE_DURABILITY_PROCESS_CRASH;
+    if (store_durability_parse(cfg->durability, &d) != 0 ||
+        store_set_durability(st, d, err, sizeof err) != 0) {
+        log_error("job store: --durability %s: %s", cfg->durability, err);
+        return -1;
+    }
+    if (!cfg->store_url[0])
+        log_info("job store durability: %s%s", cfg->durability,
+                 d == STORE_DURABILITY_POWER_LOSS ? " (every commit fsynced)"
+                                                  : " (a power cut may roll back the last writes)");
+    return 0;
+}
+
 static store *open_store(const config *cfg)
 {
     char path[4200], err[512];
@@ -179,6 +197,10 @@ static store *open_store(const config *cfg)
     store *st = store_open(path, err, sizeof err);
     if (!st) {
         log_error("cannot open the job store %s: %s", shown, err);
+        return NULL;
+    }
+    if (configure_durability(cfg, st) != 0) {
+        store_close(st);
         return NULL;
     }
     char id[STORE_REPLICA_ID_MAX + 1];

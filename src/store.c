@@ -128,6 +128,24 @@ void store_close(store *s)
     free(s);
 }
 
+int store_set_durability(store *s, store_durability d, char *err, size_t errlen)
+{
+    if (!s->ops->set_durability)
+        return 0;
+    return s->ops->set_durability(s->self, d, err, errlen);
+}
+
+int store_durability_parse(const char *name, store_durability *out)
+{
+    if (strcmp(name, "process-crash") == 0)
+        *out = STORE_DURABILITY_PROCESS_CRASH;
+    else if (strcmp(name, "power-loss") == 0)
+        *out = STORE_DURABILITY_POWER_LOSS;
+    else
+        return -1;
+    return 0;
+}
+
 int store_schema_version(store *s)
 {
     return s->ops->schema_version(s->self);

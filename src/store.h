@@ -31,6 +31,25 @@ typedef enum store_rc {
  * location with a scheme ("...://...") that no built-in store takes. */
 store *store_open(const char *path, char *err, size_t errlen);
 void store_close(store *s);
+
+/* What a write the store has returned keeps across a crash (--durability, docs/storage.md).
+ * Either way a returned write is in the operating system's hands before the call returns,
+ * so a crash of executord itself (kill -9, the OOM killer, a segfault) loses none. */
+typedef enum store_durability {
+    /* The default: not fsynced per commit. A power cut or a kernel crash may roll back the
+     * last writes (never half of one: the database stays consistent). */
+    STORE_DURABILITY_PROCESS_CRASH = 0,
+    /* Every commit is fsynced before it returns: a returned write survives a power cut. */
+    STORE_DURABILITY_POWER_LOSS,
+} store_durability;
+
+/* Once, after store_open and before any other thread uses the store; a store opens with
+ * STORE_DURABILITY_PROCESS_CRASH. -1 with err when the store cannot apply it. A shared
+ * store's durability is its server's (PostgreSQL: fsync, synchronous_commit): there it
+ * does nothing and returns 0. */
+int store_set_durability(store *s, store_durability d, char *err, size_t errlen);
+/* "process-crash" or "power-loss" into *out: 0; -1 for anything else. */
+int store_durability_parse(const char *name, store_durability *out);
 const char *store_last_error(store *s);   /* thread-local copy of the last error text */
 /* The last STORE_ERROR of this thread was an outage of a shared store's server or of the
  * connection to it (it may pass: retry later), not a failure of the request. */

@@ -23,6 +23,8 @@ typedef struct store_ops {
     void *(*open)(const char *location, char *err, size_t errlen);
     void (*close)(void *self);
     int (*schema_version)(void *self);
+    /* NULL: the store's durability is its server's, not the client's to choose. */
+    int (*set_durability)(void *self, store_durability d, char *err, size_t errlen);
 
     /* j->id is canonical and j->created_at_ms set; request_sha256 is the digest of
      * j->request_json (NULL without one). */

@@ -1,5 +1,5 @@
-/* The SQLite store's lifecycle and transactions (WAL, synchronous=FULL: a returned write is
- * on disk). Two connections to one file: a writer for every change and a reader for
+/* The SQLite store's lifecycle and transactions (WAL; synchronous=NORMAL or FULL, by
+ * --durability: see "durability" below). Two connections to one file: a writer for every change and a reader for
  * look-ups, each used by one thread at a time under its own mutex, so reads never wait
  * behind an fsync. Every write goes through sq_write (BEGIN IMMEDIATE, COMMIT or ROLLBACK,
  * and a full disk's retries in one place), every read through sq_read. Also what the files
@@ -273,14 +273,14 @@ fail:
 /* ---- open / close -------------------------------------------------------------------- */
 
 /* Runs the connection's pragmas. WAL: readers see the last commit while a writer works.
- * FULL: a commit is fsynced before we answer, so an accepted job survives a power cut.
+ * NORMAL: STORE_DURABILITY_PROCESS_CRASH, the default (sq_set_durability may raise it).
  * secure_delete: deleted content (a job's old row after an UPDATE rewrote it, freed pages)
  * is overwritten with zeros, not left in the file's free space. */
 static int set_pragmas(sq_conn *c, const char *path, char *err, size_t errlen)
 {
     static const char *const pragmas[] = {
         "PRAGMA journal_mode=WAL",
-        "PRAGMA synchronous=FULL",
+        "PRAGMA synchronous=NORMAL",
         "PRAGMA foreign_keys=ON",
         "PRAGMA secure_delete=ON",
     };
@@ -307,6 +307,52 @@ static int set_pragmas(sq_conn *c, const char *path, char *err, size_t errlen)
 fail:
     snprintf(err, errlen, "configuring database %s: %s", path, sqlite3_errmsg(c->db));
     return -1;
+}
+
+/* ---- durability ------------------------------------------------------------------------
+ * In WAL mode a commit appends its pages to the -wal file with write(2); `synchronous` only
+ * decides whether the commit also fsyncs that file before it returns (FULL) or not
+ * (NORMAL). Either way a returned commit is in the kernel's page cache, which outlives
+ * executord: after a kill -9 the next open finds it in the WAL. Unsynced commits can be lost
+ * only with the kernel (a power cut, a kernel crash), and then only the last ones, whole and
+ * in order: the WAL is a log, never a torn page of the database. What each commit needs:
+ *  - the insert that a 201/202 acknowledges: the client holds the job's id;
+ *  - the claim: once a script may have started, a restart must find the job running (and
+ *    end it failed/ExecutorLost), never queued again to run twice;
+ *  - the finish: a waiter was told the outcome, and it erases the env values;
+ *  - output chunks, cancel, delete, retention and eviction: what the API showed or answered.
+ * Every one of them is something a caller acted on, and none is safe to lose in one case and
+ * not in the other, so one level serves all: NORMAL (process-crash) keeps all of them across
+ * a crash of the process, which is what the kill -9 tests check; FULL (power-loss) keeps all
+ * of them across a power cut. (Only output chunks could go unsynced under FULL, since the
+ * finish's fsync of the WAL covers every frame before it; switching the level per commit
+ * would cost a statement per commit for a saving only while a job prints: not done.)
+ * Checkpoints fsync the WAL before and the database after at both levels, so the TRUNCATE
+ * checkpoint that follows an erasure of env values (sq_scrub_wal) makes that erasure durable
+ * in either mode. The reader connection never commits; it gets the same level anyway, so a
+ * checkpoint it might run when it closes last follows the same rule. */
+static int set_synchronous(sq_conn *c, store_durability d)
+{
+    sq_lock(c);
+    int rc = sq_exec(c, d == STORE_DURABILITY_POWER_LOSS ? "PRAGMA synchronous=FULL"
+                                                         : "PRAGMA synchronous=NORMAL");
+    sq_unlock(c);
+    return rc;
+}
+
+static int sq_set_durability(void *self, store_durability d, char *err, size_t errlen)
+{
+    sq_store *s = self;
+    sq_conn *conns[] = {&s->writer, s->reader};
+    for (size_t i = 0; i < sizeof conns / sizeof conns[0]; i++) {
+        if (i > 0 && conns[i] == conns[0])
+            break; /* an in-memory database: one connection */
+        if (set_synchronous(conns[i], d) != SQLITE_OK) {
+            snprintf(err, errlen, "setting the durability: %s", sqlite3_errmsg(conns[i]->db));
+            return -1;
+        }
+    }
+    return 0;
 }
 
 static int conn_open(sq_conn *c, const char *path, bool writer, char *err, size_t errlen)
@@ -437,6 +483,7 @@ const store_ops store_sqlite_ops = {
     .open = sq_open,
     .close = sq_close,
     .schema_version = sq_schema_version,
+    .set_durability = sq_set_durability,
     .insert_job = sq_insert_job,
     .get_job = sq_get_job,
     .claim_next_within = sq_claim_next_within,

@@ -34,6 +34,7 @@ static int setup(void **state)
     unsetenv("EXECUTORD_ALLOWED_HOSTS");
     unsetenv("EXECUTORD_INSECURE_NO_AUTH");
     unsetenv("EXECUTORD_BACKENDS");
+    unsetenv("EXECUTORD_DURABILITY");
     return 0;
 }
 
@@ -70,8 +71,32 @@ static void store_and_replica_flags(void **state)
     assert_int_equal(load(&c, 3, secret), 0);
     char desc[2048];
     config_describe(&c, desc, sizeof desc);
-    assert_non_null(strstr(desc, "store=postgresql"));
+    assert_non_null(strstr(desc, "store=postgresql durability=server's"));
     assert_null(strstr(desc, "hunter2"));
+}
+
+static void durability_flag(void **state)
+{
+    config c;
+    const char *plain[] = {"executord"};
+    assert_int_equal(load(&c, 1, plain), 0);
+    assert_string_equal(c.durability, "process-crash");
+    setenv("EXECUTORD_DURABILITY", "power-loss", 1);
+    assert_int_equal(load(&c, 1, plain), 0);
+    assert_string_equal(c.durability, "power-loss");
+    const char *flag[] = {"executord", "--durability", "process-crash"};
+    assert_int_equal(load(&c, 3, flag), 0); /* the flag wins */
+    assert_string_equal(c.durability, "process-crash");
+    unsetenv("EXECUTORD_DURABILITY");
+    const char *bad[][3] = {
+        {"executord", "--durability", "full"},  {"executord", "--durability", ""},
+        {"executord", "--durability", "Power-Loss"}, {"executord", "--durability", "normal"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        assert_int_equal(load(&c, 3, bad[i]), 2);
+    setenv("EXECUTORD_DURABILITY", "sometimes", 1);
+    assert_int_equal(load(&c, 1, plain), 2);
+    unsetenv("EXECUTORD_DURABILITY");
 }
 
 static void package_sources_and_install_limits(void **state)
@@ -410,6 +435,7 @@ int main(void)
         cmocka_unit_test_setup(defaults_are_embedded, setup),
         cmocka_unit_test_setup(package_sources_and_install_limits, setup),
         cmocka_unit_test_setup(store_and_replica_flags, setup),
+        cmocka_unit_test_setup(durability_flag, setup),
         cmocka_unit_test_setup(environment_overrides_default_and_flag_overrides_environment, setup),
         cmocka_unit_test_setup(bad_flags_and_values_exit_2, setup),
         cmocka_unit_test_setup(default_above_maximum_is_refused, setup),

@@ -29,6 +29,7 @@
 #include "src/migrations.h"
 #include "src/store.h"
 #include "src/store_pg.h"
+#include "src/store_sqlite.h"
 
 /* Set (--postgresql): the shared cases run against this PostgreSQL database. */
 static const char *g_pg_url;
@@ -1915,9 +1916,64 @@ static void url_location_is_refused(void **state)
     assert_int_equal(errno, ENOENT);
 }
 
+/* Every store takes both durability modes (a shared store ignores them: its server
+ * decides) and keeps working after the switch. */
+static void durability_is_accepted(void **state)
+{
+    fixture *f = *state;
+    char err[256] = "";
+    assert_int_equal(store_set_durability(f->s, STORE_DURABILITY_POWER_LOSS, err, sizeof err), 0);
+    char id[JOB_ID_LEN + 1];
+    add_job(f->s, NULL, id);
+    assert_int_equal(store_set_durability(f->s, STORE_DURABILITY_PROCESS_CRASH, err, sizeof err),
+                     0);
+    assert_int_equal(status_of(f->s, id), JOB_QUEUED);
+    store_durability d;
+    assert_int_equal(store_durability_parse("process-crash", &d), 0);
+    assert_int_equal(d, STORE_DURABILITY_PROCESS_CRASH);
+    assert_int_equal(store_durability_parse("power-loss", &d), 0);
+    assert_int_equal(d, STORE_DURABILITY_POWER_LOSS);
+    assert_int_equal(store_durability_parse("FULL", &d), -1);
+    assert_int_equal(store_durability_parse("", &d), -1);
+}
+
+static int synchronous_of(sqlite3 *db)
+{
+    sqlite3_stmt *st = NULL;
+    assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA synchronous", -1, &st, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    int v = sqlite3_column_int(st, 0);
+    sqlite3_finalize(st);
+    return v;
+}
+
+/* The pragma is what the mode says, on both connections (the level is per connection, so
+ * only the store's own can tell): 1 NORMAL for process-crash, the default, 2 FULL for
+ * power-loss. */
+static void durability_sets_synchronous(void **state)
+{
+    fixture *f = *state;
+    char err[512] = "";
+    sq_store *s = store_sqlite_ops.open(f->path, err, sizeof err);
+    assert_non_null(s);
+    assert_ptr_not_equal(s->reader, &s->writer);
+    assert_int_equal(synchronous_of(s->writer.db), 1);
+    assert_int_equal(synchronous_of(s->reader->db), 1);
+    assert_int_equal(store_sqlite_ops.set_durability(s, STORE_DURABILITY_POWER_LOSS, err,
+                                                     sizeof err), 0);
+    assert_int_equal(synchronous_of(s->writer.db), 2);
+    assert_int_equal(synchronous_of(s->reader->db), 2);
+    assert_int_equal(store_sqlite_ops.set_durability(s, STORE_DURABILITY_PROCESS_CRASH, err,
+                                                     sizeof err), 0);
+    assert_int_equal(synchronous_of(s->writer.db), 1);
+    assert_int_equal(synchronous_of(s->reader->db), 1);
+    store_sqlite_ops.close(s);
+}
+
 /* The cases that hold for every store (the rest look at SQLite's files). */
 #define SHARED_CASES                                                                        \
     cmocka_unit_test_setup_teardown(newer_schema_is_refused, setup, teardown),              \
+    cmocka_unit_test_setup_teardown(durability_is_accepted, setup, teardown),               \
     cmocka_unit_test_setup_teardown(insert_and_get_round_trip, setup, teardown),            \
     cmocka_unit_test_setup_teardown(claim_takes_oldest_first, setup, teardown),             \
     cmocka_unit_test_setup_teardown(finish_only_from_running, setup, teardown),             \
@@ -1963,6 +2019,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(migrations_are_applied_and_recorded, setup, teardown),
         cmocka_unit_test_setup_teardown(reopening_is_idempotent_and_durable, setup, teardown),
         cmocka_unit_test(url_location_is_refused),
+        cmocka_unit_test_setup_teardown(durability_sets_synchronous, setup, teardown),
         cmocka_unit_test_setup_teardown(failed_migration_rolls_back, setup, teardown),
         cmocka_unit_test_setup_teardown(env_values_erased_on_every_final_transition,
                                         setup_upstream_sqlite, teardown_upstream_sqlite),
