@@ -560,13 +560,15 @@ static int pool_run(const sandbox_spec *spec, const sandbox_io *io, sandbox_outc
         sandbox_outcome_set_error(out, "SandboxError", "pool backend is not initialised");
         return 0;
     }
-    for (int attempt = 0;; attempt++) {
-        bool lost = false;
-        pool_run_once(spec, io, out, attempt > 0, &lost);
-        if (!lost || attempt > 0)
+    /* A zygote that dies takes every warm sandbox it prepared with it, each noticed only
+     * when a job takes it: as many attempts as there can be such sandboxes, plus one. */
+    for (unsigned attempt = 0;; attempt++) {
+        bool lost = false, last = attempt >= pl.size;
+        pool_run_once(spec, io, out, last, &lost);
+        if (!lost || last)
             return 0;
         /* The sandbox died under the job before it ran (its zygote was killed, say):
-         * nothing was shown, so run it once more in another one. */
+         * nothing was shown, so run it again in another one. */
         sandbox_outcome_free(out);
         sandbox_outcome_init(out);
     }
@@ -630,7 +632,7 @@ static void pool_run_once(const sandbox_spec *spec, const sandbox_io *io, sandbo
     w->out_r = w->err_r = w->spec_fd = w->result_r = -1;
     if (*lost) {
         pthread_mutex_lock(&mu);
-        note_failure(retry ? "a warm sandbox died under a job twice; job failed" : "a warm sandbox died under a job; retrying it");
+        note_failure(retry ? "warm sandboxes kept dying under a job; job failed" : "a warm sandbox died under a job; retrying it");
         pthread_mutex_unlock(&mu);
     }
     give_back(w);
