@@ -214,8 +214,11 @@ static store_rc insert_rows(pg_store *s, pg_conn *c, job *j, const char *digest,
     JOB_REQUEST_COLUMNS(PG_BIND_COLUMN)
     char ph[512];
     placeholders(ph, sizeof ph, p.n);
+    pp_text(&p, s->replica_id); /* the wake-up's payload: this replica ignores its own */
+    int replica_param = p.n;
     /* One statement: the job, its labels (string values only; a key given twice keeps its
-     * last value) and the wake-up of every replica, delivered when this commits. */
+     * last value) and the wake-up of every other replica, delivered when this commits (the
+     * inserting one's API wakes its scheduler itself). */
     snprintf(sql, sizeof sql,
              "WITH ins AS (INSERT INTO jobs (" PG_INSERT_COLUMNS ") VALUES (%s)"
              " RETURNING seq, labels_json),"
@@ -224,7 +227,7 @@ static store_rc insert_rows(pg_store *s, pg_conn *c, job *j, const char *digest,
              " json_each(CASE WHEN json_typeof(ins.labels_json::json) = 'object'"
              " THEN ins.labels_json::json ELSE '{}'::json END) WITH ORDINALITY AS e(key, value, n)"
              " WHERE json_typeof(e.value) = 'string' ORDER BY e.key, e.n DESC)"
-             " SELECT seq, pg_notify('executord_queue', '') FROM ins", ph);
+             " SELECT seq, pg_notify('executord_queue', $%d) FROM ins", ph, replica_param);
     PGresult *r = pg_exec(s, c, sql, &p, "inserting job");
     pp_free(&p);
     if (!r)

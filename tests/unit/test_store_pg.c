@@ -405,9 +405,15 @@ static void insert_wakes_other_replicas(void **state)
     store *a = open_replica("ra", 10000), *b = open_replica("rb", 10000);
     store_event ev[4];
     assert_int_equal(store_wait_events(b, 0, ev, 4), 0);
+    assert_int_equal(store_wait_events(a, 0, ev, 4), 0);
     char id[JOB_ID_LEN + 1];
     add_job(a, id);
     assert_true(await_event(b, STORE_EVENT_QUEUED, NULL, 3000));
+    /* The inserting replica is not woken by its own insert (its API woke it already). */
+    int n = store_wait_events(a, 300, ev, 4);
+    assert_true(n >= 0);
+    for (int i = 0; i < n; i++)
+        assert_int_not_equal(ev[i].kind, STORE_EVENT_QUEUED);
     claim(a, id);
     job j;
     job_init(&j);
