@@ -272,15 +272,18 @@ store_rc pg_insert_job(void *self, job *j, const char *digest, int64_t max_queue
 
 /* The oldest queued job, locked so that no other replica takes it too; one another replica
  * is claiming right now is skipped (it is being taken). Only when its memory fits ($2):
- * never a younger job in its place (the scheduler's head-of-line rule). */
+ * never a younger job in its place (the scheduler's head-of-line rule). One row always:
+ * the claimed job's columns (NULL when none), then the queue's head as this statement's
+ * snapshot sees it, locked or not (its id and memory_mb; NULL when nothing is queued), so
+ * that a claim that takes nothing needs no second round trip to say why. */
 #define SQL_CLAIM                                                                           \
     "WITH head AS (SELECT seq AS head_seq FROM jobs WHERE status = 'queued' ORDER BY seq LIMIT 1" \
-    " FOR UPDATE SKIP LOCKED)"                                                              \
-    " UPDATE jobs SET status = 'running', started_at_ms = $1, running_on = NULLIF($3, ''),"  \
+    " FOR UPDATE SKIP LOCKED),"                                                             \
+    " c AS (UPDATE jobs SET status = 'running', started_at_ms = $1, running_on = NULLIF($3, ''),"  \
     " cancel_requested = false FROM head WHERE jobs.seq = head_seq AND jobs.memory_mb <= $2" \
-    " RETURNING " PG_JOB_SELECT
-#define SQL_QUEUE_HEAD                                                                      \
-    "SELECT id, memory_mb FROM jobs WHERE status = 'queued' ORDER BY seq LIMIT 1"
+    " RETURNING " PG_JOB_SELECT "),"                                                        \
+    " h AS (SELECT id, memory_mb FROM jobs WHERE status = 'queued' ORDER BY seq LIMIT 1)"    \
+    " SELECT c.*, h.id, h.memory_mb FROM (SELECT 1) AS one LEFT JOIN c ON true LEFT JOIN h ON true"
 
 typedef struct claim_args {
     int64_t started_at_ms;
@@ -290,24 +293,6 @@ typedef struct claim_args {
     const char *replica;
 } claim_args;
 
-/* STORE_CONFLICT with the head in *head, or STORE_NOT_FOUND when nothing is queued. */
-static store_rc queue_head(pg_store *s, pg_conn *c, store_queue_head *head)
-{
-    PGresult *r = pg_exec(s, c, SQL_QUEUE_HEAD, NULL, "reading the queue's head");
-    if (!r)
-        return STORE_ERROR;
-    store_rc rc = STORE_NOT_FOUND;
-    if (PQntuples(r) > 0) {
-        if (head) {
-            snprintf(head->id, sizeof head->id, "%s", pg_val(r, 0, 0) ? pg_val(r, 0, 0) : "");
-            head->memory_mb = pg_u64(r, 0, 1);
-        }
-        rc = STORE_CONFLICT;
-    }
-    PQclear(r);
-    return rc;
-}
-
 static store_rc claim_job(pg_store *s, pg_conn *c, void *arg)
 {
     claim_args *a = arg;
@@ -316,17 +301,30 @@ static store_rc claim_job(pg_store *s, pg_conn *c, void *arg)
     pp_i64(&p, a->started_at_ms);
     pp_u64(&p, a->max_memory_mb);
     pp_text(&p, a->replica);
-    store_rc r = pg_one_job(s, c, SQL_CLAIM, &p, a->out, "claiming a job");
+    PGresult *r = pg_exec(s, c, SQL_CLAIM, &p, "claiming a job");
     pp_free(&p);
-    /* Nothing claimed: an empty queue, or a head that does not fit. */
-    if (r == STORE_NOT_FOUND) {
-        r = queue_head(s, c, a->head);
-        /* A head that fits but was skipped (locked by another replica's claim): it is
-         * being taken; this worker finds nothing now. */
-        if (r == STORE_CONFLICT && a->head && a->head->memory_mb <= a->max_memory_mb)
-            r = STORE_NOT_FOUND;
+    if (!r)
+        return STORE_ERROR;
+    int head_col = PQnfields(r) - 2;
+    store_rc rc;
+    if (PQntuples(r) != 1 || head_col != JOB_COL_COUNT + 1) {
+        store_set_error("claiming a job: %d rows of %d columns, expected 1 of %d", PQntuples(r),
+                        PQnfields(r), JOB_COL_COUNT + 3);
+        rc = STORE_ERROR;
+    } else if (!PQgetisnull(r, 0, 0)) {
+        rc = a->out ? pg_read_job(r, 0, a->out) : STORE_OK;
+    } else if (PQgetisnull(r, 0, head_col)) {
+        rc = STORE_NOT_FOUND; /* nothing queued */
+    } else {
+        /* Nothing claimed: a head that does not fit (CONFLICT, with the head), or one that
+         * fits but was skipped, locked by another replica's claim: it is being taken, this
+         * worker finds nothing now. */
+        a->head->memory_mb = pg_u64(r, 0, head_col + 1);
+        snprintf(a->head->id, sizeof a->head->id, "%s", pg_val(r, 0, head_col));
+        rc = a->head->memory_mb <= a->max_memory_mb ? STORE_NOT_FOUND : STORE_CONFLICT;
     }
-    return r;
+    PQclear(r);
+    return rc;
 }
 
 store_rc pg_claim_next_within(void *self, int64_t started_at_ms, uint64_t max_memory_mb,
