@@ -399,6 +399,41 @@ static void roles_are_held_by_one_replica(void **state)
     store_close(b);
 }
 
+/* The claim's one statement also tells why it took nothing: an empty queue (NOT_FOUND),
+ * or a head too big for the memory given (CONFLICT, with the head's id and memory_mb). */
+static void claim_within_reports_a_head_that_does_not_fit(void **state)
+{
+    (void)state;
+    store *a = open_replica("ra", 10000);
+    job j;
+    job_init(&j);
+    store_queue_head head = {.memory_mb = 0};
+    assert_int_equal(store_claim_next_within(a, 0, 1024, &j, &head), STORE_NOT_FOUND);
+    char id[JOB_ID_LEN + 1], id2[JOB_ID_LEN + 1];
+    add_job(a, id); /* 256 MB */
+    add_job(a, id2);
+    assert_int_equal(store_claim_next_within(a, 0, 128, &j, &head), STORE_CONFLICT);
+    assert_string_equal(head.id, id);
+    assert_int_equal(head.memory_mb, 256);
+    job g = get(a, id);
+    assert_int_equal(g.status, JOB_QUEUED); /* never a younger job in its place */
+    job_free(&g);
+    g = get(a, id2);
+    assert_int_equal(g.status, JOB_QUEUED);
+    job_free(&g);
+    assert_int_equal(store_claim_next_within(a, 0, 256, &j, &head), STORE_OK);
+    assert_string_equal(j.id, id);
+    assert_int_equal(j.status, JOB_RUNNING);
+    job_free(&j);
+    job_init(&j);
+    assert_int_equal(store_claim_next_within(a, 0, UINT64_MAX, &j, NULL), STORE_OK);
+    assert_string_equal(j.id, id2);
+    job_free(&j);
+    job_init(&j);
+    assert_int_equal(store_claim_next_within(a, 0, 1, &j, &head), STORE_NOT_FOUND);
+    store_close(a);
+}
+
 static void insert_wakes_other_replicas(void **state)
 {
     (void)state;
@@ -596,6 +631,7 @@ int main(void)
         cmocka_unit_test_setup(heartbeat_ends_a_dead_replicas_jobs, fresh_schema),
         cmocka_unit_test_setup(request_cancel_reaches_the_running_replica, fresh_schema),
         cmocka_unit_test_setup(roles_are_held_by_one_replica, fresh_schema),
+        cmocka_unit_test_setup(claim_within_reports_a_head_that_does_not_fit, fresh_schema),
         cmocka_unit_test_setup(insert_wakes_other_replicas, fresh_schema),
         cmocka_unit_test_setup(lost_listen_connection_resyncs, fresh_schema),
         cmocka_unit_test_setup(lost_pool_connections_are_replaced, fresh_schema),
