@@ -188,6 +188,9 @@ uint64_t pg_text_bytes(const char *t);
 /* Within the quota with add more bytes: STORE_OK, or STORE_NO_SPACE (reason recorded)
  * with *shortfall. */
 store_rc pg_admit(pg_store *s, pg_conn *c, uint64_t add, uint64_t *shortfall);
+/* pg_admit's decision from a usage row already read (used, evictable bytes). */
+store_rc pg_admit_usage(pg_store *s, uint64_t used, uint64_t evictable, uint64_t add,
+                        uint64_t *shortfall);
 /* Evicts the output, then the results, of the oldest finished jobs until want bytes are
  * freed (each batch its own transaction); true when anything was freed. */
 bool pg_evict(pg_store *s, uint64_t want);

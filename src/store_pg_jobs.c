@@ -187,21 +187,12 @@ static store_rc check_idempotency(pg_store *s, pg_conn *c, insert_args *a)
     return rc;
 }
 
-static store_rc check_queue_bound(pg_store *s, pg_conn *c, int64_t max_queued)
+/* The job's row (and its labels), written only when the queue bound and the quota admit
+ * it: both checks and the write in one statement, which sees every insert committed
+ * before it (it runs after the advisory lock, with a snapshot of its own). */
+static store_rc insert_rows(pg_store *s, pg_conn *c, insert_args *a)
 {
-    if (max_queued <= 0)
-        return STORE_OK;
-    count_args queued = {JOB_QUEUED, 0};
-    store_rc r = count_status(s, c, &queued);
-    if (r == STORE_OK && queued.n >= max_queued) {
-        store_set_error("the queue is full (%lld jobs queued)", (long long)queued.n);
-        r = STORE_FULL;
-    }
-    return r;
-}
-
-static store_rc insert_rows(pg_store *s, pg_conn *c, job *j, const char *digest, uint64_t bytes)
-{
+    job *j = a->j;
     char sql[4096];
     pg_params p;
     pp_init(&p);
@@ -209,32 +200,65 @@ static store_rc insert_rows(pg_store *s, pg_conn *c, job *j, const char *digest,
     pp_text(&p, "queued");
     pp_i64(&p, j->created_at_ms);
     pp_text(&p, j->idempotency_key);
-    pp_text(&p, digest);
-    pp_u64(&p, bytes);
+    pp_text(&p, a->digest);
+    pp_u64(&p, a->bytes);
     JOB_REQUEST_COLUMNS(PG_BIND_COLUMN)
     char ph[512];
     placeholders(ph, sizeof ph, p.n);
     pp_text(&p, s->replica_id); /* the wake-up's payload: this replica ignores its own */
     int replica_param = p.n;
-    /* One statement: the job, its labels (string values only; a key given twice keeps its
-     * last value) and the wake-up of every other replica, delivered when this commits (the
-     * inserting one's API wakes its scheduler itself). */
+    pp_i64(&p, a->max_queued > 0 ? a->max_queued : 0);
+    int max_param = p.n;
+    pp_u64(&p, s->quota_bytes);
+    int quota_param = p.n;
+    /* The queued jobs are counted only when there is a bound. */
+    char queued[96];
+    if (a->max_queued > 0)
+        snprintf(queued, sizeof queued, "(SELECT count(*) FROM jobs WHERE status = 'queued')");
+    else
+        snprintf(queued, sizeof queued, "0::bigint");
+    /* One statement: the checks, the job, its labels (string values only; a key given
+     * twice keeps its last value) and the wake-up of every other replica, delivered when
+     * this commits (the inserting one's API wakes its scheduler itself). One row: the
+     * queued count and the usage row as checked, and the new job's seq (NULL when refused). */
     snprintf(sql, sizeof sql,
-             "WITH ins AS (INSERT INTO jobs (" PG_INSERT_COLUMNS ") VALUES (%s)"
+             "WITH chk AS (SELECT %s AS queued, used_bytes, evictable_bytes FROM storage_usage"
+             " WHERE id = 1),"
+             " ins AS (INSERT INTO jobs (" PG_INSERT_COLUMNS ") SELECT %s FROM chk"
+             " WHERE ($%d::bigint = 0 OR chk.queued < $%d::bigint)"
+             " AND ($%d::bigint = 0 OR chk.used_bytes + $6::bigint <= $%d::bigint)"
              " RETURNING seq, labels_json),"
              " lab AS (INSERT INTO job_labels (job_seq, key, value)"
              " SELECT DISTINCT ON (e.key) ins.seq, e.key, e.value #>> '{}' FROM ins,"
              " json_each(CASE WHEN json_typeof(ins.labels_json::json) = 'object'"
              " THEN ins.labels_json::json ELSE '{}'::json END) WITH ORDINALITY AS e(key, value, n)"
              " WHERE json_typeof(e.value) = 'string' ORDER BY e.key, e.n DESC)"
-             " SELECT seq, pg_notify('executord_queue', $%d) FROM ins", ph, replica_param);
+             " SELECT chk.queued, chk.used_bytes, chk.evictable_bytes, ins.seq,"
+             " CASE WHEN ins.seq IS NOT NULL THEN pg_notify('executord_queue', $%d::text) END"
+             " FROM chk LEFT JOIN ins ON true",
+             queued, ph, max_param, max_param, quota_param, quota_param, replica_param);
     PGresult *r = pg_exec(s, c, sql, &p, "inserting job");
     pp_free(&p);
     if (!r)
         return STORE_ERROR;
-    j->seq = pg_i64(r, 0, 0);
+    store_rc rc = STORE_OK;
+    if (PQntuples(r) == 0) {
+        store_set_error("reading the storage total: its row is missing");
+        rc = STORE_ERROR;
+    } else if (!PQgetisnull(r, 0, 3)) {
+        j->seq = pg_i64(r, 0, 3);
+    } else if (a->max_queued > 0 && pg_i64(r, 0, 0) >= a->max_queued) {
+        store_set_error("the queue is full (%lld jobs queued)", (long long)pg_i64(r, 0, 0));
+        rc = STORE_FULL;
+    } else {
+        rc = pg_admit_usage(s, pg_u64(r, 0, 1), pg_u64(r, 0, 2), a->bytes, &a->shortfall);
+        if (rc == STORE_OK) { /* refused, yet the figures it returned admit it */
+            store_set_error("inserting job: refused without a reason");
+            rc = STORE_ERROR;
+        }
+    }
     PQclear(r);
-    return STORE_OK;
+    return rc;
 }
 
 static store_rc insert_job(pg_store *s, pg_conn *c, void *arg)
@@ -247,10 +271,7 @@ static store_rc insert_job(pg_store *s, pg_conn *c, void *arg)
     store_rc r;
     if (a->j->idempotency_key && (r = check_idempotency(s, c, a)) != STORE_NOT_FOUND)
         return r; /* EXISTS, CONFLICT or ERROR: nothing to write */
-    if ((r = check_queue_bound(s, c, a->max_queued)) != STORE_OK ||
-        (r = pg_admit(s, c, a->bytes, &a->shortfall)) != STORE_OK)
-        return r;
-    return insert_rows(s, c, a->j, a->digest, a->bytes);
+    return insert_rows(s, c, a);
 }
 
 /* pg_tx treats only STORE_OK as "commit"; EXISTS and the like roll back, which is right:
