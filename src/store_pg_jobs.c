@@ -362,26 +362,36 @@ store_rc pg_claim_next_within(void *self, int64_t started_at_ms, uint64_t max_me
 
 /* ---- finish, cancel, recover: a job becomes final ------------------------------------ */
 
-#define SQL_FINISH                                                                          \
+#define SQL_FINISH_SET                                                                      \
     "UPDATE jobs SET status = $2, finished_at_ms = $3, result_json = $4, error_type = $5,"  \
     " error_message = $6, error_traceback = $7, exit_code = $8, signal = $9,"               \
     " usage_json = $10, stdout_bytes = $11, stderr_bytes = $12, stdout_truncated = $13,"    \
     " stderr_truncated = $14, stored_bytes = stored_bytes + $15, result_stored_bytes = $16," \
     " install = $17, running_on = NULL, cancel_requested = false,"                          \
     " env_json = executord_env_erased(env_json)"                                            \
-    " WHERE id = $1 AND status = 'running' RETURNING " NOTIFY_FINAL("id")
+    " WHERE id = $1 AND status = 'running'"
+#define SQL_FINISH SQL_FINISH_SET " RETURNING " NOTIFY_FINAL("id")
+/* The fast path: one statement (atomic by itself, no transaction around it) that also
+ * admits the new bytes when the usage row says they fit ($18: the quota, 0 = no check). */
+#define SQL_FINISH_FAST                                                                     \
+    SQL_FINISH_SET " AND ($18::bigint = 0 OR"                                               \
+    " (SELECT used_bytes FROM storage_usage WHERE id = 1) + $15::bigint <= $18::bigint)"    \
+    " RETURNING " NOTIFY_FINAL("id")
 
 typedef struct finish_args {
     const job *j;
     uint64_t bytes;
     uint64_t shortfall;
+    int64_t finished_at_ms;
+    bool maybe_done; /* the fast path failed with its connection: it may have committed */
 } finish_args;
 
-static void bind_finish(pg_params *p, const job *j, uint64_t bytes)
+static void bind_finish(pg_params *p, const finish_args *a)
 {
+    const job *j = a->j;
     pp_text(p, j->id);
     pp_text(p, job_status_name(j->status));
-    pp_i64(p, j->finished_at_ms ? j->finished_at_ms : time_now_ms());
+    pp_i64(p, a->finished_at_ms);
     pp_text(p, j->result_json);
     pp_text(p, j->error_type);
     pp_text(p, j->error_message);
@@ -399,7 +409,7 @@ static void bind_finish(pg_params *p, const job *j, uint64_t bytes)
     pp_u64(p, j->stderr_bytes);
     pp_bool(p, j->stdout_truncated);
     pp_bool(p, j->stderr_truncated);
-    pp_u64(p, bytes);
+    pp_u64(p, a->bytes);
     pp_u64(p, pg_text_bytes(j->result_json));
     pp_text(p, j->install_json);
 }
@@ -417,6 +427,25 @@ static store_rc explain(pg_store *s, pg_conn *c, const char *id, const char *doi
     return r;
 }
 
+/* The job already holds this outcome (a fast path whose connection failed after it
+ * committed): STORE_OK; else what explain says. */
+static store_rc finished_already(pg_store *s, pg_conn *c, finish_args *a)
+{
+    pg_params p;
+    pp_init(&p);
+    pp_text(&p, a->j->id);
+    pp_text(&p, job_status_name(a->j->status));
+    pp_i64(&p, a->finished_at_ms);
+    PGresult *r = pg_exec(s, c, "SELECT 1 FROM jobs WHERE id = $1 AND status = $2"
+                          " AND finished_at_ms = $3", &p, "finishing job");
+    pp_free(&p);
+    if (!r)
+        return STORE_ERROR;
+    bool done = PQntuples(r) > 0;
+    PQclear(r);
+    return done ? STORE_OK : explain(s, c, a->j->id, "finishing", "running");
+}
+
 static store_rc finish_job(pg_store *s, pg_conn *c, void *arg)
 {
     finish_args *a = arg;
@@ -426,14 +455,35 @@ static store_rc finish_job(pg_store *s, pg_conn *c, void *arg)
         return r;
     pg_params p;
     pp_init(&p);
-    bind_finish(&p, a->j, a->bytes);
+    bind_finish(&p, a);
     PGresult *res = pg_exec(s, c, SQL_FINISH, &p, "finishing job");
     pp_free(&p);
     if (!res)
         return STORE_ERROR;
     bool finished = PQntuples(res) > 0;
     PQclear(res);
-    return finished ? STORE_OK : explain(s, c, a->j->id, "finishing", "running");
+    if (finished)
+        return STORE_OK;
+    return a->maybe_done ? finished_already(s, c, a)
+                         : explain(s, c, a->j->id, "finishing", "running");
+}
+
+/* STORE_OK when it finished the job; STORE_NOT_FOUND when it wrote nothing (not running,
+ * or the quota may not admit the result: the slow path tells which). */
+static store_rc finish_fast(pg_store *s, pg_conn *c, void *arg)
+{
+    finish_args *a = arg;
+    pg_params p;
+    pp_init(&p);
+    bind_finish(&p, a);
+    pp_u64(&p, a->j->result_json ? s->quota_bytes : 0);
+    PGresult *res = pg_exec(s, c, SQL_FINISH_FAST, &p, "finishing job");
+    pp_free(&p);
+    if (!res)
+        return STORE_ERROR;
+    bool finished = PQntuples(res) > 0;
+    PQclear(res);
+    return finished ? STORE_OK : STORE_NOT_FOUND;
 }
 
 store_rc pg_finish_job(void *self, const job *j)
@@ -441,8 +491,16 @@ store_rc pg_finish_job(void *self, const job *j)
     pg_store *s = self;
     uint64_t bytes = pg_text_bytes(j->result_json) + pg_text_bytes(j->error_message) +
                      pg_text_bytes(j->error_traceback);
-    finish_args a = {j, bytes, 0};
-    store_rc r = pg_tx(s, finish_job, &a);
+    finish_args a = {j, bytes, 0, j->finished_at_ms ? j->finished_at_ms : time_now_ms(), false};
+    /* Usually one statement; the transaction below (the quota read apart, eviction, why
+     * nothing was written) only when that one did not finish the job. */
+    store_rc r = pg_once(s, finish_fast, &a);
+    if (r == STORE_OK || (r == STORE_ERROR && !store_error_is_outage()))
+        return r;
+    /* An outage (a pooled connection found dead, say) is tried once more in the
+     * transaction, on a new connection, knowing the statement may have committed. */
+    a.maybe_done = r == STORE_ERROR;
+    r = pg_tx(s, finish_job, &a);
     if (r == STORE_NO_SPACE && a.shortfall && pg_evict(s, a.shortfall))
         r = pg_tx(s, finish_job, &a);
     return r;

@@ -518,6 +518,24 @@ static void lost_pool_connections_are_replaced(void **state)
     if (rc != STORE_OK)
         claim(a, id);
     assert_int_equal(raw_long("SELECT count(*) FROM jobs WHERE status = 'running'"), 1);
+    /* A finish is one statement too, but one that can tell whether it committed: it is
+     * tried again on a new connection and succeeds. */
+    char running[JOB_ID_LEN + 1];
+    char *v = raw_text("SELECT id FROM jobs WHERE status = 'running'");
+    assert_non_null(v);
+    snprintf(running, sizeof running, "%s", v);
+    free(v);
+    kill_store_connections();
+    sleep_ms(200);
+    job_init(&j);
+    memcpy(j.id, running, sizeof j.id);
+    j.status = JOB_SUCCEEDED;
+    j.result_json = strdup("1");
+    assert_int_equal(store_finish_job(a, &j), STORE_OK);
+    job_free(&j);
+    job g = get(a, running);
+    assert_int_equal(g.status, JOB_SUCCEEDED);
+    job_free(&g);
     store_close(a);
 }
 
