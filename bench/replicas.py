@@ -350,17 +350,21 @@ def statements(binary, args, token_file, cluster):
         msg = line.split(" executord: LOG:  ", 1)[1]
         if not msg.startswith(("statement: ", "execute ")):
             continue
-        sql = msg.split(": ", 1)[1].strip()
-        if "FROM replicas" in sql or "INTO replicas" in sql or "cancel_requested ORDER BY" in sql:
-            kind = "background"
-        elif sql in ("BEGIN", "COMMIT", "ROLLBACK") or sql.startswith("BEGIN "):
-            kind = sql.split()[0]
-        else:
-            kind = "other"
-        counts[kind] = counts.get(kind, 0) + 1
-        counts.setdefault("by_sql", {})
-        key = " ".join(sql.split())[:90]
-        counts["by_sql"][key] = counts["by_sql"].get(key, 0) + 1
+        text_sql = msg.split(": ", 1)[1].strip()
+        # A simple query may carry several statements ("BEGIN; SELECT ..."): each counts.
+        parts = [q.strip() for q in text_sql.split(";") if q.strip()] if msg.startswith("statement: ") \
+            else [text_sql]
+        for sql in parts:
+            if "FROM replicas" in sql or "INTO replicas" in sql or "cancel_requested ORDER BY" in sql:
+                kind = "background"
+            elif sql in ("BEGIN", "COMMIT", "ROLLBACK") or sql.startswith("BEGIN "):
+                kind = sql.split()[0]
+            else:
+                kind = "other"
+            counts[kind] = counts.get(kind, 0) + 1
+            counts.setdefault("by_sql", {})
+            key = " ".join(sql.split())[:90]
+            counts["by_sql"][key] = counts["by_sql"].get(key, 0) + 1
     n = args.count_jobs
     per = {k: v / n for k, v in counts.items() if k != "by_sql"}
     per["total"] = sum(v for k, v in per.items() if k != "background")

@@ -290,6 +290,93 @@ store_rc pg_cmd(pg_store *s, pg_conn *c, const char *sql, const pg_params *p, co
     return r ? STORE_OK : STORE_ERROR;
 }
 
+/* Several statements without parameters in one round trip (the simple query protocol). */
+static store_rc pg_simple(pg_store *s, pg_conn *c, const char *sql, const char *what)
+{
+    PGresult *r = PQexec(c->db, sql);
+    ExecStatusType st = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
+    if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) {
+        c->retry = false;
+        c->execs++;
+        PQclear(r);
+        return STORE_OK;
+    }
+    pg_fail(s, c, r, what);
+    PQclear(r);
+    return STORE_ERROR;
+}
+
+/* The results of one statement sent in a pipeline, up to the NULL that ends them: the
+ * first successful one into *ok, the first failure into *err (PIPELINE_ABORTED, a
+ * statement not run after an earlier failure, is neither). */
+static void pipeline_results(PGconn *db, PGresult **ok, PGresult **err)
+{
+    PGresult *r;
+    while ((r = PQgetResult(db))) {
+        ExecStatusType st = PQresultStatus(r);
+        if ((st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK) && !*ok)
+            *ok = r;
+        else if (st != PGRES_PIPELINE_ABORTED && st != PGRES_TUPLES_OK &&
+                 st != PGRES_COMMAND_OK && !*err)
+            *err = r;
+        else
+            PQclear(r);
+    }
+}
+
+PGresult *pg_exec_commit(pg_store *s, pg_conn *c, const char *sql, const pg_params *p,
+                         const char *what)
+{
+    if (p && p->failed) {
+        store_set_error("%s: out of memory or too many parameters", what);
+        return NULL;
+    }
+    if (params_bytes(p) > PG_BIG_READ)
+        c->big = true;
+    PGconn *db = c->db;
+    if (!PQenterPipelineMode(db)) { /* not idle, say: one statement, then the other */
+        PGresult *r = pg_exec(s, c, sql, p, what);
+        if (r && pg_cmd(s, c, "COMMIT", NULL, "COMMIT") != STORE_OK) {
+            PQclear(r);
+            r = NULL;
+        }
+        return r;
+    }
+    PGresult *res = NULL, *commit = NULL, *err = NULL;
+    bool sent = PQsendQueryParams(db, sql, p ? p->n : 0, NULL, p ? p->v : NULL,
+                                  p ? p->len : NULL, p ? p->fmt : NULL, 0) &&
+                PQsendQueryParams(db, "COMMIT", 0, NULL, NULL, NULL, NULL, 0) &&
+                PQpipelineSync(db);
+    if (sent) {
+        pipeline_results(db, &res, &err);
+        pipeline_results(db, &commit, &err);
+        PGresult *r;
+        while ((r = PQgetResult(db))) { /* up to the sync point */
+            bool sync = PQresultStatus(r) == PGRES_PIPELINE_SYNC;
+            PQclear(r);
+            if (sync)
+                break;
+        }
+    }
+    /* A connection that cannot leave pipeline mode (results pending after a failure)
+     * is not reused. */
+    if (!PQexitPipelineMode(db))
+        c->broken = true;
+    if (sent && res && commit && !err) {
+        PQclear(commit);
+        c->retry = false;
+        c->execs += 2;
+        if (PQresultStatus(res) == PGRES_TUPLES_OK && result_bytes(res) > PG_BIG_READ)
+            c->big = true;
+        return res;
+    }
+    pg_fail(s, c, err, what);
+    PQclear(err);
+    PQclear(res);
+    PQclear(commit);
+    return NULL;
+}
+
 /* ---- connections -------------------------------------------------------------------- */
 
 /* Server notices (e.g. "already exists, skipping") are not the service's log. */
@@ -402,10 +489,16 @@ static void rollback(pg_conn *c)
 
 static store_rc tx_once(pg_store *s, pg_conn *c, const char *begin, pg_fn fn, void *arg)
 {
-    if (pg_cmd(s, c, begin, NULL, "BEGIN") != STORE_OK)
+    /* BEGIN with more statements (an advisory lock): one round trip. */
+    store_rc b = strchr(begin, ';') ? pg_simple(s, c, begin, "BEGIN")
+                                    : pg_cmd(s, c, begin, NULL, "BEGIN");
+    if (b != STORE_OK)
         return STORE_ERROR;
     store_rc r = fn(s, c, arg);
     if (r == STORE_OK) {
+        /* fn may have committed itself (pg_exec_commit). */
+        if (PQtransactionStatus(c->db) == PQTRANS_IDLE)
+            return r;
         r = pg_cmd(s, c, "COMMIT", NULL, "COMMIT");
         if (r == STORE_OK)
             return r;
@@ -458,6 +551,13 @@ static store_rc run(pg_store *s, run_mode m, pg_fn fn, void *arg)
 store_rc pg_tx(pg_store *s, pg_fn fn, void *arg)
 {
     return run(s, (run_mode){"BEGIN", false}, fn, arg);
+}
+
+store_rc pg_tx_locked(pg_store *s, int lock_key, pg_fn fn, void *arg)
+{
+    char begin[80];
+    snprintf(begin, sizeof begin, "BEGIN; SELECT pg_advisory_xact_lock(%d)", lock_key);
+    return run(s, (run_mode){begin, false}, fn, arg);
 }
 
 store_rc pg_read(pg_store *s, bool snapshot, pg_fn fn, void *arg)

@@ -126,6 +126,14 @@ typedef store_rc (*pg_fn)(pg_store *s, pg_conn *c, void *arg);
  * a few times, after a deadlock or serialization failure. NOTIFYs sent in fn are
  * delivered only when it commits. */
 store_rc pg_tx(pg_store *s, pg_fn fn, void *arg);
+/* pg_tx holding the transaction-level advisory lock lock_key from its start (BEGIN and
+ * the lock in one round trip). */
+store_rc pg_tx_locked(pg_store *s, int lock_key, pg_fn fn, void *arg);
+/* pg_exec of the last statement of a pg_tx transaction, and its COMMIT, sent together
+ * (libpq's pipeline mode: one round trip). The result when both succeeded; else NULL
+ * with the error recorded, the transaction failed (pg_tx rolls it back). */
+PGresult *pg_exec_commit(pg_store *s, pg_conn *c, const char *sql, const pg_params *p,
+                         const char *what);
 /* fn statement by statement (autocommit): a write that is one statement. */
 store_rc pg_once(pg_store *s, pg_fn fn, void *arg);
 /* fn in one REPEATABLE READ READ ONLY transaction when snapshot (several statements see

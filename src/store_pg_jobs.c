@@ -237,7 +237,8 @@ static store_rc insert_rows(pg_store *s, pg_conn *c, insert_args *a)
              " CASE WHEN ins.seq IS NOT NULL THEN pg_notify('executord_queue', $%d::text) END"
              " FROM chk LEFT JOIN ins ON true",
              queued, ph, max_param, max_param, quota_param, quota_param, replica_param);
-    PGresult *r = pg_exec(s, c, sql, &p, "inserting job");
+    /* The transaction's last statement: its COMMIT goes with it. */
+    PGresult *r = pg_exec_commit(s, c, sql, &p, "inserting job");
     pp_free(&p);
     if (!r)
         return STORE_ERROR;
@@ -261,13 +262,10 @@ static store_rc insert_rows(pg_store *s, pg_conn *c, insert_args *a)
     return rc;
 }
 
+/* Under the queue's lock (pg_tx_locked). */
 static store_rc insert_job(pg_store *s, pg_conn *c, void *arg)
 {
     insert_args *a = arg;
-    char lock[80];
-    snprintf(lock, sizeof lock, "SELECT pg_advisory_xact_lock(%d)", PG_LOCK_INSERT);
-    if (pg_cmd(s, c, lock, NULL, "inserting job: taking the queue's lock") != STORE_OK)
-        return STORE_ERROR;
     store_rc r;
     if (a->j->idempotency_key && (r = check_idempotency(s, c, a)) != STORE_NOT_FOUND)
         return r; /* EXISTS, CONFLICT or ERROR: nothing to write */
@@ -281,9 +279,9 @@ store_rc pg_insert_job(void *self, job *j, const char *digest, int64_t max_queue
     pg_store *s = self;
     uint64_t bytes = pg_text_bytes(j->script) + pg_text_bytes(j->inputs_json ? j->inputs_json : "{}");
     insert_args a = {j, digest, bytes, max_queued, existing, 0};
-    store_rc r = pg_tx(s, insert_job, &a);
+    store_rc r = pg_tx_locked(s, PG_LOCK_INSERT, insert_job, &a);
     if (r == STORE_NO_SPACE && a.shortfall && pg_evict(s, a.shortfall))
-        r = pg_tx(s, insert_job, &a);
+        r = pg_tx_locked(s, PG_LOCK_INSERT, insert_job, &a);
     if (r == STORE_OK)
         j->status = JOB_QUEUED;
     return r;
