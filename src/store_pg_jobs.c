@@ -193,7 +193,7 @@ static store_rc check_idempotency(pg_store *s, pg_conn *c, insert_args *a)
 static store_rc insert_rows(pg_store *s, pg_conn *c, insert_args *a)
 {
     job *j = a->j;
-    char sql[4096];
+    char sql[8192];
     pg_params p;
     pp_init(&p);
     pp_text(&p, j->id);
@@ -221,22 +221,27 @@ static store_rc insert_rows(pg_store *s, pg_conn *c, insert_args *a)
      * twice keeps its last value) and the wake-up of every other replica, delivered when
      * this commits (the inserting one's API wakes its scheduler itself). One row: the
      * queued count and the usage row as checked, and the new job's seq (NULL when refused). */
-    snprintf(sql, sizeof sql,
-             "WITH chk AS (SELECT %s AS queued, used_bytes, evictable_bytes FROM storage_usage"
-             " WHERE id = 1),"
-             " ins AS (INSERT INTO jobs (" PG_INSERT_COLUMNS ") SELECT %s FROM chk"
-             " WHERE ($%d::bigint = 0 OR chk.queued < $%d::bigint)"
-             " AND ($%d::bigint = 0 OR chk.used_bytes + $6::bigint <= $%d::bigint)"
-             " RETURNING seq, labels_json),"
-             " lab AS (INSERT INTO job_labels (job_seq, key, value)"
-             " SELECT DISTINCT ON (e.key) ins.seq, e.key, e.value #>> '{}' FROM ins,"
-             " json_each(CASE WHEN json_typeof(ins.labels_json::json) = 'object'"
-             " THEN ins.labels_json::json ELSE '{}'::json END) WITH ORDINALITY AS e(key, value, n)"
-             " WHERE json_typeof(e.value) = 'string' ORDER BY e.key, e.n DESC)"
-             " SELECT chk.queued, chk.used_bytes, chk.evictable_bytes, ins.seq,"
-             " CASE WHEN ins.seq IS NOT NULL THEN pg_notify('executord_queue', $%d::text) END"
-             " FROM chk LEFT JOIN ins ON true",
-             queued, ph, max_param, max_param, quota_param, quota_param, replica_param);
+    int len = snprintf(sql, sizeof sql,
+                       "WITH chk AS (SELECT %s AS queued, used_bytes, evictable_bytes FROM storage_usage"
+                       " WHERE id = 1),"
+                       " ins AS (INSERT INTO jobs (" PG_INSERT_COLUMNS ") SELECT %s FROM chk"
+                       " WHERE ($%d::bigint = 0 OR chk.queued < $%d::bigint)"
+                       " AND ($%d::bigint = 0 OR chk.used_bytes + $6::bigint <= $%d::bigint)"
+                       " RETURNING seq, labels_json),"
+                       " lab AS (INSERT INTO job_labels (job_seq, key, value)"
+                       " SELECT DISTINCT ON (e.key) ins.seq, e.key, e.value #>> '{}' FROM ins,"
+                       " json_each(CASE WHEN json_typeof(ins.labels_json::json) = 'object'"
+                       " THEN ins.labels_json::json ELSE '{}'::json END) WITH ORDINALITY AS e(key, value, n)"
+                       " WHERE json_typeof(e.value) = 'string' ORDER BY e.key, e.n DESC)"
+                       " SELECT chk.queued, chk.used_bytes, chk.evictable_bytes, ins.seq,"
+                       " CASE WHEN ins.seq IS NOT NULL THEN pg_notify('executord_queue', $%d::text) END"
+                       " FROM chk LEFT JOIN ins ON true",
+                       queued, ph, max_param, max_param, quota_param, quota_param, replica_param);
+    if (len < 0 || (size_t)len >= sizeof sql) {
+        pp_free(&p);
+        store_set_error("inserting job: the statement does not fit its buffer");
+        return STORE_ERROR;
+    }
     /* The transaction's last statement: its COMMIT goes with it. */
     PGresult *r = pg_exec_commit(s, c, sql, &p, "inserting job");
     pp_free(&p);
