@@ -253,6 +253,68 @@ static size_t result_bytes(const PGresult *r)
     return n;
 }
 
+/* ---- prepared statements ------------------------------------------------------------ */
+
+/* Parse and planning are most of a short statement's time on the server: each statement
+ * a connection runs is prepared on it once (by its text, so that a statement built at run
+ * time is one too) and executed by name after. Not BEGIN, COMMIT and the like, nor
+ * anything past PG_PREPARED_MAX statements. */
+static bool preparable(const char *sql)
+{
+    return strncmp(sql, "SELECT ", 7) == 0 || strncmp(sql, "WITH ", 5) == 0 ||
+           strncmp(sql, "UPDATE ", 7) == 0 || strncmp(sql, "INSERT ", 7) == 0 ||
+           strncmp(sql, "DELETE ", 7) == 0;
+}
+
+static int prepared_index(const pg_conn *c, const char *sql)
+{
+    for (int i = 0; i < c->nprepared; i++)
+        if (strcmp(c->prepared[i], sql) == 0)
+            return i;
+    return -1;
+}
+
+static void prepared_name(char *out, size_t n, int index)
+{
+    snprintf(out, n, "exd_%d", index);
+}
+
+static void conn_free(pg_conn *c)
+{
+    if (!c)
+        return;
+    if (c->db)
+        PQfinish(c->db);
+    for (int i = 0; i < c->nprepared; i++)
+        free(c->prepared[i]);
+    free(c);
+}
+
+/* The statement's index among those prepared on c, preparing it now if it is new: -1
+ * when it is not to be prepared (run it unnamed); -2 when preparing it failed (the error
+ * recorded: the statement's own, as running it would have given). */
+static int prepare(pg_store *s, pg_conn *c, const char *sql, const char *what)
+{
+    int i = prepared_index(c, sql);
+    if (i >= 0 || !preparable(sql) || c->nprepared >= PG_PREPARED_MAX)
+        return i;
+    char *copy = strdup(sql);
+    if (!copy)
+        return -1;
+    char name[32];
+    prepared_name(name, sizeof name, c->nprepared);
+    PGresult *r = PQprepare(c->db, name, sql, 0, NULL);
+    if (!r || PQresultStatus(r) != PGRES_COMMAND_OK) {
+        free(copy);
+        pg_fail(s, c, r, what);
+        PQclear(r);
+        return -2;
+    }
+    PQclear(r);
+    c->prepared[c->nprepared] = copy;
+    return c->nprepared++;
+}
+
 PGresult *pg_exec(pg_store *s, pg_conn *c, const char *sql, const pg_params *p,
                   const char *what)
 {
@@ -268,8 +330,19 @@ PGresult *pg_exec_as(pg_store *s, pg_conn *c, const char *sql, const pg_params *
     }
     if (params_bytes(p) > PG_BIG_READ)
         c->big = true;
-    PGresult *r = PQexecParams(c->db, sql, p ? p->n : 0, NULL, p ? p->v : NULL,
-                               p ? p->len : NULL, p ? p->fmt : NULL, result_format);
+    int prep = prepare(s, c, sql, what);
+    if (prep == -2)
+        return NULL;
+    PGresult *r;
+    if (prep >= 0) {
+        char name[32];
+        prepared_name(name, sizeof name, prep);
+        r = PQexecPrepared(c->db, name, p ? p->n : 0, p ? p->v : NULL, p ? p->len : NULL,
+                           p ? p->fmt : NULL, result_format);
+    } else {
+        r = PQexecParams(c->db, sql, p ? p->n : 0, NULL, p ? p->v : NULL,
+                         p ? p->len : NULL, p ? p->fmt : NULL, result_format);
+    }
     ExecStatusType st = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
     if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) {
         c->retry = false;
@@ -342,12 +415,33 @@ PGresult *pg_exec_commit(pg_store *s, pg_conn *c, const char *sql, const pg_para
         }
         return r;
     }
-    PGresult *res = NULL, *commit = NULL, *err = NULL;
-    bool sent = PQsendQueryParams(db, sql, p ? p->n : 0, NULL, p ? p->v : NULL,
-                                  p ? p->len : NULL, p ? p->fmt : NULL, 0) &&
+    PGresult *res = NULL, *commit = NULL, *err = NULL, *prepared = NULL;
+    /* Prepared like pg_exec's statements: a new one in the same pipeline. */
+    int prep = prepared_index(c, sql);
+    bool new_prep = prep < 0 && preparable(sql) && c->nprepared < PG_PREPARED_MAX;
+    char *copy = new_prep ? strdup(sql) : NULL;
+    if (new_prep && copy)
+        prep = c->nprepared;
+    else
+        new_prep = false;
+    char name[32];
+    prepared_name(name, sizeof name, prep < 0 ? 0 : prep);
+    bool sent = (!new_prep || PQsendPrepare(db, name, sql, 0, NULL)) &&
+                (prep >= 0 ? PQsendQueryPrepared(db, name, p ? p->n : 0, p ? p->v : NULL,
+                                                 p ? p->len : NULL, p ? p->fmt : NULL, 0)
+                           : PQsendQueryParams(db, sql, p ? p->n : 0, NULL, p ? p->v : NULL,
+                                               p ? p->len : NULL, p ? p->fmt : NULL, 0)) &&
                 PQsendQueryParams(db, "COMMIT", 0, NULL, NULL, NULL, NULL, 0) &&
                 PQpipelineSync(db);
     if (sent) {
+        if (new_prep) {
+            pipeline_results(db, &prepared, &err);
+            if (prepared) {
+                c->prepared[c->nprepared++] = copy;
+                copy = NULL;
+                PQclear(prepared);
+            }
+        }
         pipeline_results(db, &res, &err);
         pipeline_results(db, &commit, &err);
         PGresult *r;
@@ -358,6 +452,7 @@ PGresult *pg_exec_commit(pg_store *s, pg_conn *c, const char *sql, const pg_para
                 break;
         }
     }
+    free(copy);
     /* A connection that cannot leave pipeline mode (results pending after a failure)
      * is not reused. */
     if (!PQexitPipelineMode(db))
@@ -450,10 +545,8 @@ void pg_release(pg_store *s, pg_conn *c)
         return;
     bool broken = c->broken || PQstatus(c->db) != CONNECTION_OK;
     bool drop = broken || c->big || PQtransactionStatus(c->db) != PQTRANS_IDLE;
-    if (drop) {
-        PQfinish(c->db);
-        free(c);
-    }
+    if (drop)
+        conn_free(c);
     pthread_mutex_lock(&s->mu);
     /* A connection that died (a server restart, a network cut) says the idle ones most
      * likely did too: they go, rather than each fail one more request. */
@@ -473,8 +566,7 @@ void pg_release(pg_store *s, pg_conn *c)
     pthread_mutex_unlock(&s->mu);
     while (stale) {
         pg_conn *n = stale->next;
-        PQfinish(stale->db);
-        free(stale);
+        conn_free(stale);
         stale = n;
     }
 }
@@ -664,8 +756,7 @@ static void pg_close(void *self)
     while (s->idle) {
         pg_conn *c = s->idle;
         s->idle = c->next;
-        PQfinish(c->db);
-        free(c);
+        conn_free(c);
     }
     pthread_cond_destroy(&s->cv);
     pthread_mutex_destroy(&s->mu);

@@ -26,6 +26,8 @@ extern const int pg_migrations_count;
 #define PG_LOCK_MIGRATE 0x65786d31    /* "exm1": migrations */
 #define PG_LOCK_INSERT 0x65786931     /* "exi1": the queue bound and idempotency keys */
 
+#define PG_PREPARED_MAX 64
+
 /* One pooled connection and what its last failure said. */
 typedef struct pg_conn {
     PGconn *db;
@@ -35,6 +37,10 @@ typedef struct pg_conn {
     bool big;         /* read large values: closed after use to give its memory back */
     bool reused;      /* taken from the idle pool (it may have died there) */
     int execs;        /* statements that succeeded since it was taken */
+    /* The statements prepared on this connection (named exd_<index>), by their text:
+     * parsed once per connection, planned once they have a generic plan. */
+    char *prepared[PG_PREPARED_MAX];
+    int nprepared;
 } pg_conn;
 
 #define PG_ROLES_MAX 8
