@@ -351,6 +351,12 @@ PGresult *pg_exec_as(pg_store *s, pg_conn *c, const char *sql, const pg_params *
             c->big = true;
         return r;
     }
+    /* A prepared statement whose tables changed under it (a newer replica's migration)
+     * may fail with "cached plan must not change result type": the connection goes after
+     * this use, its prepared statements with it. */
+    const char *state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
+    if (prep >= 0 && state && strcmp(state, "0A000") == 0)
+        c->big = true;
     pg_fail(s, c, r, what);
     PQclear(r);
     return NULL;

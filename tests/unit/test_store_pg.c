@@ -539,6 +539,29 @@ static void lost_pool_connections_are_replaced(void **state)
     store_close(a);
 }
 
+/* Statements are prepared per connection: one whose result type a migration changed
+ * fails once at most, and the connection holding it is replaced. */
+static void prepared_statements_survive_a_changed_table(void **state)
+{
+    (void)state;
+    store *a = open_replica("ra", 10000);
+    char id[JOB_ID_LEN + 1];
+    add_job(a, id);
+    job g = get(a, id);
+    job_free(&g);
+    raw_exec("ALTER TABLE jobs ALTER COLUMN backend TYPE varchar(64)");
+    job j;
+    job_init(&j);
+    store_rc rc = store_get_job(a, id, &j);
+    job_free(&j);
+    if (rc != STORE_OK)
+        assert_non_null(strstr(store_last_error(a), "0A000"));
+    g = get(a, id);
+    assert_string_equal(g.backend, "direct");
+    job_free(&g);
+    store_close(a);
+}
+
 /* No server: an outage (503 upstream), with the location named, password hidden. */
 static void unreachable_server_is_an_outage(void **state)
 {
@@ -653,6 +676,7 @@ int main(void)
         cmocka_unit_test_setup(insert_wakes_other_replicas, fresh_schema),
         cmocka_unit_test_setup(lost_listen_connection_resyncs, fresh_schema),
         cmocka_unit_test_setup(lost_pool_connections_are_replaced, fresh_schema),
+        cmocka_unit_test_setup(prepared_statements_survive_a_changed_table, fresh_schema),
         cmocka_unit_test_setup(unreachable_server_is_an_outage, fresh_schema),
         cmocka_unit_test_setup(odd_bytes_in_text_do_not_fail_a_finish, fresh_schema),
         cmocka_unit_test_setup(passwords_are_redacted, fresh_schema),
