@@ -297,6 +297,86 @@ def overhead(binary, args, token_file, url):
     return samples
 
 
+# ---- statements: what one trivial job sends PostgreSQL ----------------------------------
+
+
+def psql(url, *sql):
+    cmd = ["psql", "-X", "-A", "-t", "-q", "-d", url]
+    for q in sql:
+        cmd += ["-c", q]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    if out.returncode != 0:
+        raise SystemExit(f"psql failed: {out.stderr.strip()}")
+    return out.stdout
+
+
+def statements(binary, args, token_file, cluster):
+    """The statements one trivial job costs end to end (one replica, pool backend,
+    `POST /v1/jobs?wait=30`), counted by the server: log_statement = all for the
+    replica's connections (application_name executord), a marker statement before and
+    after args.count_jobs jobs run one by one, the log lines between counted and divided.
+    The replica's own background statements (heartbeat, cancel checks: a few per second at
+    most) fall in the window too; they are counted apart. Needs the throw-away cluster
+    (its server log); returns None with --store."""
+    if not cluster.owned:
+        return None
+    log = cluster.folder / "server.log"
+    psql(cluster.url, "ALTER SYSTEM SET log_statement = 'all'",
+         "ALTER SYSTEM SET log_line_prefix = '%m [%p] %a: '", "SELECT pg_reload_conf()")
+    server = start_replica(binary, args, token_file, ["--store", cluster.url], "bench-stmt")
+    client = Client(server)
+    body = json.dumps({"script": TRIVIAL, "backend": "pool"}).encode()
+    try:
+        for _ in range(3):
+            finished_ok(*client.call("POST", "/v1/jobs?wait=30", body), "warm-up")
+        time.sleep(0.5)
+        start = log.stat().st_size
+        for _ in range(args.count_jobs):
+            finished_ok(*client.call("POST", "/v1/jobs?wait=30", body), "counted job")
+        time.sleep(0.3)  # the last job's trailing statements (none expected) reach the log
+        end = log.stat().st_size
+    finally:
+        client.close()
+        server.stop()
+        psql(cluster.url, "ALTER SYSTEM RESET log_statement", "ALTER SYSTEM RESET log_line_prefix",
+             "SELECT pg_reload_conf()")
+    with open(log, "rb") as f:
+        f.seek(start)
+        text = f.read(end - start).decode(errors="replace")
+    counts = {}
+    for line in text.splitlines():
+        if " executord: LOG:  " not in line:
+            continue
+        msg = line.split(" executord: LOG:  ", 1)[1]
+        if not msg.startswith(("statement: ", "execute ")):
+            continue
+        text_sql = msg.split(": ", 1)[1].strip()
+        # A simple query may carry several statements ("BEGIN; SELECT ..."): each counts.
+        parts = [q.strip() for q in text_sql.split(";") if q.strip()] if msg.startswith("statement: ") \
+            else [text_sql]
+        for sql in parts:
+            if "FROM replicas" in sql or "INTO replicas" in sql or "cancel_requested ORDER BY" in sql:
+                kind = "background"
+            elif sql in ("BEGIN", "COMMIT", "ROLLBACK") or sql.startswith("BEGIN "):
+                kind = sql.split()[0]
+            else:
+                kind = "other"
+            counts[kind] = counts.get(kind, 0) + 1
+            counts.setdefault("by_sql", {})
+            key = " ".join(sql.split())[:90]
+            counts["by_sql"][key] = counts["by_sql"].get(key, 0) + 1
+    n = args.count_jobs
+    per = {k: v / n for k, v in counts.items() if k != "by_sql"}
+    per["total"] = sum(v for k, v in per.items() if k != "background")
+    per["jobs"] = n
+    bench.log(f"   statements per job: {per['total']:.2f} (BEGIN {per.get('BEGIN', 0):.2f}, "
+              f"COMMIT {per.get('COMMIT', 0):.2f}, ROLLBACK {per.get('ROLLBACK', 0):.2f}; "
+              f"background {per.get('background', 0):.2f} not counted)")
+    for sql, v in sorted(counts.get("by_sql", {}).items(), key=lambda kv: -kv[1]):
+        bench.log(f"     {v / n:5.2f}  {sql}")
+    return per
+
+
 # ---- the report -------------------------------------------------------------------------
 
 
@@ -314,7 +394,7 @@ def source_version():
     return out.stdout.strip() or "?"
 
 
-def report(args, m, pg_desc, lat, one, three, spread, load_before, load_after):
+def report(args, m, pg_desc, lat, one, three, spread, load_before, load_after, stmts=None):
     ms = lambda s: "%.2f" % (s * 1000)  # noqa: E731
     n = args.rounds * args.per_round
     p50 = {k: statistics.median(v) for k, v in lat.items()}
@@ -334,6 +414,12 @@ def report(args, m, pg_desc, lat, one, three, spread, load_before, load_after):
     within = extra <= TARGET_OVERHEAD_MS
     lines += ["", f"PostgreSQL - SQLite: **{extra:+.2f} ms** at p50 (paired {paired:+.2f} ms): "
               f"{'**within**' if within else '**OVER**'} the {TARGET_OVERHEAD_MS:g} ms target.", ""]
+    if stmts:
+        lines += [f"Statements one trivial job sends PostgreSQL (one replica, `log_statement = all`, "
+                  f"{stmts['jobs']} jobs one by one, per job): **{stmts['total']:.2f}**, of which BEGIN "
+                  f"{stmts.get('BEGIN', 0):.2f}, COMMIT {stmts.get('COMMIT', 0):.2f}, ROLLBACK "
+                  f"{stmts.get('ROLLBACK', 0):.2f} (the replica's heartbeat and cancel checks in the same "
+                  f"window, {stmts.get('background', 0):.2f} per job, not counted).", ""]
     ratio = [b / a for a, b in zip(one, three)]
     scale = statistics.median(ratio)
     lines += ["### Throughput: 1 replica against 3 on one PostgreSQL", "",
@@ -398,6 +484,10 @@ def main():
     ap.add_argument("--rounds", type=int, default=6, help="latency rounds (default 6)")
     ap.add_argument("--per-round", type=int, default=25, help="latency steps per round (default 25)")
     ap.add_argument("--warmup", type=int, default=10, help="latency warm-up jobs per store (default 10)")
+    ap.add_argument("--count-jobs", type=int, default=20, help="jobs whose statements are counted (default 20; "
+                    "0: no count)")
+    ap.add_argument("--statements-only", action="store_true", help="only count the statements a trivial job "
+                    "sends (with the throw-away cluster), print them, write nothing")
     ap.add_argument("--no-write", action="store_true", help="print only, write no results file")
     ap.add_argument("--server-arg", action="append", default=[], help="extra executord argument (repeatable)")
     args = ap.parse_args()
@@ -417,11 +507,17 @@ def main():
             pg_desc = cluster.describe()
             load_before = load()
             bench.log(f"== PostgreSQL: {pg_desc}")
+            stmts = None
+            if args.count_jobs > 0:
+                bench.log(f"== statements per trivial job ({args.count_jobs} jobs, one replica, log_statement = all)")
+                stmts = statements(binary, args, token_file, cluster)
+            if args.statements_only:
+                return 0
             bench.log("== per-job overhead: SQLite vs PostgreSQL, one replica each, interleaved")
             lat = overhead(binary, args, token_file, cluster.url)
             bench.log(f"== throughput: 1 replica vs 3, {args.jobs} jobs of time.sleep({args.sleep:g}) per burst")
             one, three, spread = throughput(binary, args, token_file, cluster.url)
-            report(args, m, pg_desc, lat, one, three, spread, load_before, load())
+            report(args, m, pg_desc, lat, one, three, spread, load_before, load(), stmts)
         finally:
             cluster.stop()
     return 0

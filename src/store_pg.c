@@ -253,6 +253,68 @@ static size_t result_bytes(const PGresult *r)
     return n;
 }
 
+/* ---- prepared statements ------------------------------------------------------------ */
+
+/* Parse and planning are most of a short statement's time on the server: each statement
+ * a connection runs is prepared on it once (by its text, so that a statement built at run
+ * time is one too) and executed by name after. Not BEGIN, COMMIT and the like, nor
+ * anything past PG_PREPARED_MAX statements. */
+static bool preparable(const char *sql)
+{
+    return strncmp(sql, "SELECT ", 7) == 0 || strncmp(sql, "WITH ", 5) == 0 ||
+           strncmp(sql, "UPDATE ", 7) == 0 || strncmp(sql, "INSERT ", 7) == 0 ||
+           strncmp(sql, "DELETE ", 7) == 0;
+}
+
+static int prepared_index(const pg_conn *c, const char *sql)
+{
+    for (int i = 0; i < c->nprepared; i++)
+        if (strcmp(c->prepared[i], sql) == 0)
+            return i;
+    return -1;
+}
+
+static void prepared_name(char *out, size_t n, int index)
+{
+    snprintf(out, n, "exd_%d", index);
+}
+
+static void conn_free(pg_conn *c)
+{
+    if (!c)
+        return;
+    if (c->db)
+        PQfinish(c->db);
+    for (int i = 0; i < c->nprepared; i++)
+        free(c->prepared[i]);
+    free(c);
+}
+
+/* The statement's index among those prepared on c, preparing it now if it is new: -1
+ * when it is not to be prepared (run it unnamed); -2 when preparing it failed (the error
+ * recorded: the statement's own, as running it would have given). */
+static int prepare(pg_store *s, pg_conn *c, const char *sql, const char *what)
+{
+    int i = prepared_index(c, sql);
+    if (i >= 0 || !preparable(sql) || c->nprepared >= PG_PREPARED_MAX)
+        return i;
+    char *copy = strdup(sql);
+    if (!copy)
+        return -1;
+    char name[32];
+    prepared_name(name, sizeof name, c->nprepared);
+    PGresult *r = PQprepare(c->db, name, sql, 0, NULL);
+    if (!r || PQresultStatus(r) != PGRES_COMMAND_OK) {
+        free(copy);
+        pg_fail(s, c, r, what);
+        PQclear(r);
+        return -2;
+    }
+    PQclear(r);
+    c->prepared[c->nprepared] = copy;
+    return c->nprepared++;
+}
+
 PGresult *pg_exec(pg_store *s, pg_conn *c, const char *sql, const pg_params *p,
                   const char *what)
 {
@@ -268,8 +330,19 @@ PGresult *pg_exec_as(pg_store *s, pg_conn *c, const char *sql, const pg_params *
     }
     if (params_bytes(p) > PG_BIG_READ)
         c->big = true;
-    PGresult *r = PQexecParams(c->db, sql, p ? p->n : 0, NULL, p ? p->v : NULL,
-                               p ? p->len : NULL, p ? p->fmt : NULL, result_format);
+    int prep = prepare(s, c, sql, what);
+    if (prep == -2)
+        return NULL;
+    PGresult *r;
+    if (prep >= 0) {
+        char name[32];
+        prepared_name(name, sizeof name, prep);
+        r = PQexecPrepared(c->db, name, p ? p->n : 0, p ? p->v : NULL, p ? p->len : NULL,
+                           p ? p->fmt : NULL, result_format);
+    } else {
+        r = PQexecParams(c->db, sql, p ? p->n : 0, NULL, p ? p->v : NULL,
+                         p ? p->len : NULL, p ? p->fmt : NULL, result_format);
+    }
     ExecStatusType st = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
     if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) {
         c->retry = false;
@@ -278,6 +351,12 @@ PGresult *pg_exec_as(pg_store *s, pg_conn *c, const char *sql, const pg_params *
             c->big = true;
         return r;
     }
+    /* A prepared statement whose tables changed under it (a newer replica's migration)
+     * may fail with "cached plan must not change result type": the connection goes after
+     * this use, its prepared statements with it. */
+    const char *state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
+    if (prep >= 0 && state && strcmp(state, "0A000") == 0)
+        c->big = true;
     pg_fail(s, c, r, what);
     PQclear(r);
     return NULL;
@@ -288,6 +367,115 @@ store_rc pg_cmd(pg_store *s, pg_conn *c, const char *sql, const pg_params *p, co
     PGresult *r = pg_exec(s, c, sql, p, what);
     PQclear(r);
     return r ? STORE_OK : STORE_ERROR;
+}
+
+/* Several statements without parameters in one round trip (the simple query protocol). */
+static store_rc pg_simple(pg_store *s, pg_conn *c, const char *sql, const char *what)
+{
+    PGresult *r = PQexec(c->db, sql);
+    ExecStatusType st = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
+    if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) {
+        c->retry = false;
+        c->execs++;
+        PQclear(r);
+        return STORE_OK;
+    }
+    pg_fail(s, c, r, what);
+    PQclear(r);
+    return STORE_ERROR;
+}
+
+/* The results of one statement sent in a pipeline, up to the NULL that ends them: the
+ * first successful one into *ok, the first failure into *err (PIPELINE_ABORTED, a
+ * statement not run after an earlier failure, is neither). */
+static void pipeline_results(PGconn *db, PGresult **ok, PGresult **err)
+{
+    PGresult *r;
+    while ((r = PQgetResult(db))) {
+        ExecStatusType st = PQresultStatus(r);
+        if ((st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK) && !*ok)
+            *ok = r;
+        else if (st != PGRES_PIPELINE_ABORTED && st != PGRES_TUPLES_OK &&
+                 st != PGRES_COMMAND_OK && !*err)
+            *err = r;
+        else
+            PQclear(r);
+    }
+}
+
+PGresult *pg_exec_commit(pg_store *s, pg_conn *c, const char *sql, const pg_params *p,
+                         const char *what)
+{
+    if (p && p->failed) {
+        store_set_error("%s: out of memory or too many parameters", what);
+        return NULL;
+    }
+    if (params_bytes(p) > PG_BIG_READ)
+        c->big = true;
+    PGconn *db = c->db;
+    if (!PQenterPipelineMode(db)) { /* not idle, say: one statement, then the other */
+        PGresult *r = pg_exec(s, c, sql, p, what);
+        if (r && pg_cmd(s, c, "COMMIT", NULL, "COMMIT") != STORE_OK) {
+            PQclear(r);
+            r = NULL;
+        }
+        return r;
+    }
+    PGresult *res = NULL, *commit = NULL, *err = NULL, *prepared = NULL;
+    /* Prepared like pg_exec's statements: a new one in the same pipeline. */
+    int prep = prepared_index(c, sql);
+    bool new_prep = prep < 0 && preparable(sql) && c->nprepared < PG_PREPARED_MAX;
+    char *copy = new_prep ? strdup(sql) : NULL;
+    if (new_prep && copy)
+        prep = c->nprepared;
+    else
+        new_prep = false;
+    char name[32];
+    prepared_name(name, sizeof name, prep < 0 ? 0 : prep);
+    bool sent = (!new_prep || PQsendPrepare(db, name, sql, 0, NULL)) &&
+                (prep >= 0 ? PQsendQueryPrepared(db, name, p ? p->n : 0, p ? p->v : NULL,
+                                                 p ? p->len : NULL, p ? p->fmt : NULL, 0)
+                           : PQsendQueryParams(db, sql, p ? p->n : 0, NULL, p ? p->v : NULL,
+                                               p ? p->len : NULL, p ? p->fmt : NULL, 0)) &&
+                PQsendQueryParams(db, "COMMIT", 0, NULL, NULL, NULL, NULL, 0) &&
+                PQpipelineSync(db);
+    if (sent) {
+        if (new_prep) {
+            pipeline_results(db, &prepared, &err);
+            if (prepared) {
+                c->prepared[c->nprepared++] = copy;
+                copy = NULL;
+                PQclear(prepared);
+            }
+        }
+        pipeline_results(db, &res, &err);
+        pipeline_results(db, &commit, &err);
+        PGresult *r;
+        while ((r = PQgetResult(db))) { /* up to the sync point */
+            bool sync = PQresultStatus(r) == PGRES_PIPELINE_SYNC;
+            PQclear(r);
+            if (sync)
+                break;
+        }
+    }
+    free(copy);
+    /* A connection that cannot leave pipeline mode (results pending after a failure)
+     * is not reused. */
+    if (!PQexitPipelineMode(db))
+        c->broken = true;
+    if (sent && res && commit && !err) {
+        PQclear(commit);
+        c->retry = false;
+        c->execs += 2;
+        if (PQresultStatus(res) == PGRES_TUPLES_OK && result_bytes(res) > PG_BIG_READ)
+            c->big = true;
+        return res;
+    }
+    pg_fail(s, c, err, what);
+    PQclear(err);
+    PQclear(res);
+    PQclear(commit);
+    return NULL;
 }
 
 /* ---- connections -------------------------------------------------------------------- */
@@ -363,10 +551,8 @@ void pg_release(pg_store *s, pg_conn *c)
         return;
     bool broken = c->broken || PQstatus(c->db) != CONNECTION_OK;
     bool drop = broken || c->big || PQtransactionStatus(c->db) != PQTRANS_IDLE;
-    if (drop) {
-        PQfinish(c->db);
-        free(c);
-    }
+    if (drop)
+        conn_free(c);
     pthread_mutex_lock(&s->mu);
     /* A connection that died (a server restart, a network cut) says the idle ones most
      * likely did too: they go, rather than each fail one more request. */
@@ -386,8 +572,7 @@ void pg_release(pg_store *s, pg_conn *c)
     pthread_mutex_unlock(&s->mu);
     while (stale) {
         pg_conn *n = stale->next;
-        PQfinish(stale->db);
-        free(stale);
+        conn_free(stale);
         stale = n;
     }
 }
@@ -402,10 +587,16 @@ static void rollback(pg_conn *c)
 
 static store_rc tx_once(pg_store *s, pg_conn *c, const char *begin, pg_fn fn, void *arg)
 {
-    if (pg_cmd(s, c, begin, NULL, "BEGIN") != STORE_OK)
+    /* BEGIN with more statements (an advisory lock): one round trip. */
+    store_rc b = strchr(begin, ';') ? pg_simple(s, c, begin, "BEGIN")
+                                    : pg_cmd(s, c, begin, NULL, "BEGIN");
+    if (b != STORE_OK)
         return STORE_ERROR;
     store_rc r = fn(s, c, arg);
     if (r == STORE_OK) {
+        /* fn may have committed itself (pg_exec_commit). */
+        if (PQtransactionStatus(c->db) == PQTRANS_IDLE)
+            return r;
         r = pg_cmd(s, c, "COMMIT", NULL, "COMMIT");
         if (r == STORE_OK)
             return r;
@@ -458,6 +649,13 @@ static store_rc run(pg_store *s, run_mode m, pg_fn fn, void *arg)
 store_rc pg_tx(pg_store *s, pg_fn fn, void *arg)
 {
     return run(s, (run_mode){"BEGIN", false}, fn, arg);
+}
+
+store_rc pg_tx_locked(pg_store *s, int lock_key, pg_fn fn, void *arg)
+{
+    char begin[80];
+    snprintf(begin, sizeof begin, "BEGIN; SELECT pg_advisory_xact_lock(%d)", lock_key);
+    return run(s, (run_mode){begin, false}, fn, arg);
 }
 
 store_rc pg_read(pg_store *s, bool snapshot, pg_fn fn, void *arg)
@@ -564,8 +762,7 @@ static void pg_close(void *self)
     while (s->idle) {
         pg_conn *c = s->idle;
         s->idle = c->next;
-        PQfinish(c->db);
-        free(c);
+        conn_free(c);
     }
     pthread_cond_destroy(&s->cv);
     pthread_mutex_destroy(&s->mu);

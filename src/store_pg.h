@@ -26,6 +26,8 @@ extern const int pg_migrations_count;
 #define PG_LOCK_MIGRATE 0x65786d31    /* "exm1": migrations */
 #define PG_LOCK_INSERT 0x65786931     /* "exi1": the queue bound and idempotency keys */
 
+#define PG_PREPARED_MAX 64
+
 /* One pooled connection and what its last failure said. */
 typedef struct pg_conn {
     PGconn *db;
@@ -35,6 +37,10 @@ typedef struct pg_conn {
     bool big;         /* read large values: closed after use to give its memory back */
     bool reused;      /* taken from the idle pool (it may have died there) */
     int execs;        /* statements that succeeded since it was taken */
+    /* The statements prepared on this connection (named exd_<index>), by their text:
+     * parsed once per connection, planned once they have a generic plan. */
+    char *prepared[PG_PREPARED_MAX];
+    int nprepared;
 } pg_conn;
 
 #define PG_ROLES_MAX 8
@@ -126,6 +132,14 @@ typedef store_rc (*pg_fn)(pg_store *s, pg_conn *c, void *arg);
  * a few times, after a deadlock or serialization failure. NOTIFYs sent in fn are
  * delivered only when it commits. */
 store_rc pg_tx(pg_store *s, pg_fn fn, void *arg);
+/* pg_tx holding the transaction-level advisory lock lock_key from its start (BEGIN and
+ * the lock in one round trip). */
+store_rc pg_tx_locked(pg_store *s, int lock_key, pg_fn fn, void *arg);
+/* pg_exec of the last statement of a pg_tx transaction, and its COMMIT, sent together
+ * (libpq's pipeline mode: one round trip). The result when both succeeded; else NULL
+ * with the error recorded, the transaction failed (pg_tx rolls it back). */
+PGresult *pg_exec_commit(pg_store *s, pg_conn *c, const char *sql, const pg_params *p,
+                         const char *what);
 /* fn statement by statement (autocommit): a write that is one statement. */
 store_rc pg_once(pg_store *s, pg_fn fn, void *arg);
 /* fn in one REPEATABLE READ READ ONLY transaction when snapshot (several statements see
@@ -188,6 +202,9 @@ uint64_t pg_text_bytes(const char *t);
 /* Within the quota with add more bytes: STORE_OK, or STORE_NO_SPACE (reason recorded)
  * with *shortfall. */
 store_rc pg_admit(pg_store *s, pg_conn *c, uint64_t add, uint64_t *shortfall);
+/* pg_admit's decision from a usage row already read (used, evictable bytes). */
+store_rc pg_admit_usage(pg_store *s, uint64_t used, uint64_t evictable, uint64_t add,
+                        uint64_t *shortfall);
 /* Evicts the output, then the results, of the oldest finished jobs until want bytes are
  * freed (each batch its own transaction); true when anything was freed. */
 bool pg_evict(pg_store *s, uint64_t want);

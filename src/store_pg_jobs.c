@@ -187,67 +187,94 @@ static store_rc check_idempotency(pg_store *s, pg_conn *c, insert_args *a)
     return rc;
 }
 
-static store_rc check_queue_bound(pg_store *s, pg_conn *c, int64_t max_queued)
+/* The job's row (and its labels), written only when the queue bound and the quota admit
+ * it: both checks and the write in one statement, which sees every insert committed
+ * before it (it runs after the advisory lock, with a snapshot of its own). */
+static store_rc insert_rows(pg_store *s, pg_conn *c, insert_args *a)
 {
-    if (max_queued <= 0)
-        return STORE_OK;
-    count_args queued = {JOB_QUEUED, 0};
-    store_rc r = count_status(s, c, &queued);
-    if (r == STORE_OK && queued.n >= max_queued) {
-        store_set_error("the queue is full (%lld jobs queued)", (long long)queued.n);
-        r = STORE_FULL;
-    }
-    return r;
-}
-
-static store_rc insert_rows(pg_store *s, pg_conn *c, job *j, const char *digest, uint64_t bytes)
-{
-    char sql[4096];
+    job *j = a->j;
+    char sql[8192];
     pg_params p;
     pp_init(&p);
     pp_text(&p, j->id);
     pp_text(&p, "queued");
     pp_i64(&p, j->created_at_ms);
     pp_text(&p, j->idempotency_key);
-    pp_text(&p, digest);
-    pp_u64(&p, bytes);
+    pp_text(&p, a->digest);
+    pp_u64(&p, a->bytes);
     JOB_REQUEST_COLUMNS(PG_BIND_COLUMN)
     char ph[512];
     placeholders(ph, sizeof ph, p.n);
-    /* One statement: the job, its labels (string values only; a key given twice keeps its
-     * last value) and the wake-up of every replica, delivered when this commits. */
-    snprintf(sql, sizeof sql,
-             "WITH ins AS (INSERT INTO jobs (" PG_INSERT_COLUMNS ") VALUES (%s)"
-             " RETURNING seq, labels_json),"
-             " lab AS (INSERT INTO job_labels (job_seq, key, value)"
-             " SELECT DISTINCT ON (e.key) ins.seq, e.key, e.value #>> '{}' FROM ins,"
-             " json_each(CASE WHEN json_typeof(ins.labels_json::json) = 'object'"
-             " THEN ins.labels_json::json ELSE '{}'::json END) WITH ORDINALITY AS e(key, value, n)"
-             " WHERE json_typeof(e.value) = 'string' ORDER BY e.key, e.n DESC)"
-             " SELECT seq, pg_notify('executord_queue', '') FROM ins", ph);
-    PGresult *r = pg_exec(s, c, sql, &p, "inserting job");
+    pp_text(&p, s->replica_id); /* the wake-up's payload: this replica ignores its own */
+    int replica_param = p.n;
+    pp_i64(&p, a->max_queued > 0 ? a->max_queued : 0);
+    int max_param = p.n;
+    pp_u64(&p, s->quota_bytes);
+    int quota_param = p.n;
+    /* The queued jobs are counted only when there is a bound. */
+    char queued[96];
+    if (a->max_queued > 0)
+        snprintf(queued, sizeof queued, "(SELECT count(*) FROM jobs WHERE status = 'queued')");
+    else
+        snprintf(queued, sizeof queued, "0::bigint");
+    /* One statement: the checks, the job, its labels (string values only; a key given
+     * twice keeps its last value) and the wake-up of every other replica, delivered when
+     * this commits (the inserting one's API wakes its scheduler itself). One row: the
+     * queued count and the usage row as checked, and the new job's seq (NULL when refused). */
+    int len = snprintf(sql, sizeof sql,
+                       "WITH chk AS (SELECT %s AS queued, used_bytes, evictable_bytes FROM storage_usage"
+                       " WHERE id = 1),"
+                       " ins AS (INSERT INTO jobs (" PG_INSERT_COLUMNS ") SELECT %s FROM chk"
+                       " WHERE ($%d::bigint = 0 OR chk.queued < $%d::bigint)"
+                       " AND ($%d::bigint = 0 OR chk.used_bytes + $6::bigint <= $%d::bigint)"
+                       " RETURNING seq, labels_json),"
+                       " lab AS (INSERT INTO job_labels (job_seq, key, value)"
+                       " SELECT DISTINCT ON (e.key) ins.seq, e.key, e.value #>> '{}' FROM ins,"
+                       " json_each(CASE WHEN json_typeof(ins.labels_json::json) = 'object'"
+                       " THEN ins.labels_json::json ELSE '{}'::json END) WITH ORDINALITY AS e(key, value, n)"
+                       " WHERE json_typeof(e.value) = 'string' ORDER BY e.key, e.n DESC)"
+                       " SELECT chk.queued, chk.used_bytes, chk.evictable_bytes, ins.seq,"
+                       " CASE WHEN ins.seq IS NOT NULL THEN pg_notify('executord_queue', $%d::text) END"
+                       " FROM chk LEFT JOIN ins ON true",
+                       queued, ph, max_param, max_param, quota_param, quota_param, replica_param);
+    if (len < 0 || (size_t)len >= sizeof sql) {
+        pp_free(&p);
+        store_set_error("inserting job: the statement does not fit its buffer");
+        return STORE_ERROR;
+    }
+    /* The transaction's last statement: its COMMIT goes with it. */
+    PGresult *r = pg_exec_commit(s, c, sql, &p, "inserting job");
     pp_free(&p);
     if (!r)
         return STORE_ERROR;
-    j->seq = pg_i64(r, 0, 0);
+    store_rc rc = STORE_OK;
+    if (PQntuples(r) == 0) {
+        store_set_error("reading the storage total: its row is missing");
+        rc = STORE_ERROR;
+    } else if (!PQgetisnull(r, 0, 3)) {
+        j->seq = pg_i64(r, 0, 3);
+    } else if (a->max_queued > 0 && pg_i64(r, 0, 0) >= a->max_queued) {
+        store_set_error("the queue is full (%lld jobs queued)", (long long)pg_i64(r, 0, 0));
+        rc = STORE_FULL;
+    } else {
+        rc = pg_admit_usage(s, pg_u64(r, 0, 1), pg_u64(r, 0, 2), a->bytes, &a->shortfall);
+        if (rc == STORE_OK) { /* refused, yet the figures it returned admit it */
+            store_set_error("inserting job: refused without a reason");
+            rc = STORE_ERROR;
+        }
+    }
     PQclear(r);
-    return STORE_OK;
+    return rc;
 }
 
+/* Under the queue's lock (pg_tx_locked). */
 static store_rc insert_job(pg_store *s, pg_conn *c, void *arg)
 {
     insert_args *a = arg;
-    char lock[80];
-    snprintf(lock, sizeof lock, "SELECT pg_advisory_xact_lock(%d)", PG_LOCK_INSERT);
-    if (pg_cmd(s, c, lock, NULL, "inserting job: taking the queue's lock") != STORE_OK)
-        return STORE_ERROR;
     store_rc r;
     if (a->j->idempotency_key && (r = check_idempotency(s, c, a)) != STORE_NOT_FOUND)
         return r; /* EXISTS, CONFLICT or ERROR: nothing to write */
-    if ((r = check_queue_bound(s, c, a->max_queued)) != STORE_OK ||
-        (r = pg_admit(s, c, a->bytes, &a->shortfall)) != STORE_OK)
-        return r;
-    return insert_rows(s, c, a->j, a->digest, a->bytes);
+    return insert_rows(s, c, a);
 }
 
 /* pg_tx treats only STORE_OK as "commit"; EXISTS and the like roll back, which is right:
@@ -257,9 +284,9 @@ store_rc pg_insert_job(void *self, job *j, const char *digest, int64_t max_queue
     pg_store *s = self;
     uint64_t bytes = pg_text_bytes(j->script) + pg_text_bytes(j->inputs_json ? j->inputs_json : "{}");
     insert_args a = {j, digest, bytes, max_queued, existing, 0};
-    store_rc r = pg_tx(s, insert_job, &a);
+    store_rc r = pg_tx_locked(s, PG_LOCK_INSERT, insert_job, &a);
     if (r == STORE_NO_SPACE && a.shortfall && pg_evict(s, a.shortfall))
-        r = pg_tx(s, insert_job, &a);
+        r = pg_tx_locked(s, PG_LOCK_INSERT, insert_job, &a);
     if (r == STORE_OK)
         j->status = JOB_QUEUED;
     return r;
@@ -269,15 +296,18 @@ store_rc pg_insert_job(void *self, job *j, const char *digest, int64_t max_queue
 
 /* The oldest queued job, locked so that no other replica takes it too; one another replica
  * is claiming right now is skipped (it is being taken). Only when its memory fits ($2):
- * never a younger job in its place (the scheduler's head-of-line rule). */
+ * never a younger job in its place (the scheduler's head-of-line rule). One row always:
+ * the claimed job's columns (NULL when none), then the queue's head as this statement's
+ * snapshot sees it, locked or not (its id and memory_mb; NULL when nothing is queued), so
+ * that a claim that takes nothing needs no second round trip to say why. */
 #define SQL_CLAIM                                                                           \
     "WITH head AS (SELECT seq AS head_seq FROM jobs WHERE status = 'queued' ORDER BY seq LIMIT 1" \
-    " FOR UPDATE SKIP LOCKED)"                                                              \
-    " UPDATE jobs SET status = 'running', started_at_ms = $1, running_on = NULLIF($3, ''),"  \
+    " FOR UPDATE SKIP LOCKED),"                                                             \
+    " c AS (UPDATE jobs SET status = 'running', started_at_ms = $1, running_on = NULLIF($3, ''),"  \
     " cancel_requested = false FROM head WHERE jobs.seq = head_seq AND jobs.memory_mb <= $2" \
-    " RETURNING " PG_JOB_SELECT
-#define SQL_QUEUE_HEAD                                                                      \
-    "SELECT id, memory_mb FROM jobs WHERE status = 'queued' ORDER BY seq LIMIT 1"
+    " RETURNING " PG_JOB_SELECT "),"                                                        \
+    " h AS (SELECT id, memory_mb FROM jobs WHERE status = 'queued' ORDER BY seq LIMIT 1)"    \
+    " SELECT c.*, h.id, h.memory_mb FROM (SELECT 1) AS one LEFT JOIN c ON true LEFT JOIN h ON true"
 
 typedef struct claim_args {
     int64_t started_at_ms;
@@ -287,24 +317,6 @@ typedef struct claim_args {
     const char *replica;
 } claim_args;
 
-/* STORE_CONFLICT with the head in *head, or STORE_NOT_FOUND when nothing is queued. */
-static store_rc queue_head(pg_store *s, pg_conn *c, store_queue_head *head)
-{
-    PGresult *r = pg_exec(s, c, SQL_QUEUE_HEAD, NULL, "reading the queue's head");
-    if (!r)
-        return STORE_ERROR;
-    store_rc rc = STORE_NOT_FOUND;
-    if (PQntuples(r) > 0) {
-        if (head) {
-            snprintf(head->id, sizeof head->id, "%s", pg_val(r, 0, 0) ? pg_val(r, 0, 0) : "");
-            head->memory_mb = pg_u64(r, 0, 1);
-        }
-        rc = STORE_CONFLICT;
-    }
-    PQclear(r);
-    return rc;
-}
-
 static store_rc claim_job(pg_store *s, pg_conn *c, void *arg)
 {
     claim_args *a = arg;
@@ -313,17 +325,30 @@ static store_rc claim_job(pg_store *s, pg_conn *c, void *arg)
     pp_i64(&p, a->started_at_ms);
     pp_u64(&p, a->max_memory_mb);
     pp_text(&p, a->replica);
-    store_rc r = pg_one_job(s, c, SQL_CLAIM, &p, a->out, "claiming a job");
+    PGresult *r = pg_exec(s, c, SQL_CLAIM, &p, "claiming a job");
     pp_free(&p);
-    /* Nothing claimed: an empty queue, or a head that does not fit. */
-    if (r == STORE_NOT_FOUND) {
-        r = queue_head(s, c, a->head);
-        /* A head that fits but was skipped (locked by another replica's claim): it is
-         * being taken; this worker finds nothing now. */
-        if (r == STORE_CONFLICT && a->head && a->head->memory_mb <= a->max_memory_mb)
-            r = STORE_NOT_FOUND;
+    if (!r)
+        return STORE_ERROR;
+    int head_col = PQnfields(r) - 2;
+    store_rc rc;
+    if (PQntuples(r) != 1 || head_col != JOB_COL_COUNT + 1) {
+        store_set_error("claiming a job: %d rows of %d columns, expected 1 of %d", PQntuples(r),
+                        PQnfields(r), JOB_COL_COUNT + 3);
+        rc = STORE_ERROR;
+    } else if (!PQgetisnull(r, 0, 0)) {
+        rc = a->out ? pg_read_job(r, 0, a->out) : STORE_OK;
+    } else if (PQgetisnull(r, 0, head_col)) {
+        rc = STORE_NOT_FOUND; /* nothing queued */
+    } else {
+        /* Nothing claimed: a head that does not fit (CONFLICT, with the head), or one that
+         * fits but was skipped, locked by another replica's claim: it is being taken, this
+         * worker finds nothing now. */
+        a->head->memory_mb = pg_u64(r, 0, head_col + 1);
+        snprintf(a->head->id, sizeof a->head->id, "%s", pg_val(r, 0, head_col));
+        rc = a->head->memory_mb <= a->max_memory_mb ? STORE_NOT_FOUND : STORE_CONFLICT;
     }
-    return r;
+    PQclear(r);
+    return rc;
 }
 
 store_rc pg_claim_next_within(void *self, int64_t started_at_ms, uint64_t max_memory_mb,
@@ -340,26 +365,36 @@ store_rc pg_claim_next_within(void *self, int64_t started_at_ms, uint64_t max_me
 
 /* ---- finish, cancel, recover: a job becomes final ------------------------------------ */
 
-#define SQL_FINISH                                                                          \
+#define SQL_FINISH_SET                                                                      \
     "UPDATE jobs SET status = $2, finished_at_ms = $3, result_json = $4, error_type = $5,"  \
     " error_message = $6, error_traceback = $7, exit_code = $8, signal = $9,"               \
     " usage_json = $10, stdout_bytes = $11, stderr_bytes = $12, stdout_truncated = $13,"    \
     " stderr_truncated = $14, stored_bytes = stored_bytes + $15, result_stored_bytes = $16," \
     " install = $17, running_on = NULL, cancel_requested = false,"                          \
     " env_json = executord_env_erased(env_json)"                                            \
-    " WHERE id = $1 AND status = 'running' RETURNING " NOTIFY_FINAL("id")
+    " WHERE id = $1 AND status = 'running'"
+#define SQL_FINISH SQL_FINISH_SET " RETURNING " NOTIFY_FINAL("id")
+/* The fast path: one statement (atomic by itself, no transaction around it) that also
+ * admits the new bytes when the usage row says they fit ($18: the quota, 0 = no check). */
+#define SQL_FINISH_FAST                                                                     \
+    SQL_FINISH_SET " AND ($18::bigint = 0 OR"                                               \
+    " (SELECT used_bytes FROM storage_usage WHERE id = 1) + $15::bigint <= $18::bigint)"    \
+    " RETURNING " NOTIFY_FINAL("id")
 
 typedef struct finish_args {
     const job *j;
     uint64_t bytes;
     uint64_t shortfall;
+    int64_t finished_at_ms;
+    bool maybe_done; /* the fast path failed with its connection: it may have committed */
 } finish_args;
 
-static void bind_finish(pg_params *p, const job *j, uint64_t bytes)
+static void bind_finish(pg_params *p, const finish_args *a)
 {
+    const job *j = a->j;
     pp_text(p, j->id);
     pp_text(p, job_status_name(j->status));
-    pp_i64(p, j->finished_at_ms ? j->finished_at_ms : time_now_ms());
+    pp_i64(p, a->finished_at_ms);
     pp_text(p, j->result_json);
     pp_text(p, j->error_type);
     pp_text(p, j->error_message);
@@ -377,7 +412,7 @@ static void bind_finish(pg_params *p, const job *j, uint64_t bytes)
     pp_u64(p, j->stderr_bytes);
     pp_bool(p, j->stdout_truncated);
     pp_bool(p, j->stderr_truncated);
-    pp_u64(p, bytes);
+    pp_u64(p, a->bytes);
     pp_u64(p, pg_text_bytes(j->result_json));
     pp_text(p, j->install_json);
 }
@@ -395,6 +430,25 @@ static store_rc explain(pg_store *s, pg_conn *c, const char *id, const char *doi
     return r;
 }
 
+/* The job already holds this outcome (a fast path whose connection failed after it
+ * committed): STORE_OK; else what explain says. */
+static store_rc finished_already(pg_store *s, pg_conn *c, finish_args *a)
+{
+    pg_params p;
+    pp_init(&p);
+    pp_text(&p, a->j->id);
+    pp_text(&p, job_status_name(a->j->status));
+    pp_i64(&p, a->finished_at_ms);
+    PGresult *r = pg_exec(s, c, "SELECT 1 FROM jobs WHERE id = $1 AND status = $2"
+                          " AND finished_at_ms = $3", &p, "finishing job");
+    pp_free(&p);
+    if (!r)
+        return STORE_ERROR;
+    bool done = PQntuples(r) > 0;
+    PQclear(r);
+    return done ? STORE_OK : explain(s, c, a->j->id, "finishing", "running");
+}
+
 static store_rc finish_job(pg_store *s, pg_conn *c, void *arg)
 {
     finish_args *a = arg;
@@ -404,14 +458,35 @@ static store_rc finish_job(pg_store *s, pg_conn *c, void *arg)
         return r;
     pg_params p;
     pp_init(&p);
-    bind_finish(&p, a->j, a->bytes);
+    bind_finish(&p, a);
     PGresult *res = pg_exec(s, c, SQL_FINISH, &p, "finishing job");
     pp_free(&p);
     if (!res)
         return STORE_ERROR;
     bool finished = PQntuples(res) > 0;
     PQclear(res);
-    return finished ? STORE_OK : explain(s, c, a->j->id, "finishing", "running");
+    if (finished)
+        return STORE_OK;
+    return a->maybe_done ? finished_already(s, c, a)
+                         : explain(s, c, a->j->id, "finishing", "running");
+}
+
+/* STORE_OK when it finished the job; STORE_NOT_FOUND when it wrote nothing (not running,
+ * or the quota may not admit the result: the slow path tells which). */
+static store_rc finish_fast(pg_store *s, pg_conn *c, void *arg)
+{
+    finish_args *a = arg;
+    pg_params p;
+    pp_init(&p);
+    bind_finish(&p, a);
+    pp_u64(&p, a->j->result_json ? s->quota_bytes : 0);
+    PGresult *res = pg_exec(s, c, SQL_FINISH_FAST, &p, "finishing job");
+    pp_free(&p);
+    if (!res)
+        return STORE_ERROR;
+    bool finished = PQntuples(res) > 0;
+    PQclear(res);
+    return finished ? STORE_OK : STORE_NOT_FOUND;
 }
 
 store_rc pg_finish_job(void *self, const job *j)
@@ -419,8 +494,16 @@ store_rc pg_finish_job(void *self, const job *j)
     pg_store *s = self;
     uint64_t bytes = pg_text_bytes(j->result_json) + pg_text_bytes(j->error_message) +
                      pg_text_bytes(j->error_traceback);
-    finish_args a = {j, bytes, 0};
-    store_rc r = pg_tx(s, finish_job, &a);
+    finish_args a = {j, bytes, 0, j->finished_at_ms ? j->finished_at_ms : time_now_ms(), false};
+    /* Usually one statement; the transaction below (the quota read apart, eviction, why
+     * nothing was written) only when that one did not finish the job. */
+    store_rc r = pg_once(s, finish_fast, &a);
+    if (r == STORE_OK || (r == STORE_ERROR && !store_error_is_outage()))
+        return r;
+    /* An outage (a pooled connection found dead, say) is tried once more in the
+     * transaction, on a new connection, knowing the statement may have committed. */
+    a.maybe_done = r == STORE_ERROR;
+    r = pg_tx(s, finish_job, &a);
     if (r == STORE_NO_SPACE && a.shortfall && pg_evict(s, a.shortfall))
         r = pg_tx(s, finish_job, &a);
     return r;

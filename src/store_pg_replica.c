@@ -280,7 +280,16 @@ static void to_event(const PGnotify *n, store_event *e)
         snprintf(e->job_id, sizeof e->job_id, "%s", n->extra ? n->extra : "");
 }
 
-/* The notifications libpq has read, into out. QUEUED events are merged: one says it all. */
+/* A QUEUED notification this replica's own insert sent (its payload is the inserting
+ * replica's id): the API woke the local scheduler already, so it is not an event here. */
+static bool own_queued(const pg_store *s, const PGnotify *n)
+{
+    return s->replica_id[0] && strcmp(n->relname, CHANNEL_QUEUE) == 0 && n->extra &&
+           strcmp(n->extra, s->replica_id) == 0;
+}
+
+/* The notifications libpq has read, into out. QUEUED events are merged: one says it all;
+ * this replica's own are dropped. */
 static int drain(pg_store *s, store_event *out, int max, int n)
 {
     PGnotify *note;
@@ -289,9 +298,10 @@ static int drain(pg_store *s, store_event *out, int max, int n)
         queued |= out[i].kind == STORE_EVENT_QUEUED;
     while (n < max && (note = PQnotifies(s->listen))) {
         store_event e;
+        bool own = own_queued(s, note);
         to_event(note, &e);
         PQfreemem(note);
-        if (e.kind == STORE_EVENT_QUEUED && queued)
+        if (own || (e.kind == STORE_EVENT_QUEUED && queued))
             continue;
         queued |= e.kind == STORE_EVENT_QUEUED;
         out[n++] = e;

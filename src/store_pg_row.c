@@ -81,8 +81,10 @@ static int read_result(const PGresult *r, int row, int i, job *j)
 store_rc pg_read_job(const PGresult *r, int row, job *j)
 {
     job_init(j);
-    if (PQnfields(r) != JOB_COL_COUNT + 1) {
-        store_set_error("reading job: %d columns, expected %d", PQnfields(r), JOB_COL_COUNT + 1);
+    /* Columns after the job's are the statement's own (a claim's queue head). */
+    if (PQnfields(r) < JOB_COL_COUNT + 1) {
+        store_set_error("reading job: %d columns, expected at least %d", PQnfields(r),
+                        JOB_COL_COUNT + 1);
         return STORE_ERROR;
     }
     JOB_COLUMNS(PG_READ_COLUMN, PG_READ_COLUMN)

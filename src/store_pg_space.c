@@ -54,7 +54,14 @@ store_rc pg_admit(pg_store *s, pg_conn *c, uint64_t add, uint64_t *shortfall)
     store_rc r = read_usage(s, c, &used, &evictable);
     if (r != STORE_OK)
         return r;
-    if (used + add <= s->quota_bytes)
+    return pg_admit_usage(s, used, evictable, add, shortfall);
+}
+
+store_rc pg_admit_usage(pg_store *s, uint64_t used, uint64_t evictable, uint64_t add,
+                        uint64_t *shortfall)
+{
+    *shortfall = 0;
+    if (!s->quota_bytes || used + add <= s->quota_bytes)
         return STORE_OK;
     *shortfall = used + add - s->quota_bytes;
     /* Data is not thrown away for a request that would be refused anyway. */

@@ -399,15 +399,56 @@ static void roles_are_held_by_one_replica(void **state)
     store_close(b);
 }
 
+/* The claim's one statement also tells why it took nothing: an empty queue (NOT_FOUND),
+ * or a head too big for the memory given (CONFLICT, with the head's id and memory_mb). */
+static void claim_within_reports_a_head_that_does_not_fit(void **state)
+{
+    (void)state;
+    store *a = open_replica("ra", 10000);
+    job j;
+    job_init(&j);
+    store_queue_head head = {.memory_mb = 0};
+    assert_int_equal(store_claim_next_within(a, 0, 1024, &j, &head), STORE_NOT_FOUND);
+    char id[JOB_ID_LEN + 1], id2[JOB_ID_LEN + 1];
+    add_job(a, id); /* 256 MB */
+    add_job(a, id2);
+    assert_int_equal(store_claim_next_within(a, 0, 128, &j, &head), STORE_CONFLICT);
+    assert_string_equal(head.id, id);
+    assert_int_equal(head.memory_mb, 256);
+    job g = get(a, id);
+    assert_int_equal(g.status, JOB_QUEUED); /* never a younger job in its place */
+    job_free(&g);
+    g = get(a, id2);
+    assert_int_equal(g.status, JOB_QUEUED);
+    job_free(&g);
+    assert_int_equal(store_claim_next_within(a, 0, 256, &j, &head), STORE_OK);
+    assert_string_equal(j.id, id);
+    assert_int_equal(j.status, JOB_RUNNING);
+    job_free(&j);
+    job_init(&j);
+    assert_int_equal(store_claim_next_within(a, 0, UINT64_MAX, &j, NULL), STORE_OK);
+    assert_string_equal(j.id, id2);
+    job_free(&j);
+    job_init(&j);
+    assert_int_equal(store_claim_next_within(a, 0, 1, &j, &head), STORE_NOT_FOUND);
+    store_close(a);
+}
+
 static void insert_wakes_other_replicas(void **state)
 {
     (void)state;
     store *a = open_replica("ra", 10000), *b = open_replica("rb", 10000);
     store_event ev[4];
     assert_int_equal(store_wait_events(b, 0, ev, 4), 0);
+    assert_int_equal(store_wait_events(a, 0, ev, 4), 0);
     char id[JOB_ID_LEN + 1];
     add_job(a, id);
     assert_true(await_event(b, STORE_EVENT_QUEUED, NULL, 3000));
+    /* The inserting replica is not woken by its own insert (its API woke it already). */
+    int n = store_wait_events(a, 300, ev, 4);
+    assert_true(n >= 0);
+    for (int i = 0; i < n; i++)
+        assert_int_not_equal(ev[i].kind, STORE_EVENT_QUEUED);
     claim(a, id);
     job j;
     job_init(&j);
@@ -477,6 +518,47 @@ static void lost_pool_connections_are_replaced(void **state)
     if (rc != STORE_OK)
         claim(a, id);
     assert_int_equal(raw_long("SELECT count(*) FROM jobs WHERE status = 'running'"), 1);
+    /* A finish is one statement too, but one that can tell whether it committed: it is
+     * tried again on a new connection and succeeds. */
+    char running[JOB_ID_LEN + 1];
+    char *v = raw_text("SELECT id FROM jobs WHERE status = 'running'");
+    assert_non_null(v);
+    snprintf(running, sizeof running, "%s", v);
+    free(v);
+    kill_store_connections();
+    sleep_ms(200);
+    job_init(&j);
+    memcpy(j.id, running, sizeof j.id);
+    j.status = JOB_SUCCEEDED;
+    j.result_json = strdup("1");
+    assert_int_equal(store_finish_job(a, &j), STORE_OK);
+    job_free(&j);
+    job g = get(a, running);
+    assert_int_equal(g.status, JOB_SUCCEEDED);
+    job_free(&g);
+    store_close(a);
+}
+
+/* Statements are prepared per connection: one whose result type a migration changed
+ * fails once at most, and the connection holding it is replaced. */
+static void prepared_statements_survive_a_changed_table(void **state)
+{
+    (void)state;
+    store *a = open_replica("ra", 10000);
+    char id[JOB_ID_LEN + 1];
+    add_job(a, id);
+    job g = get(a, id);
+    job_free(&g);
+    raw_exec("ALTER TABLE jobs ALTER COLUMN backend TYPE varchar(64)");
+    job j;
+    job_init(&j);
+    store_rc rc = store_get_job(a, id, &j);
+    job_free(&j);
+    if (rc != STORE_OK)
+        assert_non_null(strstr(store_last_error(a), "0A000"));
+    g = get(a, id);
+    assert_string_equal(g.backend, "direct");
+    job_free(&g);
     store_close(a);
 }
 
@@ -590,9 +672,11 @@ int main(void)
         cmocka_unit_test_setup(heartbeat_ends_a_dead_replicas_jobs, fresh_schema),
         cmocka_unit_test_setup(request_cancel_reaches_the_running_replica, fresh_schema),
         cmocka_unit_test_setup(roles_are_held_by_one_replica, fresh_schema),
+        cmocka_unit_test_setup(claim_within_reports_a_head_that_does_not_fit, fresh_schema),
         cmocka_unit_test_setup(insert_wakes_other_replicas, fresh_schema),
         cmocka_unit_test_setup(lost_listen_connection_resyncs, fresh_schema),
         cmocka_unit_test_setup(lost_pool_connections_are_replaced, fresh_schema),
+        cmocka_unit_test_setup(prepared_statements_survive_a_changed_table, fresh_schema),
         cmocka_unit_test_setup(unreachable_server_is_an_outage, fresh_schema),
         cmocka_unit_test_setup(odd_bytes_in_text_do_not_fail_a_finish, fresh_schema),
         cmocka_unit_test_setup(passwords_are_redacted, fresh_schema),
