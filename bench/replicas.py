@@ -264,7 +264,11 @@ def throughput(binary, args, token_file, url):
 
 
 def overhead(binary, args, token_file, url):
-    sqlite = start_replica(binary, args, token_file, [])
+    # SQLite at the durability PostgreSQL's defaults give (every commit flushed): the
+    # comparison is of the stores, not of two durability levels. A binary before
+    # --durability has only that level.
+    durable = ["--durability", "power-loss"] if bench.knows_flag(binary, "--durability") else []
+    sqlite = start_replica(binary, args, token_file, durable)
     pg = start_replica(binary, args, token_file, ["--store", url], "bench-lat")
     clients = {"SQLite": Client(sqlite), "PostgreSQL": Client(pg)}
     body = json.dumps({"script": TRIVIAL, "backend": "pool"}).encode()
