@@ -385,6 +385,10 @@ def plain(binary, backend, args):
 
 # ---- perf trace -s: system-call time per job ----------------------------------------------
 
+# Calls in which a thread sleeps until there is work (event loops, worker queues, child
+# exit, pipes): their time is idle waiting, mostly between jobs, not a cost of the job.
+WAITS = {"futex", "epoll_wait", "epoll_pwait", "poll", "ppoll", "select", "pselect6", "wait4", "waitid",
+         "rt_sigtimedwait", "clock_nanosleep", "nanosleep", "read", "recvmsg", "recvfrom", "accept4"}
 SUMMARY = re.compile(r"^\s+(\w+)\s+(\d+)\s+(\d+)\s+([\d.]+)\s+[\d.]+\s+[\d.]+\s+[\d.]+")
 
 
@@ -421,7 +425,7 @@ def perf_trace_per_job(binary, backend, args):
         ms = (b[name][1] - a[name][1]) / n
         rows.append((name, calls, ms))
     rows.sort(key=lambda r: -r[2])
-    return rows
+    return [r for r in rows if r[0] not in WAITS], [r for r in rows if r[0] in WAITS]
 
 
 # ---- perf record -g: where the CPU goes -----------------------------------------------------
@@ -466,6 +470,10 @@ def perf_record(binary, backend, mode, args):
     keep = lambda t: "\n".join(l for l in t.splitlines() if l.strip() and not l.startswith("#"))
     by_dso = keep(rep("--sort", "comm,dso"))
     by_sym = keep(rep("--sort", "comm,dso,sym"))
+    # inclusive (callers' share): how much is fork (kernel_clone), copy-on-write faults
+    # (do_wp_page), namespace creation, ...
+    incl = keep(subprocess.run(["perf", "report", "-i", data, "--stdio", "--children", "--sort", "sym", "-g", "none",
+                                "--percent-limit", "3"], capture_output=True, text=True).stdout)
     by_comm = sample_counts(data, "comm")
     kernel = sample_counts(data, "dso").get("[kernel.kallsyms]", 0)
     samples = sum(by_comm.values())
@@ -473,7 +481,7 @@ def perf_record(binary, backend, mode, args):
     cpu = {"total": samples, "kernel": kernel, **{"comm " + k: v for k, v in by_comm.items()}}
     # every sample is 1/2000 s of CPU of executord or a descendant (inherited counters)
     cpu = {k: v / 2000.0 * 1000 / n for k, v in cpu.items()}
-    return n, el, samples, by_dso, by_sym, cpu
+    return n, el, samples, by_dso, by_sym, cpu, incl
 
 
 # ---- the report ------------------------------------------------------------------------------
@@ -519,9 +527,10 @@ def report(args, m, results, results_cost):
             L.append(f"| {b} | {label} | {n} | {cpu['total']:.2f} | {cpu['kernel']:.2f} "
                      f"({100 * cpu['kernel'] / max(cpu['total'], 1e-9):.0f}%) | {names} |")
     L += ["", "perf's counters are inherited by every process executord starts, however it is reaped, "
-          "so this is the complete figure; the /proc table above misses a process whose reaper "
-          "does not wait for it (its times never reach a cutime): where the two differ, perf's is "
-          "the one to use. One sample = 0.5 ms of CPU.", ""]
+          "so this is the complete figure. The /proc table above misses a process whose reaper "
+          "does not wait for it: the pool's zygote ignores SIGCHLD (sandbox/pool_zygote.py: the "
+          "kernel reaps its forks), so a warm sandbox's CPU never reaches any cutime and the "
+          "pool's /proc figure is about half the real one; use perf's. One sample = 0.5 ms of CPU.", ""]
     L += ["## Steps of one job at concurrency 1 (strace -f timeline), median over jobs, ms", ""]
     bs = list(results)
     L += ["| step | " + " | ".join(f"{b} strace ms | {b} stops | {b} ≈ ms untraced" for b in bs) + " |",
@@ -549,19 +558,39 @@ def report(args, m, results, results_cost):
     L += ["", f"One ptrace stop cost {cost * 1e6:.0f} µs in this run (4000 traced writes to /dev/null, "
           "with and without strace); \"≈ ms untraced\" = strace ms − stops × that cost. "
           "\"calls:\" rows are the kernel-side durations of those calls (strace -T), not spans."]
+    L += ["", "How a job is cut: `strace -f --seccomp-bpf -ttt -T -y` of executord and every "
+          "descendant, only the calls in STRACE_CALLS stopped; jobs one at a time with "
+          f"{args.gap} s between them (the pool's refill and the teardown end in the gap); "
+          "each job's events are those between its request and the next one. Markers: the "
+          "`recvfrom` of `POST /v1/jobs`; each SQLite commit = a thread's `pwrite64`s to the "
+          "`-wal` file up to its `fdatasync`; the `sendto` of the job's spec (`{\"script\"...`) "
+          "to the sandbox; the runner's `write` of its result (`{\"ok\"...`); the `sendmsg` of "
+          "`HTTP/1.1 20x`. A span between markers holds whatever ran in it, untraced user "
+          "code and waiting for a CPU included: on a loaded 2-core machine a span can hold "
+          "run-queue delay, and it says nothing about which of the untraced work is slow. "
+          "For the pool, the refill of the next warm sandbox (cgroup mkdir and attach, the "
+          "zygote's clone) runs beside the job and is listed apart."]
     L += ["", "Jobs cut into steps: " + ", ".join(f"{b} {len(results[b]['steps'])}" for b in bs) + ".", ""]
     L += ["## System-call time per job (perf trace -s, no ptrace), concurrency 1", ""]
     for b in bs:
         L += [f"### {b}", "", "| system call | calls/job | ms/job (all threads and processes) |", "|---|---:|---:|"]
-        for name, calls, ms in results[b]["trace"][:args.top]:
+        busy, waits = results[b]["trace"]
+        for name, calls, ms in busy[:args.top]:
             L.append(f"| {name} | {calls:.1f} | {ms:.2f} |")
-        L.append("")
+        L += ["", "Left out as waits (a thread sleeping until there is work, mostly between jobs): " +
+              ", ".join(f"{n} {c:.1f} calls" for n, c, _ in waits if c >= 0.5) + ".", ""]
+    L += ["Method: a life of executord with `--trace-jobs` jobs minus a life with none (start-up, "
+          "zygote, shutdown), divided by the jobs; `perf trace -s` (tracepoints, no ptrace) "
+          "inherits to every descendant. Durations are wall time inside the call (blocked "
+          "included), summed over threads and processes.", ""]
     L += ["## CPU profile (perf record -g -e cpu-clock, enabled only over the load window)", ""]
     for b in bs:
-        for mode, (n, el, samples, by_dso, by_sym, _) in results[b]["record"].items():
+        for mode, (n, el, samples, by_dso, by_sym, _, incl) in results[b]["record"].items():
             L += [f"### {b}, {'concurrency 1' if mode == 'c1' else 'saturation'}: {n} jobs, {samples} samples "
                   f"at 2000 Hz over {el:.1f} s", "", "By process and object (≥ 1.5%):", "", "```", by_dso, "```", "",
-                  "By symbol (≥ 1.5%):", "", "```", by_sym, "```", ""]
+                  "By symbol, self (≥ 1.5%):", "", "```", by_sym, "```", "",
+                  "By symbol, with callees (children; ≥ 3%; the first column includes callees):", "",
+                  "```", incl, "```", ""]
     return "\n".join(L) + "\n"
 
 
