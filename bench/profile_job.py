@@ -15,7 +15,6 @@ Writes bench/results/<date>-profile.md (--no-write: print only). Standard librar
 import argparse
 import collections
 import datetime
-import json
 import os
 import re
 import signal
@@ -298,7 +297,7 @@ def job_steps(evs, answer_by, backend):
              ("sandbox ready: commit 2 end .. spec sent to the sandbox", c2e, spec["ts"]),
              ("job: spec sent .. result written by the runner", spec["ts"], result["ts"])]
     if execve:
-        spans += [("  spec sent .. execve(python) (runner fork, root, attach)", spec["ts"], execve["ts"]),
+        spans += [("  spec sent .. execve(python) (runner fork, its rlimits, capabilities, filter)", spec["ts"], execve["ts"]),
                   ("  execve(python) .. result (Python start + job)", execve["ts"], result["ts"])]
     spans += [("result .. commit 3 starts (usage; teardown when before the answer)", result["ts"], c3s),
               ("SQLite commit 3, finish", c3s, c3e),
@@ -494,7 +493,9 @@ def med(rows, key):
 
 def report(args, m, results, results_cost):
     L = ["# Where a trivial job's time goes (issue 16, step 1: profile first)", ""]
-    L += [f"Command: `bench/profile.sh {' '.join(sys.argv[1:])}`".replace("  ", " "), ""]
+    L += [f"Command: `{' '.join(['bench/profile.sh'] + sys.argv[1:])}` (--jobs {args.jobs} at concurrency 1, "
+          f"--seconds {args.seconds:g} at saturation with {args.concurrency} clients, --strace-jobs "
+          f"{args.strace_jobs} cut into steps, --trace-jobs {args.trace_jobs} under perf trace)", ""]
     L += ["Machine: " + ", ".join(f"{k} {v}" for k, v in m.items()), ""]
     try:
         L += [f"Load average at the start: {Path('/proc/loadavg').read_text().split()[:3]} "
