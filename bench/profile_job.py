@@ -299,8 +299,13 @@ def job_steps(evs, answer_by, backend):
     if execve:
         spans += [("  spec sent .. execve(python) (runner fork, its rlimits, capabilities, filter)", spec["ts"], execve["ts"]),
                   ("  execve(python) .. result (Python start + job)", execve["ts"], result["ts"])]
-    spans += [("result .. commit 3 starts (usage; teardown when before the answer)", result["ts"], c3s),
-              ("SQLite commit 3, finish", c3s, c3e),
+    # pool: the warm sandbox's init reports the job's exit on its socket ("X ...")
+    xmsg = first(evs, lambda e: e["name"] == "recvfrom" and '"X ' in e["text"], result["ts"])
+    spans += [("result .. commit 3 starts (usage; teardown when before the answer)", result["ts"], c3s)]
+    if xmsg and xmsg["ts"] < c3s:
+        spans += [("  result .. the sandbox's exit report received", result["ts"], xmsg["ts"]),
+                  ("  exit report .. commit 3 starts (usage reads)", xmsg["ts"], c3s)]
+    spans += [("SQLite commit 3, finish", c3s, c3e),
               ("commit 3 end .. HTTP answer sent", c3e, ans["ts"]),
               ("after the answer: teardown (kill, freezer, rmdir) until its last call", ans["ts"], teardown_end)]
     s = collections.OrderedDict()
@@ -491,12 +496,20 @@ def med(rows, key):
     return statistics.median(vals) if vals else None
 
 
+def tool_versions():
+    out = []
+    for cmd in (["perf", "--version"], ["strace", "-V"]):
+        r = subprocess.run(cmd, capture_output=True, text=True)
+        out.append((r.stdout.splitlines() or ["?"])[0].strip())
+    return ", ".join(out)
+
+
 def report(args, m, results, results_cost):
     L = ["# Where a trivial job's time goes (issue 16, step 1: profile first)", ""]
     L += [f"Command: `{' '.join(['bench/profile.sh'] + sys.argv[1:])}` (--jobs {args.jobs} at concurrency 1, "
           f"--seconds {args.seconds:g} at saturation with {args.concurrency} clients, --strace-jobs "
           f"{args.strace_jobs} cut into steps, --trace-jobs {args.trace_jobs} under perf trace)", ""]
-    L += ["Machine: " + ", ".join(f"{k} {v}" for k, v in m.items()), ""]
+    L += ["Machine: " + ", ".join(f"{k} {v}" for k, v in m.items()) + "; " + tool_versions(), ""]
     try:
         L += [f"Load average at the start: {Path('/proc/loadavg').read_text().split()[:3]} "
               "(the machine is shared: other people's CI and helpers ran meanwhile)", ""]
