@@ -257,75 +257,104 @@ def sum_dur(evs, pred):
     return sum(e["dur"] for e in evs if pred(e))
 
 
-def job_steps(evs, answer_by, backend):
-    """Steps of one job (ms) from its events, or None if a marker is missing."""
+def markers(evs):
+    """The job's landmarks (see "How a job is cut" in the report), or None if one is missing."""
     req = first(evs, lambda e: e["name"] == "recvfrom" and "POST /v1/jobs" in e["text"])
     if not req:
         return None
-    ans = first(evs, lambda e: e["name"] in ("sendmsg", "sendto") and "HTTP/1.1 20" in e["text"], req["ts"])
-    cs = [c for c in commits(evs) if c[0] >= req["ts"]]
-    spec = first(evs, lambda e: e["name"] == "sendto" and '{\\"script\\"' in e["text"], req["ts"])
-    result = first(evs, lambda e: e["name"] == "write" and '{\\"ok\\"' in e["text"], req["ts"])
-    if not (ans and spec and result and len(cs) >= 3):
+    t = req["ts"]
+    mk = {"req": t,
+          "ans": first(evs, lambda e: e["name"] in ("sendmsg", "sendto") and "HTTP/1.1 20" in e["text"], t),
+          "spec": first(evs, lambda e: e["name"] == "sendto" and '{\\"script\\"' in e["text"], t),
+          "result": first(evs, lambda e: e["name"] == "write" and '{\\"ok\\"' in e["text"], t)}
+    cs = [c for c in commits(evs) if c[0] >= t]
+    if not (mk["ans"] and mk["spec"] and mk["result"] and len(cs) >= 3):
         return None
-    (c1s, c1e, f1), (c2s, c2e, f2) = cs[0], cs[1]
-    c3 = [c for c in cs if c[0] >= result["ts"] and c[1] <= ans["ts"]]
+    mk.update({k: mk[k]["ts"] for k in ("ans", "spec", "result")})
+    c3 = [c for c in cs if c[0] >= mk["result"] and c[1] <= mk["ans"]]
     if not c3:
         return None
-    c3s, c3e, f3 = c3[0]
-    execve = first(evs, lambda e: e["name"] == "execve" and "python" in e["text"][:80], spec["ts"])
-    after = [e for e in evs if e["ts"] > ans["ts"]]
-    before = [e for e in evs if e["ts"] <= ans["ts"]]
-    # The pool refills in the background: the next warm sandbox's cgroups (mkdir, attach)
-    # and the zygote's clone happen in the job's window but off its path.
-    def is_refill(e):
-        if backend != "pool":
-            return False
-        if e["name"] == "mkdir" or (e["name"] == "write" and "cgroup.procs>" in e["text"][:300]):
-            return True
-        return e["name"].startswith("clone") and "CLONE_NEWUSER" in e["text"]
-    refill = [e for e in evs if is_refill(e)]
-    teardown_end = max([e["ts"] + e["dur"] for e in after
-                        if e["name"] in ("rmdir", "pidfd_send_signal", "kill") and e not in refill]
-                       or [ans["ts"]])
-    ms = 1000.0
-    spans = [("server: request read .. answer sent", req["ts"], ans["ts"]),
-             ("HTTP request read .. insert commit starts (parse, validate, auth)", req["ts"], c1s),
+    mk["commits"] = [cs[0], cs[1], c3[0]]
+    ex = first(evs, lambda e: e["name"] == "execve" and "python" in e["text"][:80], mk["spec"])
+    mk["execve"] = ex["ts"] if ex else None
+    # pool: the warm sandbox's init reports the job's exit on its socket ("X ...")
+    x = first(evs, lambda e: e["name"] == "recvfrom" and '"X ' in e["text"], mk["result"])
+    mk["exit_report"] = x["ts"] if x and x["ts"] < mk["commits"][2][0] else None
+    return mk
+
+
+def is_refill(e, backend):
+    """The pool refills in the background: the next warm sandbox's cgroups (mkdir, attach)
+    and the zygote's clone happen in the job's window but off its path."""
+    if backend != "pool":
+        return False
+    if e["name"] == "mkdir" or (e["name"] == "write" and "cgroup.procs>" in e["text"][:300]):
+        return True
+    return e["name"].startswith("clone") and "CLONE_NEWUSER" in e["text"]
+
+
+def spans_of(mk, teardown_end):
+    """(label, start, end) of the job's path, in order; indented labels split the one above."""
+    (c1s, c1e, _), (c2s, c2e, _), (c3s, c3e, _) = mk["commits"]
+    req, ans, spec, result = mk["req"], mk["ans"], mk["spec"], mk["result"]
+    spans = [("server: request read .. answer sent", req, ans),
+             ("HTTP request read .. insert commit starts (parse, validate, auth)", req, c1s),
              ("SQLite commit 1, insert (WAL appends + fdatasync)", c1s, c1e),
              ("worker hand-off (commit 1 end .. commit 2 start)", c1e, c2s),
              ("SQLite commit 2, claim", c2s, c2e),
-             ("sandbox ready: commit 2 end .. spec sent to the sandbox", c2e, spec["ts"]),
-             ("job: spec sent .. result written by the runner", spec["ts"], result["ts"])]
-    if execve:
-        spans += [("  spec sent .. execve(python) (runner fork, its rlimits, capabilities, filter)", spec["ts"], execve["ts"]),
-                  ("  execve(python) .. result (Python start + job)", execve["ts"], result["ts"])]
-    # pool: the warm sandbox's init reports the job's exit on its socket ("X ...")
-    xmsg = first(evs, lambda e: e["name"] == "recvfrom" and '"X ' in e["text"], result["ts"])
-    spans += [("result .. commit 3 starts (usage; teardown when before the answer)", result["ts"], c3s)]
-    if xmsg and xmsg["ts"] < c3s:
-        spans += [("  result .. the sandbox's exit report received", result["ts"], xmsg["ts"]),
-                  ("  exit report .. commit 3 starts (usage reads)", xmsg["ts"], c3s)]
-    spans += [("SQLite commit 3, finish", c3s, c3e),
-              ("commit 3 end .. HTTP answer sent", c3e, ans["ts"]),
-              ("after the answer: teardown (kill, freezer, rmdir) until its last call", ans["ts"], teardown_end)]
+             ("sandbox ready: commit 2 end .. spec sent to the sandbox", c2e, spec),
+             ("job: spec sent .. result written by the runner", spec, result)]
+    if mk["execve"]:
+        spans += [("  spec sent .. execve(python) (runner fork, its rlimits, capabilities, filter)", spec, mk["execve"]),
+                  ("  execve(python) .. result (Python start + job)", mk["execve"], result)]
+    spans += [("result .. commit 3 starts (usage; teardown when before the answer)", result, c3s)]
+    if mk["exit_report"]:
+        spans += [("  result .. the sandbox's exit report received", result, mk["exit_report"]),
+                  ("  exit report .. commit 3 starts (usage reads)", mk["exit_report"], c3s)]
+    return spans + [("SQLite commit 3, finish", c3s, c3e),
+                    ("commit 3 end .. HTTP answer sent", c3e, ans),
+                    ("after the answer: teardown (kill, freezer, rmdir) until its last call", ans, teardown_end)]
+
+
+def call_rows(mk, job, refill):
+    """Kernel-side durations (s) of the calls that make up the steps (strace -T)."""
+    ans = mk["ans"]
+    procs = lambda e: e["name"] == "write" and "cgroup.procs>" in e["text"][:300]  # noqa: E731
+    rows = [(f"calls: fdatasync of commit {i}", c[2]) for i, c in enumerate(mk["commits"], 1)]
+    return rows + [
+        ("calls: cgroup mkdir (all hierarchies)", sum_dur(job, lambda e: e["name"] == "mkdir" and cg(e))),
+        ("calls: cgroup limit writes", sum_dur(job, lambda e: e["name"] == "write" and cg(e) and not procs(e))),
+        ("calls: cgroup attach, write cgroup.procs", sum_dur(job, procs)),
+        ("calls: cgroup rmdir, before the answer",
+         sum_dur(job, lambda e: e["name"] == "rmdir" and cg(e) and e["ts"] <= ans)),
+        ("calls: cgroup rmdir, after the answer",
+         sum_dur(job, lambda e: e["name"] == "rmdir" and cg(e) and e["ts"] > ans)),
+        ("calls: clone with new namespaces (on the path)",
+         sum_dur(job, lambda e: e["name"].startswith("clone") and "CLONE_NEWUSER" in e["text"])),
+        ("calls: plain fork (clone without namespaces)",
+         sum_dur(job, lambda e: e["name"].startswith("clone") and "CLONE_NEW" not in e["text"]
+                 and "CLONE_VM" not in e["text"])),
+        ("refill off the path: cgroup mkdir + attach", sum_dur(refill, cg)),
+        ("refill off the path: zygote's clone into new namespaces", sum_dur(refill, lambda e: not cg(e)))]
+
+
+def job_steps(evs, answer_by, backend):
+    """{label: (ms, ptrace stops or None)} of one job from its events, or None if a marker
+    is missing. Spans carry their stop count (for the correction); call rows carry None."""
+    mk = markers(evs)
+    if not mk:
+        return None
+    refill = [e for e in evs if is_refill(e, backend)]
+    job = [e for e in evs if not is_refill(e, backend)]
+    teardown_end = max([e["ts"] + e["dur"] for e in job if e["ts"] > mk["ans"]
+                        and e["name"] in ("rmdir", "pidfd_send_signal", "kill")] or [mk["ans"]])
     s = collections.OrderedDict()
-    s["client: request sent .. answer read"] = (answer_by * ms, 0)
-    for label, t0, t1 in spans:
+    s["client: request sent .. answer read"] = (answer_by * 1000.0, 0)
+    for label, t0, t1 in spans_of(mk, teardown_end):
         # ptrace stops inside the span, on the job's path (the refill runs beside it)
-        stops = sum(1 for e in evs if t0 <= e["ts"] < t1 and e not in refill)
-        s[label] = ((t1 - t0) * ms, stops)
-    for i, f in enumerate((f1, f2, f3), 1):
-        s[f"calls: fdatasync of commit {i}"] = (f * ms, None)
-    job = [e for e in evs if e not in refill]
-    s["calls: cgroup mkdir (all hierarchies)"] = (sum_dur(job, lambda e: e["name"] == "mkdir" and cg(e)) * ms, None)
-    s["calls: cgroup limit writes"] = (sum_dur(job, lambda e: e["name"] == "write" and cg(e) and "cgroup.procs>" not in e["text"][:300]) * ms, None)
-    s["calls: cgroup attach, write cgroup.procs"] = (sum_dur(job, lambda e: e["name"] == "write" and "cgroup.procs>" in e["text"][:300]) * ms, None)
-    s["calls: cgroup rmdir, before the answer"] = (sum_dur([e for e in job if e in before], lambda e: e["name"] == "rmdir" and cg(e)) * ms, None)
-    s["calls: cgroup rmdir, after the answer"] = (sum_dur([e for e in job if e in after], lambda e: e["name"] == "rmdir" and cg(e)) * ms, None)
-    s["calls: clone with new namespaces (on the path)"] = (sum_dur(job, lambda e: e["name"].startswith("clone") and "CLONE_NEWUSER" in e["text"]) * ms, None)
-    s["calls: plain fork (clone without namespaces)"] = (sum_dur(job, lambda e: e["name"].startswith("clone") and "CLONE_NEW" not in e["text"] and "CLONE_VM" not in e["text"]) * ms, None)
-    s["refill off the path: cgroup mkdir + attach"] = (sum_dur(refill, cg) * ms, None)
-    s["refill off the path: zygote's clone into new namespaces"] = (sum_dur(refill, lambda e: not cg(e)) * ms, None)
+        s[label] = ((t1 - t0) * 1000.0, sum(1 for e in job if t0 <= e["ts"] < t1))
+    for label, sec in call_rows(mk, job, refill):
+        s[label] = (sec * 1000.0, None)
     return s
 
 
