@@ -17,6 +17,7 @@ import collections
 import datetime
 import os
 import re
+import shutil
 import signal
 import statistics
 import subprocess
@@ -520,11 +521,6 @@ def perf_record(binary, backend, mode, args):
 # ---- the report ------------------------------------------------------------------------------
 
 
-def med(rows, key):
-    vals = [r[key] for r in rows if key in r]
-    return statistics.median(vals) if vals else None
-
-
 def tool_versions():
     out = []
     for cmd in (["perf", "--version"], ["strace", "-V"]):
@@ -533,7 +529,7 @@ def tool_versions():
     return ", ".join(out)
 
 
-def report(args, m, results, results_cost):
+def section_head(args, m):
     L = ["# Where a trivial job's time goes (issue 16, step 1: profile first)", ""]
     L += [f"Command: `{' '.join(['bench/profile.sh'] + sys.argv[1:])}` (--jobs {args.jobs} at concurrency 1, "
           f"--seconds {args.seconds:g} at saturation with {args.concurrency} clients, --strace-jobs "
@@ -544,23 +540,30 @@ def report(args, m, results, results_cost):
               "(the machine is shared: other people's CI and helpers ran meanwhile)", ""]
     except OSError:
         pass
-    L += ["executord as bench/bench.py starts it: default flags (SQLite store, WAL, `--workers` = CPUs, "
-          "pool size = workers), `--backends direct,ephemeral,pool`, a temporary data folder; a fresh "
-          "executord per instrument. The job: `def main(): return 1`, `POST /v1/jobs?wait=30`, keep-alive.", ""]
-    L += ["## CPU per job and latency (no instrument; /proc of executord and every descendant)", ""]
-    L += ["| backend | load | jobs | jobs/s | p50 ms | user ms/job | sys ms/job | CPU ms/job |",
-          "|---|---|---:|---:|---:|---:|---:|---:|"]
+    return L + ["executord as bench/bench.py starts it: default flags (SQLite store, WAL, `--workers` = CPUs, "
+                "pool size = workers), `--backends direct,ephemeral,pool`, a temporary data folder; a fresh "
+                "executord per instrument. The job: `def main(): return 1`, `POST /v1/jobs?wait=30`, "
+                "keep-alive.", ""]
+
+
+def section_proc(args, results):
+    L = ["## CPU per job and latency (no instrument; /proc of executord and every descendant)", "",
+         "| backend | load | jobs | jobs/s | p50 ms | user ms/job | sys ms/job | CPU ms/job |",
+         "|---|---|---:|---:|---:|---:|---:|---:|"]
     for b, r in results.items():
         for mode, label in (("c1", "concurrency 1"), ("sat", f"saturation ({args.concurrency} clients)")):
             n, el, p50, u, s = r["plain"][mode]
-            L.append(f"| {b} | {label} | {n} | {n / el:.1f} | {'%.1f' % p50 if p50 else '-'} | {u:.2f} | {s:.2f} | {u + s:.2f} |")
-    L += ["", "user/sys: utime+cutime and stime+cstime of executord and each living descendant, read before "
-          "and after the window (a process that ended inside the tree is counted by its reaper); clock "
-          f"ticks of 1/{TICK} s, hence the many jobs per window.", ""]
-    cost = results_cost[0]
-    L += ["## CPU per job from perf (cpu-clock samples of executord and every descendant)", "",
-          "| backend | load | jobs | CPU ms/job | of it in the kernel | by process name (ms/job) |",
-          "|---|---|---:|---:|---:|---|"]
+            p50s = f"{p50:.1f}" if p50 else "-"
+            L.append(f"| {b} | {label} | {n} | {n / el:.1f} | {p50s} | {u:.2f} | {s:.2f} | {u + s:.2f} |")
+    return L + ["", "user/sys: utime+cutime and stime+cstime of executord and each living descendant, read "
+                "before and after the window (a process that ended inside the tree is counted by its "
+                f"reaper); clock ticks of 1/{TICK} s, hence the many jobs per window.", ""]
+
+
+def section_perf_cpu(results):
+    L = ["## CPU per job from perf (cpu-clock samples of executord and every descendant)", "",
+         "| backend | load | jobs | CPU ms/job | of it in the kernel | by process name (ms/job) |",
+         "|---|---|---:|---:|---:|---|"]
     for b, r in results.items():
         for mode, rec in r["record"].items():
             n, cpu = rec[0], rec[5]
@@ -569,34 +572,37 @@ def report(args, m, results, results_cost):
             label = "concurrency 1" if mode == "c1" else "saturation"
             L.append(f"| {b} | {label} | {n} | {cpu['total']:.2f} | {cpu['kernel']:.2f} "
                      f"({100 * cpu['kernel'] / max(cpu['total'], 1e-9):.0f}%) | {names} |")
-    L += ["", "perf's counters are inherited by every process executord starts, however it is reaped, "
-          "so this is the complete figure. The /proc table above misses a process whose reaper "
-          "does not wait for it: the pool's zygote ignores SIGCHLD (sandbox/pool_zygote.py: the "
-          "kernel reaps its forks), so a warm sandbox's CPU never reaches any cutime and the "
-          "pool's /proc figure is about half the real one; use perf's. One sample = 0.5 ms of CPU.", ""]
-    L += ["## Steps of one job at concurrency 1 (strace -f timeline), median over jobs, ms", ""]
+    return L + ["", "perf's counters are inherited by every process executord starts, however it is reaped, "
+                "so this is the complete figure. The /proc table above misses a process whose reaper "
+                "does not wait for it: the pool's zygote ignores SIGCHLD (sandbox/pool_zygote.py: the "
+                "kernel reaps its forks), so a warm sandbox's CPU never reaches any cutime and the "
+                "pool's /proc figure is about half the real one; use perf's. One sample = 0.5 ms of CPU.", ""]
+
+
+def step_cells(rows, cost):
+    """Three cells of one backend for one step: strace ms, stops, ms less the stops' cost."""
+    if not rows:
+        return ["-", "-", "-"]
+    v = statistics.median(x[0] for x in rows)
+    if rows[0][1] is None:
+        return [f"{v:.2f}", "", ""]
+    st = statistics.median(x[1] for x in rows)
+    return [f"{v:.2f}", f"{st:g}", f"{max(0.0, v - st * cost * 1000):.2f}"]
+
+
+def section_steps(args, results, cost):
     bs = list(results)
-    L += ["| step | " + " | ".join(f"{b} strace ms | {b} stops | {b} ≈ ms untraced" for b in bs) + " |",
-          "|---|" + "---:|---:|---:|" * len(bs)]
+    L = ["## Steps of one job at concurrency 1 (strace -f timeline), median over jobs, ms", "",
+         "| step | " + " | ".join(f"{b} strace ms | {b} stops | {b} ≈ ms untraced" for b in bs) + " |",
+         "|---|" + "---:|---:|---:|" * len(bs)]
     keys = []
     for b in bs:
         for r in results[b]["steps"]:
-            for k in r:
-                if k not in keys:
-                    keys.append(k)
+            keys += [k for k in r if k not in keys]
     for k in keys:
         cells = []
         for b in bs:
-            rows = [r[k] for r in results[b]["steps"] if k in r]
-            if not rows:
-                cells += ["-", "-", "-"]
-                continue
-            v = statistics.median(x[0] for x in rows)
-            if rows[0][1] is None:
-                cells += [f"{v:.2f}", "", ""]
-                continue
-            st = statistics.median(x[1] for x in rows)
-            cells += [f"{v:.2f}", f"{st:g}", f"{max(0.0, v - st * cost * 1000):.2f}"]
+            cells += step_cells([r[k] for r in results[b]["steps"] if k in r], cost)
         L.append(f"| {k} | " + " | ".join(cells) + " |")
     L += ["", f"One ptrace stop cost {cost * 1e6:.0f} µs in this run (4000 traced writes to /dev/null, "
           "with and without strace); \"≈ ms untraced\" = strace ms − stops × that cost. "
@@ -613,27 +619,39 @@ def report(args, m, results, results_cost):
           "run-queue delay, and it says nothing about which of the untraced work is slow. "
           "For the pool, the refill of the next warm sandbox (cgroup mkdir and attach, the "
           "zygote's clone) runs beside the job and is listed apart."]
-    L += ["", "Jobs cut into steps: " + ", ".join(f"{b} {len(results[b]['steps'])}" for b in bs) + ".", ""]
-    L += ["## System-call time per job (perf trace -s, no ptrace), concurrency 1", ""]
-    for b in bs:
+    return L + ["", "Jobs cut into steps: " + ", ".join(f"{b} {len(results[b]['steps'])}" for b in bs) + ".", ""]
+
+
+def section_trace(args, results):
+    L = ["## System-call time per job (perf trace -s, no ptrace), concurrency 1", ""]
+    for b in results:
         L += [f"### {b}", "", "| system call | calls/job | ms/job (all threads and processes) |", "|---|---:|---:|"]
         busy, waits = results[b]["trace"]
         for name, calls, ms in busy[:args.top]:
             L.append(f"| {name} | {calls:.1f} | {ms:.2f} |")
         L += ["", "Left out as waits (a thread sleeping until there is work, mostly between jobs): " +
               ", ".join(f"{n} {c:.1f} calls" for n, c, _ in waits if c >= 0.5) + ".", ""]
-    L += ["Method: a life of executord with `--trace-jobs` jobs minus a life with none (start-up, "
-          "zygote, shutdown), divided by the jobs; `perf trace -s` (tracepoints, no ptrace) "
-          "inherits to every descendant. Durations are wall time inside the call (blocked "
-          "included), summed over threads and processes.", ""]
-    L += ["## CPU profile (perf record -g -e cpu-clock, enabled only over the load window)", ""]
-    for b in bs:
+    return L + ["Method: a life of executord with `--trace-jobs` jobs minus a life with none (start-up, "
+                "zygote, shutdown), divided by the jobs; `perf trace -s` (tracepoints, no ptrace) "
+                "inherits to every descendant. Durations are wall time inside the call (blocked "
+                "included), summed over threads and processes.", ""]
+
+
+def section_record(results):
+    L = ["## CPU profile (perf record -g -e cpu-clock, enabled only over the load window)", ""]
+    for b in results:
         for mode, (n, el, samples, by_dso, by_sym, _, incl) in results[b]["record"].items():
             L += [f"### {b}, {'concurrency 1' if mode == 'c1' else 'saturation'}: {n} jobs, {samples} samples "
                   f"at 2000 Hz over {el:.1f} s", "", "By process and object (≥ 1.5%):", "", "```", by_dso, "```", "",
                   "By symbol, self (≥ 1.5%):", "", "```", by_sym, "```", "",
                   "By symbol, with callees (children; ≥ 3%; the first column includes callees):", "",
                   "```", incl, "```", ""]
+    return L
+
+
+def report(args, m, results, cost):
+    L = (section_head(args, m) + section_proc(args, results) + section_perf_cpu(results)
+         + section_steps(args, results, cost) + section_trace(args, results) + section_record(results))
     return "\n".join(L) + "\n"
 
 
@@ -652,7 +670,7 @@ def main():
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args()
     for tool in ("perf", "strace"):
-        if not shutil_which(tool):
+        if not shutil.which(tool):
             raise SystemExit(f"{tool} is missing (apt-get install linux-perf strace)")
     binary = Path(args.bin) if args.bin else bench.build(REPO / "build")
     m = bench.machine()
@@ -664,18 +682,13 @@ def main():
                       "record": {mode: perf_record(binary, b, mode, args) for mode in ("c1", "sat")}}
     cost = ptrace_stop_cost()
     log(f"   one ptrace stop: {cost * 1e6:.1f} us")
-    text = report(args, m, results, [cost])
+    text = report(args, m, results, cost)
     print(text)
     if not args.no_write:
         day = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d")
         path = REPO / "bench" / "results" / f"{day}-profile.md"
         path.write_text(text)
         log(f"written {path}")
-
-
-def shutil_which(tool):
-    import shutil
-    return shutil.which(tool)
 
 
 if __name__ == "__main__":
