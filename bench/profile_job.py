@@ -10,7 +10,8 @@ distorts another's figures:
               cut into steps (HTTP, SQLite commits, cgroups, namespaces, fork, Python, teardown);
   perf trace  -s: system-call time per call over the concurrency-1 window (no ptrace);
   perf record -g -e cpu-clock: where CPU goes (user vs kernel, by process and symbol).
-Writes bench/results/<date>-profile.md (--no-write: print only). Standard library only."""
+Writes bench/results/<date>-profile.md (--no-write: print only); the raw strace files and
+perf.data stay in /tmp/exd-prof-* (printed) for a closer look. Standard library only."""
 
 import argparse
 import collections
@@ -78,6 +79,7 @@ class Wrapped(bench.Server):
                 self.proc.kill()
                 self.proc.wait()
         self.stderr.close()
+        shutil.rmtree(self.data, ignore_errors=True)
 
 
 # ---- /proc: CPU of executord and all its descendants ------------------------------------
