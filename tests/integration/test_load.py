@@ -1,6 +1,7 @@
 """Many jobs at once: 200 submissions from concurrent clients all end succeeded with the
 right result (no lost, duplicated or mixed-up jobs)."""
 
+import http.client
 import threading
 import time
 
@@ -89,6 +90,11 @@ def test_mixed_concurrent_traffic_no_server_errors(make_server):
                                 ids.remove(job_id)
                 if r.status >= 500 or r.status not in (200, 201, 204, 404, 409):
                     problems.append((op, r.status, r.body[:200]))
+            except http.client.IncompleteRead as e:
+                # A raw log stream whose job another thread deleted after its headers went
+                # out ends short (the server says so in its log); only that is expected.
+                if not (op == "logs" and c.get_job(job_id).status == 404):
+                    problems.append((op, "exception", repr(e)))
             except Exception as e:  # noqa: BLE001
                 problems.append((op, "exception", repr(e)))
 
