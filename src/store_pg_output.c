@@ -244,6 +244,11 @@ typedef struct result_args {
     uint64_t total;
 } result_args;
 
+/* Under PG_BIG_READ, so the connection that read a step stays in the pool. */
+#define PG_RESULT_STEP (PG_BIG_READ / 2)
+
+/* Bytes [offset, offset + max - b.len) of the result into a->b (max: the buffer's length
+ * after it, see pg_read_result), and the result's whole size. */
 static store_rc read_result_window(pg_store *s, pg_conn *c, void *arg)
 {
     result_args *a = arg;
@@ -251,7 +256,7 @@ static store_rc read_result_window(pg_store *s, pg_conn *c, void *arg)
     pp_init(&p);
     pp_text(&p, a->id);
     pp_u64(&p, a->offset);
-    pp_u64(&p, a->max);
+    pp_u64(&p, a->max - a->b.len);
     PGresult *r = pg_exec_as(s, c, SQL_RESULT_WINDOW, &p, "reading a result", 1);
     pp_free(&p);
     if (!r)
@@ -273,7 +278,29 @@ store_rc pg_read_result(void *self, const char *id, uint64_t offset, size_t max,
         return STORE_ERROR;
     }
     result_args a = {id, offset, max, {0}, 0};
-    store_rc r = pg_read(self, false, read_result_window, &a);
+    store_rc r = STORE_OK;
+    /* The window in steps of PG_RESULT_STEP into one buffer reserved up front: libpq holds
+     * a whole answer (and its connection's buffer grows to it), so a 4 MiB window read at
+     * once held three copies of it per client (tests/integration/test_bounded_responses). */
+    if (max && !(a.b.p = malloc(max + 1))) {
+        store_set_error("reading a result: out of memory");
+        return STORE_ERROR;
+    }
+    if (a.b.p)
+        a.b.p[0] = '\0';
+    a.b.cap = max ? max + 1 : 0;
+    for (size_t done = 0;;) {
+        size_t step = max - done > PG_RESULT_STEP ? PG_RESULT_STEP : max - done;
+        size_t before = a.b.len;
+        a.offset = offset + done;
+        a.max = before + step; /* add_rows bounds the buffer's whole length */
+        r = pg_read(self, false, read_result_window, &a);
+        if (r != STORE_OK)
+            break;
+        done += a.b.len - before;
+        if (done >= max || a.b.len - before < step)
+            break; /* all asked for, or the value's end */
+    }
     if (r == STORE_OK && !a.b.p && buf_add(&a.b, "", 0) != 0) {
         store_set_error("reading a result: out of memory");
         r = STORE_ERROR;
