@@ -84,6 +84,39 @@ void store_sha256_hex(const void *data, size_t len, char out[STORE_SHA256_HEX_LE
     out[STORE_SHA256_HEX_LEN] = '\0';
 }
 
+uint64_t store_text_bytes(const char *t)
+{
+    return t ? strlen(t) : 0;
+}
+
+#define EVICTION_SLACK_MAX (64u << 20)
+
+uint64_t store_eviction_slack(uint64_t quota_bytes)
+{
+    if (!quota_bytes)
+        return 1u << 20;
+    return quota_bytes / 16 < EVICTION_SLACK_MAX ? quota_bytes / 16 : EVICTION_SLACK_MAX;
+}
+
+int store_outbuf_add(store_outbuf *b, const void *data, size_t n)
+{
+    if (b->len + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 4096;
+        while (cap < b->len + n + 1)
+            cap *= 2;
+        char *p = realloc(b->p, cap);
+        if (!p)
+            return -1;
+        b->p = p;
+        b->cap = cap;
+    }
+    if (n)
+        memcpy(b->p + b->len, data, n);
+    b->len += n;
+    b->p[b->len] = '\0';
+    return 0;
+}
+
 /* ---- lifecycle ------------------------------------------------------------------ */
 
 static bool names_scheme(const char *location, const char *scheme)

@@ -80,4 +80,18 @@ void store_set_outage(const char *fmt, ...) __attribute__((format(printf, 1, 2))
 
 void store_sha256_hex(const void *data, size_t len, char out[STORE_SHA256_HEX_LEN + 1]);
 
+/* What a text counts in the storage quota: its length, 0 for NULL. */
+uint64_t store_text_bytes(const char *t);
+/* What eviction frees beyond a shortfall, so that the next requests do not each evict
+ * again: a sixteenth of the quota (at most 64 MiB), or 1 MiB without one (quota 0). */
+uint64_t store_eviction_slack(uint64_t quota_bytes);
+
+/* A growing, always NUL-terminated buffer of bytes read back (output windows). */
+typedef struct store_outbuf {
+    char *p;
+    size_t len, cap;
+} store_outbuf;
+/* Appends n bytes (0 makes sure the buffer exists); -1 when out of memory. */
+int store_outbuf_add(store_outbuf *b, const void *data, size_t n);
+
 #endif

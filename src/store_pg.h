@@ -198,7 +198,6 @@ store_rc pg_status_of(pg_store *s, pg_conn *c, const char *id, job_status *statu
 
 /* ---- storage (store_pg_space.c) ---------------------------------------------------- */
 
-uint64_t pg_text_bytes(const char *t);
 /* Within the quota with add more bytes: STORE_OK, or STORE_NO_SPACE (reason recorded)
  * with *shortfall. */
 store_rc pg_admit(pg_store *s, pg_conn *c, uint64_t add, uint64_t *shortfall);

@@ -282,7 +282,7 @@ static store_rc insert_job(pg_store *s, pg_conn *c, void *arg)
 store_rc pg_insert_job(void *self, job *j, const char *digest, int64_t max_queued, job *existing)
 {
     pg_store *s = self;
-    uint64_t bytes = pg_text_bytes(j->script) + pg_text_bytes(j->inputs_json ? j->inputs_json : "{}");
+    uint64_t bytes = store_text_bytes(j->script) + store_text_bytes(j->inputs_json ? j->inputs_json : "{}");
     insert_args a = {j, digest, bytes, max_queued, existing, 0};
     store_rc r = pg_tx_locked(s, PG_LOCK_INSERT, insert_job, &a);
     if (r == STORE_NO_SPACE && a.shortfall && pg_evict(s, a.shortfall))
@@ -413,7 +413,7 @@ static void bind_finish(pg_params *p, const finish_args *a)
     pp_bool(p, j->stdout_truncated);
     pp_bool(p, j->stderr_truncated);
     pp_u64(p, a->bytes);
-    pp_u64(p, pg_text_bytes(j->result_json));
+    pp_u64(p, store_text_bytes(j->result_json));
     pp_text(p, j->install_json);
 }
 
@@ -492,8 +492,8 @@ static store_rc finish_fast(pg_store *s, pg_conn *c, void *arg)
 store_rc pg_finish_job(void *self, const job *j)
 {
     pg_store *s = self;
-    uint64_t bytes = pg_text_bytes(j->result_json) + pg_text_bytes(j->error_message) +
-                     pg_text_bytes(j->error_traceback);
+    uint64_t bytes = store_text_bytes(j->result_json) + store_text_bytes(j->error_message) +
+                     store_text_bytes(j->error_traceback);
     finish_args a = {j, bytes, 0, j->finished_at_ms ? j->finished_at_ms : time_now_ms(), false};
     /* Usually one statement; the transaction below (the quota read apart, eviction, why
      * nothing was written) only when that one did not finish the job. */

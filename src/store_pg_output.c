@@ -100,33 +100,9 @@ store_rc pg_append_output(void *self, const char *id, int stream, const char *da
     " AND start_offset + octet_length(data) > w.o"                                          \
     " AND (w.m = 0 OR start_offset < w.o + w.m) ORDER BY start_offset"
 
-typedef struct outbuf {
-    char *p;
-    size_t len, cap;
-} outbuf;
-
-static int buf_add(outbuf *b, const void *data, size_t n)
-{
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 4096;
-        while (cap < b->len + n + 1)
-            cap *= 2;
-        char *p = realloc(b->p, cap);
-        if (!p)
-            return -1;
-        b->p = p;
-        b->cap = cap;
-    }
-    if (n)
-        memcpy(b->p + b->len, data, n);
-    b->len += n;
-    b->p[b->len] = '\0';
-    return 0;
-}
-
 /* Appends each row's bytea in column col (a binary result) to b, at most max bytes in all
  * (0 = no bound). */
-static store_rc add_rows(const PGresult *r, int col, size_t max, outbuf *b)
+static store_rc add_rows(const PGresult *r, int col, size_t max, store_outbuf *b)
 {
     /* One allocation for the whole window. */
     size_t want = 0;
@@ -134,7 +110,7 @@ static store_rc add_rows(const PGresult *r, int col, size_t max, outbuf *b)
         want += (size_t)PQgetlength(r, i, col);
     if (max && want > max)
         want = max;
-    if (want && buf_add(b, "", 0) == 0 && b->cap < want + 1) {
+    if (want && store_outbuf_add(b, "", 0) == 0 && b->cap < want + 1) {
         char *p = realloc(b->p, want + 1);
         if (p) {
             b->p = p;
@@ -145,7 +121,7 @@ static store_rc add_rows(const PGresult *r, int col, size_t max, outbuf *b)
         size_t n = (size_t)PQgetlength(r, i, col);
         if (max && n > max - b->len)
             n = max - b->len;
-        int rc = buf_add(b, PQgetvalue(r, i, col), n);
+        int rc = store_outbuf_add(b, PQgetvalue(r, i, col), n);
         if (rc != 0) {
             store_set_error("reading output: out of memory");
             return STORE_ERROR;
@@ -159,7 +135,7 @@ typedef struct window_args {
     int stream;
     uint64_t offset;
     size_t max;
-    outbuf b;
+    store_outbuf b;
     uint64_t *total;
 } window_args;
 
@@ -182,7 +158,7 @@ static store_rc read_window(pg_store *s, pg_conn *c, void *arg)
         return STORE_ERROR;
     rc = add_rows(r, 0, a->max, &a->b);
     PQclear(r);
-    if (rc == STORE_OK && !a->b.p && buf_add(&a->b, "", 0) != 0) {
+    if (rc == STORE_OK && !a->b.p && store_outbuf_add(&a->b, "", 0) != 0) {
         store_set_error("reading output: out of memory");
         rc = STORE_ERROR;
     }
@@ -240,7 +216,7 @@ typedef struct result_args {
     const char *id;
     uint64_t offset;
     size_t max;
-    outbuf b;
+    store_outbuf b;
     uint64_t total;
 } result_args;
 
@@ -301,7 +277,7 @@ store_rc pg_read_result(void *self, const char *id, uint64_t offset, size_t max,
         if (done >= max || a.b.len - before < step)
             break; /* all asked for, or the value's end */
     }
-    if (r == STORE_OK && !a.b.p && buf_add(&a.b, "", 0) != 0) {
+    if (r == STORE_OK && !a.b.p && store_outbuf_add(&a.b, "", 0) != 0) {
         store_set_error("reading a result: out of memory");
         r = STORE_ERROR;
     }

@@ -11,21 +11,8 @@
 #include "src/log.h"
 
 #define EVICT_BATCH 64
-#define MAX_SLACK (64u << 20)
 /* Below this much room (or a quarter of a small quota) the store counts as full. */
 #define PG_MIN_ROOM (1u << 20)
-
-uint64_t pg_text_bytes(const char *t)
-{
-    return t ? strlen(t) : 0;
-}
-
-static uint64_t slack(const pg_store *s)
-{
-    if (!s->quota_bytes)
-        return 1u << 20;
-    return s->quota_bytes / 16 < MAX_SLACK ? s->quota_bytes / 16 : MAX_SLACK;
-}
 
 static store_rc read_usage(pg_store *s, pg_conn *c, uint64_t *used, uint64_t *evictable)
 {
@@ -137,7 +124,7 @@ static store_rc evict_batch(pg_store *s, pg_conn *c, void *arg)
 
 bool pg_evict(pg_store *s, uint64_t want)
 {
-    want += slack(s);
+    want += store_eviction_slack(s->quota_bytes);
     uint64_t freed = 0, jobs[2] = {0, 0};
     char reason[1024];
     snprintf(reason, sizeof reason, "%s", store_error_text());

@@ -190,7 +190,6 @@ store_rc sq_status_of(sq_conn *c, const char *id, job_status *status);
  * wait rather than start and fail for want of room for their output. */
 #define SQ_MIN_ROOM (1u << 20)
 
-uint64_t sq_text_bytes(const char *t); /* strlen, 0 for NULL */
 /* Whether add more bytes may be stored: within the quota (when check_quota), and leaving
  * the disk the reserve's size free besides the reserve. STORE_OK, or STORE_NO_SPACE with
  * the reason recorded and *shortfall = what eviction would have to free. Caller holds

@@ -342,7 +342,7 @@ store_rc sq_insert_job(void *self, job *j, const char *digest, int64_t max_queue
     sq_store *s = self;
     /* What the quota counts of a queued job: its script and inputs. */
     uint64_t bytes =
-        sq_text_bytes(j->script) + sq_text_bytes(j->inputs_json ? j->inputs_json : "{}");
+        store_text_bytes(j->script) + store_text_bytes(j->inputs_json ? j->inputs_json : "{}");
     insert_args a = {j, digest, bytes, max_queued, existing};
     sq_write_plan plan = {SQ_ROOM_EVICT, 2, bytes};
     sq_lock(&s->writer);
@@ -496,7 +496,7 @@ static int bind_finish(sqlite3_stmt *st, const job *j, uint64_t bytes)
     BIND(sqlite3_bind_int(st, 13, j->stdout_truncated ? 1 : 0));
     BIND(sqlite3_bind_int(st, 14, j->stderr_truncated ? 1 : 0));
     BIND(sq_bind_u64(st, 15, bytes));
-    BIND(sq_bind_u64(st, 16, sq_text_bytes(j->result_json)));
+    BIND(sq_bind_u64(st, 16, store_text_bytes(j->result_json)));
     BIND(sq_bind_text(st, 17, j->install_json));
     return rc;
 }
@@ -538,8 +538,8 @@ store_rc sq_finish_job(void *self, const job *j)
 {
     sq_store *s = self;
     /* What the quota counts of the outcome: the result and the error's text. */
-    uint64_t bytes = sq_text_bytes(j->result_json) + sq_text_bytes(j->error_message) +
-                     sq_text_bytes(j->error_traceback);
+    uint64_t bytes = store_text_bytes(j->result_json) + store_text_bytes(j->error_message) +
+                     store_text_bytes(j->error_traceback);
     finish_args a = {j, bytes, false};
     sq_write_plan plan = {j->result_json ? SQ_ROOM_EVICT : SQ_ROOM_ESSENTIAL, 3, bytes};
     sq_lock(&s->writer);

@@ -130,33 +130,9 @@ store_rc sq_append_output(void *self, const char *id, int stream, const char *da
 
 /* ---- reading windows ---------------------------------------------------------------- */
 
-typedef struct outbuf {
-    char *p;
-    size_t len, cap;
-} outbuf;
-
-static int buf_add(outbuf *b, const void *data, size_t n)
-{
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 4096;
-        while (cap < b->len + n + 1)
-            cap *= 2;
-        char *p = realloc(b->p, cap);
-        if (!p)
-            return -1;
-        b->p = p;
-        b->cap = cap;
-    }
-    if (n)
-        memcpy(b->p + b->len, data, n);
-    b->len += n;
-    b->p[b->len] = '\0';
-    return 0;
-}
-
 /* Caller holds c->mu inside a read transaction. */
 static store_rc read_chunks(sq_conn *c, const char *id, int stream, uint64_t offset, size_t max,
-                            outbuf *b)
+                            store_outbuf *b)
 {
     sqlite3_stmt *st = SQ_STMT(c, OUTPUT_READ);
     if (!st)
@@ -183,7 +159,7 @@ static store_rc read_chunks(sq_conn *c, const char *id, int stream, uint64_t off
         size_t take = (size_t)(n - skip);
         if (max && take > max - b->len)
             take = max - b->len;
-        if (buf_add(b, data + skip, take) != 0) {
+        if (store_outbuf_add(b, data + skip, take) != 0) {
             store_set_error("reading output: out of memory");
             r = STORE_ERROR;
             break;
@@ -200,7 +176,7 @@ typedef struct window_args {
     int stream;
     uint64_t offset;
     size_t max;
-    outbuf b;
+    store_outbuf b;
 } window_args;
 
 /* One snapshot for "does the job exist" and its chunks. */
@@ -211,7 +187,7 @@ static store_rc read_window(sq_conn *c, void *arg)
     store_rc r = sq_status_of(c, a->id, &cur);
     if (r == STORE_OK)
         r = read_chunks(c, a->id, a->stream, a->offset, a->max, &a->b);
-    if (r == STORE_OK && !a->b.p && buf_add(&a->b, "", 0) != 0) {
+    if (r == STORE_OK && !a->b.p && store_outbuf_add(&a->b, "", 0) != 0) {
         store_set_error("reading output: out of memory");
         r = STORE_ERROR;
     }

@@ -12,7 +12,6 @@
 #include "src/log.h"
 
 #define EVICT_BATCH 64          /* jobs evicted per transaction */
-#define MAX_SLACK (64u << 20)
 
 /* The storage totals, kept by the triggers of migration 004. */
 #define SQL_STORAGE_USED "SELECT used_bytes, evictable_bytes FROM storage_usage WHERE id = 1"
@@ -37,20 +36,6 @@
     " AND status IN " FINAL_STATUSES ")"
 #define SQL_DELETE_OLD_JOBS                                                                 \
     "DELETE FROM jobs WHERE finished_at_ms < ?1 AND status IN " FINAL_STATUSES
-
-uint64_t sq_text_bytes(const char *t)
-{
-    return t ? strlen(t) : 0;
-}
-
-/* What eviction frees beyond the shortfall, so that the next requests do not each evict
- * again: a sixteenth of the quota (at most 64 MiB), or 1 MiB without one. */
-static uint64_t slack(const sq_store *s)
-{
-    if (!s->quota_bytes)
-        return 1u << 20;
-    return s->quota_bytes / 16 < MAX_SLACK ? s->quota_bytes / 16 : MAX_SLACK;
-}
 
 /* The one-row totals: what the jobs hold, and what of it eviction could free (the output
  * and results of finished jobs). Caller holds c->mu. */
@@ -297,7 +282,7 @@ bool sq_make_room(sq_store *s, uint64_t want, bool essential)
     if (used_locked(&s->writer, &used, &evictable) != STORE_OK)
         evictable = 0;
     if ((essential || evictable >= want) && evictable > 0 &&
-        evict_locked(s, want + slack(s)) > 0)
+        evict_locked(s, want + store_eviction_slack(s->quota_bytes)) > 0)
         return true;
     return essential && sq_use_reserve(s);
 }
