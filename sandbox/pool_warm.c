@@ -84,12 +84,26 @@ static pid_t pidfd_pid(int pidfd)
     return pid > 1 ? (pid_t)pid : -1;
 }
 
+/* Init's pidfd turns readable only once init has exited, and a PID namespace's init
+ * finishes exiting only after the kernel has killed and reaped every other process of the
+ * namespace: from then on the sandbox's cgroup is empty. Removing an empty cgroup needs no
+ * freeze/kill/thaw round trip, which on cgroup v1 switches a kernel static key on and off
+ * (code patched on every CPU: most of executord's own CPU per pool job on a VM, bench/
+ * results/2026-12-06-teardown-freezer.md). Past the bound the removal freezes and kills
+ * whatever is still listed, as before. */
+static void wait_for_init_exit(int pidfd)
+{
+    if (pidfd >= 0 && pool_wait_readable(pidfd, POOL_EXIT_WAIT_MS) < 0)
+        fprintf(stderr, "executord: pool: waiting for a warm sandbox to exit: %s\n", strerror(errno));
+}
+
 void pool_warm_destroy(pool_warm *w)
 {
     if (!w)
         return;
     if (w->pidfd >= 0 && syscall(SYS_pidfd_send_signal, w->pidfd, SIGKILL, NULL, 0) != 0 && errno != ESRCH)
         fprintf(stderr, "executord: pool: kill warm sandbox: %s\n", strerror(errno));
+    wait_for_init_exit(w->pidfd);
     char err[512];
     if (w->cg && sandbox_cgroup_job_destroy(w->cg, err, sizeof err) != 0)
         fprintf(stderr, "executord: pool: removing cgroup: %s\n", err);

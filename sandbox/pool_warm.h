@@ -14,6 +14,7 @@
 #include "sandbox/pool_zygote.h"
 
 enum { POOL_READY_TIMEOUT_MS = 5000 }; /* a warm sandbox not ready by then: zygote wedged */
+enum { POOL_EXIT_WAIT_MS = 1000 };    /* a killed sandbox's exit, before its cgroup goes */
 
 struct pool_warm {
     pool_zygote *z;           /* NULL once its slot was released */
